@@ -1,0 +1,33 @@
+# Two commands for a new user: `make demo` and `make test`. Both create .venv and install on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The stamp is rebuilt whenever the declared dependencies or the pins change.
+STAMP := $(VENV)/.installed
+# Never reach a model hub from the demo or the tests: fail fast instead of retrying for a minute.
+export HF_HUB_OFFLINE := 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: install demo test test-all clean-cache
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24"
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $@
+
+demo: $(STAMP)
+	$(PY) scripts/data_summary.py
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+# Includes tests marked `slow` (longer CPU runs kept out of CI).
+test-all: $(STAMP)
+	$(PY) -m pytest -m ''
+
+clean-cache:
+	rm -rf .cache

@@ -1,0 +1,29 @@
+"""The data layer both packages share: RAF-DB, image folders, the embedded synthetic faces,
+the uint8 tensor cache and provenance (real vs generated) per sample."""
+
+from . import config as _config  # noqa: F401  (registers the ${project_root:} resolver)
+from .classes import RAFDB_CLASSES, RAFDB_OFFICIAL_COUNTS
+from .data import DATASETS, FaceData, list_source, load_faces, resolve_image_size
+from .errors import DatasetError, SyntheticLeakError
+from .split import FaceSplit, require_real, stratified_split
+from .summary import GroupThresholds, class_groups, imbalance_ratio
+from .torchdata import FaceTensorDataset
+
+__all__ = [
+    "DATASETS",
+    "RAFDB_CLASSES",
+    "RAFDB_OFFICIAL_COUNTS",
+    "DatasetError",
+    "FaceData",
+    "FaceSplit",
+    "FaceTensorDataset",
+    "GroupThresholds",
+    "SyntheticLeakError",
+    "class_groups",
+    "imbalance_ratio",
+    "list_source",
+    "load_faces",
+    "require_real",
+    "resolve_image_size",
+    "stratified_split",
+]

@@ -1,0 +1,162 @@
+"""Decode each image once into a uint8 tensor cache on disk.
+
+A cache file is keyed by dataset, split, image size and a fingerprint of the source files
+(relative path, label, byte size, modification time, plus extras such as the label file),
+so editing, adding or relabelling a source image invalidates it. Epochs never touch JPEGs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from .errors import DatasetError
+from .listing import ImageRecord, SourceListing
+from .split import FaceSplit
+
+log = logging.getLogger(__name__)
+
+# Bump when decoding changes (resize filter, crop rule) so old caches are not reused.
+CACHE_FORMAT = 1
+
+
+def fingerprint_records(records: Sequence[ImageRecord], *, class_names: Sequence[str], extra: str = "") -> str:
+    digest = hashlib.sha256(f"format={CACHE_FORMAT}\nclasses={','.join(class_names)}\nextra={extra}\n".encode())
+    for record in records:
+        stat = record.path.stat()
+        digest.update(f"{record.sample_id}\t{record.label}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def decode_image(path: Path, *, size: int) -> np.ndarray:
+    """RGB uint8 [size, size, 3]: centre-crop to square (aligned faces already are), then resize.
+
+    Truncated files raise instead of being padded with grey, which PIL would otherwise do
+    only when LOAD_TRUNCATED_IMAGES is set; we never set it.
+    """
+    with Image.open(path) as image:
+        image.load()
+        image = image.convert("RGB")
+    width, height = image.size
+    if width != height:
+        side = min(width, height)
+        left, top = (width - side) // 2, (height - side) // 2
+        image = image.crop((left, top, left + side, top + side))
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def _try_decode(path: Path, size: int) -> np.ndarray | str:
+    try:
+        return decode_image(path, size=size)
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
+        return f"{type(error).__name__}: {error}"
+
+
+def cache_file(*, cache_dir: Path, listing: SourceListing, split: str, image_size: int, fingerprint: str) -> Path:
+    # The root's hash keeps two copies of a dataset (or two synthetic presets) apart.
+    root_key = hashlib.sha256(str(listing.root.resolve()).encode()).hexdigest()[:8]
+    return Path(cache_dir) / f"{listing.dataset}-{root_key}" / f"{split}-{image_size}px-{fingerprint[:16]}.pt"
+
+
+def load_split(
+    listing: SourceListing,
+    split: str,
+    *,
+    image_size: int,
+    cache_dir: Path | str,
+    skip_unreadable: bool = False,
+    num_workers: int | None = None,
+) -> FaceSplit:
+    """The decoded split from the cache, decoding (once) and caching it when needed."""
+    records = listing.records(split)
+    fingerprint = fingerprint_records(records, class_names=listing.class_names, extra=listing.extra_fingerprint)
+    path = cache_file(cache_dir=Path(cache_dir), listing=listing, split=split, image_size=image_size, fingerprint=fingerprint)
+    cached = _read_cache(path, fingerprint=fingerprint)
+    if cached is None:
+        cached = _decode_records(records, image_size=image_size, skip_unreadable=skip_unreadable, num_workers=num_workers)
+        cached["fingerprint"] = fingerprint
+        _write_atomic(path, cached)
+        _remove_stale(path)
+        log.info("decoded %d %s images of %s into %s", len(cached["sample_ids"]), split, listing.dataset, path)
+    if cached["skipped"]:
+        log.warning("%s/%s: skipped %d unreadable image(s) (data.skip_unreadable=true)", listing.dataset, split, len(cached["skipped"]))
+    return FaceSplit(
+        name=split,
+        images=cached["images"],
+        labels=cached["labels"],
+        is_synthetic=torch.zeros(len(cached["labels"]), dtype=torch.bool),
+        sample_ids=tuple(cached["sample_ids"]),
+        class_names=listing.class_names,
+        fingerprint=fingerprint,
+        skipped=tuple(cached["skipped"]),
+    )
+
+
+def _decode_records(
+    records: Sequence[ImageRecord], *, image_size: int, skip_unreadable: bool, num_workers: int | None
+) -> dict:
+    # PIL releases the GIL while decoding and resizing, so threads scale without the
+    # start-up cost and fork hazards of worker processes.
+    workers = num_workers or min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(lambda r: _try_decode(r.path, image_size), records, chunksize=64))
+    failures = [(record, result) for record, result in zip(records, results) if isinstance(result, str)]
+    if failures and not skip_unreadable:
+        shown = "\n  ".join(f"{record.path}: {message}" for record, message in failures[:10])
+        raise DatasetError(
+            f"{len(failures)} of {len(records)} image(s) could not be read (truncated or not an image):\n  {shown}\n"
+            "Fix or remove them, or set data.skip_unreadable=true to skip them (the count is reported)."
+        )
+    kept = [(record, result) for record, result in zip(records, results) if not isinstance(result, str)]
+    if kept:
+        images = torch.from_numpy(np.stack([array for _, array in kept])).permute(0, 3, 1, 2).contiguous()
+    else:
+        images = torch.zeros((0, 3, image_size, image_size), dtype=torch.uint8)
+    return {
+        "format": CACHE_FORMAT,
+        "images": images,
+        "labels": torch.tensor([record.label for record, _ in kept], dtype=torch.long),
+        "sample_ids": [record.sample_id for record, _ in kept],
+        "skipped": [record.sample_id for record, _ in failures],
+    }
+
+
+def _read_cache(path: Path, *, fingerprint: str) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a cache is disposable: rebuild rather than fail
+        log.warning("ignoring unreadable cache %s (%s); decoding again", path, error)
+        return None
+    if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT or data.get("fingerprint") != fingerprint:
+        return None
+    return data
+
+
+def _write_atomic(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(data, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _remove_stale(current: Path) -> None:
+    """Drop caches of the same dataset/split/size whose fingerprint no longer matches."""
+    prefix = current.name.rsplit("-", 1)[0] + "-"
+    for other in current.parent.glob(f"{prefix}*.pt"):
+        if other != current:
+            other.unlink(missing_ok=True)

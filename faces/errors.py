@@ -1,0 +1,16 @@
+"""Errors raised by the data layer.
+
+Every message names the offending path, line or value and what was expected, because the
+most common support request for FER codebases is "couldn't find any class folder" with no
+hint of what the loader looked for.
+"""
+
+from __future__ import annotations
+
+
+class DatasetError(ValueError):
+    """A dataset on disk (or its configuration) is not what the loader expects."""
+
+
+class SyntheticLeakError(RuntimeError):
+    """A generated (VAE-GAN) sample reached a split that must be 100% real (val or test)."""

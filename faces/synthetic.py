@@ -1,0 +1,154 @@
+"""The embedded default dataset: procedurally rendered expression faces with RAF-DB's long tail.
+
+RAF-DB needs a licence, so the demo and tests use faces drawn by `synthetic_render` in
+RAF-DB's 7 classes and train/test proportions. They are written once as PNGs in the
+image-folder layout (`train/<Class>/*.png`, `test/<Class>/*.png`) and then flow through
+the same listing, decoding and caching path as any real dataset. In the evaluation
+protocol they play the part of *real* data; only VAE-GAN samples are `is_synthetic`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .classes import RAFDB_CLASSES, RAFDB_OFFICIAL_COUNTS
+from .errors import DatasetError
+from .folder import list_image_folder
+from .listing import SourceListing
+from .synthetic_render import EXPRESSIONS, render_face
+
+log = logging.getLogger(__name__)
+
+# Bump when the renderer changes so previously generated folders are regenerated.
+GENERATOR_VERSION = 1
+META_FILE = "meta.json"
+_SPLIT_CODES = {"train": 0, "test": 1}
+assert EXPRESSIONS == RAFDB_CLASSES
+
+
+@dataclass(frozen=True)
+class SyntheticPreset:
+    name: str
+    image_size: int
+    train_total: int
+    test_total: int
+
+
+PRESETS: dict[str, SyntheticPreset] = {
+    # Unit tests: seconds to render, still every class present in both splits.
+    "tiny": SyntheticPreset(name="tiny", image_size=32, train_total=280, test_total=140),
+    # Demo and CPU experiments.
+    "small": SyntheticPreset(name="small", image_size=64, train_total=2000, test_total=700),
+    # RAF-DB's exact counts and resolution, for GPU benchmarks.
+    "full": SyntheticPreset(name="full", image_size=100, train_total=12271, test_total=3068),
+}
+
+
+def scaled_counts(counts: tuple[int, ...], *, total: int, minimum: int = 2) -> tuple[int, ...]:
+    """Scale class counts to `total` keeping proportions (largest remainder), each >= `minimum`.
+
+    With total equal to sum(counts) this is the identity, so `full` has RAF-DB's exact counts.
+    """
+    grand = sum(counts)
+    raw = [c * total / grand for c in counts]
+    floors = [max(minimum, int(r)) for r in raw]
+    order = sorted(range(len(counts)), key=lambda i: raw[i] - int(raw[i]), reverse=True)
+    for i in order[: max(0, total - sum(floors))]:
+        floors[i] += 1
+    return tuple(floors)
+
+
+def preset_counts(preset: SyntheticPreset) -> dict[str, tuple[int, ...]]:
+    return {
+        "train": scaled_counts(RAFDB_OFFICIAL_COUNTS["train"], total=preset.train_total),
+        "test": scaled_counts(RAFDB_OFFICIAL_COUNTS["test"], total=preset.test_total),
+    }
+
+
+def get_preset(name: str) -> SyntheticPreset:
+    if name not in PRESETS:
+        raise DatasetError(f"data.preset={name!r} is not a synthetic-faces preset; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]
+
+
+def render_sample(*, split: str, index: int, label: int, seed: int, image_size: int) -> np.ndarray:
+    """The image for one (split, index): its own RNG stream, so order and workers don't matter."""
+    rng = np.random.default_rng([seed, _SPLIT_CODES[split], index])
+    return render_face(label=label, rng=rng, size=image_size)
+
+
+def _render_chunk(tasks: list[tuple[str, int, int, int, int, str]]) -> None:
+    for split, index, label, seed, image_size, out_path in tasks:
+        image = render_sample(split=split, index=index, label=label, seed=seed, image_size=image_size)
+        Image.fromarray(image).save(out_path, format="PNG")
+
+
+def ensure_synthetic_faces(
+    *, root: Path | str, preset: str, seed: int, image_size: int | None = None, num_workers: int | None = None
+) -> Path:
+    """Render the preset into `root/<preset>-<size>px-seed<seed>` once; return that folder."""
+    spec = get_preset(preset)
+    size = int(image_size or spec.image_size)
+    counts = preset_counts(spec)
+    target = Path(root).expanduser() / f"{spec.name}-{size}px-seed{seed}"
+    meta = {"generator_version": GENERATOR_VERSION, "preset": asdict(spec), "seed": seed, "image_size": size,
+            "counts": {k: list(v) for k, v in counts.items()}, "classes": list(RAFDB_CLASSES)}
+    meta_path = target / META_FILE
+    if meta_path.is_file():
+        if json.loads(meta_path.read_text()) == meta:
+            return target
+        log.info("synthetic faces in %s are from another generator version; rendering again", target)
+    elif target.exists() and any(target.iterdir()):
+        raise DatasetError(f"{target} exists but is not a synthetic-faces folder (no {META_FILE}); refusing to overwrite it")
+
+    tasks = []
+    for split, split_counts in counts.items():
+        index = 0
+        for label, count in enumerate(split_counts):
+            for _ in range(count):
+                name = f"{split}_{index:05d}.png"
+                tasks.append((split, index, label, seed, size, f"{RAFDB_CLASSES[label]}/{name}"))
+                index += 1
+
+    # Render into a sibling temp folder and rename at the end: an interrupted run never
+    # leaves a half-written dataset that looks complete.
+    staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    for split in counts:
+        for name in RAFDB_CLASSES:
+            (staging / split / name).mkdir(parents=True)
+    jobs = [(s, i, lab, sd, sz, str(staging / s / rel)) for s, i, lab, sd, sz, rel in tasks]
+    workers = min(num_workers or os.cpu_count() or 1, 16)
+    log.info("rendering %d synthetic faces (%s preset, %dpx, seed %d) into %s", len(jobs), spec.name, size, seed, target)
+    try:
+        if workers > 1 and len(jobs) >= 4000:
+            chunks = [jobs[i : i + 256] for i in range(0, len(jobs), 256)]
+            # spawn, not fork: the parent may hold torch/OpenMP threads.
+            with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                list(pool.map(_render_chunk, chunks))
+        else:
+            _render_chunk(jobs)
+        (staging / META_FILE).write_text(json.dumps(meta, indent=2))
+        if target.exists():
+            shutil.rmtree(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def list_synthetic_faces(*, root: Path | str, preset: str, seed: int, image_size: int | None = None,
+                         num_workers: int | None = None) -> SourceListing:
+    folder = ensure_synthetic_faces(root=root, preset=preset, seed=seed, image_size=image_size, num_workers=num_workers)
+    return list_image_folder(folder, class_names=RAFDB_CLASSES, dataset=f"synthetic-{preset}", layout="synthetic-faces")

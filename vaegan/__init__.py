@@ -1,0 +1,1 @@
+"""VAE-GAN: encoder, class-conditional decoder, projection discriminator, latent augmentation (issues 3-4)."""
