@@ -5,6 +5,7 @@ from . import config as _config  # noqa: F401  (registers the ${project_root:} r
 from .classes import RAFDB_CLASSES, RAFDB_OFFICIAL_COUNTS
 from .data import DATASETS, FaceData, list_source, load_faces, resolve_image_size
 from .errors import DatasetError, SyntheticLeakError
+from .generated import MANIFEST_FILE, list_generated, load_generated, manifest_fingerprint
 from .split import FaceSplit, require_real, stratified_split
 from .summary import GroupThresholds, class_groups, imbalance_ratio
 from .torchdata import FaceTensorDataset
@@ -18,11 +19,15 @@ __all__ = [
     "FaceSplit",
     "FaceTensorDataset",
     "GroupThresholds",
+    "MANIFEST_FILE",
     "SyntheticLeakError",
     "class_groups",
     "imbalance_ratio",
+    "list_generated",
     "list_source",
+    "load_generated",
     "load_faces",
+    "manifest_fingerprint",
     "require_real",
     "resolve_image_size",
     "stratified_split",

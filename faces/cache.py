@@ -94,7 +94,7 @@ def load_split(
         name=split,
         images=cached["images"],
         labels=cached["labels"],
-        is_synthetic=torch.zeros(len(cached["labels"]), dtype=torch.bool),
+        is_synthetic=torch.full((len(cached["labels"]),), listing.is_synthetic, dtype=torch.bool),
         sample_ids=tuple(cached["sample_ids"]),
         class_names=listing.class_names,
         fingerprint=fingerprint,

@@ -40,6 +40,8 @@ class SourceListing:
     # identify the source beyond its files (e.g. the label file), for the cache fingerprint.
     ignored: list[Path] = field(default_factory=list)
     extra_fingerprint: str = ""
+    # True for VAE-GAN output: every decoded sample is tagged and kept out of val/test.
+    is_synthetic: bool = False
 
     def records(self, split: str) -> list[ImageRecord]:
         if split not in self.splits:

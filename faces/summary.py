@@ -125,3 +125,34 @@ def format_summary(summary: dict) -> str:
     if skipped or summary["ignored_non_images"]:
         lines.append(f"skipped unreadable images: {skipped}; ignored non-image files: {summary['ignored_non_images']}")
     return "\n".join(lines)
+
+
+def plot_class_samples(split, *, path: Path, per_class: int = 10, seed: int = 0, scale: int = 2) -> Path:
+    """A grid with one row per class (label on the left) of random images from `split` (a FaceSplit)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    rows = len(split.class_names)
+    size = split.image_size
+    fig, axes = plt.subplots(rows, 1, figsize=(per_class * size * scale / 100 + 1.4, rows * size * scale / 100 + 0.2), dpi=100)
+    for label, ax in enumerate(axes if rows > 1 else [axes]):
+        members = (split.labels == label).nonzero().flatten()
+        chosen = members[torch.randperm(len(members), generator=generator)[:per_class]]
+        strip = torch.zeros((3, size, size * per_class), dtype=torch.uint8)
+        for slot, index in enumerate(chosen.tolist()):
+            strip[:, :, slot * size : (slot + 1) * size] = split.images[index]
+        ax.imshow(strip.permute(1, 2, 0).numpy(), interpolation="nearest")
+        ax.set_yticks([])
+        ax.set_xticks([])
+        ax.set_ylabel(f"{split.class_names[label]}\n({len(members)})", rotation=0, ha="right", va="center", fontsize=9)
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+    fig.subplots_adjust(left=0.09, right=0.99, top=0.99, bottom=0.01, hspace=0.05)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

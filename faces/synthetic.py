@@ -9,6 +9,7 @@ protocol they play the part of *real* data; only VAE-GAN samples are `is_synthet
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import multiprocessing
@@ -29,8 +30,10 @@ from .synthetic_render import EXPRESSIONS, render_face
 
 log = logging.getLogger(__name__)
 
-# Bump when the renderer changes so previously generated folders are regenerated.
+# Bump when the renderer changes so previously generated folders are regenerated (the
+# renderer's source hash in meta.json catches edits that forget to).
 GENERATOR_VERSION = 1
+_RENDERER_SHA = hashlib.sha256(Path(render_face.__code__.co_filename).read_bytes()).hexdigest()[:16]
 META_FILE = "meta.json"
 _SPLIT_CODES = {"train": 0, "test": 1}
 assert EXPRESSIONS == RAFDB_CLASSES
@@ -65,6 +68,9 @@ def scaled_counts(counts: tuple[int, ...], *, total: int, minimum: int = 2) -> t
     order = sorted(range(len(counts)), key=lambda i: raw[i] - int(raw[i]), reverse=True)
     for i in order[: max(0, total - sum(floors))]:
         floors[i] += 1
+    # Raising tiny classes to `minimum` can overshoot: pay it back from the largest class.
+    while sum(floors) > total:
+        floors[floors.index(max(floors))] -= 1
     return tuple(floors)
 
 
@@ -101,7 +107,7 @@ def ensure_synthetic_faces(
     size = int(image_size or spec.image_size)
     counts = preset_counts(spec)
     target = Path(root).expanduser() / f"{spec.name}-{size}px-seed{seed}"
-    meta = {"generator_version": GENERATOR_VERSION, "preset": asdict(spec), "seed": seed, "image_size": size,
+    meta = {"generator_version": GENERATOR_VERSION, "renderer_sha256": _RENDERER_SHA, "preset": asdict(spec), "seed": seed, "image_size": size,
             "counts": {k: list(v) for k, v in counts.items()}, "classes": list(RAFDB_CLASSES)}
     meta_path = target / META_FILE
     if meta_path.is_file():

@@ -4,7 +4,7 @@
     python scripts/data_summary.py data=rafdb data.root=/path/to/RAF-DB/basic
     python scripts/data_summary.py data=folder data.root=/path/to/fer2013 data.image_size=48
 
-Writes class_counts.png and summary.json into the run folder (outputs/data_summary/<time>/).
+Writes class_counts.png, train_samples.png (a row of images per class) and summary.json into the run folder (outputs/data_summary/<time>/).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 import faces
-from faces.summary import GroupThresholds, format_summary, plot_class_counts, summarize_dataset
+from faces.summary import GroupThresholds, format_summary, plot_class_counts, plot_class_samples, summarize_dataset
 
 log = logging.getLogger("data_summary")
 
@@ -35,9 +35,10 @@ def main(cfg: DictConfig) -> None:
         title=f"{summary['dataset']}: images per class (imbalance {summary['imbalance_ratio']:.1f}:1)",
         path=out / "class_counts.png",
     )
+    samples = plot_class_samples(data.train, path=out / "train_samples.png", per_class=cfg.samples_per_class)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(format_summary(summary))
-    print(f"chart: {chart}\nsummary: {out / 'summary.json'}")
+    print(f"chart: {chart}\nsamples: {samples}\nsummary: {out / 'summary.json'}")
 
 
 if __name__ == "__main__":

