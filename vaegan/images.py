@@ -1,0 +1,32 @@
+"""Pixel conventions: the data layer hands out uint8 [N, 3, H, W]; the VAE-GAN works in float [-1, 1]."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def to_model_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float32 [-1, 1] (the range of the decoder's tanh)."""
+    if images.dtype != torch.uint8:
+        raise TypeError(f"to_model_range expects uint8 images, got {images.dtype}")
+    return images.float().div_(127.5).sub_(1.0)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] -> uint8 [0, 255], clamped and rounded (not truncated, which would darken by 0.5 on average)."""
+    return images.detach().float().add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def resize_uint8(images: torch.Tensor, *, size: int, batch_size: int = 1024) -> torch.Tensor:
+    """Resize uint8 [N, 3, H, W] to size x size on tensors (antialiased bilinear), in chunks to bound memory."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    chunks = []
+    for start in range(0, images.shape[0], batch_size):
+        chunk = images[start : start + batch_size].float()
+        chunk = F.interpolate(chunk, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        chunks.append(chunk.round_().clamp_(0, 255).to(torch.uint8))
+    if not chunks:
+        return images.new_zeros((0, images.shape[1], size, size))
+    return torch.cat(chunks)

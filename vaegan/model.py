@@ -1,0 +1,237 @@
+"""Class-conditional VAE-GAN (Larsen et al. 2016) with a projection discriminator (Miyato & Koyama 2018).
+
+Shapes read as einops patterns: images `b c h w` in [-1, 1], latents `b d`, labels `b`.
+The three parts are separate modules because they have separate optimizers and separate
+loss terms (see `vaegan.module`): the encoder learns from KL + reconstruction only, the
+decoder from reconstruction + adversarial terms, the discriminator from the hinge loss.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from einops import rearrange
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+RESOLUTIONS = (32, 64, 128)
+LATENT_DIMS = (32, 64, 128, 256, 512)
+# Everything that shapes the weights; a checkpoint must agree on all of these to load.
+ARCHITECTURE_KEYS = ("resolution", "latent_dim", "num_classes", "base_channels", "max_channels", "embed_dim")
+# Encoder log-variance is clamped: exp(logvar) of an untrained or diverging encoder would
+# otherwise overflow to Inf and poison the KL term (a classic VAE-GAN NaN source).
+LOGVAR_RANGE = (-12.0, 8.0)
+
+
+def _check_choice(name: str, value: object, choices: tuple[int, ...]) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value not in choices:
+        raise ValueError(f"{name}={value!r} is not supported; choose one of {list(choices)}")
+    return value
+
+
+def _channels(*, base_channels: int, max_channels: int, levels: int) -> list[int]:
+    """Channel width per level, from full resolution (level 0) down to 4x4 (level `levels`)."""
+    return [min(max_channels, base_channels * 2**level) for level in range(levels + 1)]
+
+
+def _num_downsamplings(resolution: int) -> int:
+    return int(math.log2(resolution // 4))
+
+
+class Encoder(nn.Module):
+    """q(z | x, y): strided convs down to 4x4, then a linear head for mean and log-variance.
+
+    The label enters after the convolutions (concatenated to the flattened features), so the
+    latent code need not carry the expression: the decoder gets it from the label instead,
+    which is what lets a perturbed code of a minority face stay in its class.
+    """
+
+    def __init__(
+        self, *, resolution: int, latent_dim: int, num_classes: int, base_channels: int, max_channels: int, embed_dim: int
+    ) -> None:
+        super().__init__()
+        levels = _num_downsamplings(resolution)
+        widths = _channels(base_channels=base_channels, max_channels=max_channels, levels=levels)
+        layers: list[nn.Module] = [nn.Conv2d(3, widths[0], 3, padding=1), nn.LeakyReLU(0.2, inplace=True)]
+        for level in range(levels):
+            layers += [
+                nn.Conv2d(widths[level], widths[level + 1], 4, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(widths[level + 1]),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
+        self.features = nn.Sequential(*layers)
+        self.label_embedding = nn.Embedding(num_classes, embed_dim)
+        self.head = nn.Linear(widths[-1] * 16 + embed_dim, 2 * latent_dim)
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = rearrange(self.features(images), "b c h w -> b (c h w)")
+        h = torch.cat([h, self.label_embedding(labels).to(h.dtype)], dim=1)
+        mu, logvar = rearrange(self.head(h), "b (two d) -> two b d", two=2)
+        return mu, logvar.clamp(*LOGVAR_RANGE)
+
+
+class ConditionalUpBlock(nn.Module):
+    """Nearest upsample + 3x3 conv + batch norm whose scale and shift come from the label (FiLM).
+
+    Conditioning every scale, not only the input, keeps the label from being ignored when
+    the latent code is informative (the decoder cannot route around it at the fine scales
+    where mouth and brow shape live).
+    """
+
+    def __init__(self, *, in_channels: int, out_channels: int, embed_dim: int) -> None:
+        super().__init__()
+        self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
+        self.norm = nn.BatchNorm2d(out_channels, affine=False)
+        self.film = nn.Linear(embed_dim, 2 * out_channels)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, h: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        h = self.norm(self.conv(self.upsample(h)))
+        gamma, beta = rearrange(self.film(embedding).to(h.dtype), "b (two c) -> two b c 1 1", two=2)
+        return self.act(h * (1 + gamma) + beta)
+
+
+class Decoder(nn.Module):
+    """p(x | z, y): [z, embed(y)] -> 4x4 map -> label-modulated upsampling blocks -> tanh image."""
+
+    def __init__(
+        self, *, resolution: int, latent_dim: int, num_classes: int, base_channels: int, max_channels: int, embed_dim: int
+    ) -> None:
+        super().__init__()
+        levels = _num_downsamplings(resolution)
+        widths = _channels(base_channels=base_channels, max_channels=max_channels, levels=levels)
+        self.label_embedding = nn.Embedding(num_classes, embed_dim)
+        self.stem = nn.Linear(latent_dim + embed_dim, widths[-1] * 16)
+        self.stem_norm = nn.BatchNorm2d(widths[-1])
+        self.blocks = nn.ModuleList(
+            ConditionalUpBlock(in_channels=widths[level + 1], out_channels=widths[level], embed_dim=embed_dim)
+            for level in reversed(range(levels))
+        )
+        self.to_rgb = nn.Conv2d(widths[0], 3, 3, padding=1)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        embedding = self.label_embedding(labels)
+        h = self.stem(torch.cat([z, embedding.to(z.dtype)], dim=1))
+        h = torch.relu(self.stem_norm(rearrange(h, "b (c h w) -> b c h w", h=4, w=4)))
+        for block in self.blocks:
+            h = block(h, embedding)
+        return torch.tanh(self.to_rgb(h))
+
+
+class ProjectionDiscriminator(nn.Module):
+    """D(x, y) = psi(phi(x)) + <embed(y), phi(x)>, spectrally normalised (Miyato et al. 2018).
+
+    `features(x)` exposes the penultimate block: Larsen's learned similarity metric compares
+    real and reconstructed images there instead of pixel by pixel.
+    """
+
+    def __init__(self, *, resolution: int, num_classes: int, base_channels: int, max_channels: int) -> None:
+        super().__init__()
+        levels = _num_downsamplings(resolution)
+        widths = _channels(base_channels=base_channels, max_channels=max_channels, levels=levels)
+        self.stem = nn.Sequential(spectral_norm(nn.Conv2d(3, widths[0], 3, padding=1)), nn.LeakyReLU(0.2))
+        self.blocks = nn.ModuleList(
+            nn.Sequential(
+                spectral_norm(nn.Conv2d(widths[level], widths[level + 1], 4, stride=2, padding=1)), nn.LeakyReLU(0.2)
+            )
+            for level in range(levels)
+        )
+        # The block whose output is the similarity feature: the one producing 8x8 maps.
+        self.feature_block = levels - 2
+        self.linear = spectral_norm(nn.Linear(widths[-1], 1))
+        self.class_projection = spectral_norm(nn.Embedding(num_classes, widths[-1]))
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        h = self.stem(images)
+        for block in self.blocks[: self.feature_block + 1]:
+            h = block(h)
+        return h
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor, *, return_features: bool = False):
+        features = self.features(images)
+        h = features
+        for block in self.blocks[self.feature_block + 1 :]:
+            h = block(h)
+        pooled = h.sum(dim=(2, 3))  # sum pooling, as in the projection discriminator paper
+        logits = self.linear(pooled).squeeze(1) + (self.class_projection(labels).to(pooled.dtype) * pooled).sum(dim=1)
+        return (logits, features) if return_features else logits
+
+
+class VAEGAN(nn.Module):
+    """Encoder, class-conditional decoder, projection discriminator and an EMA copy of the decoder.
+
+    `encode(images, labels)` uses the label (a conditional VAE); `decode(z, labels)` uses the
+    EMA decoder by default, which is what sampling and augmentation should see (smoother
+    than the raw weights after adversarial updates). `decode(..., ema=False)` is the trained copy.
+    """
+
+    def __init__(
+        self,
+        *,
+        resolution: int,
+        latent_dim: int,
+        num_classes: int,
+        base_channels: int = 64,
+        max_channels: int = 512,
+        embed_dim: int = 64,
+    ) -> None:
+        super().__init__()
+        _check_choice("resolution", resolution, RESOLUTIONS)
+        _check_choice("latent_dim", latent_dim, LATENT_DIMS)
+        for name, value in (("num_classes", num_classes), ("base_channels", base_channels),
+                            ("max_channels", max_channels), ("embed_dim", embed_dim)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r} must be a positive integer")
+        if max_channels < base_channels:
+            raise ValueError(f"max_channels={max_channels} must be >= base_channels={base_channels}")
+        self.resolution = resolution
+        self.latent_dim = latent_dim
+        self.num_classes = num_classes
+        self.architecture = dict(
+            resolution=resolution, latent_dim=latent_dim, num_classes=num_classes,
+            base_channels=base_channels, max_channels=max_channels, embed_dim=embed_dim,
+        )
+        shared = dict(resolution=resolution, num_classes=num_classes, base_channels=base_channels, max_channels=max_channels)
+        self.encoder = Encoder(latent_dim=latent_dim, embed_dim=embed_dim, **shared)
+        self.decoder = Decoder(latent_dim=latent_dim, embed_dim=embed_dim, **shared)
+        self.discriminator = ProjectionDiscriminator(**shared)
+        self.decoder_ema = copy.deepcopy(self.decoder).requires_grad_(False).eval()
+
+    def train(self, mode: bool = True) -> VAEGAN:
+        super().train(mode)
+        self.decoder_ema.eval()  # the EMA copy always decodes with its averaged batch-norm statistics
+        return self
+
+    def encode(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """images float [-1, 1] `b 3 R R`, labels `b` -> (mu, logvar), each `b latent_dim`."""
+        self._check_images(images)
+        return self.encoder(images, labels)
+
+    def decode(self, z: torch.Tensor, labels: torch.Tensor, *, ema: bool = True) -> torch.Tensor:
+        """z `b latent_dim`, labels `b` -> images float [-1, 1] `b 3 R R` (EMA decoder unless ema=False)."""
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"z must be [N, {self.latent_dim}], got {tuple(z.shape)}")
+        return (self.decoder_ema if ema else self.decoder)(z, labels)
+
+    @staticmethod
+    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, *, noise: torch.Tensor) -> torch.Tensor:
+        return mu + torch.exp(0.5 * logvar) * noise
+
+    @torch.no_grad()
+    def update_ema(self, *, decay: float) -> None:
+        for ema_param, param in zip(self.decoder_ema.parameters(), self.decoder.parameters()):
+            ema_param.lerp_(param.detach(), 1.0 - decay)
+        # Batch-norm running statistics are already averages: copy them.
+        for ema_buffer, buffer in zip(self.decoder_ema.buffers(), self.decoder.buffers()):
+            ema_buffer.copy_(buffer)
+
+    def _check_images(self, images: torch.Tensor) -> None:
+        if images.ndim != 4 or images.shape[1] != 3 or images.shape[-1] != self.resolution or images.shape[-2] != self.resolution:
+            raise ValueError(
+                f"images must be float [N, 3, {self.resolution}, {self.resolution}] in [-1, 1], got {tuple(images.shape)}"
+            )
+        if not images.is_floating_point():
+            raise TypeError(f"images must be float in [-1, 1] (use vaegan.images.to_model_range), got {images.dtype}")
