@@ -1,0 +1,1 @@
+"""Latent-perturbation augmentation: fill the long tail with VAE-GAN samples (scripts/augment.py)."""

@@ -1,0 +1,90 @@
+"""Latent perturbation strategies: how a new code is made from the codes of real minority images.
+
+Each strategy is one small registered unit, so an ablation row is one name. The semantic
+augmentation of Li et al. 2024 (arXiv 2411.17254) moves a real image's code within its
+class; `reconstruct` and `prior` are the controls that separate "the VAE-GAN's look"
+(reconstructions, no new variation) from "new variation anchored on real images" (prior
+samples ignore the real minority images altogether).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class LatentBatch:
+    """Codes of the source images for one batch of candidates (all of one class).
+
+    `mu`, `logvar`: the encoder's posterior for each candidate's source; `partner_mu`: the code
+    of a second real image of the same class (interpolation only). `noise` is standard normal
+    `b latent_dim`, `mix` uniform [0, 1) `b 1`; both are drawn by the caller from a seeded
+    generator so the result is reproducible.
+    """
+
+    mu: torch.Tensor
+    logvar: torch.Tensor
+    partner_mu: torch.Tensor
+    noise: torch.Tensor
+    mix: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    name: str
+    description: str
+    # How many real source images a candidate is made from (0: prior, 2: interpolation).
+    sources: int
+    default_strength: float
+    apply: Callable[[LatentBatch, float], torch.Tensor]
+
+
+def _gaussian(batch: LatentBatch, strength: float) -> torch.Tensor:
+    # A scaled draw from the image's own posterior: moves most along the directions the
+    # encoder is unsure about, which are the ones the decoder treats as free variation.
+    return batch.mu + strength * torch.exp(0.5 * batch.logvar) * batch.noise
+
+
+def _isotropic(batch: LatentBatch, strength: float) -> torch.Tensor:
+    return batch.mu + strength * batch.noise
+
+
+def _interpolate(batch: LatentBatch, strength: float) -> torch.Tensor:
+    # SMOTE in latent space: a point on the segment towards another real code of the class;
+    # strength caps how far along the segment (1 = anywhere up to the partner).
+    return batch.mu + min(strength, 1.0) * batch.mix * (batch.partner_mu - batch.mu)
+
+
+def _reconstruct(batch: LatentBatch, strength: float) -> torch.Tensor:
+    return batch.mu
+
+
+def _prior(batch: LatentBatch, strength: float) -> torch.Tensor:
+    # z ~ N(0, strength^2 I) decoded with the class label; strength is a temperature.
+    return strength * batch.noise
+
+
+PERTURBATIONS: dict[str, Perturbation] = {
+    p.name: p
+    for p in (
+        Perturbation(name="gaussian", description="z = mu + a*sigma*eps around one real image's code",
+                     sources=1, default_strength=1.0, apply=_gaussian),
+        Perturbation(name="isotropic", description="z = mu + a*eps around one real image's code",
+                     sources=1, default_strength=0.5, apply=_isotropic),
+        Perturbation(name="interpolate", description="z between the codes of two real images of the class (latent SMOTE)",
+                     sources=2, default_strength=1.0, apply=_interpolate),
+        Perturbation(name="reconstruct", description="z = mu: reconstructions only (control, a = 0)",
+                     sources=1, default_strength=0.0, apply=_reconstruct),
+        Perturbation(name="prior", description="z ~ N(0, a^2 I) with the class label (control, no real source)",
+                     sources=0, default_strength=1.0, apply=_prior),
+    )
+}
+
+
+def get_perturbation(name: str) -> Perturbation:
+    if name not in PERTURBATIONS:
+        raise ValueError(f"unknown perturbation strategy {name!r}; choose one of {sorted(PERTURBATIONS)}")
+    return PERTURBATIONS[name]

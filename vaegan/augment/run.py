@@ -1,0 +1,374 @@
+"""Fill each class up to its target with filtered VAE-GAN samples; resumable and reproducible.
+
+Determinism is organised around fixed candidate batches: candidate `k` of class `c` lives in
+batch `k // batch_size`, whose sources, noise and judge scores depend only on
+(seed, c, batch). Progress (the next undecided candidate per class) is committed after
+each batch's files are written, so a killed run re-run with the same command regenerates
+exactly what was not committed and ends byte-identical to an uninterrupted run; raising
+the target later continues from the same candidate as a single run would.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from einops import rearrange
+
+from faces import FaceSplit, MANIFEST_FILE
+
+from ..images import resize_uint8, to_model_range, to_uint8
+from .perturbations import LatentBatch, Perturbation
+from .preview import preview_grids
+from .writer import PngWriterPool, write_json_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+SETTINGS_FILE = "augment.json"
+PROGRESS_FILE = "progress.json"
+PREVIEW_DIR = "previews"
+MANIFEST_COLUMNS = (
+    "path", "class_name", "label", "strategy", "strength", "source_ids", "candidate", "seed",
+    "checkpoint_sha256", "judge_label", "judge_confidence", "source_distance",
+)
+REJECT_REASONS = ("wrong_class", "low_confidence", "near_duplicate")
+REJECTED_EARLIER = -2  # candidates of a resumed batch that an earlier run already decided on
+
+
+class AugmentError(ValueError):
+    """Bad arguments or an output folder that cannot be used as asked."""
+
+
+@dataclass(frozen=True)
+class AugmentSettings:
+    """Everything that decides which images come out; an OUT folder is only resumed with equal settings."""
+
+    checkpoint_sha256: str
+    strategy: str
+    strength: float
+    seed: int
+    batch_size: int
+    image_size: int
+    class_names: tuple[str, ...]
+    real_fingerprint: str
+    filter: bool
+    judge_sha256: str | None
+    min_confidence: float
+    min_source_distance: float
+
+
+@dataclass
+class ClassProgress:
+    # The next candidate index to decide on; mid-batch when a lower target stopped early, so
+    # topping up later continues exactly where a single run would have gone.
+    next_candidate: int = 0
+    attempted: int = 0
+    accepted: int = 0
+    rejected: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REJECT_REASONS, 0))
+
+
+@dataclass(frozen=True)
+class ClassReport:
+    class_name: str
+    real: int
+    target: int
+    generated: int
+    rejected: int
+    final: int
+    shortfall: int
+
+
+@dataclass(frozen=True)
+class AugmentReport:
+    out_dir: Path
+    classes: list[ClassReport]
+    written_this_run: int
+    seconds: float
+    previews: list[Path] = field(default_factory=list)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.written_this_run / self.seconds if self.seconds > 0 else 0.0
+
+    def table(self) -> str:
+        lines = [f"{'class':<12}{'real':>8}{'target':>8}{'generated':>11}{'rejected':>10}{'final':>8}"]
+        for r in self.classes:
+            short = f"  SHORT by {r.shortfall}" if r.shortfall else ""
+            lines.append(f"{r.class_name:<12}{r.real:>8}{r.target:>8}{r.generated:>11}{r.rejected:>10}{r.final:>8}{short}")
+        return "\n".join(lines)
+
+
+Judge = Callable[[torch.Tensor], torch.Tensor]  # uint8 [N, 3, H, W] -> class probabilities [N, C]
+
+
+def _batch_generator(*, seed: int, label: int, batch: int) -> torch.Generator:
+    # One independent stream per (seed, class, batch), on the CPU so draws do not depend on
+    # the device.
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, label, batch]).generate_state(1)[0]))
+
+
+def _source_order(*, n_sources: int, seed: int, label: int, epoch: int) -> torch.Tensor:
+    """A fresh permutation of the sources per pass, so every real image is used about equally."""
+    generator = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, label, 10**6 + epoch]).generate_state(1)[0]))
+    return torch.randperm(n_sources, generator=generator)
+
+
+def source_indices(*, candidates: Sequence[int], n_sources: int, seed: int, label: int) -> list[int]:
+    """Which source (0..n_sources-1) candidate k uses: pass k // n through a per-pass permutation."""
+    orders: dict[int, torch.Tensor] = {}
+    result = []
+    for k in candidates:
+        epoch = k // n_sources
+        if epoch not in orders:
+            orders[epoch] = _source_order(n_sources=n_sources, seed=seed, label=label, epoch=epoch)
+        result.append(int(orders[epoch][k % n_sources]))
+    return result
+
+
+def _prepare_out_dir(out_dir: Path, settings: AugmentSettings, *, overwrite: bool) -> None:
+    settings_path = out_dir / SETTINGS_FILE
+    stored = None
+    if settings_path.is_file():
+        import json
+
+        stored = json.loads(settings_path.read_text())
+        stored["class_names"] = tuple(stored["class_names"])
+    elif out_dir.exists() and any(p for p in out_dir.iterdir() if p.name != "judge"):
+        if not overwrite:
+            raise AugmentError(f"--out {out_dir} exists and is not an augmentation folder (no {SETTINGS_FILE}); "
+                               "choose another --out, or pass --overwrite to replace its contents")
+    if stored is not None and stored != asdict(settings):
+        differing = sorted(k for k in asdict(settings) if stored.get(k) != asdict(settings)[k])
+        if not overwrite:
+            raise AugmentError(
+                f"--out {out_dir} was made with different settings ({', '.join(f'{k}: {stored.get(k)!r} -> {asdict(settings)[k]!r}' for k in differing)}); "
+                "pass --overwrite to replace it, or choose another --out"
+            )
+    if overwrite and (stored is None or stored != asdict(settings)):
+        for child in out_dir.iterdir() if out_dir.exists() else []:
+            if child.name == "judge":
+                continue  # a judge trained on the same real data is still valid
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(settings_path, asdict(settings))
+
+
+def _load_progress(out_dir: Path, class_names: Sequence[str]) -> tuple[dict[str, ClassProgress], list[dict[str, Any]]]:
+    import json
+
+    path = out_dir / PROGRESS_FILE
+    progress = {name: ClassProgress() for name in class_names}
+    rows: list[dict[str, Any]] = []
+    if path.is_file():
+        data = json.loads(path.read_text())
+        rows = data["rows"]
+        for name, state in data["classes"].items():
+            progress[name] = ClassProgress(**state)
+    # The manifest may only list files that exist: a listed file that vanished is an error
+    # (regenerating it would silently change which candidates were accepted).
+    missing = [row["path"] for row in rows if not (out_dir / row["path"]).is_file()]
+    if missing:
+        raise AugmentError(f"{out_dir}: {len(missing)} listed image(s) are missing (e.g. {missing[0]}); rerun with --overwrite")
+    # Files written by a run killed before it committed their batch are orphans: remove them,
+    # the same batch is regenerated identically.
+    listed = {row["path"] for row in rows}
+    for name in class_names:
+        for path in (out_dir / name).glob("*") if (out_dir / name).is_dir() else []:
+            if path.relative_to(out_dir).as_posix() not in listed:
+                path.unlink()
+    return progress, rows
+
+
+def _commit(out_dir: Path, progress: dict[str, ClassProgress], rows: list[dict[str, Any]]) -> None:
+    """progress.json is the source of truth; manifest.csv is rewritten from it right after."""
+    write_json_atomic(out_dir / PROGRESS_FILE, {"classes": {k: asdict(v) for k, v in progress.items()}, "rows": rows})
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(out_dir / MANIFEST_FILE, buffer.getvalue())
+
+
+@torch.no_grad()
+def _encode_sources(model, images: torch.Tensor, labels: torch.Tensor, *, device: torch.device, batch_size: int):
+    mus, logvars = [], []
+    for start in range(0, len(images), batch_size):
+        x = to_model_range(resize_uint8(images[start : start + batch_size], size=model.resolution).to(device))
+        mu, logvar = model.encode(x, labels[start : start + batch_size].to(device))
+        mus.append(mu.float())
+        logvars.append(logvar.float())
+    return torch.cat(mus), torch.cat(logvars)
+
+
+def augment(
+    *,
+    model,
+    checkpoint_sha256: str,
+    fit: FaceSplit,
+    out_dir: Path,
+    targets: Sequence[int],
+    perturbation: Perturbation,
+    strength: float,
+    seed: int,
+    batch_size: int = 256,
+    judge: Judge | None = None,
+    judge_sha256: str | None = None,
+    min_confidence: float = 0.5,
+    min_source_distance: float = 0.02,
+    max_attempts_factor: float = 10.0,
+    device: torch.device | str = "cpu",
+    workers: int = 0,
+    overwrite: bool = False,
+    preview_sources: int = 4,
+    preview_variants: int = 8,
+) -> AugmentReport:
+    """Generate `targets[c] - real[c]` accepted images for every class below its target.
+
+    `fit` is the real train split *minus validation*: sources come only from images the
+    classifier trains on, so nothing of the validation images leaks into training data.
+    """
+    if fit.is_synthetic.any():
+        raise AugmentError("source images must be real; the split passed in contains generated samples")
+    if len(targets) != len(fit.class_names):
+        raise AugmentError(f"{len(targets)} targets for {len(fit.class_names)} classes")
+    device = torch.device(device)
+    model = model.to(device).eval()
+    settings = AugmentSettings(
+        checkpoint_sha256=checkpoint_sha256, strategy=perturbation.name, strength=float(strength), seed=int(seed),
+        batch_size=int(batch_size), image_size=fit.image_size, class_names=tuple(fit.class_names),
+        real_fingerprint=fit.fingerprint, filter=judge is not None, judge_sha256=judge_sha256,
+        min_confidence=float(min_confidence), min_source_distance=float(min_source_distance),
+    )
+    out_dir = Path(out_dir)
+    _prepare_out_dir(out_dir, settings, overwrite=overwrite)
+    progress, rows = _load_progress(out_dir, fit.class_names)
+    real_counts = fit.class_counts()
+    for label, name in enumerate(fit.class_names):
+        if progress[name].accepted > max(0, targets[label] - real_counts[label]):
+            raise AugmentError(
+                f"{out_dir} already holds {progress[name].accepted} {name} images, more than target {targets[label]} minus "
+                f"{real_counts[label]} real; pass --overwrite or choose another --out"
+            )
+
+    started = time.perf_counter()
+    written = 0
+    with PngWriterPool(workers=workers) as pool:
+        pending: tuple[list, dict, int] | None = None
+
+        def settle(pending_batch) -> None:
+            futures, snapshot, n_rows = pending_batch
+            for future in futures:
+                future.result()
+            _commit(out_dir, snapshot, rows[:n_rows])
+
+        for label, name in enumerate(fit.class_names):
+            state = progress[name]
+            need = targets[label] - real_counts[label] - state.accepted
+            if need <= 0:
+                continue
+            budget = int(np.ceil(max_attempts_factor * (targets[label] - real_counts[label])))
+            members = (fit.labels == label).nonzero().flatten()
+            source_images = fit.images[members]
+            if perturbation.sources and len(members) == 0:
+                raise AugmentError(f"class {name} has no real training images to perturb")
+            if perturbation.sources:
+                mu_all, logvar_all = _encode_sources(model, source_images, fit.labels[members], device=device, batch_size=batch_size)
+            (out_dir / name).mkdir(exist_ok=True)
+            while need > 0 and state.attempted < budget:
+                b, start = divmod(state.next_candidate, batch_size)
+                candidates = list(range(b * batch_size, (b + 1) * batch_size))
+                generator = _batch_generator(seed=seed, label=label, batch=b)
+                noise = torch.randn((batch_size, model.latent_dim), generator=generator)
+                mix = torch.rand((batch_size, 1), generator=generator)
+                labels = torch.full((batch_size,), label, dtype=torch.long)
+                if perturbation.sources:
+                    src = source_indices(candidates=candidates, n_sources=len(members), seed=seed, label=label)
+                    partner_offset = torch.randint(1, max(2, len(members)), (batch_size,), generator=generator)
+                    partner = [(s + int(o)) % len(members) if len(members) > 1 else s for s, o in zip(src, partner_offset)]
+                    latents = LatentBatch(mu=mu_all[src], logvar=logvar_all[src], partner_mu=mu_all[partner],
+                                          noise=noise.to(device), mix=mix.to(device))
+                else:
+                    src, partner = [], []
+                    zeros = torch.zeros((batch_size, model.latent_dim), device=device)
+                    latents = LatentBatch(mu=zeros, logvar=zeros, partner_mu=zeros, noise=noise.to(device), mix=mix.to(device))
+                with torch.no_grad():
+                    z = perturbation.apply(latents, float(strength))
+                    decoded = model.decode(z, labels.to(device))
+                images = resize_uint8(to_uint8(decoded).cpu(), size=fit.image_size)
+
+                # Reason per candidate: -1 accepted, else an index into REJECT_REASONS.
+                reason = torch.full((batch_size,), -1)
+                judge_label = torch.full((batch_size,), -1)
+                judge_conf = torch.full((batch_size,), float("nan"))
+                distance = torch.full((batch_size,), float("nan"))
+                if src:
+                    distance = (images.float() - source_images[src].float()).abs().mean(dim=(1, 2, 3)) / 255.0
+                if judge is not None:
+                    probs = judge(images).float().cpu()
+                    judge_label = probs.argmax(dim=1)
+                    judge_conf = probs[:, label]
+                    reason[distance < min_source_distance] = REJECT_REASONS.index("near_duplicate")
+                    reason[judge_conf < min_confidence] = REJECT_REASONS.index("low_confidence")
+                    reason[judge_label != label] = REJECT_REASONS.index("wrong_class")
+                reason[:start] = REJECTED_EARLIER
+                accepted = (reason == -1).nonzero().flatten()[:need].tolist()
+                # Candidates after the last one needed stay undecided (not counted as attempts).
+                decided = accepted[-1] + 1 if len(accepted) == need else batch_size
+                state.attempted += decided - start
+                for code, reason_name in enumerate(REJECT_REASONS):
+                    state.rejected[reason_name] += int((reason[start:decided] == code).sum())
+                paths = []
+                for i in accepted:
+                    k = candidates[i]
+                    rel = f"{name}/{name}_{k:07d}.png"
+                    paths.append(out_dir / rel)
+                    rows.append({
+                        "path": rel, "class_name": name, "label": label, "strategy": perturbation.name,
+                        "strength": float(strength),
+                        "source_ids": ";".join(fit.sample_ids[int(members[j])] for j in ([src[i], partner[i]] if perturbation.sources == 2 else [src[i]] if src else [])),
+                        "candidate": k, "seed": seed, "checkpoint_sha256": checkpoint_sha256,
+                        "judge_label": int(judge_label[i]), "judge_confidence": round(float(judge_conf[i]), 6),
+                        "source_distance": round(float(distance[i]), 6),
+                    })
+                state.accepted += len(accepted)
+                state.next_candidate = b * batch_size + decided
+                need -= len(accepted)
+                written += len(accepted)
+                futures = pool.submit(paths, rearrange(images[accepted], "b c h w -> b h w c").numpy()) if accepted else []
+                snapshot = {k: ClassProgress(**{**asdict(v), "rejected": dict(v.rejected)}) for k, v in progress.items()}
+                if pending is not None:
+                    settle(pending)
+                pending = (futures, snapshot, len(rows))
+        if pending is not None:
+            settle(pending)
+        else:
+            _commit(out_dir, progress, rows)
+    seconds = time.perf_counter() - started
+    previews = preview_grids(out_dir=out_dir, rows=rows, fit=fit, sources=preview_sources, variants=preview_variants)
+
+    reports = []
+    for label, name in enumerate(fit.class_names):
+        state = progress[name]
+        wanted = max(0, targets[label] - real_counts[label])
+        reports.append(ClassReport(
+            class_name=name, real=real_counts[label], target=max(targets[label], real_counts[label]),
+            generated=state.accepted, rejected=sum(state.rejected.values()), final=real_counts[label] + state.accepted,
+            shortfall=max(0, wanted - state.accepted),
+        ))
+    return AugmentReport(out_dir=out_dir, classes=reports, written_this_run=written, seconds=seconds, previews=previews)
+
+
+def refuse_inside_dataset(out_dir: Path, *, dataset_root: Path) -> None:
+    """Generated images must never land inside the real dataset, where a loader would take them for real."""
+    out, root = Path(out_dir).resolve(), Path(dataset_root).resolve()
+    if out == root or root in out.parents or out in root.parents:
+        raise AugmentError(f"--out {out} overlaps the real dataset folder {root}; choose a folder outside it")
