@@ -1,0 +1,222 @@
+"""ablation.csv, ablation.md, plots and report.html for a folder of runs."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .aggregate import RowSummary, RunRecord, collect_runs, markdown_table, runs_csv, summarise
+
+CSV_FILE = "ablation.csv"
+MARKDOWN_FILE = "ablation.md"
+HTML_FILE = "report.html"
+RECALL_PLOT = "per_class_recall.png"
+CONFUSION_PLOT = "confusion_matrices.png"
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_recall_bars(summaries: Sequence[RowSummary], *, class_names: Sequence[str], path: Path) -> Path:
+    """Per-class recall, one bar per row (mean over seeds, std as error bars)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(class_names)), 4.8), dpi=110)
+    width = 0.85 / max(1, len(summaries))
+    cmap = plt.get_cmap("tab20")
+    for i, s in enumerate(summaries):
+        means = [s.columns[f"recall_{n}"][0] for n in class_names]
+        stds = [s.columns[f"recall_{n}"][1] for n in class_names]
+        xs = [c + (i - (len(summaries) - 1) / 2) * width for c in range(len(class_names))]
+        ax.bar(xs, [0 if math.isnan(m) else m for m in means], width=width, yerr=[0 if math.isnan(v) else v for v in stds],
+               label=s.row, color=cmap(i % 20), capsize=1.5, error_kw={"elinewidth": 0.6})
+    ax.set_xticks(range(len(class_names)), class_names)
+    ax.set_ylabel("test recall")
+    ax.set_ylim(0, 1.05)
+    ax.set_title("Per-class test recall by strategy (mean ± std over seeds)")
+    ax.legend(fontsize=7, ncol=min(4, len(summaries)), loc="upper center", bbox_to_anchor=(0.5, -0.1))
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def mean_confusion(records: Sequence[RunRecord]) -> np.ndarray | None:
+    """Row-normalised confusion matrix averaged over a row's finished runs."""
+    mats = []
+    for r in records:
+        if r.status == "ok" and r.metrics.get("confusion_matrix"):
+            m = np.asarray(r.metrics["confusion_matrix"], dtype=float)
+            mats.append(m / np.clip(m.sum(axis=1, keepdims=True), 1, None))
+    return np.mean(mats, axis=0) if mats else None
+
+
+def plot_confusions(records: Sequence[RunRecord], *, rows: Sequence[str], class_names: Sequence[str], path: Path) -> Path:
+    plt = _plt()
+    cols = min(4, max(1, len(rows)))
+    nrows = math.ceil(len(rows) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.3 * cols, 3.2 * nrows), dpi=110, squeeze=False)
+    short = [n[:3] for n in class_names]
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, row in zip(axes.flat, rows):
+        matrix = mean_confusion([r for r in records if r.row == row])
+        ax.axis("on")
+        ax.set_title(row, fontsize=9)
+        if matrix is None:
+            ax.text(0.5, 0.5, "no finished run", ha="center", va="center", transform=ax.transAxes)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
+        ax.imshow(matrix, vmin=0, vmax=1, cmap="Blues")
+        for i in range(len(class_names)):
+            for j in range(len(class_names)):
+                ax.text(j, i, f"{matrix[i, j]:.2f}"[1:] if matrix[i, j] < 1 else "1", ha="center", va="center", fontsize=6,
+                        color="white" if matrix[i, j] > 0.5 else "black")
+        ax.set_xticks(range(len(class_names)), short, fontsize=7)
+        ax.set_yticks(range(len(class_names)), short, fontsize=7)
+        ax.set_xlabel("predicted", fontsize=7)
+        ax.set_ylabel("true", fontsize=7)
+    fig.suptitle("Test confusion matrices (row-normalised, mean over seeds)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _first_ok(records: Sequence[RunRecord]) -> RunRecord | None:
+    return next((r for r in records if r.status == "ok"), None)
+
+
+def describe_setup(records: Sequence[RunRecord], *, extra: dict[str, Any] | None = None) -> list[str]:
+    """The facts a reader needs to trust the table: data, splits, seeds, backbone, weights, synthetic data."""
+    first = _first_ok(records)
+    seeds = sorted({r.seed for r in records if r.seed is not None})
+    lines = []
+    if first is not None:
+        m = first.metrics
+        counts = m.get("counts", {})
+        lines += [
+            f"dataset: {m.get('dataset')} ({m.get('layout')}), {m.get('image_size')}px images, classifier input {m.get('input_size')}px",
+            f"splits (real images): fit {sum(counts.get('fit', [])) - counts.get('generated_in_fit', 0) if counts.get('fit') else '?'}"
+            f" / val {sum(counts.get('val', []))} / test {sum(counts.get('test', []))} (test is evaluated once per run, after selection on val)",
+            f"backbone: {m.get('backbone')}; pretrained weights: {m.get('pretrained')}",
+        ]
+    lines.append(f"seeds: {', '.join(map(str, seeds)) or '?'}; runs: {len(records)} "
+                 f"({sum(r.status == 'ok' for r in records)} finished, {sum(r.status == 'failed' for r in records)} failed, "
+                 f"{sum(r.status == 'diverged' for r in records)} diverged)")
+    generated = sorted({(r.metrics.get("balance") or {}).get("generated_dir") for r in records if r.status == "ok"} - {None})
+    for folder in generated:
+        settings_path = Path(folder) / "augment.json"
+        if settings_path.is_file():
+            s = json.loads(settings_path.read_text())
+            filt = f"passed the quality filter (judge {str(s.get('judge_sha256'))[:8]}, min confidence {s.get('min_confidence')})" if s.get("filter") else "NOT filtered (--no-filter)"
+            lines.append(f"synthetic set {Path(folder).name}: strategy {s.get('strategy')} a={s.get('strength')}, seed {s.get('seed')}, "
+                         f"VAE-GAN {str(s.get('checkpoint_sha256'))[:8]}, {filt}")
+    for key, value in (extra or {}).items():
+        lines.append(f"{key}: {value}")
+    return lines
+
+
+def _img(path: Path, *, width: str = "100%") -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img src="data:image/png;base64,{data}" style="max-width:{width}" alt="{html.escape(path.name)}">'
+
+
+def _markdown_to_html_table(markdown: str) -> str:
+    lines = [line for line in markdown.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    body = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+
+    def cell(text: str, tag: str) -> str:
+        bold = text.startswith("**") and text.endswith("**")
+        text = html.escape(text.strip("*"))
+        return f"<{tag}>{'<b>' + text + '</b>' if bold else text}</{tag}>"
+
+    rows = ["<tr>" + "".join(cell(h, "th") for h in header) + "</tr>"]
+    rows += ["<tr>" + "".join(cell(c, "td") for c in r) + "</tr>" for r in body]
+    return "<table>" + "".join(rows) + "</table>"
+
+
+def write_report(
+    root: Path | str, *, out_dir: Path | str | None = None, row_order: Sequence[str] | None = None,
+    title: str = "Ablation", extra_setup: dict[str, Any] | None = None, sample_grids: dict[str, Path] | None = None,
+) -> dict[str, Path]:
+    """Aggregate every run under `root` and write the report files into `out_dir` (default root)."""
+    root = Path(root)
+    out = Path(out_dir or root)
+    out.mkdir(parents=True, exist_ok=True)
+    records = collect_runs(root)
+    if not records:
+        raise FileNotFoundError(f"{root}: no run folders (metrics.json or error.json) found")
+    first = _first_ok(records)
+    class_names = list(first.metrics["class_names"]) if first else []
+    summaries = summarise(records, class_names=class_names, row_order=row_order)
+    table = markdown_table(summaries, class_names=class_names)
+    setup = describe_setup(records, extra=extra_setup)
+    failures = [r for r in records if r.status != "ok"]
+
+    paths = {"csv": out / CSV_FILE, "markdown": out / MARKDOWN_FILE, "html": out / HTML_FILE}
+    paths["csv"].write_text(runs_csv(records, class_names=class_names))
+    md = [f"# {title}", "", *(f"- {line}" for line in setup), "",
+          "Test-set numbers in %, mean ± sample std over seeds; best mean per column in **bold**. "
+          "Group columns are mean class accuracy over the few / medium / many classes (by train count).", "", table, ""]
+    if failures:
+        md += ["## Runs that did not finish", ""] + [f"- {r.row} seed {r.seed}: **{r.status}** — {r.error} ({r.path})" for r in failures] + [""]
+    paths["markdown"].write_text("\n".join(md))
+
+    plots = []
+    if class_names:
+        rows = [s.row for s in summaries]
+        paths["recall_plot"] = plot_recall_bars(summaries, class_names=class_names, path=out / RECALL_PLOT)
+        paths["confusion_plot"] = plot_confusions(records, rows=rows, class_names=class_names, path=out / CONFUSION_PLOT)
+        plots = [paths["recall_plot"], paths["confusion_plot"]]
+    grids = []
+    for name, grid in (sample_grids or {}).items():
+        if Path(grid).is_file():
+            target = out / "samples" / f"{name}.png"
+            target.parent.mkdir(exist_ok=True)
+            shutil.copyfile(grid, target)
+            grids.append((name, target))
+
+    configs = []
+    for s in summaries:
+        run = next((r for r in records if r.row == s.row and (r.path / "config.yaml").is_file()), None)
+        if run is not None:
+            configs.append((s.row, (run.path / "config.yaml").read_text()))
+    page = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title>",
+        "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;font-size:13px}"
+        "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}td:first-child,th:first-child{text-align:left}"
+        "pre{background:#f6f6f6;padding:8px;font-size:12px;overflow:auto}.bad{color:#b00}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1><ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in setup) + "</ul>",
+        "<p>Test-set numbers in %, mean ± sample std over seeds; best mean per column in bold.</p>",
+        _markdown_to_html_table(table),
+    ]
+    if failures:
+        page.append("<h2 class='bad'>Runs that did not finish</h2><ul>" + "".join(
+            f"<li class='bad'>{html.escape(f'{r.row} seed {r.seed}: {r.status} — {r.error}')}</li>" for r in failures) + "</ul>")
+    page += [f"<h2>{html.escape(p.stem.replace('_', ' '))}</h2>{_img(p)}" for p in plots]
+    if grids:
+        page.append("<h2>Generated samples (each row: a real source image, then its accepted variants)</h2>")
+        page += [f"<h3>{html.escape(name)}</h3>{_img(p, width='600px')}" for name, p in grids]
+    page.append("<h2>Configurations</h2>")
+    page += [f"<details><summary>{html.escape(row)}</summary><pre>{html.escape(text)}</pre></details>" for row, text in configs]
+    page.append("</body></html>")
+    paths["html"].write_text("\n".join(page))
+    return paths

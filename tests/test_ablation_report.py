@@ -1,0 +1,91 @@
+"""Aggregation of a hand-made multirun folder: hand-computed means/stds, failures kept, report files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from classifier.ablation.aggregate import collect_runs, markdown_table, mean_std, summarise
+from classifier.ablation.report import write_report
+
+CLASSES = ["Surprise", "Fear", "Happiness"]
+
+
+def write_run(folder: Path, *, balance: str, seed: int, accuracy: float, mca: float, f1: float, recalls: list[float],
+              confusion: list[list[int]] | None = None) -> None:
+    folder.mkdir(parents=True)
+    metrics = {
+        "accuracy": accuracy, "mean_class_accuracy": mca, "macro_f1": f1, "seed": seed,
+        "class_names": CLASSES, "dataset": "synthetic-tiny", "layout": "synthetic-faces", "image_size": 32, "input_size": 32,
+        "backbone": "resnet10t", "pretrained": "none",
+        "balance": {"name": balance, "loss": "ce", "synthetic": False, "generated_dir": None},
+        "per_class": {n: {"recall": r, "precision": 0.5, "f1": 0.5, "support": 10} for n, r in zip(CLASSES, recalls)},
+        "group_mean_class_accuracy": {"few": recalls[1], "medium": None, "many": (recalls[0] + recalls[2]) / 2},
+        "confusion_matrix": confusion or [[8, 1, 1], [2, 5, 3], [0, 1, 9]],
+        "counts": {"fit": [20, 5, 60], "val": [2, 1, 6], "test": [10, 10, 10], "generated_in_fit": 0},
+    }
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    (folder / "config.yaml").write_text(f"balance:\n  name: {balance}\nseed: {seed}\n")
+
+
+@pytest.fixture
+def multirun(tmp_path: Path) -> Path:
+    root = tmp_path / "multirun" / "2026-11-22_10-00-00"
+    write_run(root / "0", balance="none", seed=0, accuracy=0.80, mca=0.60, f1=0.55, recalls=[0.7, 0.2, 0.9])
+    write_run(root / "1", balance="none", seed=1, accuracy=0.70, mca=0.50, f1=0.45, recalls=[0.6, 0.0, 0.9])
+    write_run(root / "2", balance="oversample", seed=0, accuracy=0.75, mca=0.70, f1=0.65, recalls=[0.7, 0.6, 0.8])
+    write_run(root / "3", balance="oversample", seed=1, accuracy=0.77, mca=0.74, f1=0.69, recalls=[0.7, 0.7, 0.8])
+    (root / "4").mkdir()
+    (root / "4" / "error.json").write_text(json.dumps({"row": "oversample", "seed": 2, "error": "RuntimeError: out of memory"}))
+    write_run(root / "5", balance="focal", seed=0, accuracy=float("nan"), mca=float("nan"), f1=float("nan"), recalls=[0, 0, 0])
+    return root
+
+
+def test_hand_computed_means_and_stds(multirun: Path) -> None:
+    records = collect_runs(multirun)
+    assert [(r.row, r.seed, r.status) for r in records] == [
+        ("focal", 0, "diverged"), ("none", 0, "ok"), ("none", 1, "ok"),
+        ("oversample", 0, "ok"), ("oversample", 1, "ok"), ("oversample", 2, "failed")]
+    summaries = {s.row: s for s in summarise(records, class_names=CLASSES)}
+    mean, std = summaries["none"].columns["accuracy"]
+    assert mean == pytest.approx(0.75) and std == pytest.approx(math.sqrt(((0.05) ** 2 * 2) / 1))  # ddof=1
+    mean, std = summaries["oversample"].columns["recall_Fear"]
+    assert mean == pytest.approx(0.65) and std == pytest.approx(0.0707107, rel=1e-5)
+    assert summaries["oversample"].runs == 3 and summaries["oversample"].ok == 2  # the failure is counted, not dropped
+    assert summaries["focal"].ok == 0 and math.isnan(summaries["focal"].columns["accuracy"][0])
+    assert mean_std([1.0]) == (1.0, 0.0) and math.isnan(mean_std([])[0])
+
+
+def test_markdown_bolds_best_and_flags_incomplete_rows(multirun: Path) -> None:
+    records = collect_runs(multirun)
+    table = markdown_table(summarise(records, class_names=CLASSES, row_order=["none", "oversample"]), class_names=CLASSES)
+    lines = table.splitlines()
+    # none: accuracy (0.80, 0.70) -> 75.0 ± 7.1; its many-class accuracy 77.5 and Happiness recall 90 are best.
+    assert lines[2].startswith("| none | 2/2 | 75.0 ± 7.1 | 55.0 ± 7.1 | 50.0 ± 7.1 |")
+    assert "**77.5 ± 3.5**" in lines[2] and lines[2].endswith("**90.0 ± 0.0** |")
+    # oversample: best accuracy (0.75, 0.77) and mean class accuracy (0.70, 0.74); the failed seed is flagged.
+    assert lines[3].startswith("| oversample | 2/3 ⚠ | **76.0 ± 1.4** | **72.0 ± 2.8** | **67.0 ± 2.8** |")
+    assert lines[4].startswith("| focal | 0/1 ⚠ | – |")
+
+
+def test_report_files(multirun: Path, tmp_path: Path) -> None:
+    paths = write_report(multirun, out_dir=tmp_path / "report", title="Tiny ablation")
+    with paths["csv"].open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 6 and {r["status"] for r in rows} == {"ok", "failed", "diverged"}
+    assert [r["error"] for r in rows if r["status"] == "failed"] == ["RuntimeError: out of memory"]
+    md = paths["markdown"].read_text()
+    assert "seeds: 0, 1, 2" in md and "backbone: resnet10t; pretrained weights: none" in md
+    assert "oversample seed 2: **failed** — RuntimeError: out of memory" in md
+    page = paths["html"].read_text()
+    assert page.count("<tr>") == 1 + 3 and "data:image/png;base64," in page and "out of memory" in page
+    assert paths["recall_plot"].stat().st_size > 5000 and paths["confusion_plot"].stat().st_size > 5000
+
+
+def test_empty_folder_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no run folders"):
+        write_report(tmp_path)

@@ -1,0 +1,184 @@
+"""`python scripts/augment.py --checkpoint PATH --target-count N [...] [hydra overrides]`.
+
+Argument checks, the data, the checkpoint and the judge are all settled before a single
+image is generated, so a typo fails in seconds rather than after a judge was trained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+import faces
+
+from ..checkpoint import CheckpointError, checkpoint_fingerprint, load_vaegan, read_vaegan_meta
+from .perturbations import PERTURBATIONS, get_perturbation
+from .run import AugmentError, augment, refuse_inside_dataset
+from .targets import parse_target_count
+
+log = logging.getLogger("augment")
+REPO_CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scripts/augment.py",
+        description="Fill the long tail with VAE-GAN samples made by perturbing latent codes of real minority images.",
+        epilog="Extra arguments are Hydra overrides for the data and paths, e.g. data=rafdb data.root=/data/RAF-DB/basic. "
+               "Without data overrides the data config stored in the checkpoint is used.",
+    )
+    parser.add_argument("--checkpoint", required=True, type=Path, help="VAE-GAN sampling checkpoint (vaegan.safetensors from train_vaegan.py)")
+    parser.add_argument("--target-count", required=True,
+                        help="images per class after augmentation: N, 'max' (the majority class count), or per class 'Fear=2000,Disgust=1500'")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: outputs/generated/<dataset>-<strategy>-a<strength>-seed<seed>-<checkpoint sha[:8]>)")
+    parser.add_argument("--strategy", default="gaussian", choices=sorted(PERTURBATIONS), help="latent perturbation (default: gaussian)")
+    parser.add_argument("--strength", type=float, default=None, help="perturbation strength a (default: the strategy's own)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--filter", action=argparse.BooleanOptionalAction, default=True,
+                        help="quality filter with a real-data classifier (default: on)")
+    parser.add_argument("--judge", type=Path, default=None, help="classifier checkpoint for the filter (default: train one on the real train split into OUT/judge/)")
+    parser.add_argument("--min-confidence", type=float, default=0.5, help="drop samples whose judge probability for the target class is below this")
+    parser.add_argument("--min-source-distance", type=float, default=0.02,
+                        help="drop near-duplicates: mean absolute pixel difference to the source image (0..1) below this")
+    parser.add_argument("--max-attempts-factor", type=float, default=10.0, help="give up on a class after this many candidates per image needed")
+    parser.add_argument("--batch-size", type=int, default=256, help="candidates per generation batch (part of the reproducibility key)")
+    parser.add_argument("--workers", type=int, default=None, help="PNG-writing processes (default: min(16, cores); 0 writes inline)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    parser.add_argument("--overwrite", action="store_true", help="replace an OUT made with other settings")
+    return parser
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO_CONF), job_name="augment"):
+        return compose(config_name="augment", overrides=overrides)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise AugmentError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    return device
+
+
+def data_config(cfg: DictConfig, *, meta: dict[str, Any], overrides: list[str]) -> DictConfig:
+    """The checkpoint's data config unless the user overrode `data`."""
+    if any(o.lstrip("+~").startswith("data") for o in overrides) or "data" not in meta.get("config", {}):
+        return cfg.data
+    return OmegaConf.create(meta["config"]["data"])
+
+
+def make_judge(args: argparse.Namespace, cfg: DictConfig, *, data_cfg: DictConfig, class_names: tuple[str, ...],
+               out_dir: Path, device: torch.device):
+    """(score function, sha256 of the judge checkpoint): a given --judge, or one trained on real data."""
+    from classifier.checkpoint import check_classes_match, load_classifier, resolve_checkpoint_path
+    from classifier.predict import predict_proba
+
+    path = args.judge
+    if path is None:
+        path = train_judge(cfg, data_cfg=data_cfg, run_dir=out_dir / "judge")
+    path = resolve_checkpoint_path(path)
+    model, meta = load_classifier(path, map_location=device)
+    check_classes_match(meta, class_names, what=f"--judge {path}")
+
+    def judge(images: torch.Tensor) -> torch.Tensor:
+        return predict_proba(model, images, meta=meta, device=device)
+
+    return judge, checkpoint_fingerprint(path)
+
+
+def train_judge(cfg: DictConfig, *, data_cfg: DictConfig, run_dir: Path) -> Path:
+    """Fine-tune the default classifier on the real train split (selection on validation)."""
+    from classifier.checkpoint import BEST_CHECKPOINT
+    from classifier.train import run_training
+    from hydra import compose, initialize_config_dir
+
+    checkpoint = run_dir / BEST_CHECKPOINT
+    if checkpoint.is_file():
+        log.info("reusing the judge in %s", checkpoint)
+        return checkpoint
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO_CONF), job_name="judge"):
+        judge_cfg = compose(config_name="train_classifier", overrides=list(cfg.judge.overrides))
+    judge_cfg.data = data_cfg
+    judge_cfg.paths = cfg.paths
+    judge_cfg.train.evaluate_test = False  # the judge never sees the test split
+    log.info("training the quality-filter judge on the real train split into %s", run_dir)
+    run_training(judge_cfg, run_dir=run_dir)
+    return checkpoint
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    parser = build_parser()
+    args, overrides = parser.parse_known_args(argv)
+    unknown = [o for o in overrides if o.startswith("-")]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    try:
+        report = run_cli(args, overrides)
+    except (AugmentError, CheckpointError, faces.DatasetError, ValueError) as error:
+        print(f"augment: error: {error}", file=sys.stderr)
+        return 2
+    print(report.table())
+    print(f"wrote {report.written_this_run} images in {report.seconds:.1f}s ({report.images_per_second:.0f} images/s)")
+    print(f"out: {report.out_dir}\nmanifest: {report.out_dir / faces.MANIFEST_FILE}\npreviews: {report.out_dir / 'previews'}")
+    if any(c.shortfall for c in report.classes):
+        print("WARNING: some classes fell short of their target (see the table); raise --max-attempts-factor or lower --min-confidence",
+              file=sys.stderr)
+    return 0
+
+
+def run_cli(args: argparse.Namespace, overrides: list[str]):
+    perturbation = get_perturbation(args.strategy)
+    strength = perturbation.default_strength if args.strength is None else args.strength
+    if strength < 0:
+        raise AugmentError(f"--strength={strength} must be >= 0")
+    if args.batch_size < 1:
+        raise AugmentError(f"--batch-size={args.batch_size} must be >= 1")
+    if not args.checkpoint.is_file():
+        raise AugmentError(f"--checkpoint {args.checkpoint}: no such file (train one with scripts/train_vaegan.py)")
+    meta = read_vaegan_meta(args.checkpoint)  # not a checkpoint -> CheckpointError, before any work
+    cfg = compose_config(overrides)
+    data_cfg = data_config(cfg, meta=meta, overrides=overrides)
+    device = resolve_device(args.device)
+
+    data = faces.load_faces(data_cfg, cache_dir=cfg.paths.cache_dir, splits=("train",))
+    fit, _ = data.train_val()
+    if tuple(meta["class_names"]) != data.class_names:
+        raise AugmentError(f"--checkpoint {args.checkpoint} was trained on classes {meta['class_names']}, "
+                           f"the data has {list(data.class_names)}")
+    if meta.get("image_size") != fit.image_size:
+        raise AugmentError(f"--checkpoint {args.checkpoint} was trained on {meta.get('image_size')}px images, "
+                           f"the data config gives {fit.image_size}px (set data.image_size={meta.get('image_size')})")
+    if meta.get("data_fingerprint") and meta["data_fingerprint"] != data.train.fingerprint:
+        log.warning("the train split differs from the one the checkpoint was trained on (fingerprint %s vs %s)",
+                    str(meta["data_fingerprint"])[:12], data.train.fingerprint[:12])
+    targets = parse_target_count(args.target_count, class_names=data.class_names, real_counts=fit.class_counts())
+
+    sha = checkpoint_fingerprint(args.checkpoint)
+    out_dir = args.out or Path(cfg.paths.output_dir) / "generated" / (
+        f"{data.dataset}-{perturbation.name}-a{strength:g}-seed{args.seed}-{sha[:8]}")
+    refuse_inside_dataset(out_dir, dataset_root=data.root)
+    model, _ = load_vaegan(args.checkpoint, map_location=device)
+
+    judge, judge_sha = (None, None)
+    if args.filter:
+        judge, judge_sha = make_judge(args, cfg, data_cfg=data_cfg, class_names=data.class_names, out_dir=out_dir, device=device)
+    workers = min(16, os.cpu_count() or 1) if args.workers is None else args.workers
+    log.info("generating %s with %s (a=%g) into %s", dict(zip(data.class_names, targets)), perturbation.name, strength, out_dir)
+    return augment(
+        model=model, checkpoint_sha256=sha, fit=fit, out_dir=out_dir, targets=targets, perturbation=perturbation,
+        strength=strength, seed=args.seed, batch_size=args.batch_size, judge=judge, judge_sha256=judge_sha,
+        min_confidence=args.min_confidence, min_source_distance=args.min_source_distance,
+        max_attempts_factor=args.max_attempts_factor, device=device, workers=workers, overwrite=args.overwrite,
+    )
