@@ -50,8 +50,6 @@ def check_backbone_name(name: str) -> str:
 def resolve_pretrained(pretrained: str, pretrained_path: str | Path | None) -> str:
     """A local file wins: `classifier.pretrained_path=...` alone is enough to ask for it."""
     if pretrained_path not in (None, ""):
-        if pretrained == "none":
-            raise PretrainedWeightsError(f"classifier.pretrained=none contradicts classifier.pretrained_path={pretrained_path}")
         return "file"
     if pretrained not in PRETRAINED_CHOICES:
         raise PretrainedWeightsError(f"classifier.pretrained={pretrained!r} is not one of {list(PRETRAINED_CHOICES)}; {_OPTIONS}")

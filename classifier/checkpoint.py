@@ -1,0 +1,101 @@
+"""Classifier checkpoints: one .safetensors file, weights plus a JSON `meta` record (classes, sizes,
+backbone, normalisation, provenance). Loading never unpickles anything."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .model import FERClassifier
+
+META_KEY = "fer_classifier"
+BEST_CHECKPOINT = Path("checkpoints") / "best.safetensors"
+REQUIRED_META = ("class_names", "image_size", "input_size", "backbone", "head", "mean", "std")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, not ours, or does not fit what it is used for."""
+
+
+def save_classifier(path: Path | str, *, model: FERClassifier, meta: dict[str, Any]) -> Path:
+    from safetensors.torch import save_file
+
+    missing = [k for k in REQUIRED_META if k not in meta]
+    if missing:
+        raise ValueError(f"checkpoint meta lacks {missing}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    tmp = path.with_suffix(".tmp")
+    save_file(state, str(tmp), metadata={META_KEY: json.dumps(meta)})
+    tmp.replace(path)
+    return path
+
+
+def resolve_checkpoint_path(path: Path | str) -> Path:
+    """A .safetensors file, or a run directory holding checkpoints/best.safetensors."""
+    path = Path(path).expanduser()
+    if path.is_dir() and (path / BEST_CHECKPOINT).is_file():
+        return path / BEST_CHECKPOINT
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist (pass a .safetensors file or a run directory with {BEST_CHECKPOINT})")
+    if path.suffix != ".safetensors":
+        raise CheckpointError(f"{path}: classifier checkpoints are .safetensors files written by scripts/train_classifier.py")
+    return path
+
+
+def read_meta(path: Path | str) -> dict[str, Any]:
+    from safetensors import safe_open
+
+    path = resolve_checkpoint_path(path)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except Exception as error:
+        raise CheckpointError(f"{path} is not a readable safetensors file: {error}") from error
+    if META_KEY not in metadata:
+        raise CheckpointError(f"{path} is a safetensors file but not a classifier checkpoint (no {META_KEY!r} metadata)")
+    meta = json.loads(metadata[META_KEY])
+    missing = [k for k in REQUIRED_META if k not in meta]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint meta lacks {missing}")
+    return meta
+
+
+def build_model_from_meta(meta: dict[str, Any]) -> FERClassifier:
+    import timm
+
+    backbone = timm.create_model(meta["backbone"], pretrained=False, num_classes=0)
+    return FERClassifier(
+        backbone=backbone, num_classes=len(meta["class_names"]), head=meta["head"], drop_rate=float(meta.get("drop_rate", 0.0))
+    )
+
+
+def load_classifier(path: Path | str, *, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """(model in eval mode, meta) from a checkpoint file or run directory; safetensors only, no pickle."""
+    from safetensors.torch import load_file
+
+    path = resolve_checkpoint_path(path)
+    meta = read_meta(path)
+    model = build_model_from_meta(meta)
+    state = load_file(str(path), device=str(map_location))
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise CheckpointError(
+            f"{path} does not fit a {meta['backbone']} classifier with {len(meta['class_names'])} classes: "
+            f"missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}"
+        )
+    meta["checkpoint"] = str(path)
+    return model.to(map_location).eval(), meta
+
+
+def check_classes_match(meta: dict[str, Any], class_names: tuple[str, ...] | list[str], *, what: str) -> None:
+    if list(meta["class_names"]) != list(class_names):
+        raise CheckpointError(
+            f"checkpoint {meta.get('checkpoint', '')} was trained on classes {meta['class_names']}, but {what} has "
+            f"{list(class_names)}: incompatible checkpoint"
+        )

@@ -1,0 +1,62 @@
+"""Re-evaluate a saved classifier on a dataset's (real) test split, on one process or across DDP ranks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+import faces
+from faces.summary import GroupThresholds, class_groups
+
+from .checkpoint import check_classes_match, load_classifier
+from .data import FaceDataModule
+from .metrics import minority_report
+from .module import FERLitModule
+from .train import trainer_kwargs, write_run_outputs
+
+EVAL_METRICS_FILE = "metrics.json"
+
+
+def run_evaluation(cfg: DictConfig, *, checkpoint: Path | str, run_dir: Path) -> dict[str, Any]:
+    """Test metrics of `checkpoint` on `cfg.data`'s test split; writes run_dir/metrics.json and figures (rank 0)."""
+    run_dir = Path(run_dir)
+    model, meta = load_classifier(checkpoint)  # checked before any data is decoded
+    data = faces.load_faces(cfg.data, cache_dir=cfg.paths.cache_dir, splits=("train", "test"))
+    check_classes_match(meta, data.class_names, what=f"dataset {data.dataset} at {data.root}")
+    test = faces.require_real(data.test, role="test")
+    train_counts = data.train.class_counts()
+    thresholds = GroupThresholds(**OmegaConf.to_container(cfg.data.groups)) if cfg.data.get("groups") else GroupThresholds()
+    groups = class_groups(train_counts, thresholds=thresholds)
+    channels_last = str(cfg.trainer.get("accelerator", "cpu")) in ("gpu", "cuda")
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    module = FERLitModule(
+        model=model, criterion=None, class_names=data.class_names, groups=groups, input_size=int(meta["input_size"]),
+        mean=meta["mean"], std=meta["std"], optim={}, augment=None, channels_last=channels_last,
+    )
+    dm = FaceDataModule(train=None, val=None, test=test, batch_size=1, eval_batch_size=int(cfg.eval_batch_size), seed=0)
+    trainer = pl.Trainer(**trainer_kwargs(cfg.trainer), logger=False, enable_checkpointing=False, use_distributed_sampler=False, enable_model_summary=False)
+    trainer.test(module, datamodule=dm, verbose=False)
+    metrics = {
+        **module.test_metrics,
+        "minority": minority_report(module.test_metrics, train_counts=train_counts, class_names=list(data.class_names)),
+        "checkpoint": meta["checkpoint"], "dataset": data.dataset, "layout": data.layout, "image_size": test.image_size,
+        "input_size": meta["input_size"], "backbone": meta["backbone"], "pretrained": meta.get("pretrained"),
+        "seed": meta.get("seed"), "balance": meta.get("balance"), "class_names": list(data.class_names),
+        "groups": dict(zip(data.class_names, groups)), "group_thresholds": {"many": thresholds.many, "few": thresholds.few},
+        "counts": {"train": train_counts, "test": test.class_counts()},
+        "fingerprints": {"train": data.train.fingerprint, "test": data.test.fingerprint},
+        "world_size": trainer.world_size,
+    }
+    if trainer.is_global_zero:
+        write_run_outputs(run_dir, cfg=cfg, metrics=metrics, train_counts=train_counts)
+    return metrics
+
+
+def load_metrics(run_dir: Path | str) -> dict[str, Any]:
+    return json.loads((Path(run_dir) / EVAL_METRICS_FILE).read_text())

@@ -1,0 +1,35 @@
+"""Fine-tune a pretrained classifier with one balancing strategy; test once at the end.
+
+    python scripts/train_classifier.py                                   # offline ImageNet EfficientNet-Lite0, plain CE
+    python scripts/train_classifier.py balance=oversample                # or reweight, focal, weighted_cluster, ...
+    python scripts/train_classifier.py balance=synthetic balance.generated_dir=OUT balance.loss=reweight
+    python scripts/train_classifier.py classifier=resnet18 data=rafdb data.root=/data/RAF-DB/basic trainer=gpu
+    python scripts/train_classifier.py trainer=ddp trainer.devices=4
+
+Writes metrics.json, config.yaml, confusion_matrix.png, per_class_recall.png, logs/metrics.csv,
+tensorboard/ and checkpoints/best.safetensors to outputs/train_classifier/<time>/.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+import faces  # noqa: F401  (registers the ${project_root:} resolver)
+from classifier.train import format_metrics, is_global_zero, run_training
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train_classifier")
+def main(cfg: DictConfig) -> None:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    metrics = run_training(cfg, run_dir=run_dir)
+    if is_global_zero():
+        print(format_metrics(metrics))
+        print(f"run: {run_dir}")
+
+
+if __name__ == "__main__":
+    main()

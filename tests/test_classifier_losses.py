@@ -1,0 +1,146 @@
+"""Balancing losses against their formulas; the strategy registry's choices and errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from classifier import losses as L
+from classifier.balance import LOSSES, STRATEGIES, BalancedLoss, resolve_balance
+
+COUNTS = [100, 10, 40]
+
+
+def test_inverse_frequency_weights_match_formula() -> None:
+    w = L.inverse_frequency_weights(COUNTS)
+    inv = [1 / 100, 1 / 10, 1 / 40]
+    expected = [3 * x / sum(inv) for x in inv]
+    assert torch.allclose(w, torch.tensor(expected), atol=1e-6)
+    assert math.isclose(float(w.sum()), 3.0, rel_tol=1e-6)
+    assert w[1] / w[0] == pytest.approx(10.0)
+
+
+def test_effective_number_weights_match_cui_et_al() -> None:
+    beta = 0.99
+    w = L.effective_number_weights(COUNTS, beta=beta)
+    inv = [(1 - beta) / (1 - beta**n) for n in COUNTS]
+    expected = [3 * x / sum(inv) for x in inv]
+    assert torch.allclose(w, torch.tensor(expected), atol=1e-6)
+    # limits: beta=0 -> uniform; beta -> 1 -> inverse frequency
+    assert torch.allclose(L.effective_number_weights(COUNTS, beta=0.0), torch.ones(3))
+    assert torch.allclose(L.effective_number_weights(COUNTS, beta=0.999999), L.inverse_frequency_weights(COUNTS), rtol=1e-3)
+
+
+def test_focal_loss_formula_and_gamma_zero_is_ce() -> None:
+    torch.manual_seed(0)
+    logits, targets = torch.randn(6, 3), torch.tensor([0, 1, 2, 0, 1, 2])
+    assert L.focal_loss(logits, targets, gamma=0.0) == pytest.approx(float(F.cross_entropy(logits, targets)), rel=1e-5)
+    p = logits.softmax(1)[torch.arange(6), targets]
+    expected = (-(1 - p) ** 2 * p.log()).mean()
+    assert L.focal_loss(logits, targets, gamma=2.0) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_balanced_softmax_and_logit_adjusted_losses() -> None:
+    torch.manual_seed(1)
+    logits, targets = torch.randn(5, 3), torch.tensor([0, 1, 2, 1, 0])
+    prior = L.class_prior(COUNTS)
+    expected = F.cross_entropy(logits + prior.log(), targets)
+    assert L.balanced_softmax_loss(logits, targets, prior=prior) == pytest.approx(float(expected), rel=1e-6)
+    expected_half = F.cross_entropy(logits + 0.5 * prior.log(), targets)
+    assert L.logit_adjusted_cross_entropy(logits, targets, prior=prior, tau=0.5) == pytest.approx(float(expected_half), rel=1e-6)
+
+
+def test_posthoc_logit_adjustment_changes_predictions_as_the_formula_says() -> None:
+    prior = torch.tensor([0.7, 0.1, 0.2])
+    logits = torch.tensor([[2.0, 0.5, 1.0], [3.0, 0.0, 0.0], [0.1, 0.0, 0.05]])
+    adjusted = L.posthoc_logit_adjust(logits, prior=prior, tau=1.0)
+    assert torch.allclose(adjusted, logits - prior.log())
+    # by hand: row 0 -> [2+0.357, 0.5+2.303, 1+1.609] = [2.357, 2.803, 2.609] -> class 1 (was 0)
+    # row 1 -> [3.357, 2.303, 1.609] -> stays 0; row 2 -> [0.457, 2.303, 1.659] -> 1 (was 0)
+    assert logits.argmax(1).tolist() == [0, 0, 0]
+    assert adjusted.argmax(1).tolist() == [1, 0, 1]
+    assert L.posthoc_logit_adjust(logits, prior=prior, tau=0.0).argmax(1).tolist() == [0, 0, 0]
+    # the strategy puts exactly -tau * log prior into the model's evaluation-time bias
+    spec = resolve_balance({"name": "logit_adjust_posthoc", "tau": 0.5})
+    bias = BalancedLoss(spec=spec, class_counts=[70, 10, 20], feature_dim=4).posthoc_logit_bias()
+    assert torch.allclose(bias, -0.5 * torch.tensor([0.7, 0.1, 0.2]).log(), atol=1e-6)
+    assert BalancedLoss(spec=resolve_balance({"name": "logit_adjust"}), class_counts=[70, 10, 20], feature_dim=4).posthoc_logit_bias() is None
+
+
+def test_ldam_margins_and_drw_schedule() -> None:
+    m = L.ldam_margins(COUNTS, max_margin=0.5)
+    assert float(m.max()) == pytest.approx(0.5) and int(m.argmax()) == 1
+    assert m[0] / m[1] == pytest.approx((10 / 100) ** 0.25, rel=1e-5)
+    loss = BalancedLoss(spec=resolve_balance({"name": "ldam_drw", "drw_start": 0.5}), class_counts=COUNTS, feature_dim=4)
+    loss.on_epoch_start(epoch=4, max_epochs=10)
+    assert not loss.ldam.reweighting
+    loss.on_epoch_start(epoch=5, max_epochs=10)
+    assert loss.ldam.reweighting
+    cos, targets = torch.tensor([[0.9, 0.1, 0.0]]), torch.tensor([0])
+    expected = F.cross_entropy(30 * (cos - torch.tensor([[float(m[0]), 0, 0]])), targets)
+    loss.ldam.reweighting = False
+    assert float(loss.ldam(cos, targets)) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_weighted_cluster_loss_moves_centers_towards_class_means() -> None:
+    torch.manual_seed(0)
+    means = torch.tensor([[4.0, 0.0], [0.0, 4.0], [-4.0, -4.0]])
+    targets = torch.tensor([0] * 60 + [1] * 10 + [2] * 30)
+    features = means[targets] + 0.3 * torch.randn(len(targets), 2)
+    class_means = torch.stack([features[targets == c].mean(0) for c in range(3)])
+    loss = L.WeightedClusterLoss(class_counts=[60, 10, 30], feature_dim=2)
+    optimizer = torch.optim.SGD(loss.parameters(), lr=0.5)
+    before = (loss.centers.detach() - class_means).norm(dim=1)
+    values = []
+    for _ in range(200):
+        optimizer.zero_grad()
+        value = loss(features, targets)
+        value.backward()
+        optimizer.step()
+        values.append(float(value.detach()))
+    after = (loss.centers.detach() - class_means).norm(dim=1)
+    assert (after < 0.5 * before).all(), (before, after)
+    # the separability term pushes centers slightly apart, so they settle near (not exactly at) the means
+    assert (after < 0.5).all(), after
+    assert values[-1] < 0.2 * values[0]
+    # weights from the class shares: the rarest class weighs most, mean weight 1
+    w = L.weighted_cluster_class_weights([60, 10, 30])
+    assert float(w.mean()) == pytest.approx(1.0) and int(w.argmax()) == 1
+    assert float(w[1] / w[0]) == pytest.approx(6.0)
+
+
+def test_every_loss_is_finite_and_differentiable() -> None:
+    torch.manual_seed(0)
+    features = torch.randn(8, 5, requires_grad=True)
+    logits = torch.randn(8, 3, requires_grad=True)
+    targets = torch.tensor([0, 1, 2, 0, 0, 1, 2, 0])
+    for name in STRATEGIES:
+        spec = resolve_balance({"name": name, "generated_dir": "x" if name == "synthetic" else None})
+        value, _ = BalancedLoss(spec=spec, class_counts=COUNTS, feature_dim=5)(logits=logits, features=features, targets=targets)
+        value.backward()
+        assert torch.isfinite(value), name
+
+
+def test_unknown_strategy_and_loss_list_the_choices() -> None:
+    with pytest.raises(ValueError, match=r"balance \(balance.name\)='smote' is not a known choice.*'oversample'"):
+        resolve_balance({"name": "smote"})
+    with pytest.raises(ValueError, match=r"balance.loss='dice'.*'focal'"):
+        resolve_balance({"name": "synthetic", "generated_dir": "x", "loss": "dice"})
+    with pytest.raises(ValueError, match="needs balance.generated_dir"):
+        resolve_balance({"name": "synthetic"})
+    spec = resolve_balance({"name": "synthetic", "generated_dir": "x", "loss": "reweight", "weighting": "effective_number"})
+    assert (spec.loss, spec.synthetic, spec.weighting) == ("reweight", True, "effective_number")
+    assert set(LOSSES) >= {"ce", "reweight", "focal", "weighted_cluster", "balanced_softmax", "logit_adjust", "ldam_drw"}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread for these tiny models: on a shared 2-core machine OpenMP's spinning threads
+    stall each other (10x slower steps observed); restored afterwards for the rest of the suite."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
