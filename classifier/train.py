@@ -123,11 +123,13 @@ def run_training(cfg: DictConfig, *, run_dir: Path) -> dict[str, Any]:
         pl.seed_everything(seed, workers=True, verbose=False)
 
     # Data: validation is the stratified real-train carve-out; test is opened once, at the end.
-    data = faces.load_faces(cfg.data, cache_dir=cfg.paths.cache_dir, splits=("train", "test"))
+    # A run with train.evaluate_test=false (the augmenter's judge) never even opens the test split.
+    evaluate_test = bool(cfg.train.get("evaluate_test", True))
+    data = faces.load_faces(cfg.data, cache_dir=cfg.paths.cache_dir, splits=("train", "test") if evaluate_test else ("train",))
     class_names = data.class_names
     fit, val = data.train_val()
     faces.require_real(val, role="val")
-    test = faces.require_real(data.test, role="test")
+    test = faces.require_real(data.test, role="test") if evaluate_test else None
     manifest = None
     if spec.synthetic:
         generated = faces.load_generated(spec.generated_dir, class_names=class_names, image_size=fit.image_size, cache_dir=cfg.paths.cache_dir)
@@ -190,6 +192,9 @@ def run_training(cfg: DictConfig, *, run_dir: Path) -> dict[str, Any]:
         raise RuntimeError("training ran no validation epoch, so no model was selected; set train.epochs >= 1")
     # Model selection used validation only; now the selected weights see the test split, once.
     module.model.load_state_dict(best.best_state)
+    if not evaluate_test:
+        return {"checkpoint": str(checkpoint_path), "selection": {"monitor": monitor, "best_epoch": best.best_epoch,
+                "best_score": best.best_score}, "validation": best.best_val_metrics}
     trainer.test(module, datamodule=dm, verbose=False)
 
     test_metrics = module.test_metrics

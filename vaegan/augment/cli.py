@@ -19,12 +19,13 @@ from omegaconf import DictConfig, OmegaConf
 import faces
 
 from ..checkpoint import CheckpointError, checkpoint_fingerprint, load_vaegan, read_vaegan_meta
+from faces.config import compose_config
+
 from .perturbations import PERTURBATIONS, get_perturbation
-from .run import AugmentError, augment, refuse_inside_dataset
+from .run import AugmentError, augment, check_out_dir, refuse_inside_dataset
 from .targets import parse_target_count
 
 log = logging.getLogger("augment")
-REPO_CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,13 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def compose_config(overrides: list[str]) -> DictConfig:
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(version_base="1.3", config_dir=str(REPO_CONF), job_name="augment"):
-        return compose(config_name="augment", overrides=overrides)
-
-
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -78,15 +72,11 @@ def data_config(cfg: DictConfig, *, meta: dict[str, Any], overrides: list[str]) 
     return OmegaConf.create(meta["config"]["data"])
 
 
-def make_judge(args: argparse.Namespace, cfg: DictConfig, *, data_cfg: DictConfig, class_names: tuple[str, ...],
-               out_dir: Path, device: torch.device):
-    """(score function, sha256 of the judge checkpoint): a given --judge, or one trained on real data."""
+def load_judge(path: Path, *, class_names: tuple[str, ...], device: torch.device):
+    """(score function, sha256 of the checkpoint) for a classifier checkpoint trained on real data."""
     from classifier.checkpoint import check_classes_match, load_classifier, resolve_checkpoint_path
     from classifier.predict import predict_proba
 
-    path = args.judge
-    if path is None:
-        path = train_judge(cfg, data_cfg=data_cfg, run_dir=out_dir / "judge")
     path = resolve_checkpoint_path(path)
     model, meta = load_classifier(path, map_location=device)
     check_classes_match(meta, class_names, what=f"--judge {path}")
@@ -97,20 +87,24 @@ def make_judge(args: argparse.Namespace, cfg: DictConfig, *, data_cfg: DictConfi
     return judge, checkpoint_fingerprint(path)
 
 
-def train_judge(cfg: DictConfig, *, data_cfg: DictConfig, run_dir: Path) -> Path:
-    """Fine-tune the default classifier on the real train split (selection on validation)."""
+def ensure_judge(*, data_cfg: DictConfig, paths_cfg: DictConfig, overrides: list[str], run_dir: Path,
+                 trainer: str | DictConfig = "cpu") -> Path:
+    """Fine-tune the default classifier on the real train split (selection on validation, no test).
+
+    Reused when `run_dir` already holds its checkpoint, so a resumed augmentation keeps its judge.
+    """
     from classifier.checkpoint import BEST_CHECKPOINT
     from classifier.train import run_training
-    from hydra import compose, initialize_config_dir
 
     checkpoint = run_dir / BEST_CHECKPOINT
     if checkpoint.is_file():
-        log.info("reusing the judge in %s", checkpoint)
+        log.info("reusing the judge %s", checkpoint)
         return checkpoint
-    with initialize_config_dir(version_base="1.3", config_dir=str(REPO_CONF), job_name="judge"):
-        judge_cfg = compose(config_name="train_classifier", overrides=list(cfg.judge.overrides))
+    judge_cfg = compose_config("train_classifier", [*overrides, *([f"trainer={trainer}"] if isinstance(trainer, str) else [])])
     judge_cfg.data = data_cfg
-    judge_cfg.paths = cfg.paths
+    judge_cfg.paths = paths_cfg
+    if not isinstance(trainer, str):
+        judge_cfg.trainer = trainer
     judge_cfg.train.evaluate_test = False  # the judge never sees the test split
     log.info("training the quality-filter judge on the real train split into %s", run_dir)
     run_training(judge_cfg, run_dir=run_dir)
@@ -139,46 +133,73 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_cli(args: argparse.Namespace, overrides: list[str]):
-    perturbation = get_perturbation(args.strategy)
-    strength = perturbation.default_strength if args.strength is None else args.strength
-    if strength < 0:
-        raise AugmentError(f"--strength={strength} must be >= 0")
-    if args.batch_size < 1:
-        raise AugmentError(f"--batch-size={args.batch_size} must be >= 1")
     if not args.checkpoint.is_file():
         raise AugmentError(f"--checkpoint {args.checkpoint}: no such file (train one with scripts/train_vaegan.py)")
     meta = read_vaegan_meta(args.checkpoint)  # not a checkpoint -> CheckpointError, before any work
-    cfg = compose_config(overrides)
-    data_cfg = data_config(cfg, meta=meta, overrides=overrides)
-    device = resolve_device(args.device)
+    cfg = compose_config("augment", overrides)
+    return augment_with_checkpoint(
+        checkpoint=args.checkpoint, data_cfg=data_config(cfg, meta=meta, overrides=overrides), paths_cfg=cfg.paths,
+        target_count=args.target_count, out_dir=args.out, strategy=args.strategy, strength=args.strength, seed=args.seed,
+        use_filter=args.filter, judge=args.judge, judge_overrides=list(cfg.judge.overrides),
+        min_confidence=args.min_confidence, min_source_distance=args.min_source_distance,
+        max_attempts_factor=args.max_attempts_factor, batch_size=args.batch_size, workers=args.workers,
+        device=args.device, overwrite=args.overwrite,
+    )
 
-    data = faces.load_faces(data_cfg, cache_dir=cfg.paths.cache_dir, splits=("train",))
+
+def augment_with_checkpoint(
+    *, checkpoint: Path, data_cfg: DictConfig, paths_cfg: DictConfig, target_count: str | int, out_dir: Path | None = None,
+    strategy: str = "gaussian", strength: float | None = None, seed: int = 0, use_filter: bool = True,
+    judge: Path | None = None, judge_overrides: list[str] = (), min_confidence: float = 0.5,
+    min_source_distance: float = 0.02, max_attempts_factor: float = 10.0, batch_size: int = 256,
+    workers: int | None = None, device: str = "auto", overwrite: bool = False,
+):
+    """Everything `scripts/augment.py` does, callable from Python (the ablation uses it)."""
+    checkpoint = Path(checkpoint)
+    perturbation = get_perturbation(strategy)
+    strength = perturbation.default_strength if strength is None else float(strength)
+    if strength < 0:
+        raise AugmentError(f"--strength={strength} must be >= 0")
+    if batch_size < 1:
+        raise AugmentError(f"--batch-size={batch_size} must be >= 1")
+    if not checkpoint.is_file():
+        raise AugmentError(f"--checkpoint {checkpoint}: no such file (train one with scripts/train_vaegan.py)")
+    meta = read_vaegan_meta(checkpoint)
+    device = resolve_device(device)
+
+    data = faces.load_faces(data_cfg, cache_dir=paths_cfg.cache_dir, splits=("train",))
     fit, _ = data.train_val()
     if tuple(meta["class_names"]) != data.class_names:
-        raise AugmentError(f"--checkpoint {args.checkpoint} was trained on classes {meta['class_names']}, "
+        raise AugmentError(f"--checkpoint {checkpoint} was trained on classes {meta['class_names']}, "
                            f"the data has {list(data.class_names)}")
     if meta.get("image_size") != fit.image_size:
-        raise AugmentError(f"--checkpoint {args.checkpoint} was trained on {meta.get('image_size')}px images, "
+        raise AugmentError(f"--checkpoint {checkpoint} was trained on {meta.get('image_size')}px images, "
                            f"the data config gives {fit.image_size}px (set data.image_size={meta.get('image_size')})")
     if meta.get("data_fingerprint") and meta["data_fingerprint"] != data.train.fingerprint:
         log.warning("the train split differs from the one the checkpoint was trained on (fingerprint %s vs %s)",
                     str(meta["data_fingerprint"])[:12], data.train.fingerprint[:12])
-    targets = parse_target_count(args.target_count, class_names=data.class_names, real_counts=fit.class_counts())
+    targets = parse_target_count(target_count, class_names=data.class_names, real_counts=fit.class_counts())
 
-    sha = checkpoint_fingerprint(args.checkpoint)
-    out_dir = args.out or Path(cfg.paths.output_dir) / "generated" / (
-        f"{data.dataset}-{perturbation.name}-a{strength:g}-seed{args.seed}-{sha[:8]}")
+    sha = checkpoint_fingerprint(checkpoint)
+    out_dir = Path(out_dir) if out_dir else Path(paths_cfg.output_dir) / "generated" / (
+        f"{data.dataset}-{perturbation.name}-a{strength:g}-seed{seed}-{sha[:8]}")
     refuse_inside_dataset(out_dir, dataset_root=data.root)
-    model, _ = load_vaegan(args.checkpoint, map_location=device)
+    # Refuse a mismatching OUT now, before a judge is trained for it.
+    check_out_dir(out_dir, {"checkpoint_sha256": sha, "strategy": perturbation.name, "strength": strength,
+                            "seed": seed, "batch_size": batch_size, "filter": bool(use_filter)}, overwrite=overwrite)
+    model, _ = load_vaegan(checkpoint, map_location=device)
 
-    judge, judge_sha = (None, None)
-    if args.filter:
-        judge, judge_sha = make_judge(args, cfg, data_cfg=data_cfg, class_names=data.class_names, out_dir=out_dir, device=device)
-    workers = min(16, os.cpu_count() or 1) if args.workers is None else args.workers
+    score, judge_sha = (None, None)
+    if use_filter:
+        judge_path = judge or ensure_judge(
+            data_cfg=data_cfg, paths_cfg=paths_cfg, overrides=list(judge_overrides), run_dir=out_dir / "judge",
+            trainer="gpu" if device.type == "cuda" else "cpu")
+        score, judge_sha = load_judge(Path(judge_path), class_names=data.class_names, device=device)
+    workers = min(16, os.cpu_count() or 1) if workers is None else workers
     log.info("generating %s with %s (a=%g) into %s", dict(zip(data.class_names, targets)), perturbation.name, strength, out_dir)
     return augment(
         model=model, checkpoint_sha256=sha, fit=fit, out_dir=out_dir, targets=targets, perturbation=perturbation,
-        strength=strength, seed=args.seed, batch_size=args.batch_size, judge=judge, judge_sha256=judge_sha,
-        min_confidence=args.min_confidence, min_source_distance=args.min_source_distance,
-        max_attempts_factor=args.max_attempts_factor, device=device, workers=workers, overwrite=args.overwrite,
+        strength=strength, seed=seed, batch_size=batch_size, judge=score, judge_sha256=judge_sha,
+        min_confidence=min_confidence, min_source_distance=min_source_distance,
+        max_attempts_factor=max_attempts_factor, device=device, workers=workers, overwrite=overwrite,
     )

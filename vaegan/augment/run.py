@@ -134,32 +134,49 @@ def source_indices(*, candidates: Sequence[int], n_sources: int, seed: int, labe
     return result
 
 
-def _prepare_out_dir(out_dir: Path, settings: AugmentSettings, *, overwrite: bool) -> None:
-    settings_path = out_dir / SETTINGS_FILE
-    stored = None
-    if settings_path.is_file():
-        import json
+def read_settings(out_dir: Path) -> dict[str, Any] | None:
+    import json
 
-        stored = json.loads(settings_path.read_text())
-        stored["class_names"] = tuple(stored["class_names"])
-    elif out_dir.exists() and any(p for p in out_dir.iterdir() if p.name != "judge"):
-        if not overwrite:
+    path = Path(out_dir) / SETTINGS_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def settings_differences(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """'key: old -> new' for every key of `new` whose stored value differs."""
+    def norm(value: Any) -> Any:
+        return list(value) if isinstance(value, tuple) else value
+
+    return [f"{k}: {stored.get(k)!r} -> {norm(v)!r}" for k, v in new.items() if stored.get(k) != norm(v)]
+
+
+def check_out_dir(out_dir: Path, settings: dict[str, Any], *, overwrite: bool) -> None:
+    """Refuse an OUT made with other settings (or not by the augmenter) unless `overwrite`.
+
+    Called with the settings known so far before any expensive work (judge training), and
+    again with the full settings right before generating.
+    """
+    stored = read_settings(out_dir)
+    if stored is None:
+        if out_dir.exists() and any(p.name != "judge" for p in out_dir.iterdir()) and not overwrite:
             raise AugmentError(f"--out {out_dir} exists and is not an augmentation folder (no {SETTINGS_FILE}); "
                                "choose another --out, or pass --overwrite to replace its contents")
-    if stored is not None and stored != asdict(settings):
-        differing = sorted(k for k in asdict(settings) if stored.get(k) != asdict(settings)[k])
-        if not overwrite:
-            raise AugmentError(
-                f"--out {out_dir} was made with different settings ({', '.join(f'{k}: {stored.get(k)!r} -> {asdict(settings)[k]!r}' for k in differing)}); "
-                "pass --overwrite to replace it, or choose another --out"
-            )
-    if overwrite and (stored is None or stored != asdict(settings)):
-        for child in out_dir.iterdir() if out_dir.exists() else []:
+        return
+    differing = settings_differences(stored, settings)
+    if differing and not overwrite:
+        raise AugmentError(f"--out {out_dir} was made with different settings ({'; '.join(differing)}); "
+                           "pass --overwrite to replace it, or choose another --out")
+
+
+def _prepare_out_dir(out_dir: Path, settings: AugmentSettings, *, overwrite: bool) -> None:
+    check_out_dir(out_dir, asdict(settings), overwrite=overwrite)
+    stored = read_settings(out_dir)
+    if overwrite and out_dir.exists() and (stored is None or settings_differences(stored, asdict(settings))):
+        for child in out_dir.iterdir():
             if child.name == "judge":
                 continue  # a judge trained on the same real data is still valid
             shutil.rmtree(child) if child.is_dir() else child.unlink()
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(settings_path, asdict(settings))
+    write_json_atomic(out_dir / SETTINGS_FILE, asdict(settings))
 
 
 def _load_progress(out_dir: Path, class_names: Sequence[str]) -> tuple[dict[str, ClassProgress], list[dict[str, Any]]]:

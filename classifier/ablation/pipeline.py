@@ -1,0 +1,150 @@
+"""One experiment end to end: VAE-GAN -> augmentation -> every row x seed -> report.
+
+Every stage writes into `out_dir` and is skipped when its result is already there (the
+VAE-GAN export, each generated folder, each run's metrics.json), so re-running the same
+command after a crash in run 17 of 36 loses nothing. A run that raises is recorded as
+failed (error.json with the traceback) and the sweep goes on; the report lists it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from faces.config import compose_config
+
+from .report import write_report
+
+log = logging.getLogger("ablate")
+VAEGAN_EXPORT = "vaegan.safetensors"
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def check_rows(cfg: DictConfig) -> list[str]:
+    """Unknown rows and bad overrides fail here, before the VAE-GAN trains."""
+    rows = [str(r) for r in cfg.rows]
+    unknown = [r for r in rows if r not in cfg.row_specs]
+    if unknown:
+        raise ValueError(f"unknown ablation row(s) {unknown}; rows are defined in row_specs: {sorted(cfg.row_specs)}")
+    if not cfg.seeds:
+        raise ValueError("seeds is empty; give at least one seed, e.g. seeds=[0,1,2]")
+    for row in rows:
+        strategy = cfg.row_specs[row].get("generated")
+        if strategy is not None:
+            from vaegan.augment.perturbations import get_perturbation
+
+            get_perturbation(str(strategy))
+        folder = Path(cfg.out_dir) / "generated" / str(strategy) if strategy else None
+        classifier_config(cfg, row=row, seed=int(cfg.seeds[0]), generated_dir=folder)
+    return rows
+
+
+def classifier_config(cfg: DictConfig, *, row: str, seed: int, generated_dir: Path | None) -> DictConfig:
+    spec = cfg.row_specs[row]
+    overrides = [*cfg.classifier_overrides, *spec.overrides, f"seed={seed}"]
+    if generated_dir is not None:
+        overrides.append(f"balance.generated_dir={generated_dir}")
+    run_cfg = compose_config("train_classifier", overrides)
+    run_cfg.data, run_cfg.paths, run_cfg.trainer = cfg.data, cfg.paths, cfg.trainer
+    from classifier.balance import resolve_balance
+
+    resolve_balance(run_cfg.balance)  # unknown strategy/loss names fail now
+    return run_cfg
+
+
+def ensure_vaegan(cfg: DictConfig, *, out_dir: Path) -> Path:
+    if cfg.vaegan.checkpoint:
+        return Path(cfg.vaegan.checkpoint)
+    run_dir = out_dir / "vaegan"
+    export = run_dir / VAEGAN_EXPORT
+    if export.is_file():
+        log.info("reusing the VAE-GAN %s", export)
+        return export
+    from vaegan.train import format_summary, train_vaegan
+
+    vaegan_cfg = compose_config("train_vaegan", list(cfg.vaegan.overrides))
+    vaegan_cfg.data, vaegan_cfg.paths, vaegan_cfg.trainer = cfg.data, cfg.paths, cfg.trainer
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        log.info("resuming the interrupted VAE-GAN from %s", last)
+        vaegan_cfg.resume = str(last)
+    log.info("stage 1/3: training the VAE-GAN into %s", run_dir)
+    result = train_vaegan(vaegan_cfg, output_dir=run_dir)
+    log.info("%s", format_summary(result))
+    return result.export
+
+
+def ensure_generated(cfg: DictConfig, *, checkpoint: Path, strategies: list[str], out_dir: Path) -> dict[str, Path]:
+    from vaegan.augment.cli import augment_with_checkpoint, ensure_judge
+
+    a = cfg.augment
+    judge = Path(a.judge) if a.judge else None
+    device = "cuda" if cfg.trainer.accelerator == "gpu" else "cpu"
+    if a.filter and judge is None:
+        judge = ensure_judge(data_cfg=cfg.data, paths_cfg=cfg.paths, overrides=list(a.judge_overrides),
+                             run_dir=out_dir / "judge", trainer=cfg.trainer)
+    folders = {}
+    for strategy in strategies:
+        folder = out_dir / "generated" / strategy
+        log.info("stage 2/3: generating with %s into %s", strategy, folder)
+        report = augment_with_checkpoint(
+            checkpoint=checkpoint, data_cfg=cfg.data, paths_cfg=cfg.paths, target_count=a.target_count, out_dir=folder,
+            strategy=strategy, strength=a.strength, seed=int(a.seed), use_filter=bool(a.filter), judge=judge,
+            min_confidence=float(a.min_confidence), max_attempts_factor=float(a.max_attempts_factor),
+            batch_size=int(a.batch_size), workers=a.workers, device=device,
+        )
+        log.info("%s\n%s", strategy, report.table())
+        folders[strategy] = folder
+    return folders
+
+
+def run_ablation(cfg: DictConfig) -> dict[str, Path]:
+    """Run (or finish) the experiment described by an `ablate` config; returns the report paths."""
+    started = time.perf_counter()
+    out_dir = Path(cfg.out_dir)
+    rows = check_rows(cfg)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "ablate_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+    strategies = list(dict.fromkeys(str(cfg.row_specs[r].generated) for r in rows if cfg.row_specs[r].get("generated")))
+    generated: dict[str, Path] = {}
+    if strategies:
+        checkpoint = ensure_vaegan(cfg, out_dir=out_dir)
+        generated = ensure_generated(cfg, checkpoint=checkpoint, strategies=strategies, out_dir=out_dir)
+
+    runs = [(row, int(seed)) for row in rows for seed in cfg.seeds]
+    from classifier.train import format_metrics, run_training
+
+    for number, (row, seed) in enumerate(runs, start=1):
+        run_dir = out_dir / "runs" / row / f"seed{seed}"
+        if (run_dir / "metrics.json").is_file():
+            log.info("run %d/%d %s seed %d: finished earlier, skipped", number, len(runs), row, seed)
+            continue
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "error.json").unlink(missing_ok=True)
+        (run_dir / "row.json").write_text(json.dumps({"row": row, "seed": seed}))
+        strategy = cfg.row_specs[row].get("generated")
+        log.info("stage 3/3: run %d/%d %s seed %d (%.0fs so far)", number, len(runs), row, seed, time.perf_counter() - started)
+        try:
+            run_cfg = classifier_config(cfg, row=row, seed=seed, generated_dir=generated.get(str(strategy)) if strategy else None)
+            metrics = run_training(run_cfg, run_dir=run_dir)
+            log.info("%s seed %d\n%s", row, seed, format_metrics(metrics))
+        except Exception as error:  # recorded, reported as failed, never dropped
+            log.error("run %s seed %d failed: %s", row, seed, error)
+            (run_dir / "error.json").write_text(json.dumps({
+                "row": row, "seed": seed, "error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}))
+
+    grids = {f"{strategy}/{p.stem}": p for strategy, folder in generated.items()
+             for p in sorted((folder / "previews").glob("*.png"))}
+    extra = {"rows": ", ".join(rows), "wall time": f"{time.perf_counter() - started:.0f}s (this invocation)"}
+    return write_report(out_dir / "runs", out_dir=out_dir, row_order=rows, title=f"Ablation: {cfg.name}",
+                        extra_setup=extra, sample_grids=grids)
