@@ -189,7 +189,7 @@ def write_report(
     for name, grid in (sample_grids or {}).items():
         if Path(grid).is_file():
             target = out / "samples" / f"{name}.png"
-            target.parent.mkdir(exist_ok=True)
+            target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(grid, target)
             grids.append((name, target))
 
