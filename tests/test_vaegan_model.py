@@ -1,0 +1,123 @@
+"""Model shapes, conditioning, loss signs and metrics of the VAE-GAN (no training)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from vaegan import VAEGAN, to_model_range, to_uint8
+from vaegan import losses as L
+from vaegan.metrics import diversity_ratio, frechet_distance
+
+
+def small_model(resolution: int, latent_dim: int = 32) -> VAEGAN:
+    return VAEGAN(resolution=resolution, latent_dim=latent_dim, num_classes=7, base_channels=8, max_channels=32, embed_dim=8)
+
+
+@pytest.mark.parametrize("resolution", [32, 64, 128])
+def test_shapes_for_each_resolution(resolution: int) -> None:
+    torch.manual_seed(0)
+    model = small_model(resolution).eval()
+    images = torch.rand(3, 3, resolution, resolution) * 2 - 1
+    labels = torch.tensor([0, 3, 6])
+    mu, logvar = model.encode(images, labels)
+    assert mu.shape == logvar.shape == (3, 32)
+    decoded = model.decode(mu, labels)
+    assert decoded.shape == (3, 3, resolution, resolution)
+    assert decoded.min() >= -1 and decoded.max() <= 1
+    logits, features = model.discriminator(images, labels, return_features=True)
+    assert logits.shape == (3,)
+    assert features.shape[-1] == 8  # Larsen's similarity layer is the 8x8 block at every resolution
+    assert (model.resolution, model.latent_dim, model.num_classes) == (resolution, 32, 7)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"resolution": 48, "latent_dim": 64}, r"resolution=48 .*\[32, 64, 128\]"),
+     ({"resolution": 64, "latent_dim": 100}, r"latent_dim=100 .*\[32, 64, 128, 256, 512\]")],
+)
+def test_unknown_resolution_or_latent_size_names_the_choices(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        VAEGAN(num_classes=7, **kwargs)
+
+
+def test_changing_the_label_changes_the_decoded_image() -> None:
+    torch.manual_seed(0)
+    model = small_model(32).eval()
+    z = torch.randn(1, 32).expand(7, 32)
+    decoded = model.decode(z, torch.arange(7), ema=False)
+    differences = (decoded[1:] - decoded[:1]).abs().flatten(1).mean(1)
+    assert (differences > 1e-4).all(), differences
+
+
+def test_ema_decoder_is_frozen_and_used_by_default() -> None:
+    model = small_model(32)
+    assert not any(p.requires_grad for p in model.decoder_ema.parameters())
+    with torch.no_grad():
+        for p in model.decoder.parameters():
+            p.add_(0.1)
+    model.eval()
+    z, y = torch.randn(2, 32), torch.tensor([1, 2])
+    assert not torch.allclose(model.decode(z, y), model.decode(z, y, ema=False))
+    model.update_ema(decay=0.0)  # decay 0 copies the trained weights
+    torch.testing.assert_close(model.decode(z, y), model.decode(z, y, ema=False))
+
+
+def test_pixel_range_round_trip() -> None:
+    images = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
+    x = to_model_range(images)
+    assert x.dtype == torch.float32 and x.min() >= -1 and x.max() <= 1
+    assert torch.equal(to_uint8(x), images)
+    with pytest.raises(TypeError, match="uint8"):
+        to_model_range(x)
+
+
+def test_hinge_loss_signs() -> None:
+    confident_real, confident_fake = torch.full((4,), 2.0), torch.full((4,), -2.0)
+    # A discriminator that separates real (>=1) from fake (<=-1) has zero loss ...
+    assert L.hinge_discriminator_loss(confident_real, confident_fake) == 0
+    # ... and one that has them swapped pays for both.
+    assert L.hinge_discriminator_loss(confident_fake, confident_real) == pytest.approx(6.0)
+    # The generator's loss falls as D scores its fakes as more real.
+    assert L.hinge_generator_loss(confident_real) < L.hinge_generator_loss(confident_fake)
+    fake = torch.zeros(4, requires_grad=True)
+    L.hinge_generator_loss(fake).backward()
+    assert (fake.grad < 0).all()  # gradient descent raises D(fake)
+
+
+def test_kl_is_zero_at_the_prior_and_positive_elsewhere() -> None:
+    assert L.kl_divergence(torch.zeros(3, 4), torch.zeros(3, 4)) == 0
+    assert L.kl_divergence(torch.ones(3, 4), torch.zeros(3, 4)) == pytest.approx(2.0)
+
+
+def test_loss_weight_schedules() -> None:
+    assert L.kl_weight_at(step=0, weight=1.0, warmup_steps=10) == 0
+    assert L.kl_weight_at(step=5, weight=1.0, warmup_steps=10) == 0.5
+    assert L.kl_weight_at(step=50, weight=1.0, warmup_steps=10) == 1.0
+    assert L.adversarial_weight_at(step=9, weight=0.1, start_step=10, ramp_steps=5) == 0
+    assert 0 < L.adversarial_weight_at(step=10, weight=0.1, start_step=10, ramp_steps=5) < 0.1
+    assert L.adversarial_weight_at(step=100, weight=0.1, start_step=10, ramp_steps=5) == 0.1
+
+
+def test_lpips_without_backbone_weights_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    assert not L.lpips_available()
+    with pytest.raises(L.LPIPSUnavailableError, match=r"alexnet-owt-7be5be79\.pth.*TORCH_HOME"):
+        L.load_lpips(allow_download=False)
+
+
+def test_frechet_distance_and_collapse_indicator() -> None:
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(200, 8, generator=generator, dtype=torch.float64)
+    b = torch.randn(200, 8, generator=generator, dtype=torch.float64)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    assert frechet_distance(a, b) < frechet_distance(a, b + 3.0)
+    assert math.isnan(frechet_distance(a[:1], b))
+    labels = torch.zeros(200, dtype=torch.long)
+    varied = diversity_ratio(generated=b, generated_labels=labels, real=a, real_labels=labels, class_names=["c"])
+    collapsed = diversity_ratio(generated=b[:1].expand(200, 8), generated_labels=labels, real=a, real_labels=labels,
+                                class_names=["c"])
+    assert varied["overall"] == pytest.approx(1.0, abs=0.15)
+    assert collapsed["overall"] == 0.0

@@ -1,0 +1,161 @@
+"""Real (tiny) VAE-GAN training runs on CPU: learning, gradients, checkpoints, resume, NaN guard."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from vaegan import CheckpointError, checkpoint_fingerprint, load_vaegan, save_vaegan
+from vaegan.module import NonFiniteLossError, VAEGANModule
+from vaegan.train import EXPORT_NAME, train_vaegan, validate_config
+
+from vaegan_helpers import compose_config, tiny_config
+
+
+def _train(root: Path, tmp: Path, *extra: str, callbacks=()):
+    cfg = tiny_config(root=root, cache_dir=tmp / "cache", extra=extra)
+    return train_vaegan(cfg, output_dir=tmp / "run", callbacks=callbacks)
+
+
+@pytest.fixture(scope="module")
+def three_epochs(tiny_synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("vaegan_three")
+    return _train(tiny_synthetic_root, tmp, "epochs=3")
+
+
+def _epoch_metric(run_dir: Path, key: str) -> list[float]:
+    with open(run_dir / "logs" / "metrics.csv") as handle:
+        return [float(row[key]) for row in csv.DictReader(handle) if row.get(key)]
+
+
+def test_training_lowers_reconstruction_loss_and_writes_outputs(three_epochs) -> None:
+    train_l1 = _epoch_metric(three_epochs.output_dir, "train/l1_epoch")
+    val_l1 = _epoch_metric(three_epochs.output_dir, "val/l1")
+    assert len(train_l1) == len(val_l1) == 3
+    assert train_l1[-1] < 0.8 * train_l1[0], train_l1
+    assert val_l1[-1] < val_l1[0], val_l1
+    out = three_epochs.output_dir
+    assert three_epochs.last_checkpoint == out / "checkpoints" / "last.ckpt" and three_epochs.last_checkpoint.is_file()
+    assert three_epochs.best_checkpoint == out / "checkpoints" / "best.ckpt" and three_epochs.best_checkpoint.is_file()
+    assert (out / EXPORT_NAME).is_file()
+    for name in ("reconstructions", "samples"):
+        assert (out / "grids" / f"{name}_epoch003.png").stat().st_size > 1000
+        assert (out / "grids" / f"{name}_final.png").is_file()
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_export_round_trip_gives_identical_decodes(three_epochs, tmp_path: Path) -> None:
+    model, meta = load_vaegan(three_epochs.export)
+    assert not model.training
+    assert meta["image_size"] == 32 and meta["resolution"] == 32 and meta["latent_dim"] == 32
+    assert meta["class_names"][0] == "Surprise" and len(meta["data_fingerprint"]) > 8
+    z, y = torch.randn(5, 32, generator=torch.Generator().manual_seed(1)), torch.arange(5)
+    copy = save_vaegan(tmp_path / "copy.safetensors", model=model, config=meta["config"],
+                       class_names=meta["class_names"], extra={"image_size": 32, "data_fingerprint": meta["data_fingerprint"]})
+    again, _ = load_vaegan(copy)
+    with torch.no_grad():
+        assert torch.equal(model.decode(z, y), again.decode(z, y))
+    assert checkpoint_fingerprint(copy) == checkpoint_fingerprint(copy) and len(checkpoint_fingerprint(copy)) == 64
+
+
+def test_lightning_checkpoint_loads_with_weights_only(three_epochs) -> None:
+    checkpoint = torch.load(three_epochs.last_checkpoint, map_location="cpu", weights_only=True)
+    assert checkpoint["epoch"] == 2 and checkpoint["hyper_parameters"]["config"]["vaegan"]["name"] == "small"
+
+
+def test_bad_checkpoints_are_named(three_epochs, tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"definitely not a checkpoint")
+    with pytest.raises(CheckpointError, match="garbage.safetensors"):
+        load_vaegan(garbage)
+    with pytest.raises(CheckpointError, match=r"latent_dim: checkpoint 32, expected 64"):
+        load_vaegan(three_epochs.export, expected_config={"resolution": 32, "latent_dim": 64})
+    cfg = tiny_config(root=tmp_path, cache_dir=tmp_path, extra=(f"resume={garbage}",))
+    with pytest.raises(CheckpointError, match="not a loadable training checkpoint"):
+        train_vaegan(cfg, output_dir=tmp_path / "run")
+    cfg = tiny_config(root=tmp_path, cache_dir=tmp_path, extra=(f"resume={three_epochs.last_checkpoint}", "vaegan.latent_dim=64"))
+    with pytest.raises(CheckpointError, match=r"latent_dim: checkpoint 32, expected 64"):
+        train_vaegan(cfg, output_dir=tmp_path / "run")
+
+
+def test_resume_matches_an_uninterrupted_run(tiny_synthetic_root: Path, tmp_path: Path, three_epochs) -> None:
+    first = _train(tiny_synthetic_root, tmp_path / "a", "epochs=2")
+    resumed = _train(tiny_synthetic_root, tmp_path / "b", "epochs=3", f"resume={first.last_checkpoint}")
+    straight = torch.load(three_epochs.last_checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    continued = torch.load(resumed.last_checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    assert straight.keys() == continued.keys()
+    different = [k for k in straight if not torch.equal(straight[k], continued[k])]
+    assert not different, different[:5]
+
+
+class _InjectNaN(pl.Callback):
+    """Poison the decoder's output layer at the first batch of the second epoch."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.current_epoch == 1 and batch_idx == 0:
+            with torch.no_grad():
+                pl_module.model.decoder.to_rgb.weight.fill_(float("nan"))
+
+
+def test_injected_nan_trips_the_guard_and_keeps_the_last_good_checkpoint(tiny_synthetic_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(NonFiniteLossError, match=r"non-finite discriminator_hinge_loss=nan.* at step \d+ \(epoch 1\).*Last good checkpoint: .*last\.ckpt"):
+        _train(tiny_synthetic_root, tmp_path, "epochs=3", callbacks=[_InjectNaN()])
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    assert state["epoch"] == 0
+    assert all(torch.isfinite(v).all() for v in state["state_dict"].values() if v.is_floating_point())
+
+
+def test_gradients_reach_what_should_train_and_no_gan_gradient_reaches_the_encoder(tiny_synthetic_root: Path, tmp_path: Path) -> None:
+    """One real step with the GAN term on from step 0, and the same step with it off."""
+    grads = {}
+    for name, weight in (("gan", "0.5"), ("no_gan", "0.0")):
+        cfg = tiny_config(root=tiny_synthetic_root, cache_dir=tmp_path / "cache", extra=(
+            "epochs=1", "vaegan.losses.adversarial_start_epochs=0", "vaegan.losses.adversarial_ramp_epochs=0",
+            "vaegan.losses.kl_warmup_epochs=0", f"vaegan.losses.adversarial_weight={weight}",
+        ))
+        from vaegan.data import VAEGANDataModule, load_vaegan_faces
+        from omegaconf import OmegaConf
+
+        config = OmegaConf.to_container(cfg, resolve=True)
+        fit, val, _ = load_vaegan_faces(config["data"], cache_dir=config["paths"]["cache_dir"])
+        pl.seed_everything(0)
+        module = VAEGANModule(config=config, class_names=list(fit.class_names), image_size=32, data_fingerprint="x")
+        datamodule = VAEGANDataModule(fit=fit, val=val, resolution=32, batch_size=32, seed=0)
+        trainer = pl.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
+                             enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, deterministic=True)
+        trainer.fit(module, datamodule=datamodule)
+        grads[name] = {k: (None if p.grad is None else p.grad.clone()) for k, p in module.model.named_parameters()}
+    trainable = [k for k in grads["gan"] if not k.startswith("decoder_ema.")]
+    missing = [k for k in trainable if grads["gan"][k] is None or not grads["gan"][k].abs().sum() > 0]
+    assert not missing, missing
+    assert all(grads["gan"][k] is None for k in grads["gan"] if k.startswith("decoder_ema."))
+    encoder = [k for k in trainable if k.startswith("encoder.")]
+    decoder = [k for k in trainable if k.startswith("decoder.")]
+    assert all(torch.equal(grads["gan"][k], grads["no_gan"][k]) for k in encoder)
+    assert any(not torch.equal(grads["gan"][k], grads["no_gan"][k]) for k in decoder)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [("vaegan.resolution=48", r"vaegan.resolution=48 .*\[32, 64, 128\]"),
+     ("vaegan.latent_dim=100", r"vaegan.latent_dim=100 .*\[32, 64, 128, 256, 512\]")],
+)
+def test_bad_config_fails_before_work(override: str, message: str) -> None:
+    from omegaconf import OmegaConf
+
+    with pytest.raises(ValueError, match=message):
+        validate_config(OmegaConf.to_container(compose_config(override), resolve=True))
+
+
+def test_default_config_composes() -> None:
+    cfg = compose_config()
+    assert cfg.vaegan.name == "small" and cfg.vaegan.resolution == 32 and cfg.trainer.accelerator == "cpu"
+    assert cfg.data.name == "synthetic" and cfg.seed == 0 and cfg.resume is None
+    base = compose_config("vaegan=base", "trainer=gpu")
+    assert base.vaegan.resolution == 64 and base.trainer.precision == "bf16-mixed"
+    assert compose_config("vaegan=large").vaegan.resolution == 128

@@ -1,0 +1,158 @@
+"""The sampling checkpoint the augmenter loads: safetensors weights + JSON metadata, no pickle.
+
+`save_vaegan` writes atomically (temp file + rename) so an interrupted run never leaves a
+half-written file where a good one was. `load_vaegan` rebuilds the model from the stored
+architecture and refuses anything that is not such a file, naming the path and what differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .model import ARCHITECTURE_KEYS, VAEGAN
+
+FORMAT = "fer-longtail-vaegan"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A file that is not a VAE-GAN checkpoint, or one that does not match the requested config."""
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copy (OmegaConf containers, tuples and paths become lists/dicts/strings)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def save_vaegan(
+    path: Path | str, *, model: VAEGAN, config: Mapping[str, Any], class_names: Sequence[str], extra: Mapping[str, Any]
+) -> Path:
+    """Write weights and metadata to `path` (.safetensors). `extra` needs `image_size` and `data_fingerprint`."""
+    path = Path(path)
+    missing = [key for key in ("image_size", "data_fingerprint") if key not in extra]
+    if missing:
+        raise ValueError(f"save_vaegan: extra must contain {missing} (the data the model was trained on)")
+    if len(class_names) != model.num_classes:
+        raise ValueError(f"save_vaegan: {len(class_names)} class names for a {model.num_classes}-class model")
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": _plain(dict(config)),
+        "architecture": dict(model.architecture),
+        "class_names": list(class_names),
+        "resolution": model.resolution,
+        "latent_dim": model.latent_dim,
+        **_plain(dict(extra)),
+    }
+    tensors = {key: value.detach().to("cpu").contiguous() for key, value in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        save_file(tensors, temp, metadata={"format": FORMAT, "meta": json.dumps(meta)})
+        os.replace(temp, path)
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
+    return path
+
+
+def read_vaegan_meta(path: Path | str) -> dict[str, Any]:
+    """The metadata of a checkpoint written by `save_vaegan` (no tensors are read)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such VAE-GAN checkpoint file")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise CheckpointError(
+            f"{path}: not a VAE-GAN checkpoint (not a safetensors file written by save_vaegan: {error})"
+        ) from error
+    if header.get("format") != FORMAT or "meta" not in header:
+        raise CheckpointError(f"{path}: a safetensors file, but not a VAE-GAN checkpoint (format={header.get('format')!r})")
+    return json.loads(header["meta"])
+
+
+def config_differences(stored: Mapping[str, Any], expected: Mapping[str, Any], *, keys: Sequence[str]) -> list[str]:
+    """'key: stored X, expected Y' for each of `keys` whose values differ."""
+    return [
+        f"{key}: checkpoint {stored.get(key)!r}, expected {expected.get(key)!r}"
+        for key in keys
+        if key in expected and stored.get(key) != expected.get(key)
+    ]
+
+
+def load_vaegan(
+    path: Path | str, *, map_location: str | torch.device = "cpu", expected_config: Mapping[str, Any] | None = None
+) -> tuple[VAEGAN, dict[str, Any]]:
+    """(model in eval mode, meta). `expected_config` (e.g. cfg.vaegan) must agree on the architecture keys."""
+    path = Path(path)
+    meta = read_vaegan_meta(path)
+    architecture = meta["architecture"]
+    if expected_config is not None:
+        differences = config_differences(architecture, dict(expected_config), keys=ARCHITECTURE_KEYS)
+        if differences:
+            raise CheckpointError(f"{path}: checkpoint was trained with a different config: " + "; ".join(differences))
+    model = VAEGAN(**architecture)
+    state = load_file(str(path), device="cpu")
+    expected_keys, found_keys = set(model.state_dict()), set(state)
+    if expected_keys != found_keys:
+        raise CheckpointError(
+            f"{path}: weights do not match the stored architecture: missing {sorted(expected_keys - found_keys)[:5]}, "
+            f"unexpected {sorted(found_keys - expected_keys)[:5]}"
+        )
+    shapes = [
+        f"{key}: {tuple(state[key].shape)} vs {tuple(value.shape)}"
+        for key, value in model.state_dict().items() if state[key].shape != value.shape
+    ]
+    if shapes:
+        raise CheckpointError(f"{path}: tensor shapes differ from the stored architecture: {shapes[:5]}")
+    model.load_state_dict(state, strict=True)
+    return model.to(map_location).eval(), meta
+
+
+def checkpoint_fingerprint(path: Path | str) -> str:
+    """sha256 of the file's bytes (what the augmenter records as its generator's identity)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_resume_checkpoint(path: Path | str, *, config: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate a Lightning checkpoint before resuming: loads with weights_only=True, compares the VAE-GAN config.
+
+    Returns the checkpoint's hyper-parameters. Raises CheckpointError naming the path and differing keys.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"resume={path}: no such file")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle errors, zip errors, unsafe globals
+        raise CheckpointError(
+            f"resume={path}: not a loadable training checkpoint ({type(error).__name__}: {str(error).splitlines()[0]})"
+        ) from error
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "hyper_parameters" not in checkpoint:
+        raise CheckpointError(f"resume={path}: not a VAE-GAN training checkpoint (expected Lightning's last.ckpt/best.ckpt)")
+    stored = checkpoint["hyper_parameters"].get("config", {})
+    stored_model, expected_model = stored.get("vaegan", {}), dict(config.get("vaegan", {}))
+    differences = config_differences(stored_model, expected_model, keys=[*ARCHITECTURE_KEYS, "name"])
+    differences += config_differences(stored, dict(config), keys=["batch_size"])
+    if differences:
+        raise CheckpointError(f"resume={path}: checkpoint config differs from this run: " + "; ".join(differences))
+    return checkpoint["hyper_parameters"]

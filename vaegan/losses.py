@@ -1,0 +1,105 @@
+"""VAE-GAN loss terms. Signs follow the hinge formulation (Lim & Ye 2017; Miyato et al. 2018):
+the discriminator wants D(real) >= 1 and D(fake) <= -1; the generator wants D(fake) high."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# torchvision's AlexNet file that lpips.LPIPS(net="alex") loads as its backbone.
+LPIPS_BACKBONE_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}
+
+
+class LPIPSUnavailableError(RuntimeError):
+    """LPIPS was asked for but its ImageNet backbone weights cannot be had."""
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(q(z|x) || N(0, I)) summed over latent dimensions, averaged over the batch."""
+    mu, logvar = mu.float(), logvar.float()
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1).mean()
+
+
+def kl_weight_at(*, step: int, weight: float, warmup_steps: int) -> float:
+    """Linear KL warm-up: 0 at step 0, `weight` from `warmup_steps` on (avoids early posterior collapse)."""
+    if warmup_steps <= 0:
+        return weight
+    return weight * min(1.0, step / warmup_steps)
+
+
+def adversarial_weight_at(*, step: int, weight: float, start_step: int, ramp_steps: int) -> float:
+    """0 until `start_step` (let reconstructions form first), then a linear ramp to `weight`.
+
+    Switching the GAN term on abruptly is what makes reconstructions degrade in many ports.
+    """
+    if step < start_step:
+        return 0.0
+    if ramp_steps <= 0:
+        return weight
+    return weight * min(1.0, (step - start_step + 1) / ramp_steps)
+
+
+def hinge_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """E[relu(1 - D(real))] + E[relu(1 + D(fake))]: zero once real >= 1 and fake <= -1."""
+    return F.relu(1.0 - real_logits.float()).mean() + F.relu(1.0 + fake_logits.float()).mean()
+
+
+def hinge_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """-E[D(fake)]: lower when the discriminator scores the fakes as more real."""
+    return -fake_logits.float().mean()
+
+
+def feature_reconstruction_loss(reconstructed: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Larsen's learned similarity: a Gaussian (MSE) likelihood on a discriminator layer.
+
+    Divided by the real features' mean square so the weight means the same whatever scale the
+    (spectrally normalised, hence small-valued) discriminator features have. `real` is
+    detached: the target must not move to meet the reconstruction.
+    """
+    target = real.detach().float()
+    return F.mse_loss(reconstructed.float(), target) / (target.pow(2).mean() + 1e-8)
+
+
+def _torch_hub_checkpoints() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def lpips_backbone_path(net: str = "alex") -> Path:
+    if net not in LPIPS_BACKBONE_FILES:
+        raise ValueError(f"LPIPS net={net!r} is not supported; choose one of {list(LPIPS_BACKBONE_FILES)}")
+    return _torch_hub_checkpoints() / LPIPS_BACKBONE_FILES[net]
+
+
+def lpips_available(net: str = "alex") -> bool:
+    """True when the backbone file is already on disk (no download attempted)."""
+    return lpips_backbone_path(net).is_file()
+
+
+def load_lpips(*, net: str = "alex", allow_download: bool = True) -> nn.Module:
+    """The real LPIPS (ImageNet backbone + linear heads), frozen, in eval mode.
+
+    Never falls back to `pnet_rand=True`: a randomly initialised backbone is not LPIPS, and a
+    number computed with it must not be reported as one.
+    """
+    path = lpips_backbone_path(net)
+    how = (
+        f"LPIPS needs torchvision's ImageNet {net} weights at {path}. Either run once with network access "
+        f"(torchvision downloads them there), or copy {LPIPS_BACKBONE_FILES[net]} into "
+        f"$TORCH_HOME/hub/checkpoints/ (TORCH_HOME={os.environ.get('TORCH_HOME', '<unset>')}); "
+        "or turn LPIPS off with vaegan.losses.lpips_weight=0"
+    )
+    if not path.is_file() and not allow_download:
+        raise LPIPSUnavailableError(f"{how} (download disabled)")
+    try:
+        import lpips
+    except ImportError as error:
+        raise LPIPSUnavailableError(f"the lpips package is not installed (pip install lpips). {how}") from error
+    try:
+        model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=False, verbose=False)
+    except Exception as error:  # URLError offline, HTTP errors, corrupt files
+        raise LPIPSUnavailableError(f"could not load the LPIPS backbone ({type(error).__name__}: {error}). {how}") from error
+    return model.eval().requires_grad_(False)

@@ -1,0 +1,336 @@
+"""LightningModule: manual optimisation of encoder, decoder and discriminator (Larsen et al. 2016).
+
+Per batch, with x real, y its label, z ~ q(z|x,y) and (z_p, y_p) a prior draw:
+
+    discriminator  <- hinge(D(x, y), D(dec(z, y), y), D(dec(z_p, y_p), y_p))        fakes detached
+    encoder        <- kl_weight * KL + recon                                          no GAN gradient
+    decoder        <- recon + adversarial_weight * hinge_G(D(dec(z, y)), D(dec(z_p, y_p)))
+    recon = l1 * |dec(z,y) - x| + feature * ||D_l(dec(z,y)) - D_l(x)||^2 + lpips * LPIPS
+
+Keeping the adversarial gradient out of the encoder (backward with `inputs=`) stops the
+encoder from hiding information from D, a known cause of reconstructions degrading once the
+GAN term starts; the GAN term itself ramps in after a warm-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from . import losses as L
+from .grids import pick_per_class, save_class_grid
+from .images import to_model_range
+from .metrics import FRECHET_NAME, FeatureNetwork, diversity_ratio, per_class_frechet, reconstruction_l1, reconstruction_ssim
+from .model import VAEGAN
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss or gradient norm became NaN/Inf; training stops before the bad update is applied."""
+
+
+def build_model(*, model_cfg: dict[str, Any], num_classes: int) -> VAEGAN:
+    return VAEGAN(
+        resolution=model_cfg["resolution"], latent_dim=model_cfg["latent_dim"], num_classes=num_classes,
+        base_channels=model_cfg["base_channels"], max_channels=model_cfg["max_channels"], embed_dim=model_cfg["embed_dim"],
+    )
+
+
+class VAEGANModule(pl.LightningModule):
+    """`config` is the whole run config as plain types (so last.ckpt loads with weights_only=True)."""
+
+    def __init__(self, *, config: dict[str, Any], class_names: list[str], image_size: int, data_fingerprint: str) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.config = config
+        self.model_cfg = config["vaegan"]
+        self.loss_cfg = self.model_cfg["losses"]
+        self.class_names = list(class_names)
+        self.model = build_model(model_cfg=self.model_cfg, num_classes=len(class_names))
+        self.output_dir = Path(config["output_dir"]) if config.get("output_dir") else None
+        # Not submodules: frozen metric/loss networks must stay out of the checkpoints.
+        self._aux: dict[str, nn.Module] = {}
+        self._real_val_features: torch.Tensor | None = None
+        self._steps_per_epoch = 1
+
+    # ----------------------------------------------------------------- set-up
+    def configure_optimizers(self):
+        optim = self.model_cfg["optim"]
+        betas = tuple(optim["betas"])
+        return [
+            torch.optim.Adam(self.model.encoder.parameters(), lr=optim["lr"], betas=betas),
+            torch.optim.Adam(self.model.decoder.parameters(), lr=optim["lr"], betas=betas),
+            torch.optim.Adam(self.model.discriminator.parameters(), lr=optim["discriminator_lr"], betas=betas),
+        ]
+
+    def setup(self, stage: str) -> None:
+        if self.loss_cfg["lpips_weight"] > 0:
+            self._aux["lpips_loss"] = L.load_lpips(net=self.loss_cfg["lpips_net"], allow_download=self.loss_cfg["lpips_download"])
+
+    def on_fit_start(self) -> None:
+        precision = str(self.trainer.precision)
+        if precision.startswith("16"):
+            raise ValueError(f"trainer.precision={precision} is not supported (fp16 needs loss scaling); use bf16-mixed or 32-true")
+        if self.device.type == "cuda":
+            self.model.to(memory_format=torch.channels_last)
+        for module in self._aux.values():
+            module.to(self.device)
+
+    def on_train_start(self) -> None:
+        # Known only once the train dataloader exists (after on_fit_start).
+        self._steps_per_epoch = max(1, int(self.trainer.num_training_batches))
+
+    def _step_index(self, batch_idx: int) -> int:
+        # A pure function of (epoch, batch): resume from an epoch-end checkpoint replays exactly.
+        return self.current_epoch * self._steps_per_epoch + batch_idx
+
+    def _epochs_to_steps(self, epochs: float) -> int:
+        return int(round(epochs * self._steps_per_epoch))
+
+    def _prepare(self, images: torch.Tensor) -> torch.Tensor:
+        x = to_model_range(images)
+        return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x
+
+    def _guard(self, values: dict[str, torch.Tensor], *, step: int) -> None:
+        """One host sync per optimiser: stop with the name of the first non-finite value."""
+        stacked = torch.stack([v.detach().float().reshape(()) for v in values.values()])
+        if bool(torch.isfinite(stacked).all()):
+            return
+        bad = [f"{name}={float(v):.4g}" for name, v in values.items() if not math.isfinite(float(v.detach()))]
+        raise NonFiniteLossError(
+            f"non-finite {', '.join(bad)} at step {step} (epoch {self.current_epoch}); training stopped before "
+            "applying the update."
+        )
+
+    def _clip(self, parameters) -> torch.Tensor:
+        max_norm = self.model_cfg["optim"]["grad_clip"]
+        params = [p for p in parameters if p.grad is not None]
+        if not params:
+            return torch.zeros((), device=self.device)
+        return torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm and max_norm > 0 else float("inf"))
+
+    # -------------------------------------------------------------- training
+    def training_step(self, batch, batch_idx: int) -> None:
+        images, labels = batch
+        step = self._step_index(batch_idx)
+        opt_encoder, opt_decoder, opt_discriminator = self.optimizers()
+        model = self.model
+        x = self._prepare(images)
+        n = x.shape[0]
+        generator = torch.Generator(device=x.device).manual_seed(int(self.config["seed"]) * 1_000_003 + step)
+        noise = torch.randn(n, model.latent_dim, generator=generator, device=x.device)
+        z_prior = torch.randn(n, model.latent_dim, generator=generator, device=x.device)
+        # Prior labels follow the batch's class mix, so D sees real and fake of each class equally often.
+        labels_prior = labels[torch.randperm(n, generator=generator, device=x.device)]
+
+        mu, logvar = model.encoder(x, labels)
+        z = model.reparameterize(mu, logvar, noise=noise)
+        both_labels = torch.cat([labels, labels_prior])
+        decoded = model.decoder(torch.cat([z, z_prior]), both_labels)
+        reconstructed, prior_samples = decoded[:n], decoded[n:]
+
+        # Discriminator: real vs (reconstructions + prior samples), fakes detached.
+        logits = model.discriminator(torch.cat([x, decoded.detach()]), torch.cat([labels, both_labels]))
+        d_real, d_fake = logits[:n], logits[n:]
+        loss_d = L.hinge_discriminator_loss(d_real, d_fake)
+        opt_discriminator.zero_grad(set_to_none=True)
+        self.manual_backward(loss_d)
+        norm_d = self._clip(model.discriminator.parameters())
+        self._guard({"discriminator_hinge_loss": loss_d, "discriminator_grad_norm": norm_d}, step=step)
+        opt_discriminator.step()
+
+        # Encoder and decoder, against the updated discriminator. D's parameters get no gradient
+        # here (backward `inputs=`), and real features are a fixed target.
+        logits_g, features = model.discriminator(
+            torch.cat([x, decoded]), torch.cat([labels, both_labels]), return_features=True
+        )
+        fake_logits = logits_g[n:]
+        features_real, features_reconstructed = features[:n].detach(), features[n : 2 * n]
+        loss_l1 = (reconstructed.float() - x.float()).abs().mean()
+        loss_feature = L.feature_reconstruction_loss(features_reconstructed, features_real)
+        loss_kl = L.kl_divergence(mu, logvar)
+        loss_adv = L.hinge_generator_loss(fake_logits)
+        reconstruction = self.loss_cfg["pixel_l1_weight"] * loss_l1 + self.loss_cfg["feature_weight"] * loss_feature
+        values = {"l1": loss_l1, "feature": loss_feature, "kl": loss_kl, "adversarial": loss_adv}
+        if "lpips_loss" in self._aux:
+            loss_lpips = self._aux["lpips_loss"](reconstructed.float(), x.float()).mean()
+            reconstruction = reconstruction + self.loss_cfg["lpips_weight"] * loss_lpips
+            values["lpips"] = loss_lpips
+        kl_weight = L.kl_weight_at(
+            step=step, weight=self.loss_cfg["kl_weight"], warmup_steps=self._epochs_to_steps(self.loss_cfg["kl_warmup_epochs"])
+        )
+        adversarial_weight = L.adversarial_weight_at(
+            step=step, weight=self.loss_cfg["adversarial_weight"],
+            start_step=self._epochs_to_steps(self.loss_cfg["adversarial_start_epochs"]),
+            ramp_steps=self._epochs_to_steps(self.loss_cfg["adversarial_ramp_epochs"]),
+        )
+        encoder_params = list(model.encoder.parameters())
+        decoder_params = list(model.decoder.parameters())
+        opt_encoder.zero_grad(set_to_none=True)
+        opt_decoder.zero_grad(set_to_none=True)
+        if adversarial_weight > 0:
+            self.manual_backward(adversarial_weight * loss_adv, inputs=decoder_params, retain_graph=True)
+        self.manual_backward(reconstruction + kl_weight * loss_kl, inputs=encoder_params + decoder_params)
+        norm_e, norm_g = self._clip(encoder_params), self._clip(decoder_params)
+        self._guard({**values, "encoder_grad_norm": norm_e, "decoder_grad_norm": norm_g}, step=step)
+        opt_encoder.step()
+        opt_decoder.step()
+        model.update_ema(decay=self._ema_decay(step))
+
+        self.log_dict(
+            {"train/l1": loss_l1, "train/feature": loss_feature, "train/kl": loss_kl, "train/adversarial": loss_adv,
+             "train/discriminator": loss_d, "train/d_real": d_real.float().mean(), "train/d_fake": d_fake.float().mean(),
+             "train/kl_weight": kl_weight, "train/adversarial_weight": adversarial_weight},
+            on_step=True, on_epoch=True, batch_size=n,
+        )
+        self.log_dict({"l1": loss_l1, "kl": loss_kl, "d": loss_d}, prog_bar=True, on_step=True, on_epoch=False, logger=False)
+
+    def _ema_decay(self, step: int) -> float:
+        # Warm-up form (as in many EMA implementations): early averages would otherwise be
+        # dominated by the random initial weights.
+        return min(self.model_cfg["ema_decay"], (1 + step) / (10 + step))
+
+    # ------------------------------------------------------------ validation
+    def on_validation_epoch_start(self) -> None:
+        self._val_parts: dict[str, list[torch.Tensor]] = {"real": [], "recon": [], "labels": [], "mu": []}
+
+    @torch.no_grad()
+    def validation_step(self, batch, batch_idx: int) -> None:
+        images, labels = batch
+        x = self._prepare(images)
+        mu, _ = self.model.encode(x, labels)
+        reconstructed = self.model.decode(mu, labels, ema=True)
+        self._val_parts["real"].append(x.float())
+        self._val_parts["recon"].append(reconstructed.float())
+        self._val_parts["labels"].append(labels)
+        self._val_parts["mu"].append(mu.float())
+
+    def _feature_network(self) -> FeatureNetwork:
+        if "features" not in self._aux:
+            self._aux["features"] = FeatureNetwork(image_size=self.config["metrics"]["feature_image_size"]).to(self.device)
+        return self._aux["features"]
+
+    def _lpips_metric(self) -> nn.Module | None:
+        mode = self.config["metrics"]["lpips"]
+        if "lpips_loss" in self._aux:
+            return self._aux["lpips_loss"]
+        if "lpips_metric" not in self._aux:
+            if mode is False or mode == "off" or (mode == "auto" and not L.lpips_available(self.loss_cfg["lpips_net"])):
+                if mode == "auto" and not getattr(self, "_lpips_note", False):
+                    self._lpips_note = True
+                    log.info("LPIPS metric skipped: %s not found (metrics.lpips=auto; put the file there to enable it)",
+                             L.lpips_backbone_path(self.loss_cfg["lpips_net"]))
+                return None
+            self._aux["lpips_metric"] = L.load_lpips(net=self.loss_cfg["lpips_net"]).to(self.device)
+        return self._aux["lpips_metric"]
+
+    @torch.no_grad()
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_parts["real"] or self.trainer.sanity_checking:
+            return
+        real = torch.cat(self._val_parts["real"])
+        recon = torch.cat(self._val_parts["recon"])
+        labels = torch.cat(self._val_parts["labels"])
+        mu = torch.cat(self._val_parts["mu"])
+        metrics = {"val/l1": reconstruction_l1(recon, real), "val/ssim": reconstruction_ssim(recon, real)}
+        lpips_model = self._lpips_metric()
+        if lpips_model is not None:
+            metrics["val/lpips"] = lpips_model(recon, real).mean()
+        metrics.update(self._sample_metrics(real=real, labels=labels, mu=mu))
+        self.log_dict(metrics, prog_bar=False, sync_dist=False)
+        self.log("val_l1", metrics["val/l1"], prog_bar=True, logger=False)
+        if self.trainer.is_global_zero and self.output_dir is not None:
+            self.save_grids(tag=f"epoch{self.current_epoch + 1:03d}")
+
+    def _sample_metrics(self, *, real: torch.Tensor, labels: torch.Tensor, mu: torch.Tensor) -> dict[str, float]:
+        cfg = self.config["metrics"]
+        if not cfg["frechet"]:
+            return {}
+        network = self._feature_network()
+        if self._real_val_features is None:  # val images never change: embed them once
+            self._real_val_features = network(real).cpu()
+        real_features = self._real_val_features
+        generator = torch.Generator(device=self.device).manual_seed(int(self.config["seed"]) + 12345)
+        # As many samples per class as the val set has, but at least `min_samples_per_class`
+        # (per-class covariances need more than a handful of points).
+        per_class = torch.bincount(labels, minlength=len(self.class_names)).clamp_min(cfg["min_samples_per_class"])
+        sample_labels = torch.repeat_interleave(torch.arange(len(self.class_names), device=self.device), per_class.to(self.device))
+        z = torch.randn(sample_labels.shape[0], self.model.latent_dim, generator=generator, device=self.device)
+        prior = torch.cat([self.model.decode(z[i : i + 256], sample_labels[i : i + 256]) for i in range(0, len(z), 256)])
+        # Perturbed encodings of the held-out images: what the augmenter will produce.
+        noise = torch.randn(mu.shape, generator=generator, device=self.device)
+        perturbed = self.model.decode(mu + self.config["grid"]["perturbation_std"] * noise, labels)
+        prior_features, perturbed_features = network(prior).cpu(), network(perturbed).cpu()
+        labels_cpu, sample_labels_cpu = labels.cpu(), sample_labels.cpu()
+        out: dict[str, float] = {}
+        for kind, feats, feat_labels in (("prior", prior_features, sample_labels_cpu), ("perturbed", perturbed_features, labels_cpu)):
+            fd = per_class_frechet(generated=feats, generated_labels=feat_labels, real=real_features,
+                                   real_labels=labels_cpu, class_names=self.class_names)
+            diversity = diversity_ratio(generated=feats, generated_labels=feat_labels, real=real_features,
+                                        real_labels=labels_cpu, class_names=self.class_names)
+            for name, value in fd.items():
+                key = f"val/{FRECHET_NAME}_{kind}" + ("" if name == "overall" else f"/{name}")
+                if not math.isnan(value):
+                    out[key] = value
+            for name, value in diversity.items():
+                key = f"val/diversity_ratio_{kind}" + ("" if name == "overall" else f"/{name}")
+                if not math.isnan(value):
+                    out[key] = value
+        return out
+
+    # ----------------------------------------------------------------- grids
+    @torch.no_grad()
+    def save_grids(self, *, tag: str) -> tuple[Path, Path]:
+        """grids/reconstructions_<tag>.png and grids/samples_<tag>.png (+ copies without the tag = latest)."""
+        datamodule = self.trainer.datamodule
+        cfg = self.config["grid"]
+        k = cfg["per_class"]
+        was_training = self.model.training
+        self.model.eval()
+        picks = pick_per_class(labels=datamodule.val_labels, num_classes=len(self.class_names), per_class=k,
+                               fallback_labels=datamodule.fit_labels)
+        sources = ((datamodule.val_images, datamodule.val_labels), (datamodule.fit_images, datamodule.fit_labels))
+        generator = torch.Generator(device=self.device).manual_seed(int(self.config["seed"]) + 777)
+        recon_rows, sample_rows = [], []
+        for label, chosen in enumerate(picks):
+            if chosen:
+                real = torch.stack([sources[s][0][i] for s, i in chosen]).to(self.device)
+                x = self._prepare(real)
+                y = torch.full((x.shape[0],), label, device=self.device, dtype=torch.long)
+                mu, _ = self.model.encode(x, y)
+                recon = self.model.decode(mu, y)
+                recon_rows.append(torch.stack([x, recon], dim=1).flatten(0, 1).float().cpu())
+                anchor_x, anchor_mu = x[:1], mu[:1]
+            else:
+                recon_rows.append(torch.zeros(2, 3, self.model.resolution, self.model.resolution))
+                anchor_x = torch.zeros(1, 3, self.model.resolution, self.model.resolution, device=self.device)
+                anchor_mu = torch.zeros(1, self.model.latent_dim, device=self.device)
+            y = torch.full((k,), label, device=self.device, dtype=torch.long)
+            prior = self.model.decode(torch.randn(k, self.model.latent_dim, generator=generator, device=self.device), y)
+            noise = torch.randn(k, self.model.latent_dim, generator=generator, device=self.device)
+            perturbed = self.model.decode(anchor_mu + cfg["perturbation_std"] * noise, y)
+            sample_rows.append(torch.cat([prior, anchor_x, perturbed]).float().cpu())
+        self.model.train(was_training)
+        grids = self.output_dir / "grids"
+        epoch = self.current_epoch + 1
+        recon_columns = ["real", "recon"] * k
+        sample_columns = [f"prior {i + 1}" for i in range(k)] + ["real"] + [f"perturbed {i + 1}" for i in range(k)]
+        paths = []
+        for name, rows, columns, title in (
+            ("reconstructions", recon_rows, recon_columns, f"epoch {epoch}: real | reconstruction (EMA decoder, z = mu)"),
+            ("samples", sample_rows, sample_columns,
+             f"epoch {epoch}: {k} prior samples | a real face | {k} decodes of its code + N(0, {cfg['perturbation_std']}^2)"),
+        ):
+            path = save_class_grid(rows=rows, class_names=self.class_names, path=grids / f"{name}_{tag}.png",
+                                   title=title, column_labels=columns)
+            (grids / f"{name}.png").write_bytes(path.read_bytes())
+            paths.append(path)
+        return paths[0], paths[1]

@@ -1,0 +1,137 @@
+"""`train_vaegan(cfg)`: the whole run behind `python scripts/train_vaegan.py`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+from .checkpoint import check_resume_checkpoint, save_vaegan
+from .data import VAEGANDataModule, load_vaegan_faces
+from .model import LATENT_DIMS, RESOLUTIONS
+from .module import NonFiniteLossError, VAEGANModule
+
+log = logging.getLogger(__name__)
+EXPORT_NAME = "vaegan.safetensors"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    output_dir: Path
+    last_checkpoint: Path
+    best_checkpoint: Path | None
+    export: Path
+    metrics: dict[str, float]
+    seconds: float
+
+
+def _plain_config(cfg: DictConfig | dict) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+
+
+def validate_config(config: dict[str, Any]) -> None:
+    """Fail before any work on values the model cannot use, naming the value and the choices."""
+    model = config["vaegan"]
+    if model.get("resolution") not in RESOLUTIONS:
+        raise ValueError(f"vaegan.resolution={model.get('resolution')!r} is not supported; choose one of {list(RESOLUTIONS)}")
+    if model.get("latent_dim") not in LATENT_DIMS:
+        raise ValueError(f"vaegan.latent_dim={model.get('latent_dim')!r} is not supported; choose one of {list(LATENT_DIMS)}")
+    for key in ("epochs", "batch_size", "grid_every_n_epochs"):
+        if not isinstance(config.get(key), int) or config[key] < 1:
+            raise ValueError(f"{key}={config.get(key)!r} must be a positive integer")
+    weights = model["losses"]
+    for key in ("kl_weight", "pixel_l1_weight", "feature_weight", "lpips_weight", "adversarial_weight"):
+        if weights[key] < 0:
+            raise ValueError(f"vaegan.losses.{key}={weights[key]} must be >= 0")
+
+
+def build_trainer(config: dict[str, Any], *, output_dir: Path, callbacks: Sequence[Callback] = ()) -> tuple[pl.Trainer, ModelCheckpoint, ModelCheckpoint]:
+    checkpoints = output_dir / "checkpoints"
+    last = ModelCheckpoint(dirpath=checkpoints, filename="last", save_top_k=1, every_n_epochs=1,
+                           save_on_train_epoch_end=True, enable_version_counter=False)
+    # "Best" = lowest held-out reconstruction L1 of the EMA decoder (what sampling uses).
+    best = ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="val/l1", mode="min", save_top_k=1,
+                           auto_insert_metric_name=False, enable_version_counter=False)
+    trainer_cfg = dict(config["trainer"])
+    trainer = pl.Trainer(
+        **trainer_cfg,
+        max_epochs=config["epochs"],
+        check_val_every_n_epoch=config["grid_every_n_epochs"],
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,  # EpochShuffleSampler shards by rank itself
+        callbacks=[last, best, *callbacks],
+        logger=[CSVLogger(output_dir, name="logs", version=""), TensorBoardLogger(output_dir, name="tensorboard", version="")],
+        default_root_dir=output_dir,
+    )
+    return trainer, last, best
+
+
+def train_vaegan(cfg: DictConfig | dict, *, output_dir: Path | str, callbacks: Sequence[Callback] = ()) -> TrainResult:
+    """Train on the real train split (minus the validation carve-out), write checkpoints, grids, logs and the export."""
+    started = time.perf_counter()
+    output_dir = Path(output_dir)
+    config = _plain_config(cfg)
+    config["output_dir"] = str(output_dir)
+    validate_config(config)
+    if config.get("resume"):
+        check_resume_checkpoint(config["resume"], config=config)
+    pl.seed_everything(int(config["seed"]), workers=True)
+
+    fit, val, data = load_vaegan_faces(config["data"], cache_dir=config["paths"]["cache_dir"])
+    resolution = config["vaegan"]["resolution"]
+    datamodule = VAEGANDataModule(fit=fit, val=val, resolution=resolution, batch_size=config["batch_size"], seed=int(config["seed"]))
+    log.info("VAE-GAN %s (%dpx, latent %d) on %s: %d fit / %d val images, classes %s",
+             config["vaegan"]["name"], resolution, config["vaegan"]["latent_dim"], data.dataset, len(fit), len(val),
+             dict(zip(fit.class_names, fit.class_counts())))
+    module = VAEGANModule(config=config, class_names=list(fit.class_names), image_size=fit.image_size,
+                          data_fingerprint=fit.fingerprint)
+    trainer, last, best = build_trainer(config, output_dir=output_dir, callbacks=callbacks)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=config.get("resume"), weights_only=True)
+    except NonFiniteLossError as error:
+        last_path = Path(last.last_model_path or last.best_model_path or output_dir / "checkpoints" / "last.ckpt")
+        kept = last_path if last_path.is_file() else "none yet (it failed in the first epoch)"
+        raise NonFiniteLossError(f"{error} Last good checkpoint: {kept}") from error
+
+    if trainer.is_global_zero:
+        module.save_grids(tag="final")
+    last_path = Path(last.best_model_path)  # save_top_k=1, no monitor: the most recent epoch
+    best_path = Path(best.best_model_path) if best.best_model_path else None
+    # Export the best (held-out reconstruction) weights for the augmenter.
+    source = best_path or last_path
+    state = torch.load(source, map_location="cpu", weights_only=True)["state_dict"]
+    module.load_state_dict(state)
+    if trainer.is_global_zero:
+        module.model.to(memory_format=torch.contiguous_format)
+        export = save_vaegan(
+            output_dir / EXPORT_NAME, model=module.model.cpu(), config=config["vaegan"], class_names=fit.class_names,
+            extra={"image_size": fit.image_size, "data_fingerprint": fit.fingerprint, "dataset": data.dataset,
+                   "seed": config["seed"], "epochs": config["epochs"], "source_checkpoint": str(source)},
+        )
+    else:
+        export = output_dir / EXPORT_NAME
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.as_tensor(v).numel() == 1}
+    return TrainResult(output_dir=output_dir, last_checkpoint=last_path, best_checkpoint=best_path, export=export,
+                       metrics=metrics, seconds=time.perf_counter() - started)
+
+
+def format_summary(result: TrainResult) -> str:
+    keys = ["val/l1", "val/ssim", "val/lpips", "val/frechet_efficientnet_lite0_prior", "val/frechet_efficientnet_lite0_perturbed",
+            "val/diversity_ratio_prior", "val/diversity_ratio_perturbed", "train/l1_epoch", "train/kl_epoch",
+            "train/discriminator_epoch"]
+    shown = ", ".join(f"{k}={result.metrics[k]:.4g}" for k in keys if k in result.metrics)
+    return (
+        f"{shown}\n"
+        f"grids: {result.output_dir / 'grids'}\n"
+        f"VAE-GAN done in {result.seconds:.0f}s: last={result.last_checkpoint} best={result.best_checkpoint} "
+        f"export={result.export}"
+    )
