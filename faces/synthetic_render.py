@@ -17,8 +17,8 @@ geometry*, not about shortcuts, so:
   look at the label, so none of them can act as a shortcut.
 
 All randomness comes from the caller's ``numpy.random.Generator``: the same generator state
-gives a byte-identical image. The sequence of draws does not depend on the label's value
-beyond the expression block, and nuisances are always drawn, in a fixed order.
+gives a byte-identical image. Every call makes the same number of draws in the same order
+whatever the label, so nuisances are statistically independent of the label.
 
 Coordinates: shapes are built in *face units* (the head's half-width is 1, x to the right,
 y downwards, origin at the head centre), then mapped by one similarity transform (scale,
@@ -122,7 +122,7 @@ PROTOTYPES: Final[tuple[tuple[tuple[float, np.ndarray], ...], ...]] = (
 # Per-parameter jitter (standard deviation) added after intensity interpolation, applied to
 # every class alike, so that class boundaries are soft.
 PARAM_JITTER: Final[np.ndarray] = np.array([
-    0.03, 0.025, 0.015, 0.10, 0.08, 0.08, 0.04, 0.06, 0.10, 0.10, 0.03, 0.015, 0.10, 0.10, 0.10, 0.15,
+    0.045, 0.035, 0.02, 0.15, 0.12, 0.12, 0.06, 0.09, 0.15, 0.15, 0.045, 0.02, 0.15, 0.15, 0.15, 0.2,
 ])
 # Physically meaningful bounds for each parameter after jitter.
 PARAM_LOW: Final[np.ndarray] = np.array([
@@ -135,7 +135,16 @@ PARAM_HIGH: Final[np.ndarray] = np.array([
 # Expression intensity ~ MIN + (1 - MIN) * Beta(a, b): a sizeable share of faces is subtle,
 # which is what makes the stand-in hard in the way in-the-wild FER is hard.
 INTENSITY_MIN: Final[float] = 0.25
-INTENSITY_BETA: Final[tuple[float, float]] = (1.5, 1.2)
+INTENSITY_BETA: Final[tuple[float, float]] = (1.3, 1.7)
+# Neutral faces carry a faint trace of another expression (intensity in [0, this)).
+NEUTRAL_TRACE_MAX: Final[float] = 0.2
+# Compound expressions: with COMPOUND_PROBABILITY a face's target is its prototype blended
+# with a partner class's prototype (weight up to COMPOUND_MAX_WEIGHT). The partners are the
+# confusions seen on RAF-DB: Fear<->Surprise, Disgust<->Anger, Sadness->Anger,
+# Happiness->Surprise ('happily surprised'). Neutral has no partner (see NEUTRAL_TRACE_MAX).
+COMPOUND_PARTNER: Final[tuple[int, ...]] = (1, 0, 5, 0, 5, 2, 6)
+COMPOUND_PROBABILITY: Final[float] = 0.5
+COMPOUND_MAX_WEIGHT: Final[float] = 0.45
 
 # Realistic skin tones from very light to very dark (sRGB), sampled by interpolation.
 SKIN_TONES: Final[np.ndarray] = np.array([
@@ -181,6 +190,12 @@ def _rgb(colour: np.ndarray) -> Colour:
 def _blend(*, base: np.ndarray, ink: np.ndarray, alpha: float) -> Colour:
     """Colour of `ink` laid over `base` with opacity `alpha`; PIL has no alpha on RGB draws."""
     return _rgb(base * (1.0 - alpha) + ink * alpha)
+
+
+def _ramp(*, value: float, start: float, full: float) -> float:
+    """0 below `start`, 1 above `full`, linear between: wrinkle/crease opacity, so that a
+    fold fades in with the muscle action instead of popping in (a hard, easy cue)."""
+    return float(np.clip((value - start) / (full - start), 0.0, 1.0))
 
 
 def _palette_sample(*, palette: np.ndarray, position: float) -> np.ndarray:
@@ -249,25 +264,43 @@ class _Canvas:
 # ---------------------------------------------------------------------------------------
 # Expression sampling
 # ---------------------------------------------------------------------------------------
+def _pick_variant(*, label: int, pick: float) -> np.ndarray:
+    """The prototype variant of class `label` selected by a uniform draw `pick` in [0, 1)."""
+    cumulative = 0.0
+    for probability, vector in PROTOTYPES[label]:
+        cumulative += probability
+        if pick < cumulative:
+            return vector
+    return PROTOTYPES[label][-1][1]
+
+
 def _sample_expression(*, label: int, rng: np.random.Generator) -> tuple[np.ndarray, float]:
     """Return (parameter vector, intensity) for one face of class `label`.
 
-    Parameters = Neutral + intensity * (prototype - Neutral) + jitter. Neutral faces get
-    the same jitter, so a subtle expression and a slightly animated Neutral face overlap.
+    Parameters = Neutral + intensity * (target - Neutral) + jitter, where the target is the
+    class prototype, sometimes blended with a compound partner (RAF-DB's own annotators
+    label many faces as compound expressions; the basic label is the dominant one).
+    Neutral faces carry a faint trace (intensity < NEUTRAL_TRACE_MAX) of a random other
+    expression, as real resting faces do, so subtle expressions and Neutral overlap.
+    The number of draws is the same for every label, so the nuisance stream is unaffected.
     """
-    variants = PROTOTYPES[label]
-    pick = rng.random()
-    prototype = variants[-1][1]
-    cumulative = 0.0
-    for probability, vector in variants:
-        cumulative += probability
-        if pick < cumulative:
-            prototype = vector
-            break
-    intensity = INTENSITY_MIN + (1.0 - INTENSITY_MIN) * rng.beta(*INTENSITY_BETA)
+    draws = rng.random(5)
+    jitter = rng.standard_normal(len(PARAM_NAMES)) * PARAM_JITTER
     neutral = PROTOTYPES[NEUTRAL_INDEX][0][1]
-    params = neutral + intensity * (prototype - neutral) + rng.normal(0.0, 1.0, len(PARAM_NAMES)) * PARAM_JITTER
-    return np.clip(params, PARAM_LOW, PARAM_HIGH), (1.0 if label == NEUTRAL_INDEX else intensity)
+    rest_intensity = float(rng.beta(*INTENSITY_BETA))  # drawn for every label (fixed draw count)
+    if label == NEUTRAL_INDEX:
+        trace_label = int(draws[0] * (len(EXPRESSIONS) - 1))  # any class except Neutral (last)
+        target = _pick_variant(label=trace_label, pick=float(draws[1]))
+        intensity = NEUTRAL_TRACE_MAX * float(draws[2])
+    else:
+        target = _pick_variant(label=label, pick=float(draws[0]))
+        partner = COMPOUND_PARTNER[label]
+        if draws[3] < COMPOUND_PROBABILITY:
+            weight = COMPOUND_MAX_WEIGHT * float(draws[4])
+            target = (1.0 - weight) * target + weight * _pick_variant(label=partner, pick=float(draws[1]))
+        intensity = INTENSITY_MIN + (1.0 - INTENSITY_MIN) * rest_intensity
+    params = neutral + intensity * (target - neutral) + jitter
+    return np.clip(params, PARAM_LOW, PARAM_HIGH), intensity
 
 
 # ---------------------------------------------------------------------------------------
@@ -327,7 +360,8 @@ def _draw_eye(
     if bulge > 0.15:
         fold = lower_pts[3:-3].copy()
         fold[:, 1] += 0.05 * eye_scale
-        canvas.line(points=fold, fill=_blend(base=skin, ink=shadow, alpha=min(0.5, bulge * 0.6)), width=0.013)
+        ink = _blend(base=skin, ink=shadow, alpha=0.5 * _ramp(value=bulge, start=0.15, full=0.7))
+        canvas.line(points=fold, fill=ink, width=0.013)
 
 
 def _draw_brow(
@@ -375,13 +409,14 @@ def _draw_nose(
     tip = _bezier(p0=(-0.03, tip_y + 0.035), p1=(0.0, tip_y + 0.05), p2=(0.03, tip_y + 0.035), n=5)
     canvas.line(points=tip, fill=_blend(base=skin, ink=shadow, alpha=0.3), width=0.015)
     if wrinkle > 0.15:
-        ink = _blend(base=skin, ink=shadow, alpha=min(0.75, 0.75 * wrinkle))
+        ink = _blend(base=skin, ink=shadow, alpha=0.75 * _ramp(value=wrinkle, start=0.15, full=1.0))
         for k in range(3):
             y = EYE_Y + 0.07 + 0.045 * k
             line = _bezier(p0=(-0.075, y + 0.015), p1=(0.0, y - 0.02), p2=(0.075, y + 0.015), n=6)
             canvas.line(points=line, fill=ink, width=0.016)
         for side in (-1, 1):  # 'bunny lines' on the sides of the bridge
-            canvas.line(points=np.array([[side * 0.07, EYE_Y + 0.04], [side * 0.14, EYE_Y + 0.14]]), fill=ink, width=0.015)
+            bunny = np.array([[side * 0.07, EYE_Y + 0.04], [side * 0.14, EYE_Y + 0.14]])
+            canvas.line(points=bunny, fill=ink, width=0.015)
 
 
 def _mouth_curves(*, params: np.ndarray, mouth_scale: float) -> tuple[np.ndarray, ...]:
@@ -428,9 +463,10 @@ def _draw_mouth(*, canvas: _Canvas, params: np.ndarray, skin: np.ndarray, lip: n
                 canvas.polygon(points=np.concatenate([np.stack([xs[inner], lower_top[inner]], 1),
                                                       np.stack([xs[inner], lower_inner[inner]], 1)[::-1]]),
                                fill=_rgb(TEETH_COLOUR * 0.92))
-    # Lip seam: the dark line between the lips (always there; it also closes thin openings).
-    seam = np.stack([xs, 0.5 * (upper_inner + lower_inner)], 1) if gap.max() <= 0.012 else np.stack([xs, upper_inner], 1)[[0, -1]]
-    canvas.line(points=seam, fill=_blend(base=lip, ink=np.array(MOUTH_INTERIOR, float), alpha=0.85), width=0.02)
+    if gap.max() <= 0.012:
+        # Lip seam: the dark line between closed lips, which carries the corner curve.
+        seam = np.stack([xs, 0.5 * (upper_inner + lower_inner)], 1)
+        canvas.line(points=seam, fill=_blend(base=lip, ink=np.array(MOUTH_INTERIOR, float), alpha=0.85), width=0.02)
     # Mouth-corner dimples/creases make the corner direction readable at low resolution.
     shadow = skin * 0.45
     pull = params[_P["lip_corner_pull"]]
@@ -439,10 +475,13 @@ def _draw_mouth(*, canvas: _Canvas, params: np.ndarray, skin: np.ndarray, lip: n
             x0, y0 = xs[idx], upper_inner[idx]
             dy = -0.04 if pull > 0 else 0.04
             crease = np.array([[x0 + side * 0.01, y0 - dy * 0.5], [x0 + side * 0.035, y0 + dy * 0.3]])
-            canvas.line(points=crease, fill=_blend(base=skin, ink=shadow, alpha=min(0.5, abs(pull) * 2.5)), width=0.014)
+            ink = _blend(base=skin, ink=shadow, alpha=0.5 * _ramp(value=abs(pull), start=0.04, full=0.2))
+            canvas.line(points=crease, fill=ink, width=0.014)
 
 
-def _draw_hair(*, canvas: _Canvas, colour: Colour, aspect: float, hairline: float, style: int, rng_vals: np.ndarray) -> None:
+def _draw_hair(
+    *, canvas: _Canvas, colour: Colour, aspect: float, hairline: float, style: int, rng_vals: np.ndarray,
+) -> None:
     """Hair cap over the top of the head with a fringe edge; style changes the fringe shape."""
     phi = np.linspace(math.pi * 1.02, math.pi * 1.98, 24)  # over the top (y negative)
     side_y = EYE_Y - 0.05 + 0.2 * rng_vals[0]
@@ -477,7 +516,7 @@ def render_face(*, label: int, rng: np.random.Generator, size: int) -> np.ndarra
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not MIN_SIZE <= int(size) <= MAX_SIZE:
         raise ValueError(f"size={size!r} is not a valid image size; expected an int in {MIN_SIZE}..{MAX_SIZE} pixels")
     if not isinstance(rng, np.random.Generator):
-        raise ValueError(f"rng must be a numpy.random.Generator (np.random.default_rng(seed)), got {type(rng).__name__}")
+        raise TypeError(f"rng must be a numpy.random.Generator (np.random.default_rng(seed)), got {type(rng).__name__}")
     label, size = int(label), int(size)
 
     # -- Nuisances: identity, pose, colours, imaging. Never depend on the label. ----------
@@ -507,7 +546,8 @@ def render_face(*, label: int, rng: np.random.Generator, size: int) -> np.ndarra
     mouth_scale = 0.88 + 0.24 * u[21]
     lip = skin * np.array((0.78, 0.52, 0.52)) + np.array((40.0, 8.0, 12.0)) * (0.6 + 0.4 * u[22])
     # Backgrounds: muted colours (mixed towards grey), like indoor/outdoor photo backdrops.
-    bg_a, bg_b = (rng.uniform(25, 235, 3) + rng.uniform(25, 235)) * 0.5, (rng.uniform(25, 235, 3) + rng.uniform(25, 235)) * 0.5
+    bg_a = (rng.uniform(25, 235, 3) + rng.uniform(25, 235)) * 0.5
+    bg_b = (rng.uniform(25, 235, 3) + rng.uniform(25, 235)) * 0.5
     bg_angle = 2.0 * math.pi * u[23]
     clothing = rng.uniform(20, 220, 3)
     light_dir = 2.0 * math.pi * u[24]
@@ -529,7 +569,8 @@ def render_face(*, label: int, rng: np.random.Generator, size: int) -> np.ndarra
     coords = (np.arange(coarse, dtype=np.float32) + 0.5) / coarse - 0.5
     proj = math.cos(bg_angle) * coords[None, :] + math.sin(bg_angle) * coords[:, None] + 0.5
     background = bg_a.astype(np.float32) + (bg_b - bg_a).astype(np.float32) * proj[..., None].clip(0.0, 1.0)
-    image = Image.fromarray(background.astype(np.uint8), mode="RGB").resize((big, big), resample=Image.Resampling.BILINEAR)
+    image = Image.fromarray(background.astype(np.uint8), mode="RGB")
+    image = image.resize((big, big), resample=Image.Resampling.BILINEAR)
     centre = (big * (0.5 + offset[0]), big * (0.54 + offset[1]))
     canvas = _Canvas(image=image, centre=centre, scale=big * head_frac, angle=angle)
     light_x = math.cos(light_dir)
@@ -538,13 +579,14 @@ def render_face(*, label: int, rng: np.random.Generator, size: int) -> np.ndarra
     hair_rgb = _rgb(hair)
     if has_hair and long_hair:
         back = np.array([[-1.15, -0.3], [-1.2, aspect + 0.3], [1.2, aspect + 0.3], [1.15, -0.3]])
-        canvas.polygon(points=np.concatenate([_ellipse_points(cx=0, cy=-0.3, rx=1.15, ry=aspect * 0.95, n=24)[12:], back[[3, 2, 1, 0]]]),
-                       fill=hair_rgb)
+        crown = _ellipse_points(cx=0.0, cy=-0.3, rx=1.15, ry=aspect * 0.95, n=24)[12:]  # upper half
+        canvas.polygon(points=np.concatenate([crown, back[[3, 2, 1, 0]]]), fill=hair_rgb)
     canvas.polygon(points=_ellipse_points(cx=0.0, cy=aspect + 1.25, rx=1.9, ry=1.0, n=28), fill=_rgb(clothing))
     canvas.polygon(points=np.array([[-0.42, 0.5], [0.42, 0.5], [0.48, aspect + 0.45], [-0.48, aspect + 0.45]]),
                    fill=_rgb(skin * 0.82))
     for side in (-1, 1):
-        canvas.polygon(points=_ellipse_points(cx=side * 0.98, cy=EYE_Y + 0.12, rx=0.12, ry=0.22, n=14), fill=_rgb(skin * 0.93))
+        ear = _ellipse_points(cx=side * 0.98, cy=EYE_Y + 0.12, rx=0.12, ry=0.22, n=14)
+        canvas.polygon(points=ear, fill=_rgb(skin * 0.93))
 
     # Head: an egg shape (ellipse whose lower half tapers towards the chin).
     phi = np.linspace(0.0, 2.0 * math.pi, 48, endpoint=False)
@@ -558,7 +600,7 @@ def render_face(*, label: int, rng: np.random.Generator, size: int) -> np.ndarra
     inner_amount = np.clip(params[_P["brow_inner_raise"]] / 0.14, 0.0, 1.0)
     forehead = max(raise_amount, 0.7 * inner_amount)
     if forehead > 0.3:
-        ink = _blend(base=skin, ink=shadow, alpha=0.4 * forehead)
+        ink = _blend(base=skin, ink=shadow, alpha=0.4 * _ramp(value=forehead, start=0.3, full=1.0))
         half_len = 0.12 + 0.3 * raise_amount
         for k in range(2):
             y = EYE_Y - BROW_GAP - params[_P["brow_raise"]] - 0.14 - 0.08 * k
@@ -566,7 +608,8 @@ def render_face(*, label: int, rng: np.random.Generator, size: int) -> np.ndarra
             canvas.line(points=line, fill=ink, width=0.014)
 
     if has_hair:
-        _draw_hair(canvas=canvas, colour=hair_rgb, aspect=aspect, hairline=hairline, style=hair_style, rng_vals=hair_vals)
+        _draw_hair(canvas=canvas, colour=hair_rgb, aspect=aspect, hairline=hairline, style=hair_style,
+                   rng_vals=hair_vals)
 
     for side in (-1, 1):
         _draw_eye(canvas=canvas, side=side, params=params, skin=skin, iris=iris, eye_scale=eye_scale,
@@ -579,7 +622,7 @@ def render_face(*, label: int, rng: np.random.Generator, size: int) -> np.ndarra
     knit = params[_P["brow_knit"]]
     lowered = np.clip(-params[_P["brow_inner_raise"]] / 0.16, 0.0, 1.0)
     if knit > 0.03 and lowered > 0.2:
-        ink = _blend(base=skin, ink=shadow, alpha=min(0.6, 0.6 * lowered))
+        ink = _blend(base=skin, ink=shadow, alpha=0.6 * _ramp(value=lowered, start=0.2, full=1.0))
         top_y = EYE_Y - BROW_GAP - params[_P["brow_raise"]] - 0.02
         for side in (-1, 1):
             canvas.line(points=np.array([[side * 0.035, top_y], [side * 0.045, top_y + 0.11]]), fill=ink, width=0.014)
@@ -588,7 +631,7 @@ def render_face(*, label: int, rng: np.random.Generator, size: int) -> np.ndarra
     fold = params[_P["nasolabial_fold"]]
     if fold > 0.15:
         xs, upper_inner, *_ = _mouth_curves(params=params, mouth_scale=mouth_scale)
-        ink = _blend(base=skin, ink=shadow, alpha=min(0.55, 0.55 * fold))
+        ink = _blend(base=skin, ink=shadow, alpha=0.55 * _ramp(value=fold, start=0.15, full=1.0))
         for idx, side in ((0, -1), (-1, 1)):
             corner = (float(xs[idx]) + side * 0.06, float(upper_inner[idx]) + 0.06)
             curve = _bezier(p0=(side * 0.15 * nose_scale, NOSE_TIP_Y - 0.05),
