@@ -19,13 +19,20 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 import faces  # noqa: F401  (registers the ${project_root:} resolver)
+from classifier.ablation.aggregate import record_failure
 from classifier.train import format_metrics, is_global_zero, run_training
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train_classifier")
 def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    metrics = run_training(cfg, run_dir=run_dir)
+    try:
+        metrics = run_training(cfg, run_dir=run_dir)
+    except Exception as error:
+        # In a multirun sweep the failure stays visible: `ablate.py aggregate` reports it as failed.
+        if is_global_zero():
+            record_failure(run_dir, error, row=None, seed=int(cfg.seed))
+        raise
     if is_global_zero():
         print(format_metrics(metrics))
         print(f"run: {run_dir}")

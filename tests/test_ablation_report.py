@@ -89,3 +89,18 @@ def test_report_files(multirun: Path, tmp_path: Path) -> None:
 def test_empty_folder_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no run folders"):
         write_report(tmp_path)
+
+
+def test_failed_multirun_job_is_labelled_from_its_hydra_config(tmp_path: Path) -> None:
+    from classifier.ablation.aggregate import record_failure
+
+    job = tmp_path / "multirun" / "0"
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "config.yaml").write_text("balance:\n  name: focal\n  loss: focal\nseed: 3\n")
+    try:
+        raise RuntimeError("CUDA error: device-side assert")
+    except RuntimeError as error:
+        record_failure(job, error, seed=3)
+    [record] = collect_runs(tmp_path / "multirun")
+    assert (record.row, record.seed, record.status) == ("focal", 3, "failed")
+    assert record.error == "RuntimeError: CUDA error: device-side assert"

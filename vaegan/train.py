@@ -115,6 +115,7 @@ def train_vaegan(cfg: DictConfig | dict, *, output_dir: Path | str, callbacks: S
         export = save_vaegan(
             output_dir / EXPORT_NAME, model=module.model.cpu(), config=config["vaegan"], class_names=fit.class_names,
             extra={"image_size": fit.image_size, "data_fingerprint": fit.fingerprint, "dataset": data.dataset,
+                   "data": config["data"],
                    "seed": config["seed"], "epochs": config["epochs"], "source_checkpoint": str(source)},
         )
     else:

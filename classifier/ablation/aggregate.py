@@ -49,11 +49,22 @@ class RunRecord:
         return math.nan if value is None else float(value)
 
 
+def record_failure(run_dir: Path, error: BaseException, *, row: str | None = None, seed: int | None = None) -> Path:
+    """error.json for a run that raised, so aggregation reports it as failed instead of missing it."""
+    import traceback
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / ERROR_FILE
+    path.write_text(json.dumps({"row": row, "seed": seed, "error": f"{type(error).__name__}: {error}",
+                                "traceback": "".join(traceback.format_exception(error))}))
+    return path
+
+
 def row_label(metrics: dict[str, Any]) -> str:
     """A readable row name from a run's own record (used for multirun folders without row.json)."""
     balance = metrics.get("balance") or {}
     name = str(balance.get("name", "?"))
-    if balance.get("synthetic"):
+    if balance.get("synthetic") or name == "synthetic":
         strategy = "?"
         generated = balance.get("generated_dir")
         settings = Path(generated) / "augment.json" if generated else None
@@ -62,6 +73,17 @@ def row_label(metrics: dict[str, Any]) -> str:
         loss = balance.get("loss", "ce")
         return f"synthetic[{strategy}]" + ("" if loss in (None, "ce", "none") else f"+{loss}")
     return name
+
+
+def _row_from_hydra_config(run_dir: Path) -> str | None:
+    """A failed multirun job has no metrics.json; its row comes from the config Hydra saved."""
+    saved = run_dir / ".hydra" / "config.yaml"
+    if not saved.is_file():
+        return None
+    from omegaconf import OmegaConf
+
+    balance = OmegaConf.to_container(OmegaConf.load(saved).get("balance") or {}, resolve=False)
+    return row_label({"balance": balance}) if balance else None
 
 
 def _diverged(metrics: dict[str, Any]) -> bool:
@@ -87,7 +109,8 @@ def collect_runs(root: Path | str) -> list[RunRecord]:
             ))
         else:
             error = json.loads((run_dir / ERROR_FILE).read_text())
-            records.append(RunRecord(row=row_info.get("row") or error.get("row", run_dir.name), seed=row_info.get("seed", error.get("seed")),
+            row = row_info.get("row") or error.get("row") or _row_from_hydra_config(run_dir) or run_dir.name
+            records.append(RunRecord(row=row, seed=row_info.get("seed", error.get("seed")),
                                      path=run_dir, status="failed", error=str(error.get("error", "unknown error"))))
     return sorted(records, key=lambda r: (r.row, -1 if r.seed is None else r.seed))
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from faces.config import compose_config
 
+from .aggregate import record_failure
 from .report import write_report
 
 log = logging.getLogger("ablate")
@@ -140,8 +140,7 @@ def run_ablation(cfg: DictConfig) -> dict[str, Path]:
             log.info("%s seed %d\n%s", row, seed, format_metrics(metrics))
         except Exception as error:  # recorded, reported as failed, never dropped
             log.error("run %s seed %d failed: %s", row, seed, error)
-            (run_dir / "error.json").write_text(json.dumps({
-                "row": row, "seed": seed, "error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}))
+            record_failure(run_dir, error, row=row, seed=seed)
 
     grids = {f"{strategy}/{p.stem}": p for strategy, folder in generated.items()
              for p in sorted((folder / "previews").glob("*.png"))}

@@ -66,10 +66,10 @@ def resolve_device(name: str) -> torch.device:
 
 
 def data_config(cfg: DictConfig, *, meta: dict[str, Any], overrides: list[str]) -> DictConfig:
-    """The checkpoint's data config unless the user overrode `data`."""
-    if any(o.lstrip("+~").startswith("data") for o in overrides) or "data" not in meta.get("config", {}):
+    """The data config stored in the checkpoint unless the user overrode `data`."""
+    if any(o.lstrip("+~").startswith("data") for o in overrides) or not meta.get("data"):
         return cfg.data
-    return OmegaConf.create(meta["config"]["data"])
+    return OmegaConf.create(meta["data"])
 
 
 def load_judge(path: Path, *, class_names: tuple[str, ...], device: torch.device):
