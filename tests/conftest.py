@@ -29,3 +29,13 @@ def tiny_synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synthetic_faces")
     ensure_synthetic_faces(root=root, preset="tiny", seed=0)
     return root
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for tiny models: on a shared 2-core machine OpenMP's spinning threads
+    stall each other (10x slower steps observed); restored afterwards for the rest of the suite."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

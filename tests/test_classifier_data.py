@@ -11,6 +11,8 @@ from classifier.data import EpochSampler, FaceDataModule, ShardSampler, class_ba
 from faces import SyntheticLeakError
 from faces.split import FaceSplit
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 NAMES = ("A", "B", "C", "D")
 
 
@@ -83,11 +85,3 @@ def test_tensor_augment_keeps_shape_and_range_and_varies() -> None:
     assert torch.allclose(flip_only(x), x.flip(-1), atol=1e-5)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread for these tiny models: on a shared 2-core machine OpenMP's spinning threads
-    stall each other (10x slower steps observed); restored afterwards for the rest of the suite."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -4,16 +4,18 @@ both ranks) equal a single-process evaluation of the same checkpoint: every test
 from __future__ import annotations
 
 import json
-
-import pytest
-import torch
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 from classifier.evaluate import run_evaluation
 from classifier_helpers import tiny_cfg
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,11 +44,3 @@ def test_ddp_two_processes_match_single_process_metrics(tiny_synthetic_root: Pat
         assert single[key] == ddp[key], key
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread for these tiny models: on a shared 2-core machine OpenMP's spinning threads
-    stall each other (10x slower steps observed); restored afterwards for the rest of the suite."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

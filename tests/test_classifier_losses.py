@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from classifier import losses as L
 from classifier.balance import LOSSES, STRATEGIES, BalancedLoss, resolve_balance
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 COUNTS = [100, 10, 40]
 
 
@@ -136,11 +138,3 @@ def test_unknown_strategy_and_loss_list_the_choices() -> None:
     assert set(LOSSES) >= {"ce", "reweight", "focal", "weighted_cluster", "balanced_softmax", "logit_adjust", "ldam_drw"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread for these tiny models: on a shared 2-core machine OpenMP's spinning threads
-    stall each other (10x slower steps observed); restored afterwards for the rest of the suite."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

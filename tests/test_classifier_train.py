@@ -22,6 +22,8 @@ from classifier_helpers import epoch_losses, tiny_cfg
 from faces import DatasetError, load_faces
 from faces.classes import RAFDB_CLASSES
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def build_generated(out: Path, per_class: dict[str, int]) -> Path:
     rows = []
@@ -164,11 +166,3 @@ def test_real_transfer_learning_with_offline_efficientnet_lite0(tiny_synthetic_r
     assert metrics["accuracy"] > 0.2  # chance for the majority-free guess over 7 classes is ~0.14
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread for these tiny models: on a shared 2-core machine OpenMP's spinning threads
-    stall each other (10x slower steps observed); restored afterwards for the rest of the suite."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
