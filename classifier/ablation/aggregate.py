@@ -182,7 +182,8 @@ def markdown_table(summaries: Sequence[RowSummary], *, class_names: Sequence[str
             if not math.isfinite(mean):
                 cells.append("–")
                 continue
-            text = f"{mean * scale:.1f} ± {std * scale:.1f}"
+            # One finished run has no spread to report: show the mean alone, not a fake "± 0.0".
+            text = f"{mean * scale:.1f} ± {std * scale:.1f}" if s.ok > 1 else f"{mean * scale:.1f}"
             cells.append(f"**{text}**" if math.isclose(mean, best[key]) else text)
         runs = f"{s.ok}/{s.runs}" + (" ⚠" if s.ok < s.runs else "")
         lines.append(f"| {s.row} | {runs} | " + " | ".join(cells) + " |")

@@ -173,7 +173,7 @@ def write_report(
     paths = {"csv": out / CSV_FILE, "markdown": out / MARKDOWN_FILE, "html": out / HTML_FILE}
     paths["csv"].write_text(runs_csv(records, class_names=class_names))
     md = [f"# {title}", "", *(f"- {line}" for line in setup), "",
-          "Test-set numbers in %, mean ± sample std over seeds; best mean per column in **bold**. "
+          "Test-set numbers in %, mean ± sample std over seeds (the mean alone where one run finished); best mean per column in **bold**. "
           "Group columns are mean class accuracy over the few / medium / many classes (by train count).", "", table, ""]
     if failures:
         md += ["## Runs that did not finish", ""] + [f"- {r.row} seed {r.seed}: **{r.status}** — {r.error} ({r.path})" for r in failures] + [""]

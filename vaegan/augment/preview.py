@@ -30,7 +30,8 @@ def preview_grids(
     written = []
     size = fit.image_size
     for class_name, groups in by_class.items():
-        chosen = list(groups.items())[:sources] if "" not in groups else [("", groups[""][i : i + variants])
+        # Sources with the most accepted variants first, so each preview row is full.
+        chosen = sorted(groups.items(), key=lambda kv: -len(kv[1]))[:sources] if "" not in groups else [("", groups[""][i : i + variants])
                                                                            for i in range(0, min(len(groups[""]), sources * variants), variants)]
         height = len(chosen) * (size + GAP)
         width = (variants + 1) * (size + GAP) + 2 * GAP
