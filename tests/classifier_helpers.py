@@ -14,7 +14,7 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def tiny_cfg(root: Path, tmp: Path, *overrides: str, config_name: str = "train_classifier", fast: bool = True) -> DictConfig:
-    base = [f"data.preset=tiny", f"data.root={root}", f"paths.cache_dir={tmp / 'cache'}", f"paths.output_dir={tmp / 'out'}",
+    base = ["data.preset=tiny", f"data.root={root}", f"paths.cache_dir={tmp / 'cache'}", f"paths.output_dir={tmp / 'out'}",
             "trainer.enable_progress_bar=false"]
     if fast and config_name == "train_classifier":
         base += ["classifier=resnet10t_scratch", "train.epochs=1", "train.freeze_epochs=0", "train.warmup_epochs=0",

@@ -33,7 +33,7 @@ def tiny_vaegan(tmp_path: Path, tiny_synthetic_root: Path) -> Path:
 
 def ablate_cfg(tmp_path: Path, root: Path, checkpoint: Path):
     cfg = compose_config("ablate", [
-        f"data.preset=tiny", f"data.root={root}", f"paths.cache_dir={tmp_path / 'cache'}",
+        "data.preset=tiny", f"data.root={root}", f"paths.cache_dir={tmp_path / 'cache'}",
         f"paths.output_dir={tmp_path / 'out'}", "name=tiny", "seeds=[0,1]", "trainer.enable_progress_bar=false",
         "rows=[none,synthetic,broken]",
         "classifier_overrides=[" + ",".join(f"'{o}'" for o in FAST) + "]",  # quoted: the documented CLI form

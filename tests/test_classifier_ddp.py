@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from classifier.evaluate import run_evaluation
 from classifier_helpers import tiny_cfg

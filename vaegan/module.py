@@ -135,7 +135,7 @@ class VAEGANModule(pl.LightningModule):
         z = model.reparameterize(mu, logvar, noise=noise)
         both_labels = torch.cat([labels, labels_prior])
         decoded = model.decoder(torch.cat([z, z_prior]), both_labels)
-        reconstructed, prior_samples = decoded[:n], decoded[n:]
+        reconstructed = decoded[:n]  # decoded[n:] are the prior samples; D and the GAN term use both halves
 
         # Discriminator: real vs (reconstructions + prior samples), fakes detached.
         logits = model.discriminator(torch.cat([x, decoded.detach()]), torch.cat([labels, both_labels]))
