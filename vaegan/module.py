@@ -320,7 +320,8 @@ class VAEGANModule(pl.LightningModule):
             sample_rows.append(torch.cat([prior, anchor_x, perturbed]).float().cpu())
         self.model.train(was_training)
         grids = self.output_dir / "grids"
-        epoch = self.current_epoch + 1
+        # During fit current_epoch is the epoch in progress; after fit it already counts all of them.
+        epoch = self.current_epoch if tag == "final" else self.current_epoch + 1
         recon_columns = ["real", "recon"] * k
         sample_columns = [f"prior {i + 1}" for i in range(k)] + ["real"] + [f"perturbed {i + 1}" for i in range(k)]
         paths = []
