@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .model import FERClassifier
+from faces.io import atomic_path
 
 META_KEY = "fer_classifier"
 BEST_CHECKPOINT = Path("checkpoints") / "best.safetensors"
@@ -28,11 +29,9 @@ def save_classifier(path: Path | str, *, model: FERClassifier, meta: dict[str, A
     if missing:
         raise ValueError(f"checkpoint meta lacks {missing}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    tmp = path.with_suffix(".tmp")
-    save_file(state, str(tmp), metadata={META_KEY: json.dumps(meta)})
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={META_KEY: json.dumps(meta)})
     return path
 
 

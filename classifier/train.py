@@ -3,7 +3,6 @@ one final test evaluation, and everything a reader needs to trust the numbers (r
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import warnings
@@ -26,6 +25,7 @@ from .metrics import minority_report
 from .model import FERClassifier
 from .module import BestWeights, FERLitModule
 from .plots import plot_confusion_matrix, plot_per_class_recall
+from faces.io import write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 # The module (not the datamodule) owns on_after_batch_transfer on purpose: augmentation needs the device.
@@ -221,12 +221,13 @@ def run_training(cfg: DictConfig, *, run_dir: Path) -> dict[str, Any]:
 def write_run_outputs(run_dir: Path, *, cfg: DictConfig | None, metrics: dict[str, Any], train_counts: list[int]) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg is not None:
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+        write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     title = (f"{metrics['backbone']} / balance={metrics['balance']['name'] if isinstance(metrics.get('balance'), dict) else metrics.get('balance')}"
              f" / seed {metrics['seed']}: acc {metrics['accuracy']:.3f}, mean class acc {metrics['mean_class_accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}")
     plot_confusion_matrix(metrics, path=run_dir / "confusion_matrix.png", title=title)
     plot_per_class_recall(metrics, path=run_dir / "per_class_recall.png", title=title, train_counts=train_counts)
+    # Written last and atomically: its existence is what marks the run finished (ablation resume).
+    write_json_atomic(run_dir / METRICS_FILE, metrics, indent=2)
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:

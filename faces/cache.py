@@ -19,6 +19,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .errors import DatasetError
+from .io import atomic_path
 from .listing import ImageRecord, SourceListing
 from .split import FaceSplit
 
@@ -145,13 +146,8 @@ def _read_cache(path: Path, *, fingerprint: str) -> dict | None:
 
 
 def _write_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(data, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _remove_stale(current: Path) -> None:

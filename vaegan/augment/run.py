@@ -25,11 +25,12 @@ import torch
 from einops import rearrange
 
 from faces import FaceSplit, MANIFEST_FILE
+from faces.io import write_json_atomic, write_text_atomic
 
 from ..images import resize_uint8, to_model_range, to_uint8
 from .perturbations import LatentBatch, Perturbation
 from .preview import preview_grids
-from .writer import PngWriterPool, write_json_atomic, write_text_atomic
+from .writer import PngWriterPool
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +177,7 @@ def _prepare_out_dir(out_dir: Path, settings: AugmentSettings, *, overwrite: boo
                 continue  # a judge trained on the same real data is still valid
             shutil.rmtree(child) if child.is_dir() else child.unlink()
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out_dir / SETTINGS_FILE, asdict(settings))
+    write_json_atomic(out_dir / SETTINGS_FILE, asdict(settings), indent=1, sort_keys=True)
 
 
 def _load_progress(out_dir: Path, class_names: Sequence[str]) -> tuple[dict[str, ClassProgress], list[dict[str, Any]]]:
@@ -207,7 +208,8 @@ def _load_progress(out_dir: Path, class_names: Sequence[str]) -> tuple[dict[str,
 
 def _commit(out_dir: Path, progress: dict[str, ClassProgress], rows: list[dict[str, Any]]) -> None:
     """progress.json is the source of truth; manifest.csv is rewritten from it right after."""
-    write_json_atomic(out_dir / PROGRESS_FILE, {"classes": {k: asdict(v) for k, v in progress.items()}, "rows": rows})
+    write_json_atomic(out_dir / PROGRESS_FILE, {"classes": {k: asdict(v) for k, v in progress.items()}, "rows": rows},
+                      indent=1, sort_keys=True)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
     writer.writeheader()
