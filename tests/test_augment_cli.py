@@ -1,0 +1,89 @@
+"""scripts/augment.py end to end: the judge is trained on real train data only, bad input exits early."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import faces
+from faces.config import compose_config
+from vaegan.augment.cli import augment_with_checkpoint, ensure_judge
+from vaegan.checkpoint import save_vaegan
+from vaegan.model import VAEGAN
+
+REPO = Path(__file__).resolve().parents[1]
+JUDGE = ["classifier=resnet10t_scratch", "train.epochs=1", "train.freeze_epochs=0", "train.warmup_epochs=0",
+         "train.batch_size=16", "train.limit_train_batches=2", "trainer.enable_progress_bar=false"]
+
+
+@pytest.fixture
+def setup(tmp_path: Path, tiny_synthetic_root: Path):
+    cfg = compose_config("augment", ["data.preset=tiny", f"data.root={tiny_synthetic_root}",
+                                     f"paths.cache_dir={tmp_path / 'cache'}", f"paths.output_dir={tmp_path / 'out'}"])
+    data = faces.load_faces(cfg.data, cache_dir=cfg.paths.cache_dir, splits=("train",))
+    torch.manual_seed(0)
+    model = VAEGAN(resolution=32, latent_dim=32, num_classes=7, base_channels=8, max_channels=32)
+    checkpoint = save_vaegan(tmp_path / "vaegan.safetensors", model=model, config={"name": "tiny"},
+                             class_names=data.class_names,
+                             extra={"image_size": 32, "data_fingerprint": data.train.fingerprint, "data": dict(cfg.data)})
+    return cfg, checkpoint
+
+
+def test_filtered_run_trains_a_judge_that_never_opens_test(tmp_path: Path, setup, one_thread) -> None:
+    cfg, checkpoint = setup
+    out = tmp_path / "gen"
+    judge = ensure_judge(data_cfg=cfg.data, paths_cfg=cfg.paths, overrides=["balance=reweight", *JUDGE], run_dir=out / "judge")
+    assert judge.is_file()
+    # The judge's run decoded only the train split: no test cache exists anywhere.
+    assert not list(Path(cfg.paths.cache_dir).rglob("test-*.pt"))
+    assert not (out / "judge" / "metrics.json").exists()
+    report = augment_with_checkpoint(checkpoint=checkpoint, data_cfg=cfg.data, paths_cfg=cfg.paths, target_count="Fear=12",
+                                     out_dir=out, judge=judge, min_confidence=0.0, max_attempts_factor=4, batch_size=16,
+                                     workers=0, device="cpu")
+    with (out / "manifest.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    fear = report.classes[1]
+    assert fear.generated + fear.shortfall == 12 - fear.real  # generated, or reported short
+    assert all(r["class_name"] == "Fear" and int(r["judge_label"]) == 1 for r in rows)
+    assert len(rows) == fear.generated
+
+
+def run_script(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "scripts" / "augment.py"), *args], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+
+def test_cli_refuses_bad_input_before_work(tmp_path: Path, setup) -> None:
+    cfg, checkpoint = setup
+    data_args = ["data.preset=tiny", f"data.root={cfg.data.root}", f"paths.cache_dir={cfg.paths.cache_dir}"]
+    result = run_script("--checkpoint", str(tmp_path / "missing.safetensors"), "--target-count", "10")
+    assert result.returncode == 2 and "missing.safetensors: no such file" in result.stderr
+    result = run_script("--checkpoint", str(REPO / "README.md"), "--target-count", "10")
+    assert result.returncode == 2 and "not a VAE-GAN checkpoint" in result.stderr
+    result = run_script("--checkpoint", str(checkpoint), "--target-count", "0", "--out", str(tmp_path / "o"), *data_args)
+    assert result.returncode == 2 and "--target-count=0 must be at least 1" in result.stderr
+    result = run_script("--checkpoint", str(checkpoint), "--target-count", "Contempt=5", "--out", str(tmp_path / "o"), *data_args)
+    assert result.returncode == 2 and "unknown class 'Contempt'" in result.stderr
+    assert not (tmp_path / "o").exists()
+    # A checkpoint trained on other data (here: another image size) is refused with the reason.
+    result = run_script("--checkpoint", str(checkpoint), "--target-count", "10", *data_args, "data.image_size=48")
+    assert result.returncode == 2 and "trained on 32px images" in result.stderr
+
+
+def test_cli_generates_with_the_checkpoints_own_data_config(tmp_path: Path, setup) -> None:
+    _, checkpoint = setup
+    out = tmp_path / "gen"
+    result = run_script("--checkpoint", str(checkpoint), "--target-count", "Fear=10", "--no-filter", "--workers", "1",
+                        "--batch-size", "8", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Fear" in result.stdout and "images/s" in result.stdout
+    real, target, generated = (int(v) for v in next(
+        line.split()[1:4] for line in result.stdout.splitlines() if line.startswith("Fear")))
+    assert target == 10 and generated == 10 - real  # --no-filter: every candidate kept
+    assert len(list((out / "Fear").glob("*.png"))) == generated
