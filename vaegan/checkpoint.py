@@ -64,7 +64,7 @@ def read_vaegan_meta(path: Path | str) -> dict[str, Any]:
     """The metadata of a checkpoint written by `save_vaegan` (no tensors are read)."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such VAE-GAN checkpoint file")
+        raise CheckpointError(f"{path}: no such file; expected a VAE-GAN checkpoint (vaegan.safetensors from scripts/train_vaegan.py)")
     try:
         from safetensors import safe_open
 

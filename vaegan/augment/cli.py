@@ -133,9 +133,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_cli(args: argparse.Namespace, overrides: list[str]):
-    if not args.checkpoint.is_file():
-        raise AugmentError(f"--checkpoint {args.checkpoint}: no such file (train one with scripts/train_vaegan.py)")
-    meta = read_vaegan_meta(args.checkpoint)  # not a checkpoint -> CheckpointError, before any work
+    meta = read_vaegan_meta(args.checkpoint)  # missing or not a checkpoint -> CheckpointError, before any work
     cfg = compose_config("augment", overrides)
     return augment_with_checkpoint(
         checkpoint=args.checkpoint, data_cfg=data_config(cfg, meta=meta, overrides=overrides), paths_cfg=cfg.paths,
@@ -162,9 +160,7 @@ def augment_with_checkpoint(
         raise AugmentError(f"--strength={strength} must be >= 0")
     if batch_size < 1:
         raise AugmentError(f"--batch-size={batch_size} must be >= 1")
-    if not checkpoint.is_file():
-        raise AugmentError(f"--checkpoint {checkpoint}: no such file (train one with scripts/train_vaegan.py)")
-    meta = read_vaegan_meta(checkpoint)
+    meta = read_vaegan_meta(checkpoint)  # missing or not a checkpoint -> CheckpointError
     device = resolve_device(device)
 
     data = faces.load_faces(data_cfg, cache_dir=paths_cfg.cache_dir, splits=("train",))
