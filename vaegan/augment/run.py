@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import shutil
 import time
@@ -136,8 +137,6 @@ def source_indices(*, candidates: Sequence[int], n_sources: int, seed: int, labe
 
 
 def read_settings(out_dir: Path) -> dict[str, Any] | None:
-    import json
-
     path = Path(out_dir) / SETTINGS_FILE
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -181,8 +180,6 @@ def _prepare_out_dir(out_dir: Path, settings: AugmentSettings, *, overwrite: boo
 
 
 def _load_progress(out_dir: Path, class_names: Sequence[str]) -> tuple[dict[str, ClassProgress], list[dict[str, Any]]]:
-    import json
-
     path = out_dir / PROGRESS_FILE
     progress = {name: ClassProgress() for name in class_names}
     rows: list[dict[str, Any]] = []
