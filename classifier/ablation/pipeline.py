@@ -12,7 +12,6 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -22,11 +21,6 @@ from .aggregate import record_failure
 from .report import write_report
 
 log = logging.getLogger("ablate")
-VAEGAN_EXPORT = "vaegan.safetensors"
-
-
-def _plain(node: Any) -> Any:
-    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
 def check_rows(cfg: DictConfig) -> list[str]:
@@ -64,13 +58,13 @@ def classifier_config(cfg: DictConfig, *, row: str, seed: int, generated_dir: Pa
 def ensure_vaegan(cfg: DictConfig, *, out_dir: Path) -> Path:
     if cfg.vaegan.checkpoint:
         return Path(cfg.vaegan.checkpoint)
+    from vaegan.train import EXPORT_NAME, format_summary, train_vaegan
+
     run_dir = out_dir / "vaegan"
-    export = run_dir / VAEGAN_EXPORT
+    export = run_dir / EXPORT_NAME
     if export.is_file():
         log.info("reusing the VAE-GAN %s", export)
         return export
-    from vaegan.train import format_summary, train_vaegan
-
     vaegan_cfg = compose_config("train_vaegan", list(cfg.vaegan.overrides))
     vaegan_cfg.data, vaegan_cfg.paths, vaegan_cfg.trainer = cfg.data, cfg.paths, cfg.trainer
     last = run_dir / "checkpoints" / "last.ckpt"
