@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .pretrained import ARCHITECTURE as PACKAGE_ARCHITECTURE
-from .pretrained import PACKAGE, PretrainedWeightsError, efficientnet_lite0_state_dict
+from faces.features import ARCHITECTURE as PACKAGE_ARCHITECTURE
+from faces.features import PACKAGE, PretrainedWeightsError, efficientnet_lite0_state_dict
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,8 @@
 """Balancing strategies: one registry, each strategy a small named unit (a loss, a sampler, a data source).
 
+Losses live in `classifier/losses/` (one module per family, registered by name); a strategy
+names a loss, a sampler and whether generated data is added.
+
 `balance=<name>` picks a strategy; `balance.loss=<loss>` and `balance.sampler=<sampler>` can be
 overridden, so `balance=synthetic balance.loss=reweight` trains on real + VAE-GAN samples with a
 reweighted loss. Unknown names fail with the list of choices.
@@ -7,18 +10,11 @@ reweighted loss. Unknown names fail with the list of choices.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-from . import losses as L
-
-log = logging.getLogger(__name__)
+from .losses import LOSSES, create_loss  # noqa: F401  (create_loss: a strategy's loss is built from its spec)
 
 
 @dataclass(frozen=True)
@@ -32,26 +28,6 @@ class Strategy:
     params: tuple[tuple[str, Any], ...] = ()
 
 
-@dataclass(frozen=True)
-class LossOption:
-    name: str
-    description: str
-    reference: str
-    head: str = "linear"
-
-
-LOSSES: dict[str, LossOption] = {
-    o.name: o
-    for o in (
-        LossOption("ce", "plain softmax cross-entropy", "-"),
-        LossOption("reweight", "cross-entropy weighted per class: inverse frequency, or effective number (balance.weighting)", "Cui et al. 2019, CVPR"),
-        LossOption("focal", "focal loss, down-weights easy examples (balance.gamma)", "Lin et al. 2017, ICCV"),
-        LossOption("weighted_cluster", "softmax + weighted-cluster loss: a learned center per class, weighted by class share (balance.center_weight)", "Ngo & Yoon 2020, Sensors"),
-        LossOption("balanced_softmax", "softmax over logits + log prior during training", "Ren et al. 2020, NeurIPS"),
-        LossOption("logit_adjust", "logit adjustment by tau*log prior, training-time or post-hoc (balance.mode)", "Menon et al. 2021, ICLR"),
-        LossOption("ldam_drw", "label-distribution-aware margins on a cosine head, deferred re-weighting late in training", "Cao et al. 2019, NeurIPS", head="cosine"),
-    )
-}
 LOSS_ALIASES = {"none": "ce", "cross_entropy": "ce"}
 SAMPLERS = ("none", "class_balanced")
 
@@ -141,76 +117,3 @@ def resolve_balance(cfg: Mapping[str, Any]) -> BalanceSpec:
     if not 0.0 <= spec.drw_start <= 1.0:
         raise ValueError(f"balance.drw_start={spec.drw_start} is a fraction of the epochs, in [0, 1]")
     return spec
-
-
-class BalancedLoss(nn.Module):
-    """The training loss of a strategy: `loss(logits=..., features=..., targets=...)`.
-
-    Holds the class statistics it needs (weights, prior, margins, centers) as buffers/parameters.
-    """
-
-    def __init__(self, *, spec: BalanceSpec, class_counts: Sequence[int], feature_dim: int) -> None:
-        super().__init__()
-        self.spec = spec
-        self.register_buffer("prior", L.class_prior(class_counts))
-        weight = None
-        if spec.loss == "reweight":
-            weight = (
-                L.effective_number_weights(class_counts, beta=spec.beta)
-                if spec.weighting == "effective_number"
-                else L.inverse_frequency_weights(class_counts)
-            )
-        self.register_buffer("class_weight", weight if weight is not None else torch.ones(len(class_counts)))
-        self.cluster = (
-            L.WeightedClusterLoss(class_counts=class_counts, feature_dim=feature_dim) if spec.loss == "weighted_cluster" else None
-        )
-        self.ldam = (
-            L.LDAMLoss(class_counts=class_counts, max_margin=spec.max_margin, scale=spec.scale) if spec.loss == "ldam_drw" else None
-        )
-        if self.ldam is not None:
-            self.ldam.class_weight.copy_(L.effective_number_weights(class_counts, beta=spec.beta))
-
-    def posthoc_logit_bias(self) -> torch.Tensor | None:
-        """-tau * log prior when the strategy adjusts logits post hoc (Menon et al. 2021), else None."""
-        if self.spec.loss == "logit_adjust" and self.spec.mode == "posthoc":
-            return -self.spec.tau * self.prior.log()
-        return None
-
-    def on_epoch_start(self, *, epoch: int, max_epochs: int) -> None:
-        """DRW: switch LDAM's re-weighting on at `drw_start` of the epochs."""
-        if self.ldam is not None:
-            switch = int(round(self.spec.drw_start * max_epochs))
-            if epoch >= switch and not self.ldam.reweighting:
-                log.info("LDAM-DRW: deferred re-weighting on from epoch %d", epoch)
-            self.ldam.reweighting = epoch >= switch
-
-    def forward(self, *, logits: torch.Tensor, features: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        spec, parts = self.spec, {}
-        logits = logits.float()
-        if spec.loss == "ce" or (spec.loss == "logit_adjust" and spec.mode == "posthoc"):
-            loss = F.cross_entropy(logits, targets)
-        elif spec.loss == "reweight":
-            loss = F.cross_entropy(logits, targets, weight=self.class_weight)
-        elif spec.loss == "focal":
-            loss = L.focal_loss(logits, targets, gamma=spec.gamma)
-        elif spec.loss == "balanced_softmax":
-            loss = L.balanced_softmax_loss(logits, targets, prior=self.prior)
-        elif spec.loss == "logit_adjust":
-            loss = L.logit_adjusted_cross_entropy(logits, targets, prior=self.prior, tau=spec.tau)
-        elif spec.loss == "ldam_drw":
-            loss = self.ldam(logits, targets)
-        elif spec.loss == "weighted_cluster":
-            ce = F.cross_entropy(logits, targets)
-            cluster = self.cluster(features, targets)
-            parts = {"ce": ce.detach(), "weighted_cluster": cluster.detach()}
-            loss = ce + spec.center_weight * cluster
-        else:  # resolve_balance only lets known losses through
-            raise AssertionError(spec.loss)
-        return loss, parts
-
-
-def strategy_table() -> str:
-    """Markdown table of the strategies (README)."""
-    rows = ["| `balance=` | what it does | reference |", "|---|---|---|"]
-    rows += [f"| `{s.name}` | {s.description} | {s.reference} |" for s in STRATEGIES.values()]
-    return "\n".join(rows)

@@ -3,36 +3,28 @@ backbone, normalisation, provenance). Loading never unpickles anything."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from faces.errors import CheckpointError
+from faces.io import read_safetensors_metadata, save_safetensors
+
 from .model import FERClassifier
-from faces.io import atomic_path
 
 META_KEY = "fer_classifier"
 BEST_CHECKPOINT = Path("checkpoints") / "best.safetensors"
 REQUIRED_META = ("class_names", "image_size", "input_size", "backbone", "head", "mean", "std")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, not ours, or does not fit what it is used for."""
+WHAT = "a classifier checkpoint (checkpoints/best.safetensors from scripts/train_classifier.py)"
 
 
 def save_classifier(path: Path | str, *, model: FERClassifier, meta: dict[str, Any]) -> Path:
-    from safetensors.torch import save_file
-
     missing = [k for k in REQUIRED_META if k not in meta]
     if missing:
         raise ValueError(f"checkpoint meta lacks {missing}")
-    path = Path(path)
-    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata={META_KEY: json.dumps(meta)})
-    return path
+    return save_safetensors(path, model.state_dict(), metadata={META_KEY: meta})
 
 
 def resolve_checkpoint_path(path: Path | str) -> Path:
@@ -48,17 +40,8 @@ def resolve_checkpoint_path(path: Path | str) -> Path:
 
 
 def read_meta(path: Path | str) -> dict[str, Any]:
-    from safetensors import safe_open
-
     path = resolve_checkpoint_path(path)
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-    except Exception as error:
-        raise CheckpointError(f"{path} is not a readable safetensors file: {error}") from error
-    if META_KEY not in metadata:
-        raise CheckpointError(f"{path} is a safetensors file but not a classifier checkpoint (no {META_KEY!r} metadata)")
-    meta = json.loads(metadata[META_KEY])
+    meta = read_safetensors_metadata(path, key=META_KEY, what=WHAT)
     missing = [k for k in REQUIRED_META if k not in meta]
     if missing:
         raise CheckpointError(f"{path}: checkpoint meta lacks {missing}")

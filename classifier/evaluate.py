@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,15 +10,15 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import faces
+from faces.config import trainer_uses_gpu
 from faces.summary import GroupThresholds, class_groups
 
 from .checkpoint import check_classes_match, load_classifier
 from .data import FaceDataModule
 from .metrics import minority_report
 from .module import FERLitModule
-from .train import trainer_kwargs, write_run_outputs
-
-EVAL_METRICS_FILE = "metrics.json"
+from .outputs import write_run_outputs
+from .trainer import trainer_kwargs
 
 
 def run_evaluation(cfg: DictConfig, *, checkpoint: Path | str, run_dir: Path) -> dict[str, Any]:
@@ -32,7 +31,7 @@ def run_evaluation(cfg: DictConfig, *, checkpoint: Path | str, run_dir: Path) ->
     train_counts = data.train.class_counts()
     thresholds = GroupThresholds(**OmegaConf.to_container(cfg.data.groups)) if cfg.data.get("groups") else GroupThresholds()
     groups = class_groups(train_counts, thresholds=thresholds)
-    channels_last = str(cfg.trainer.get("accelerator", "cpu")) in ("gpu", "cuda")
+    channels_last = trainer_uses_gpu(cfg.trainer)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     module = FERLitModule(
@@ -56,7 +55,3 @@ def run_evaluation(cfg: DictConfig, *, checkpoint: Path | str, run_dir: Path) ->
     if trainer.is_global_zero:
         write_run_outputs(run_dir, cfg=cfg, metrics=metrics, train_counts=train_counts)
     return metrics
-
-
-def load_metrics(run_dir: Path | str) -> dict[str, Any]:
-    return json.loads((Path(run_dir) / EVAL_METRICS_FILE).read_text())

@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 import torch
 
 from .augment import TensorAugment
-from .balance import BalancedLoss
+from .losses import BalancingLoss
 from .metrics import confusion_matrix_metric, metrics_from_confusion
 from .model import FERClassifier, preprocess
 
@@ -37,7 +37,7 @@ def fine_tune_lr_factor(step: int, *, steps_per_epoch: int, freeze_epochs: int, 
 
 class FERLitModule(pl.LightningModule):
     def __init__(
-        self, *, model: FERClassifier, criterion: BalancedLoss | None, class_names: Sequence[str], groups: Sequence[str],
+        self, *, model: FERClassifier, criterion: BalancingLoss | None, class_names: Sequence[str], groups: Sequence[str],
         input_size: int, mean: Sequence[float], std: Sequence[float], optim: dict[str, Any],
         augment: TensorAugment | None, channels_last: bool = False, monitor: str = "val/mean_class_accuracy",
     ) -> None:
@@ -108,8 +108,8 @@ class FERLitModule(pl.LightningModule):
             {"params": head, "lr": o["lr"], "weight_decay": o["weight_decay"], "name": "head"},
             {"params": backbone, "lr": o["lr"] * o["backbone_lr_mult"], "weight_decay": o["weight_decay"], "name": "backbone"},
         ]
-        if self.criterion is not None and self.criterion.cluster is not None:
-            groups.append({"params": [self.criterion.cluster.centers], "lr": self.criterion.spec.center_lr, "weight_decay": 0.0, "name": "centers"})
+        if self.criterion is not None:
+            groups.extend(self.criterion.param_groups())
         optimizer = torch.optim.AdamW(groups)
         max_epochs = int(self.trainer.max_epochs)
         steps_per_epoch = max(1, int(self.trainer.estimated_stepping_batches) // max(1, max_epochs))

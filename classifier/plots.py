@@ -4,24 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from faces.plotting import pyplot
 
 GROUP_COLOURS = {"many": "#4C72B0", "medium": "#DD8452", "few": "#C44E52", None: "#888888"}
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def plot_confusion_matrix(metrics: dict[str, Any], *, path: Path, title: str) -> Path:
     """Row-normalised (recall) colours, raw counts printed in each cell."""
     import numpy as np
 
-    plt = _plt()
+    plt = pyplot()
     names = list(metrics["per_class"])
     cm = np.asarray(metrics["confusion_matrix"], dtype=float)
     rows = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
@@ -46,7 +38,7 @@ def plot_confusion_matrix(metrics: dict[str, Any], *, path: Path, title: str) ->
 
 
 def plot_per_class_recall(metrics: dict[str, Any], *, path: Path, title: str, train_counts: list[int] | None = None) -> Path:
-    plt = _plt()
+    plt = pyplot()
     names = list(metrics["per_class"])
     recalls = [metrics["per_class"][n]["recall"] for n in names]
     colours = [GROUP_COLOURS.get(metrics["per_class"][n].get("group")) for n in names]

@@ -1,11 +1,12 @@
-"""One classifier run: data, model, two-stage fine-tuning with validation-only model selection,
-one final test evaluation, and everything a reader needs to trust the numbers (run_dir/)."""
+"""One classifier run, in four named steps: build (data, model, loss), fit (two-stage fine-tuning with
+validation-only model selection), select (load the best validation weights), test (once, at the end),
+and everything a reader needs to trust the numbers (run_dir/)."""
 
 from __future__ import annotations
 
 import logging
-import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,43 +15,24 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import faces
+from faces.config import trainer_uses_gpu
 from faces.summary import GroupThresholds, class_groups
 
 from .augment import TensorAugment
 from .backbones import check_backbone_name, create_backbone
-from .balance import BalanceSpec, BalancedLoss, resolve_balance
+from .balance import BalanceSpec, resolve_balance
 from .checkpoint import BEST_CHECKPOINT, load_classifier, read_meta, resolve_checkpoint_path, save_classifier
 from .data import FaceDataModule
+from .losses import create_loss
 from .metrics import minority_report
 from .model import FERClassifier
 from .module import BestWeights, FERLitModule
-from .plots import plot_confusion_matrix, plot_per_class_recall
-from faces.io import write_json_atomic, write_text_atomic
+from .outputs import write_run_outputs
+from .trainer import plain, trainer_kwargs
 
 log = logging.getLogger(__name__)
 # The module (not the datamodule) owns on_after_batch_transfer on purpose: augmentation needs the device.
 warnings.filterwarnings("ignore", message=r".*overridden `on_after_batch_transfer` in `LightningModule`.*")
-
-METRICS_FILE = "metrics.json"
-
-
-def _plain(cfg: Any) -> Any:
-    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
-
-
-def trainer_kwargs(trainer_cfg: DictConfig, *, freeze_epochs: int = 0) -> dict[str, Any]:
-    kwargs = dict(_plain(trainer_cfg))
-    accelerator = str(kwargs.get("accelerator", "cpu"))
-    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"trainer.accelerator={accelerator} but no CUDA device is visible; use trainer=cpu")
-    # Stage 1 runs the frozen backbone under no_grad: DDP must be told some parameters get no gradient.
-    if kwargs.get("strategy") == "ddp" and freeze_epochs > 0:
-        kwargs["strategy"] = "ddp_find_unused_parameters_true"
-    return kwargs
-
-
-def _uses_gpu(cfg: DictConfig) -> bool:
-    return str(cfg.trainer.get("accelerator", "cpu")) in ("gpu", "cuda")
 
 
 def resolve_input_size(backbone: torch.nn.Module, *, requested: int | None, image_size: int) -> int:
@@ -86,8 +68,8 @@ def apply_cascade(model: FERClassifier, *, checkpoint: Path | str, backbone: str
 
 def _cascade_stage(cfg: DictConfig, *, run_dir: Path) -> Path:
     """Fine-tune on `classifier.cascade_data` (a data config) first; return that run's best checkpoint."""
-    aux = OmegaConf.create(_plain(cfg))
-    base_data = OmegaConf.create({k: v for k, v in _plain(cfg.data).items() if k in ("val_fraction", "split_seed", "skip_unreadable", "num_workers", "groups")})
+    aux = OmegaConf.create(plain(cfg))
+    base_data = OmegaConf.create({k: v for k, v in plain(cfg.data).items() if k in ("val_fraction", "split_seed", "skip_unreadable", "num_workers", "groups")})
     aux.data = OmegaConf.merge(base_data, aux.classifier.cascade_data)
     aux.classifier.cascade_data = None
     aux.balance = OmegaConf.create({"name": "none"})
@@ -110,68 +92,86 @@ def _check_config(cfg: DictConfig) -> BalanceSpec:
     return spec
 
 
-def run_training(cfg: DictConfig, *, run_dir: Path) -> dict[str, Any]:
-    """The whole run; returns the final test metrics (also written to run_dir/metrics.json)."""
-    run_dir = Path(run_dir)
-    spec = _check_config(cfg)  # bad names fail here, before any data or weights are touched
-    seed = int(cfg.seed)
-    pl.seed_everything(seed, workers=True, verbose=False)
+@dataclass
+class RunData:
+    """The splits of one run: fit (real train minus validation, plus generated samples if any), val, test."""
 
-    cascade_from = cfg.classifier.get("cascade_from")
-    if cfg.classifier.get("cascade_data"):
-        cascade_from = _cascade_stage(cfg, run_dir=run_dir)
-        pl.seed_everything(seed, workers=True, verbose=False)
+    data: faces.FaceData
+    fit: faces.FaceSplit
+    val: faces.FaceSplit
+    test: faces.FaceSplit | None
+    manifest: str | None
+    train_counts: list[int]
+    groups: list[str]
+    thresholds: GroupThresholds
 
-    # Data: validation is the stratified real-train carve-out; test is opened once, at the end.
-    # A run with train.evaluate_test=false (the augmenter's judge) never even opens the test split.
-    evaluate_test = bool(cfg.train.get("evaluate_test", True))
+
+@dataclass
+class BuiltRun:
+    module: FERLitModule
+    datamodule: FaceDataModule
+    meta: dict[str, Any]
+    input_size: int
+    pretrained: str
+
+
+def load_run_data(cfg: DictConfig, *, spec: BalanceSpec, evaluate_test: bool) -> RunData:
+    """Validation is the stratified real-train carve-out; a run with evaluate_test=false (the
+    augmenter's judge) never even opens the test split."""
     data = faces.load_faces(cfg.data, cache_dir=cfg.paths.cache_dir, splits=("train", "test") if evaluate_test else ("train",))
-    class_names = data.class_names
     fit, val = data.train_val()
     faces.require_real(val, role="val")
     test = faces.require_real(data.test, role="test") if evaluate_test else None
     manifest = None
     if spec.synthetic:
-        generated = faces.load_generated(spec.generated_dir, class_names=class_names, image_size=fit.image_size, cache_dir=cfg.paths.cache_dir)
+        generated = faces.load_generated(spec.generated_dir, class_names=data.class_names, image_size=fit.image_size, cache_dir=cfg.paths.cache_dir)
         manifest = faces.manifest_fingerprint(spec.generated_dir)
         log.info("balance=synthetic: %d generated samples %s added to %d real", len(generated), generated.class_counts(), len(fit))
         fit = fit.concat(generated, name="train+generated")
     train_counts = data.train.class_counts()
-    thresholds = GroupThresholds(**_plain(cfg.data.groups)) if cfg.data.get("groups") else GroupThresholds()
-    groups = class_groups(train_counts, thresholds=thresholds)
+    thresholds = GroupThresholds(**plain(cfg.data.groups)) if cfg.data.get("groups") else GroupThresholds()
+    return RunData(data=data, fit=fit, val=val, test=test, manifest=manifest, train_counts=train_counts,
+                   groups=class_groups(train_counts, thresholds=thresholds), thresholds=thresholds)
 
-    # Model.
+
+def build_run(cfg: DictConfig, *, spec: BalanceSpec, run: RunData, cascade_from: str | Path | None) -> BuiltRun:
+    """Model (backbone + head, cascade weights), loss, augmentation, Lightning module and data module."""
+    class_names = run.data.class_names
     model, pretrained, mean, std = build_model(cfg, num_classes=len(class_names), head=spec.head)
     if cascade_from:
         pretrained = f"{pretrained} -> {apply_cascade(model, checkpoint=cascade_from, backbone=str(cfg.classifier.backbone), class_names=class_names, head=spec.head)}"
-    input_size = resolve_input_size(model.backbone, requested=cfg.classifier.get("input_size"), image_size=fit.image_size)
-    criterion = BalancedLoss(spec=spec, class_counts=fit.class_counts(), feature_dim=model.num_features)
-    channels_last = _uses_gpu(cfg)
+    input_size = resolve_input_size(model.backbone, requested=cfg.classifier.get("input_size"), image_size=run.fit.image_size)
+    criterion = create_loss(spec=spec, class_counts=run.fit.class_counts(), feature_dim=model.num_features)
+    channels_last = trainer_uses_gpu(cfg.trainer)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    aug_cfg = _plain(cfg.train.augment)
+    aug_cfg = plain(cfg.train.augment)
     augment = TensorAugment(**{k: v for k, v in aug_cfg.items() if k != "enabled"}) if aug_cfg.get("enabled", True) else None
-    optim = {k: _plain(cfg.train[k]) for k in ("lr", "backbone_lr_mult", "weight_decay", "freeze_epochs", "warmup_epochs")}
-    monitor = str(cfg.train.monitor)
+    optim = {k: plain(cfg.train[k]) for k in ("lr", "backbone_lr_mult", "weight_decay", "freeze_epochs", "warmup_epochs")}
     module = FERLitModule(
-        model=model, criterion=criterion, class_names=class_names, groups=groups, input_size=input_size,
-        mean=mean, std=std, optim=optim, augment=augment, channels_last=channels_last, monitor=monitor,
+        model=model, criterion=criterion, class_names=class_names, groups=run.groups, input_size=input_size,
+        mean=mean, std=std, optim=optim, augment=augment, channels_last=channels_last, monitor=str(cfg.train.monitor),
     )
-    dm = FaceDataModule(
-        train=fit, val=val, test=test, batch_size=int(cfg.train.batch_size), eval_batch_size=int(cfg.train.eval_batch_size),
-        seed=seed, sampler=spec.sampler,
+    datamodule = FaceDataModule(
+        train=run.fit, val=run.val, test=run.test, batch_size=int(cfg.train.batch_size), eval_batch_size=int(cfg.train.eval_batch_size),
+        seed=int(cfg.seed), sampler=spec.sampler,
     )
-
     meta = {
-        "class_names": list(class_names), "image_size": fit.image_size, "input_size": input_size,
+        "class_names": list(class_names), "image_size": run.fit.image_size, "input_size": input_size,
         "backbone": str(cfg.classifier.backbone), "head": spec.head, "drop_rate": float(cfg.classifier.get("drop_rate", 0.0)),
-        "mean": list(mean), "std": list(std), "pretrained": pretrained, "seed": seed, "balance": spec.as_dict(),
-        "dataset": data.dataset, "train_counts": train_counts, "groups": groups,
+        "mean": list(mean), "std": list(std), "pretrained": pretrained, "seed": int(cfg.seed), "balance": spec.as_dict(),
+        "dataset": run.data.dataset, "train_counts": run.train_counts, "groups": run.groups,
     }
+    return BuiltRun(module=module, datamodule=datamodule, meta=meta, input_size=input_size, pretrained=pretrained)
+
+
+def fit(cfg: DictConfig, *, built: BuiltRun, run_dir: Path) -> tuple[pl.Trainer, BestWeights]:
+    """Two-stage fine-tuning; every improving validation epoch is saved (validation-only selection)."""
+    monitor = str(cfg.train.monitor)
     checkpoint_path = run_dir / BEST_CHECKPOINT
 
     def save(net: FERClassifier, epoch: int, val_metrics: dict[str, Any]) -> None:
-        save_classifier(checkpoint_path, model=net, meta={**meta, "epoch": epoch, "val_mean_class_accuracy": val_metrics["mean_class_accuracy"]})
+        save_classifier(checkpoint_path, model=net, meta={**built.meta, "epoch": epoch, "val_mean_class_accuracy": val_metrics["mean_class_accuracy"]})
 
     best = BestWeights(monitor=monitor, save=save)
     callbacks: list[pl.Callback] = [best, pl.callbacks.LearningRateMonitor(logging_interval="epoch")]
@@ -187,62 +187,69 @@ def run_training(cfg: DictConfig, *, run_dir: Path) -> dict[str, Any]:
         enable_checkpointing=False, use_distributed_sampler=False, default_root_dir=str(run_dir),
         num_sanity_val_steps=0, enable_model_summary=False,
     )
-    trainer.fit(module, datamodule=dm)
+    trainer.fit(built.module, datamodule=built.datamodule)
+    return trainer, best
+
+
+def select(built: BuiltRun, best: BestWeights) -> None:
+    """Load the weights of the best validation epoch: model selection used validation only."""
     if best.best_state is None:
         raise RuntimeError("training ran no validation epoch, so no model was selected; set train.epochs >= 1")
-    # Model selection used validation only; now the selected weights see the test split, once.
-    module.model.load_state_dict(best.best_state)
-    if not evaluate_test:
-        return {"checkpoint": str(checkpoint_path), "selection": {"monitor": monitor, "best_epoch": best.best_epoch,
-                "best_score": best.best_score}, "validation": best.best_val_metrics}
-    trainer.test(module, datamodule=dm, verbose=False)
+    built.module.model.load_state_dict(best.best_state)
 
-    test_metrics = module.test_metrics
-    result = {
+
+def selection_record(cfg: DictConfig, best: BestWeights, trainer: pl.Trainer | None = None) -> dict[str, Any]:
+    record = {"monitor": str(cfg.train.monitor), "best_epoch": best.best_epoch, "best_score": best.best_score}
+    if trainer is not None:
+        record["epochs_run"] = trainer.current_epoch
+        record["val"] = {k: best.best_val_metrics.get(k) for k in ("accuracy", "mean_class_accuracy", "macro_f1", "group_accuracy")}
+    return record
+
+
+def test(cfg: DictConfig, *, built: BuiltRun, run: RunData, trainer: pl.Trainer, best: BestWeights, run_dir: Path) -> dict[str, Any]:
+    """The selected weights see the test split, once; the result is metrics.json's content."""
+    trainer.test(built.module, datamodule=built.datamodule, verbose=False)
+    test_metrics = built.module.test_metrics
+    class_names = run.data.class_names
+    return {
         **test_metrics,
-        "minority": minority_report(test_metrics, train_counts=train_counts, class_names=list(class_names)),
-        "dataset": data.dataset, "layout": data.layout, "image_size": fit.image_size, "input_size": input_size,
-        "backbone": str(cfg.classifier.backbone), "pretrained": pretrained, "seed": seed, "balance": spec.as_dict(),
-        "class_names": list(class_names), "groups": dict(zip(class_names, groups)),
-        "group_thresholds": {"many": thresholds.many, "few": thresholds.few},
-        "counts": {"train": train_counts, "fit": fit.class_counts(), "val": val.class_counts(), "test": test.class_counts(),
-                   "generated_in_fit": int(fit.is_synthetic.sum())},
-        "fingerprints": {"train": data.train.fingerprint, "test": data.test.fingerprint, "manifest": manifest},
-        "selection": {"monitor": monitor, "best_epoch": best.best_epoch, "best_score": best.best_score,
-                      "epochs_run": trainer.current_epoch, "val": {k: best.best_val_metrics.get(k) for k in ("accuracy", "mean_class_accuracy", "macro_f1", "group_accuracy")}},
+        "minority": minority_report(test_metrics, train_counts=run.train_counts, class_names=list(class_names)),
+        "dataset": run.data.dataset, "layout": run.data.layout, "image_size": run.fit.image_size, "input_size": built.input_size,
+        "backbone": str(cfg.classifier.backbone), "pretrained": built.pretrained, "seed": int(cfg.seed), "balance": built.meta["balance"],
+        "class_names": list(class_names), "groups": dict(zip(class_names, run.groups)),
+        "group_thresholds": {"many": run.thresholds.many, "few": run.thresholds.few},
+        "counts": {"train": run.train_counts, "fit": run.fit.class_counts(), "val": run.val.class_counts(), "test": run.test.class_counts(),
+                   "generated_in_fit": int(run.fit.is_synthetic.sum())},
+        "fingerprints": {"train": run.data.train.fingerprint, "test": run.data.test.fingerprint, "manifest": run.manifest},
+        "selection": selection_record(cfg, best, trainer),
         "world_size": trainer.world_size,
-        "checkpoint": str(checkpoint_path),
+        "checkpoint": str(run_dir / BEST_CHECKPOINT),
     }
+
+
+def run_training(cfg: DictConfig, *, run_dir: Path) -> dict[str, Any]:
+    """The whole run; returns the final test metrics (also written to run_dir/metrics.json).
+
+    A run with train.evaluate_test=false (the augmenter's judge) stops after selection and
+    returns the checkpoint, the selection record and the validation metrics instead.
+    """
+    run_dir = Path(run_dir)
+    spec = _check_config(cfg)  # bad names fail here, before any data or weights are touched
+    seed = int(cfg.seed)
+    pl.seed_everything(seed, workers=True, verbose=False)
+    cascade_from = cfg.classifier.get("cascade_from")
+    if cfg.classifier.get("cascade_data"):
+        cascade_from = _cascade_stage(cfg, run_dir=run_dir)
+        pl.seed_everything(seed, workers=True, verbose=False)
+
+    evaluate_test = bool(cfg.train.get("evaluate_test", True))
+    run = load_run_data(cfg, spec=spec, evaluate_test=evaluate_test)
+    built = build_run(cfg, spec=spec, run=run, cascade_from=cascade_from)
+    trainer, best = fit(cfg, built=built, run_dir=run_dir)
+    select(built, best)
+    if not evaluate_test:
+        return {"checkpoint": str(run_dir / BEST_CHECKPOINT), "selection": selection_record(cfg, best), "validation": best.best_val_metrics}
+    result = test(cfg, built=built, run=run, trainer=trainer, best=best, run_dir=run_dir)
     if trainer.is_global_zero:
-        write_run_outputs(run_dir, cfg=cfg, metrics=result, train_counts=train_counts)
+        write_run_outputs(run_dir, cfg=cfg, metrics=result, train_counts=run.train_counts)
     return result
-
-
-def write_run_outputs(run_dir: Path, *, cfg: DictConfig | None, metrics: dict[str, Any], train_counts: list[int]) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if cfg is not None:
-        write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    title = (f"{metrics['backbone']} / balance={metrics['balance']['name'] if isinstance(metrics.get('balance'), dict) else metrics.get('balance')}"
-             f" / seed {metrics['seed']}: acc {metrics['accuracy']:.3f}, mean class acc {metrics['mean_class_accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}")
-    plot_confusion_matrix(metrics, path=run_dir / "confusion_matrix.png", title=title)
-    plot_per_class_recall(metrics, path=run_dir / "per_class_recall.png", title=title, train_counts=train_counts)
-    # Written last and atomically: its existence is what marks the run finished (ablation resume).
-    write_json_atomic(run_dir / METRICS_FILE, metrics, indent=2)
-
-
-def format_metrics(metrics: dict[str, Any]) -> str:
-    """The run's test numbers as a small table for the terminal."""
-    lines = [
-        f"test: accuracy {metrics['accuracy']:.4f}  mean class accuracy {metrics['mean_class_accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}"
-        f"  (n={metrics['num_samples']})",
-        f"{'class':<10} {'group':<7} {'prec':>6} {'recall':>6} {'f1':>6} {'n':>5}",
-    ]
-    for name, m in metrics["per_class"].items():
-        lines.append(f"{name:<10} {m.get('group', ''):<7} {m['precision']:6.3f} {m['recall']:6.3f} {m['f1']:6.3f} {m['support']:5d}")
-    groups = metrics.get("group_mean_class_accuracy") or {}
-    lines.append("group mean class accuracy: " + ", ".join(f"{g} {v:.3f}" for g, v in groups.items() if v is not None))
-    return "\n".join(lines)
-
-
-def is_global_zero() -> bool:
-    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0

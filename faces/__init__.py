@@ -1,11 +1,10 @@
 """The data layer both packages share: RAF-DB, image folders, the embedded synthetic faces,
 the uint8 tensor cache and provenance (real vs generated) per sample."""
 
-from . import config as _config  # noqa: F401  (registers the ${project_root:} resolver)
 from .classes import RAFDB_CLASSES, RAFDB_OFFICIAL_COUNTS
 from .data import DATASETS, FaceData, list_source, load_faces, resolve_image_size
-from .errors import DatasetError, SyntheticLeakError
-from .generated import MANIFEST_FILE, list_generated, load_generated, manifest_fingerprint
+from .errors import CheckpointError, DatasetError, SyntheticLeakError
+from .generated import MANIFEST_FILE, SETTINGS_FILE, list_generated, load_generated, manifest_fingerprint, read_generated_settings
 from .split import FaceSplit, require_real, stratified_split
 from .summary import GroupThresholds, class_groups, imbalance_ratio
 from .torchdata import FaceTensorDataset
@@ -14,12 +13,14 @@ __all__ = [
     "DATASETS",
     "RAFDB_CLASSES",
     "RAFDB_OFFICIAL_COUNTS",
+    "CheckpointError",
     "DatasetError",
     "FaceData",
     "FaceSplit",
     "FaceTensorDataset",
     "GroupThresholds",
     "MANIFEST_FILE",
+    "SETTINGS_FILE",
     "SyntheticLeakError",
     "class_groups",
     "imbalance_ratio",
@@ -28,6 +29,7 @@ __all__ = [
     "load_generated",
     "load_faces",
     "manifest_fingerprint",
+    "read_generated_settings",
     "require_real",
     "resolve_image_size",
     "stratified_split",

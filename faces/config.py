@@ -1,10 +1,20 @@
-"""Hydra/OmegaConf glue: the `${project_root:}` resolver used by conf/paths/default.yaml."""
+"""Hydra/OmegaConf glue the data layer owns: the `${project_root:}` resolver (conf/paths/default.yaml)
+and the device a trainer config asks for.
+
+Nothing here runs on import: entry points call `register_resolvers()` explicitly before Hydra
+composes a config, so importing the data layer has no side effects.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+GPU_ACCELERATORS = ("gpu", "cuda")
 
 
 def project_root() -> str:
@@ -14,27 +24,16 @@ def project_root() -> str:
 
 
 def register_resolvers() -> None:
+    """Register `${project_root:}`; safe to call any number of times."""
     if not OmegaConf.has_resolver("project_root"):
         OmegaConf.register_new_resolver("project_root", project_root)
 
 
-register_resolvers()
+def trainer_uses_gpu(trainer_cfg: Mapping[str, Any] | None) -> bool:
+    """Whether a `trainer` config (conf/trainer/*.yaml) asks for CUDA: accelerator gpu or cuda."""
+    return str((trainer_cfg or {}).get("accelerator", "cpu")) in GPU_ACCELERATORS
 
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-
-
-def compose_config(config_name: str, overrides: list[str] | tuple[str, ...] = ()):
-    """Compose `conf/<config_name>.yaml` with overrides, inside or outside a running Hydra app.
-
-    Scripts that run other stages (the augmenter's judge, the ablation's classifier runs)
-    compose those stages' configs here; within `@hydra.main` the global Hydra instance is
-    reused, elsewhere (tests, argparse scripts) one is initialised on the repo's conf/.
-    """
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    if GlobalHydra.instance().is_initialized():
-        return compose(config_name=config_name, overrides=list(overrides))
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name=config_name):
-        return compose(config_name=config_name, overrides=list(overrides))
+def trainer_device(trainer_cfg: Mapping[str, Any] | None) -> str:
+    """The torch device type of a trainer config: "cuda" or "cpu" (for work done outside Lightning)."""
+    return "cuda" if trainer_uses_gpu(trainer_cfg) else "cpu"

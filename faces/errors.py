@@ -14,3 +14,11 @@ class DatasetError(ValueError):
 
 class SyntheticLeakError(RuntimeError):
     """A generated (VAE-GAN) sample reached a split that must be 100% real (val or test)."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, not ours, malformed, or does not fit what it is used for.
+
+    One type for both model packages' checkpoints (VAE-GAN exports, classifier checkpoints), so
+    every caller catches one thing and every message names the file.
+    """

@@ -22,6 +22,9 @@ from .listing import ImageRecord, SourceListing, require_directory
 from .split import FaceSplit
 
 MANIFEST_FILE = "manifest.csv"
+# The augmenter's settings record (strategy, strength, checkpoint, judge, filter): written by
+# vaegan.augment, read by reports that describe a generated set.
+SETTINGS_FILE = "augment.json"
 REQUIRED_COLUMNS = ("path", "class_name")
 GENERATED_LAYOUT = "augmentation-manifest"
 
@@ -94,3 +97,11 @@ def load_generated(
         class_names=split.class_names,
         fingerprint=split.fingerprint,
     )
+
+
+def read_generated_settings(out_dir: Path | str) -> dict | None:
+    """The settings a generated folder was made with (augment.json), or None if it has none."""
+    import json
+
+    path = Path(out_dir) / SETTINGS_FILE
+    return json.loads(path.read_text()) if path.is_file() else None

@@ -1,4 +1,5 @@
-"""Atomic file writes: a temp file beside the target, then one rename.
+"""Atomic file writes (a temp file beside the target, then one rename) and safetensors files with
+JSON metadata, the one checkpoint format of both model packages (no pickle anywhere).
 
 A run killed mid-write leaves the previous file (or none), never a truncated one. That is what
 lets resumable stages treat "the file exists" as "the step finished".
@@ -12,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from .errors import CheckpointError
 
 
 @contextmanager
@@ -36,3 +39,41 @@ def write_text_atomic(path: Path | str, text: str) -> Path:
 
 def write_json_atomic(path: Path | str, data: Any, **dump_kwargs: Any) -> Path:
     return write_text_atomic(path, json.dumps(data, **dump_kwargs))
+
+
+def save_safetensors(path: Path | str, tensors: dict[str, Any], *, metadata: dict[str, Any]) -> Path:
+    """Write `tensors` (contiguous CPU copies) atomically; each metadata value is stored as JSON text."""
+    from safetensors.torch import save_file
+
+    state = {key: value.detach().to("cpu").contiguous().clone() for key, value in tensors.items()}
+    header = {key: value if isinstance(value, str) else json.dumps(value) for key, value in metadata.items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=header)
+    return Path(path)
+
+
+def read_safetensors_metadata(path: Path | str, *, key: str, what: str) -> dict[str, Any]:
+    """The JSON object stored under `key` in a safetensors header; no tensor is read.
+
+    Every failure is a CheckpointError naming the file: missing, not safetensors, another kind
+    of safetensors file (no `key`), or metadata that is not a JSON object.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file; expected {what}")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+    except Exception as error:  # SafetensorError, OSError, header parse errors
+        raise CheckpointError(f"{path}: not {what}; it is not a readable safetensors file ({type(error).__name__}: {error})") from error
+    if key not in header:
+        raise CheckpointError(f"{path}: a safetensors file, but not {what} (no {key!r} metadata)")
+    try:
+        value = json.loads(header[key])
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{path}: its {key!r} metadata is not valid JSON ({error}); the file is damaged or not {what}") from error
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path}: its {key!r} metadata is not a JSON object; the file is damaged or not {what}")
+    return value

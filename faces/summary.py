@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from .plotting import pyplot
 
 GROUPS = ("many", "medium", "few")
 
@@ -44,10 +45,7 @@ def plot_class_counts(
     *, counts: Mapping[str, Sequence[int]], class_names: Sequence[str], groups: Sequence[str], title: str, path: Path
 ) -> Path:
     """Grouped bars per class, one bar per split, with the count printed on each bar."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(1.4 * len(class_names) + 2, 4.5), dpi=110)
     width = 0.8 / max(1, len(counts))
@@ -129,10 +127,7 @@ def format_summary(summary: dict) -> str:
 
 def plot_class_samples(split, *, path: Path, per_class: int = 10, seed: int = 0, scale: int = 2) -> Path:
     """A grid with one row per class (label on the left) of random images from `split` (a FaceSplit)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import torch
 
     generator = torch.Generator().manual_seed(seed)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 
 def aggregate(argv: list[str]) -> int:
-    from classifier.ablation.report import write_report
+    from ablation.report import write_report
 
     parser = argparse.ArgumentParser(prog="scripts/ablate.py aggregate",
                                      description="Build ablation.csv/.md, plots and report.html from any folder of runs.")
@@ -36,8 +36,10 @@ def main() -> None:
     import hydra
     from omegaconf import DictConfig
 
-    import faces  # noqa: F401  (registers ${project_root:})
-    from classifier.ablation.pipeline import run_ablation
+    from ablation.pipeline import run_ablation
+    from faces.config import register_resolvers
+
+    register_resolvers()
 
     @hydra.main(version_base="1.3", config_path="../conf", config_name="ablate")
     def run(cfg: DictConfig) -> None:

@@ -8,6 +8,6 @@ import sys
 
 if __name__ == "__main__":
     # Imports inside the guard: PNG-writer processes are spawned and re-import this file.
-    from vaegan.augment.cli import main
+    from ablation.augment import main
 
     sys.exit(main())

@@ -22,9 +22,9 @@ import torch.nn.functional as F
 import faces
 from classifier.augment import TensorAugment
 from classifier.backbones import create_backbone
-from classifier.data import BatchedFaceDataset, EpochSampler, make_loader
 from classifier.model import FERClassifier, preprocess
 from faces.config import project_root
+from faces.torchdata import BatchedFaceDataset, EpochSampler, make_loader
 
 
 def parse_args() -> argparse.Namespace:

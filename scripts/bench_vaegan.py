@@ -26,14 +26,15 @@ def main() -> None:
     import torch
     from hydra import compose, initialize_config_dir
 
-    import faces  # noqa: F401  (registers ${project_root:})
-    from pathlib import Path
+    from faces.config import CONF_DIR, register_resolvers
+
+    register_resolvers()
 
     cuda = torch.cuda.is_available()
     batch_size = args.batch_size or (256 if cuda else 64)
     steps = args.steps or (50 if cuda else 5)
     warmup = args.warmup_steps if args.warmup_steps is not None else (10 if cuda else 2)
-    conf = Path(__file__).resolve().parents[1] / "conf"
+    conf = CONF_DIR
     for name in args.models:
         with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
             cfg = compose(config_name="train_vaegan", overrides=[f"vaegan={name}", f"batch_size={batch_size}",

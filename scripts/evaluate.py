@@ -16,9 +16,12 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-import faces  # noqa: F401  (registers the ${project_root:} resolver)
 from classifier.evaluate import run_evaluation
-from classifier.train import format_metrics, is_global_zero
+from classifier.outputs import format_metrics
+from classifier.trainer import is_global_zero
+from faces.config import register_resolvers
+
+register_resolvers()
 
 
 def _positional_checkpoint_to_override(argv: list[str]) -> list[str]:

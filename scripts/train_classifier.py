@@ -18,9 +18,13 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-import faces  # noqa: F401  (registers the ${project_root:} resolver)
-from classifier.ablation.aggregate import record_failure
-from classifier.train import format_metrics, is_global_zero, run_training
+from classifier.outputs import format_metrics
+from classifier.train import run_training
+from classifier.trainer import is_global_zero
+from faces.config import register_resolvers
+from faces.runs import record_failure
+
+register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train_classifier")

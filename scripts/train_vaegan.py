@@ -14,8 +14,10 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-import faces  # noqa: F401  (registers the ${project_root:} resolver)
+from faces.config import register_resolvers
 from vaegan.train import format_summary, train_vaegan
+
+register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train_vaegan")

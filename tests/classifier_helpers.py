@@ -8,7 +8,6 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-import faces  # noqa: F401  (registers ${project_root:})
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

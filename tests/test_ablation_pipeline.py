@@ -11,8 +11,8 @@ import torch
 from omegaconf import open_dict
 
 import faces
-from faces.config import compose_config
-from classifier.ablation.pipeline import run_ablation
+from ablation.config import compose_config
+from ablation.pipeline import run_ablation
 from vaegan.checkpoint import save_vaegan
 from vaegan.model import VAEGAN
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from classifier.ablation.aggregate import collect_runs, markdown_table, mean_std, summarise
-from classifier.ablation.report import write_report
+from ablation.aggregate import collect_runs, markdown_table, mean_std, summarise
+from ablation.report import write_report
 
 CLASSES = ["Surprise", "Fear", "Happiness"]
 
@@ -92,7 +92,7 @@ def test_empty_folder_is_an_error(tmp_path: Path) -> None:
 
 
 def test_failed_multirun_job_is_labelled_from_its_hydra_config(tmp_path: Path) -> None:
-    from classifier.ablation.aggregate import record_failure
+    from faces.runs import record_failure
 
     job = tmp_path / "multirun" / "0"
     (job / ".hydra").mkdir(parents=True)

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 import faces
-from faces.config import compose_config
-from vaegan.augment.cli import augment_with_checkpoint, ensure_judge
+from ablation.config import compose_config
+from ablation.augment import augment_with_checkpoint
+from ablation.judge import ensure_judge
 from vaegan.checkpoint import save_vaegan
 from vaegan.model import VAEGAN
 

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 from classifier.backbones import UnknownBackboneError, check_backbone_name, create_backbone
-from classifier.pretrained import PretrainedWeightsError
+from faces.features import PretrainedWeightsError
 
 
 @pytest.fixture(scope="module")

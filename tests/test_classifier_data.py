@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from classifier.augment import TensorAugment
-from classifier.data import EpochSampler, FaceDataModule, ShardSampler, class_balanced_weights
+from classifier.data import FaceDataModule
+from faces.torchdata import EpochSampler, ShardSampler, class_balanced_weights
 from faces import SyntheticLeakError
 from faces.split import FaceSplit
 

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from classifier import losses as L
-from classifier.balance import LOSSES, STRATEGIES, BalancedLoss, resolve_balance
+from classifier.balance import LOSSES, STRATEGIES, resolve_balance
+from classifier.losses import create_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -67,16 +68,16 @@ def test_posthoc_logit_adjustment_changes_predictions_as_the_formula_says() -> N
     assert L.posthoc_logit_adjust(logits, prior=prior, tau=0.0).argmax(1).tolist() == [0, 0, 0]
     # the strategy puts exactly -tau * log prior into the model's evaluation-time bias
     spec = resolve_balance({"name": "logit_adjust_posthoc", "tau": 0.5})
-    bias = BalancedLoss(spec=spec, class_counts=[70, 10, 20], feature_dim=4).posthoc_logit_bias()
+    bias = create_loss(spec=spec, class_counts=[70, 10, 20], feature_dim=4).posthoc_logit_bias()
     assert torch.allclose(bias, -0.5 * torch.tensor([0.7, 0.1, 0.2]).log(), atol=1e-6)
-    assert BalancedLoss(spec=resolve_balance({"name": "logit_adjust"}), class_counts=[70, 10, 20], feature_dim=4).posthoc_logit_bias() is None
+    assert create_loss(spec=resolve_balance({"name": "logit_adjust"}), class_counts=[70, 10, 20], feature_dim=4).posthoc_logit_bias() is None
 
 
 def test_ldam_margins_and_drw_schedule() -> None:
     m = L.ldam_margins(COUNTS, max_margin=0.5)
     assert float(m.max()) == pytest.approx(0.5) and int(m.argmax()) == 1
     assert m[0] / m[1] == pytest.approx((10 / 100) ** 0.25, rel=1e-5)
-    loss = BalancedLoss(spec=resolve_balance({"name": "ldam_drw", "drw_start": 0.5}), class_counts=COUNTS, feature_dim=4)
+    loss = create_loss(spec=resolve_balance({"name": "ldam_drw", "drw_start": 0.5}), class_counts=COUNTS, feature_dim=4)
     loss.on_epoch_start(epoch=4, max_epochs=10)
     assert not loss.ldam.reweighting
     loss.on_epoch_start(epoch=5, max_epochs=10)
@@ -121,7 +122,7 @@ def test_every_loss_is_finite_and_differentiable() -> None:
     targets = torch.tensor([0, 1, 2, 0, 0, 1, 2, 0])
     for name in STRATEGIES:
         spec = resolve_balance({"name": name, "generated_dir": "x" if name == "synthetic" else None})
-        value, _ = BalancedLoss(spec=spec, class_counts=COUNTS, feature_dim=5)(logits=logits, features=features, targets=targets)
+        value, _ = create_loss(spec=spec, class_counts=COUNTS, feature_dim=5)(logits=logits, features=features, targets=targets)
         value.backward()
         assert torch.isfinite(value), name
 

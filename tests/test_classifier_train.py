@@ -16,7 +16,7 @@ from classifier.balance import STRATEGIES
 from classifier.checkpoint import CheckpointError, load_classifier
 from classifier.evaluate import run_evaluation
 from classifier.predict import predict_proba
-from classifier.pretrained import PretrainedWeightsError
+from faces.features import PretrainedWeightsError
 from classifier.train import run_training
 from classifier_helpers import epoch_losses, tiny_cfg
 from faces import DatasetError, load_faces

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-import faces  # noqa: F401  (registers ${project_root:})
 
 REPO = Path(__file__).resolve().parents[1]
 

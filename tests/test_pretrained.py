@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from classifier.pretrained import efficientnet_lite0_state_dict, imagenet_efficientnet_lite0, imagenet_normalize
+from faces.features import efficientnet_lite0_state_dict, imagenet_efficientnet_lite0, imagenet_normalize
 
 skimage_data = pytest.importorskip("skimage.data")
 

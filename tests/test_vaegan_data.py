@@ -8,7 +8,8 @@ from pathlib import Path
 import faces
 import pytest
 
-from vaegan.data import EpochShuffleSampler, load_vaegan_faces
+from faces.torchdata import EpochSampler
+from vaegan.data import load_vaegan_faces
 from vaegan.train import train_vaegan
 
 from vaegan_helpers import tiny_config
@@ -50,11 +51,11 @@ def test_training_never_reads_test_images(tiny_synthetic_root: Path, tmp_path: P
 
 
 def test_epoch_order_depends_only_on_seed_and_epoch() -> None:
-    a, b = EpochShuffleSampler(num_samples=50, seed=3), EpochShuffleSampler(num_samples=50, seed=3)
+    a, b = EpochSampler(num_items=50, seed=3), EpochSampler(num_items=50, seed=3)
     a.set_epoch(4)
     b.set_epoch(4)
     assert list(a) == list(b) and sorted(a) == list(range(50))
     b.set_epoch(5)
     assert list(a) != list(b)
-    shards = [list(EpochShuffleSampler(num_samples=50, seed=3, rank=r, world_size=2)) for r in (0, 1)]
+    shards = [list(EpochSampler(num_items=50, seed=3, rank=r, world_size=2)) for r in (0, 1)]
     assert sorted(shards[0] + shards[1]) == list(range(50))

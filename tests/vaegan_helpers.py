@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import faces  # noqa: F401  (registers ${project_root:})
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 

@@ -14,19 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from faces.io import atomic_path
+from faces.errors import CheckpointError
+from faces.io import read_safetensors_metadata, save_safetensors
 
 from .model import ARCHITECTURE_KEYS, VAEGAN
 
 FORMAT = "fer-longtail-vaegan"
 FORMAT_VERSION = 1
-
-
-class CheckpointError(ValueError):
-    """A file that is not a VAE-GAN checkpoint, or one that does not match the requested config."""
+WHAT = "a VAE-GAN checkpoint (vaegan.safetensors from scripts/train_vaegan.py)"
 
 
 def _plain(value: Any) -> Any:
@@ -54,29 +51,18 @@ def save_vaegan(
         "latent_dim": model.latent_dim,
         **_plain(dict(extra)),
     }
-    tensors = {key: value.detach().to("cpu").contiguous() for key, value in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": FORMAT, "meta": json.dumps(meta)})
-    return path
+    return save_safetensors(path, model.state_dict(), metadata={"format": FORMAT, "meta": meta})
 
 
 def read_vaegan_meta(path: Path | str) -> dict[str, Any]:
     """The metadata of a checkpoint written by `save_vaegan` (no tensors are read)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such file; expected a VAE-GAN checkpoint (vaegan.safetensors from scripts/train_vaegan.py)")
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as handle:
-            header = handle.metadata() or {}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
-        raise CheckpointError(
-            f"{path}: not a VAE-GAN checkpoint (not a safetensors file written by save_vaegan: {error})"
-        ) from error
-    if header.get("format") != FORMAT or "meta" not in header:
-        raise CheckpointError(f"{path}: a safetensors file, but not a VAE-GAN checkpoint (format={header.get('format')!r})")
-    return json.loads(header["meta"])
+    meta = read_safetensors_metadata(path, key="meta", what=WHAT)
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: a safetensors file, but not {WHAT} (format={meta.get('format')!r})")
+    missing = [key for key in ("architecture", "class_names", "image_size") if key not in meta]
+    if missing:
+        raise CheckpointError(f"{path}: VAE-GAN checkpoint metadata lacks {missing}; the file is damaged or was not written by save_vaegan")
+    return meta
 
 
 def config_differences(stored: Mapping[str, Any], expected: Mapping[str, Any], *, keys: Sequence[str]) -> list[str]:

@@ -9,6 +9,7 @@ import torch
 from einops import rearrange
 
 from .images import to_uint8
+from faces.plotting import pyplot
 
 
 def pick_per_class(*, labels: torch.Tensor, num_classes: int, per_class: int, fallback_labels: torch.Tensor | None = None):
@@ -30,10 +31,7 @@ def save_class_grid(
     *, rows: Sequence[torch.Tensor], class_names: Sequence[str], path: Path, title: str, column_labels: Sequence[str] = ()
 ) -> Path:
     """rows[c]: float [-1, 1] images [k, 3, R, R] for class c (rows shorter than the longest are padded grey)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     width = max(row.shape[0] for row in rows)
     resolution = rows[0].shape[-1]

@@ -9,11 +9,10 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 from torchmetrics.functional.image import structural_similarity_index_measure
 
-FEATURE_NETWORK = "efficientnet_lite0"
+from faces.features import FEATURE_NETWORK, FeatureNetwork  # noqa: F401  (re-exported: the metrics' feature space)
+
 FRECHET_NAME = f"frechet_{FEATURE_NETWORK}"
 
 
@@ -27,32 +26,6 @@ def reconstruction_ssim(reconstructed: torch.Tensor, real: torch.Tensor) -> torc
     a = (reconstructed.float().clamp(-1, 1) + 1) / 2
     b = (real.float() + 1) / 2
     return structural_similarity_index_measure(a, b, data_range=1.0)
-
-
-class FeatureNetwork(nn.Module):
-    """Pooled 1280-d features of the offline ImageNet EfficientNet-Lite0 (classifier.pretrained)."""
-
-    def __init__(self, *, image_size: int = 224) -> None:
-        super().__init__()
-        from classifier.pretrained import imagenet_efficientnet_lite0, imagenet_normalize
-
-        self.network = imagenet_efficientnet_lite0(num_classes=0).eval().requires_grad_(False)
-        self.normalize = imagenet_normalize
-        self.image_size = image_size
-
-    def train(self, mode: bool = True) -> FeatureNetwork:
-        return super().train(False)  # frozen: batch-norm statistics must never move
-
-    @torch.no_grad()
-    def forward(self, images: torch.Tensor, *, batch_size: int = 128) -> torch.Tensor:
-        """float [-1, 1] images -> float64 features [N, 1280]."""
-        out = []
-        for start in range(0, images.shape[0], batch_size):
-            x = (images[start : start + batch_size].float().clamp(-1, 1) + 1) / 2
-            if x.shape[-1] != self.image_size:
-                x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
-            out.append(self.network(self.normalize(x)).double())
-        return torch.cat(out) if out else torch.zeros(0, self.network.num_features, dtype=torch.float64)
 
 
 def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> float:

@@ -295,9 +295,9 @@ class VAEGANModule(pl.LightningModule):
         k = cfg["per_class"]
         was_training = self.model.training
         self.model.eval()
-        picks = pick_per_class(labels=datamodule.val_labels, num_classes=len(self.class_names), per_class=k,
-                               fallback_labels=datamodule.fit_labels)
-        sources = ((datamodule.val_images, datamodule.val_labels), (datamodule.fit_images, datamodule.fit_labels))
+        picks = pick_per_class(labels=datamodule.val.labels, num_classes=len(self.class_names), per_class=k,
+                               fallback_labels=datamodule.fit.labels)
+        sources = ((datamodule.val.images, datamodule.val.labels), (datamodule.fit.images, datamodule.fit.labels))
         generator = torch.Generator(device=self.device).manual_seed(int(self.config["seed"]) + 777)
         recon_rows, sample_rows = [], []
         for label, chosen in enumerate(picks):

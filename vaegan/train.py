@@ -67,7 +67,7 @@ def build_trainer(config: dict[str, Any], *, output_dir: Path, callbacks: Sequen
         max_epochs=config["epochs"],
         check_val_every_n_epoch=config["grid_every_n_epochs"],
         num_sanity_val_steps=0,
-        use_distributed_sampler=False,  # EpochShuffleSampler shards by rank itself
+        use_distributed_sampler=False,  # faces.torchdata.EpochSampler shards by rank itself
         callbacks=[last, best, *callbacks],
         logger=[CSVLogger(output_dir, name="logs", version=""), TensorBoardLogger(output_dir, name="tensorboard", version="")],
         default_root_dir=output_dir,

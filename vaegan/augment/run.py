@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from faces import FaceSplit, MANIFEST_FILE
+from faces import MANIFEST_FILE, SETTINGS_FILE, FaceSplit
 from faces.io import write_json_atomic, write_text_atomic
 
 from ..images import resize_uint8, to_model_range, to_uint8
@@ -35,7 +35,6 @@ from .writer import PngWriterPool
 
 log = logging.getLogger(__name__)
 
-SETTINGS_FILE = "augment.json"
 PROGRESS_FILE = "progress.json"
 PREVIEW_DIR = "previews"
 MANIFEST_COLUMNS = (
@@ -225,6 +224,122 @@ def _encode_sources(model, images: torch.Tensor, labels: torch.Tensor, *, device
     return torch.cat(mus), torch.cat(logvars)
 
 
+@dataclass
+class ClassPlan:
+    """What one class still needs: its real source images (the fit split's) and its candidate budget."""
+
+    label: int
+    name: str
+    need: int
+    budget: int
+    members: torch.Tensor          # indices into the fit split
+    source_images: torch.Tensor    # uint8 [n, 3, H, W]
+    mu: torch.Tensor | None = None
+    logvar: torch.Tensor | None = None
+
+
+@dataclass
+class CandidateBatch:
+    """One fixed batch of candidates of one class: images, their sources and the filter's verdicts."""
+
+    batch: int
+    candidates: list[int]
+    images: torch.Tensor           # uint8 [B, 3, H, W] at the data's image size
+    sources: list[int]             # index into plan.members per candidate ([] for source-free strategies)
+    partners: list[int]
+    reason: torch.Tensor | None = None
+    judge_label: torch.Tensor | None = None
+    judge_confidence: torch.Tensor | None = None
+    distance: torch.Tensor | None = None
+
+
+def plan(*, model, fit: FaceSplit, targets: Sequence[int], progress: dict[str, ClassProgress], perturbation: Perturbation,
+         max_attempts_factor: float, device: torch.device, batch_size: int) -> list[ClassPlan]:
+    """The classes below their target, with their sources encoded once (not per batch)."""
+    real_counts = fit.class_counts()
+    plans = []
+    for label, name in enumerate(fit.class_names):
+        need = targets[label] - real_counts[label] - progress[name].accepted
+        if need <= 0:
+            continue
+        members = (fit.labels == label).nonzero().flatten()
+        if perturbation.sources and len(members) == 0:
+            raise AugmentError(f"class {name} has no real training images to perturb")
+        item = ClassPlan(label=label, name=name, need=need, members=members, source_images=fit.images[members],
+                         budget=int(np.ceil(max_attempts_factor * (targets[label] - real_counts[label]))))
+        if perturbation.sources:
+            item.mu, item.logvar = _encode_sources(model, item.source_images, fit.labels[members], device=device, batch_size=batch_size)
+        plans.append(item)
+    return plans
+
+
+def generate(*, model, item: ClassPlan, batch: int, perturbation: Perturbation, strength: float, seed: int, batch_size: int,
+             image_size: int, device: torch.device) -> CandidateBatch:
+    """Decode candidate batch `batch` of a class; its noise and sources depend only on (seed, class, batch)."""
+    candidates = list(range(batch * batch_size, (batch + 1) * batch_size))
+    generator = _batch_generator(seed=seed, label=item.label, batch=batch)
+    noise = torch.randn((batch_size, model.latent_dim), generator=generator)
+    mix = torch.rand((batch_size, 1), generator=generator)
+    labels = torch.full((batch_size,), item.label, dtype=torch.long)
+    n = len(item.members)
+    if perturbation.sources:
+        src = source_indices(candidates=candidates, n_sources=n, seed=seed, label=item.label)
+        partner_offset = torch.randint(1, max(2, n), (batch_size,), generator=generator)
+        partner = [(s + int(o)) % n if n > 1 else s for s, o in zip(src, partner_offset)]
+        latents = LatentBatch(mu=item.mu[src], logvar=item.logvar[src], partner_mu=item.mu[partner],
+                              noise=noise.to(device), mix=mix.to(device))
+    else:
+        src, partner = [], []
+        zeros = torch.zeros((batch_size, model.latent_dim), device=device)
+        latents = LatentBatch(mu=zeros, logvar=zeros, partner_mu=zeros, noise=noise.to(device), mix=mix.to(device))
+    with torch.no_grad():
+        z = perturbation.apply(latents, float(strength))
+        decoded = model.decode(z, labels.to(device))
+    images = resize_uint8(to_uint8(decoded).cpu(), size=image_size)
+    return CandidateBatch(batch=batch, candidates=candidates, images=images, sources=src, partners=partner)
+
+
+def judge_batch(candidates: CandidateBatch, *, item: ClassPlan, judge: Judge | None, min_confidence: float,
+                min_source_distance: float, undecided_from: int) -> None:
+    """Fill in the filter's verdict per candidate: -1 accepted, else an index into REJECT_REASONS
+    (REJECTED_EARLIER for candidates a previous run already decided on)."""
+    size = len(candidates.candidates)
+    reason = torch.full((size,), -1)
+    judge_label = torch.full((size,), -1)
+    judge_conf = torch.full((size,), float("nan"))
+    distance = torch.full((size,), float("nan"))
+    if candidates.sources:
+        distance = (candidates.images.float() - item.source_images[candidates.sources].float()).abs().mean(dim=(1, 2, 3)) / 255.0
+    if judge is not None:
+        probs = judge(candidates.images).float().cpu()
+        judge_label = probs.argmax(dim=1)
+        judge_conf = probs[:, item.label]
+        reason[distance < min_source_distance] = REJECT_REASONS.index("near_duplicate")
+        reason[judge_conf < min_confidence] = REJECT_REASONS.index("low_confidence")
+        reason[judge_label != item.label] = REJECT_REASONS.index("wrong_class")
+    reason[:undecided_from] = REJECTED_EARLIER
+    candidates.reason, candidates.judge_label, candidates.judge_confidence, candidates.distance = reason, judge_label, judge_conf, distance
+
+
+def manifest_row(candidates: CandidateBatch, i: int, *, item: ClassPlan, fit: FaceSplit, perturbation: Perturbation,
+                 strength: float, seed: int, checkpoint_sha256: str) -> dict[str, Any]:
+    """The provenance of accepted candidate i: which real images it came from and how it was judged."""
+    name, k = item.name, candidates.candidates[i]
+    if not candidates.sources:
+        used = []
+    elif perturbation.sources == 2:
+        used = [candidates.sources[i], candidates.partners[i]]
+    else:
+        used = [candidates.sources[i]]
+    return {
+        "path": f"{name}/{name}_{k:07d}.png", "class_name": name, "label": item.label, "strategy": perturbation.name,
+        "strength": float(strength), "source_ids": ";".join(fit.sample_ids[int(item.members[j])] for j in used),
+        "candidate": k, "seed": seed, "checkpoint_sha256": checkpoint_sha256,
+        "judge_label": int(candidates.judge_label[i]), "judge_confidence": round(float(candidates.judge_confidence[i]), 6),
+        "source_distance": round(float(candidates.distance[i]), 6),
+    }
+
+
 def augment(
     *,
     model,
@@ -247,7 +362,8 @@ def augment(
     preview_sources: int = 4,
     preview_variants: int = 8,
 ) -> AugmentReport:
-    """Generate `targets[c] - real[c]` accepted images for every class below its target.
+    """Generate `targets[c] - real[c]` accepted images for every class below its target:
+    plan (what each class needs), then per fixed candidate batch generate, judge and commit.
 
     `fit` is the real train split *minus validation*: sources come only from images the
     classifier trains on, so nothing of the validation images leaks into training data.
@@ -277,6 +393,8 @@ def augment(
 
     started = time.perf_counter()
     written = 0
+    plans = plan(model=model, fit=fit, targets=targets, progress=progress, perturbation=perturbation,
+                 max_attempts_factor=max_attempts_factor, device=device, batch_size=batch_size)
     with PngWriterPool(workers=workers) as pool:
         pending: tuple[list, dict, int] | None = None
 
@@ -286,81 +404,33 @@ def augment(
                 future.result()
             _commit(out_dir, snapshot, rows[:n_rows])
 
-        for label, name in enumerate(fit.class_names):
-            state = progress[name]
-            need = targets[label] - real_counts[label] - state.accepted
-            if need <= 0:
-                continue
-            budget = int(np.ceil(max_attempts_factor * (targets[label] - real_counts[label])))
-            members = (fit.labels == label).nonzero().flatten()
-            source_images = fit.images[members]
-            if perturbation.sources and len(members) == 0:
-                raise AugmentError(f"class {name} has no real training images to perturb")
-            if perturbation.sources:
-                mu_all, logvar_all = _encode_sources(model, source_images, fit.labels[members], device=device, batch_size=batch_size)
-            (out_dir / name).mkdir(exist_ok=True)
-            while need > 0 and state.attempted < budget:
+        for item in plans:
+            state = progress[item.name]
+            (out_dir / item.name).mkdir(exist_ok=True)
+            need = item.need
+            while need > 0 and state.attempted < item.budget:
                 b, start = divmod(state.next_candidate, batch_size)
-                candidates = list(range(b * batch_size, (b + 1) * batch_size))
-                generator = _batch_generator(seed=seed, label=label, batch=b)
-                noise = torch.randn((batch_size, model.latent_dim), generator=generator)
-                mix = torch.rand((batch_size, 1), generator=generator)
-                labels = torch.full((batch_size,), label, dtype=torch.long)
-                if perturbation.sources:
-                    src = source_indices(candidates=candidates, n_sources=len(members), seed=seed, label=label)
-                    partner_offset = torch.randint(1, max(2, len(members)), (batch_size,), generator=generator)
-                    partner = [(s + int(o)) % len(members) if len(members) > 1 else s for s, o in zip(src, partner_offset)]
-                    latents = LatentBatch(mu=mu_all[src], logvar=logvar_all[src], partner_mu=mu_all[partner],
-                                          noise=noise.to(device), mix=mix.to(device))
-                else:
-                    src, partner = [], []
-                    zeros = torch.zeros((batch_size, model.latent_dim), device=device)
-                    latents = LatentBatch(mu=zeros, logvar=zeros, partner_mu=zeros, noise=noise.to(device), mix=mix.to(device))
-                with torch.no_grad():
-                    z = perturbation.apply(latents, float(strength))
-                    decoded = model.decode(z, labels.to(device))
-                images = resize_uint8(to_uint8(decoded).cpu(), size=fit.image_size)
-
-                # Reason per candidate: -1 accepted, else an index into REJECT_REASONS.
-                reason = torch.full((batch_size,), -1)
-                judge_label = torch.full((batch_size,), -1)
-                judge_conf = torch.full((batch_size,), float("nan"))
-                distance = torch.full((batch_size,), float("nan"))
-                if src:
-                    distance = (images.float() - source_images[src].float()).abs().mean(dim=(1, 2, 3)) / 255.0
-                if judge is not None:
-                    probs = judge(images).float().cpu()
-                    judge_label = probs.argmax(dim=1)
-                    judge_conf = probs[:, label]
-                    reason[distance < min_source_distance] = REJECT_REASONS.index("near_duplicate")
-                    reason[judge_conf < min_confidence] = REJECT_REASONS.index("low_confidence")
-                    reason[judge_label != label] = REJECT_REASONS.index("wrong_class")
-                reason[:start] = REJECTED_EARLIER
-                accepted = (reason == -1).nonzero().flatten()[:need].tolist()
+                candidates = generate(model=model, item=item, batch=b, perturbation=perturbation, strength=strength, seed=seed,
+                                      batch_size=batch_size, image_size=fit.image_size, device=device)
+                judge_batch(candidates, item=item, judge=judge, min_confidence=min_confidence,
+                            min_source_distance=min_source_distance, undecided_from=start)
+                accepted = (candidates.reason == -1).nonzero().flatten()[:need].tolist()
                 # Candidates after the last one needed stay undecided (not counted as attempts).
                 decided = accepted[-1] + 1 if len(accepted) == need else batch_size
                 state.attempted += decided - start
                 for code, reason_name in enumerate(REJECT_REASONS):
-                    state.rejected[reason_name] += int((reason[start:decided] == code).sum())
-                paths = []
-                for i in accepted:
-                    k = candidates[i]
-                    rel = f"{name}/{name}_{k:07d}.png"
-                    paths.append(out_dir / rel)
-                    rows.append({
-                        "path": rel, "class_name": name, "label": label, "strategy": perturbation.name,
-                        "strength": float(strength),
-                        "source_ids": ";".join(fit.sample_ids[int(members[j])] for j in ([src[i], partner[i]] if perturbation.sources == 2 else [src[i]] if src else [])),
-                        "candidate": k, "seed": seed, "checkpoint_sha256": checkpoint_sha256,
-                        "judge_label": int(judge_label[i]), "judge_confidence": round(float(judge_conf[i]), 6),
-                        "source_distance": round(float(distance[i]), 6),
-                    })
+                    state.rejected[reason_name] += int((candidates.reason[start:decided] == code).sum())
+                new_rows = [manifest_row(candidates, i, item=item, fit=fit, perturbation=perturbation, strength=strength,
+                                         seed=seed, checkpoint_sha256=checkpoint_sha256) for i in accepted]
+                rows.extend(new_rows)
                 state.accepted += len(accepted)
                 state.next_candidate = b * batch_size + decided
                 need -= len(accepted)
                 written += len(accepted)
-                futures = pool.submit(paths, rearrange(images[accepted], "b c h w -> b h w c").numpy()) if accepted else []
+                paths = [out_dir / row["path"] for row in new_rows]
+                futures = pool.submit(paths, rearrange(candidates.images[accepted], "b c h w -> b h w c").numpy()) if accepted else []
                 snapshot = {k: ClassProgress(**{**asdict(v), "rejected": dict(v.rejected)}) for k, v in progress.items()}
+                # Commit the previous batch once its files are on disk; this batch's PNGs encode meanwhile.
                 if pending is not None:
                     settle(pending)
                 pending = (futures, snapshot, len(rows))
@@ -370,7 +440,12 @@ def augment(
             _commit(out_dir, progress, rows)
     seconds = time.perf_counter() - started
     previews = preview_grids(out_dir=out_dir, rows=rows, fit=fit, sources=preview_sources, variants=preview_variants)
+    return AugmentReport(out_dir=out_dir, classes=class_reports(fit=fit, targets=targets, progress=progress),
+                         written_this_run=written, seconds=seconds, previews=previews)
 
+
+def class_reports(*, fit: FaceSplit, targets: Sequence[int], progress: dict[str, ClassProgress]) -> list[ClassReport]:
+    real_counts = fit.class_counts()
     reports = []
     for label, name in enumerate(fit.class_names):
         state = progress[name]
@@ -380,7 +455,7 @@ def augment(
             generated=state.accepted, rejected=sum(state.rejected.values()), final=real_counts[label] + state.accepted,
             shortfall=max(0, wanted - state.accepted),
         ))
-    return AugmentReport(out_dir=out_dir, classes=reports, written_this_run=written, seconds=seconds, previews=previews)
+    return reports
 
 
 def refuse_inside_dataset(out_dir: Path, *, dataset_root: Path) -> None:

@@ -1,4 +1,6 @@
-"""`python scripts/augment.py --checkpoint PATH --target-count N [...] [hydra overrides]`.
+"""`python scripts/augment.py --checkpoint PATH --target-count N [...] [hydra overrides]`: the augment
+CLI's composition. The generator's engine (vaegan.augment) is given the judge as a callable; this
+module, above both model packages, is where a classifier becomes that judge.
 
 Argument checks, the data, the checkpoint and the judge are all settled before a single
 image is generated, so a typo fails in seconds rather than after a judge was trained.
@@ -17,13 +19,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import faces
+from faces.errors import CheckpointError
+from vaegan.augment.perturbations import PERTURBATIONS, get_perturbation
+from vaegan.augment.run import AugmentError, augment, check_out_dir, refuse_inside_dataset
+from vaegan.augment.targets import parse_target_count
+from vaegan.checkpoint import checkpoint_fingerprint, load_vaegan, read_vaegan_meta
 
-from ..checkpoint import CheckpointError, checkpoint_fingerprint, load_vaegan, read_vaegan_meta
-from faces.config import compose_config
-
-from .perturbations import PERTURBATIONS, get_perturbation
-from .run import AugmentError, augment, check_out_dir, refuse_inside_dataset
-from .targets import parse_target_count
+from .config import compose_config
+from .judge import ensure_judge, load_judge
 
 log = logging.getLogger("augment")
 
@@ -70,45 +73,6 @@ def data_config(cfg: DictConfig, *, meta: dict[str, Any], overrides: list[str]) 
     if any(o.lstrip("+~").startswith("data") for o in overrides) or not meta.get("data"):
         return cfg.data
     return OmegaConf.create(meta["data"])
-
-
-def load_judge(path: Path, *, class_names: tuple[str, ...], device: torch.device):
-    """(score function, sha256 of the checkpoint) for a classifier checkpoint trained on real data."""
-    from classifier.checkpoint import check_classes_match, load_classifier, resolve_checkpoint_path
-    from classifier.predict import predict_proba
-
-    path = resolve_checkpoint_path(path)
-    model, meta = load_classifier(path, map_location=device)
-    check_classes_match(meta, class_names, what=f"--judge {path}")
-
-    def judge(images: torch.Tensor) -> torch.Tensor:
-        return predict_proba(model, images, meta=meta, device=device)
-
-    return judge, checkpoint_fingerprint(path)
-
-
-def ensure_judge(*, data_cfg: DictConfig, paths_cfg: DictConfig, overrides: list[str], run_dir: Path,
-                 trainer: str | DictConfig = "cpu") -> Path:
-    """Fine-tune the default classifier on the real train split (selection on validation, no test).
-
-    Reused when `run_dir` already holds its checkpoint, so a resumed augmentation keeps its judge.
-    """
-    from classifier.checkpoint import BEST_CHECKPOINT
-    from classifier.train import run_training
-
-    checkpoint = run_dir / BEST_CHECKPOINT
-    if checkpoint.is_file():
-        log.info("reusing the judge %s", checkpoint)
-        return checkpoint
-    judge_cfg = compose_config("train_classifier", [*overrides, *([f"trainer={trainer}"] if isinstance(trainer, str) else [])])
-    judge_cfg.data = data_cfg
-    judge_cfg.paths = paths_cfg
-    if not isinstance(trainer, str):
-        judge_cfg.trainer = trainer
-    judge_cfg.train.evaluate_test = False  # the judge never sees the test split
-    log.info("training the quality-filter judge on the real train split into %s", run_dir)
-    run_training(judge_cfg, run_dir=run_dir)
-    return checkpoint
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import math
 import shutil
 from collections.abc import Sequence
@@ -13,7 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from .aggregate import RowSummary, RunRecord, collect_runs, markdown_table, runs_csv, summarise
+from faces.generated import read_generated_settings
+from faces.plotting import pyplot
+from faces.runs import CONFIG_FILE
+
+from .aggregate import RowSummary, RunRecord, collect_runs, markdown_table, runs_csv, summarise, table_rows
 
 CSV_FILE = "ablation.csv"
 MARKDOWN_FILE = "ablation.md"
@@ -22,18 +25,9 @@ RECALL_PLOT = "per_class_recall.png"
 CONFUSION_PLOT = "confusion_matrices.png"
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_recall_bars(summaries: Sequence[RowSummary], *, class_names: Sequence[str], path: Path) -> Path:
     """Per-class recall, one bar per row (mean over seeds, std as error bars)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(class_names)), 4.8), dpi=110)
     width = 0.85 / max(1, len(summaries))
     cmap = plt.get_cmap("tab20")
@@ -66,7 +60,7 @@ def mean_confusion(records: Sequence[RunRecord]) -> np.ndarray | None:
 
 
 def plot_confusions(records: Sequence[RunRecord], *, rows: Sequence[str], class_names: Sequence[str], path: Path) -> Path:
-    plt = _plt()
+    plt = pyplot()
     cols = min(4, max(1, len(rows)))
     nrows = math.ceil(len(rows) / cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(3.3 * cols, 3.2 * nrows), dpi=110, squeeze=False)
@@ -121,9 +115,8 @@ def describe_setup(records: Sequence[RunRecord], *, extra: dict[str, Any] | None
                  f"{sum(r.status == 'diverged' for r in records)} diverged)")
     generated = sorted({(r.metrics.get("balance") or {}).get("generated_dir") for r in records if r.status == "ok"} - {None})
     for folder in generated:
-        settings_path = Path(folder) / "augment.json"
-        if settings_path.is_file():
-            s = json.loads(settings_path.read_text())
+        s = read_generated_settings(folder)
+        if s is not None:
             filt = f"passed the quality filter (judge {str(s.get('judge_sha256'))[:8]}, min confidence {s.get('min_confidence')})" if s.get("filter") else "NOT filtered (--no-filter)"
             lines.append(f"synthetic set {Path(folder).name}: strategy {s.get('strategy')} a={s.get('strength')}, seed {s.get('seed')}, "
                          f"VAE-GAN {str(s.get('checkpoint_sha256'))[:8]}, {filt}")
@@ -137,19 +130,17 @@ def _img(path: Path, *, width: str = "100%") -> str:
     return f'<img src="data:image/png;base64,{data}" style="max-width:{width}" alt="{html.escape(path.name)}">'
 
 
-def _markdown_to_html_table(markdown: str) -> str:
-    lines = [line for line in markdown.splitlines() if line.startswith("|")]
-    header = [c.strip() for c in lines[0].strip("|").split("|")]
-    body = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+def html_table(summaries: Sequence[RowSummary], *, class_names: Sequence[str]) -> str:
+    """The same table as ablation.md, rendered from the row summaries (best mean per column in bold)."""
+    header, rows = table_rows(summaries, class_names=class_names)
 
-    def cell(text: str, tag: str) -> str:
-        bold = text.startswith("**") and text.endswith("**")
-        text = html.escape(text.strip("*"))
+    def cell(text: str, *, bold: bool = False, tag: str = "td") -> str:
+        text = html.escape(text)
         return f"<{tag}>{'<b>' + text + '</b>' if bold else text}</{tag}>"
 
-    rows = ["<tr>" + "".join(cell(h, "th") for h in header) + "</tr>"]
-    rows += ["<tr>" + "".join(cell(c, "td") for c in r) + "</tr>" for r in body]
-    return "<table>" + "".join(rows) + "</table>"
+    lines = ["<tr>" + "".join(cell(h, tag="th") for h in header) + "</tr>"]
+    lines += ["<tr>" + cell(r.row) + cell(r.runs) + "".join(cell(t, bold=b) for t, b in r.cells) + "</tr>" for r in rows]
+    return "<table>" + "".join(lines) + "</table>"
 
 
 def write_report(
@@ -195,9 +186,9 @@ def write_report(
 
     configs = []
     for s in summaries:
-        run = next((r for r in records if r.row == s.row and (r.path / "config.yaml").is_file()), None)
+        run = next((r for r in records if r.row == s.row and (r.path / CONFIG_FILE).is_file()), None)
         if run is not None:
-            configs.append((s.row, (run.path / "config.yaml").read_text()))
+            configs.append((s.row, (run.path / CONFIG_FILE).read_text()))
     page = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title>",
@@ -206,7 +197,7 @@ def write_report(
         "pre{background:#f6f6f6;padding:8px;font-size:12px;overflow:auto}.bad{color:#b00}</style></head><body>",
         f"<h1>{html.escape(title)}</h1><ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in setup) + "</ul>",
         "<p>Test-set numbers in %, mean ± sample std over seeds; best mean per column in bold.</p>",
-        _markdown_to_html_table(table),
+        html_table(summaries, class_names=class_names),
     ]
     if failures:
         page.append("<h2 class='bad'>Runs that did not finish</h2><ul>" + "".join(

@@ -1,7 +1,7 @@
 """Collect finished, failed and diverged runs from any folder and summarise them per row.
 
 A run is a folder with `metrics.json` (written by classifier.train.run_training) or
-`error.json` (written when a run fails). Both `scripts/ablate.py` folders and Hydra multirun
+`error.json` (written when a run fails); the names live in `faces.runs`. Both `scripts/ablate.py` folders and Hydra multirun
 folders (`scripts/train_classifier.py -m ...`) have that shape, so one aggregation serves both.
 Failed and diverged runs are kept as rows with their error; means and standard deviations
 use only the runs that finished, and the table says how many that was.
@@ -20,11 +20,10 @@ from typing import Any
 
 import numpy as np
 
-METRICS_FILE = "metrics.json"
-ERROR_FILE = "error.json"
-ROW_FILE = "row.json"
-HEADLINE = (("accuracy", "accuracy"), ("mean_class_accuracy", "mean class acc."), ("macro_f1", "macro-F1"))
-GROUPS = ("few", "medium", "many")
+from faces.generated import read_generated_settings
+from faces.runs import ERROR_FILE, GROUPS_TAIL_FIRST, HEADLINE, METRICS_FILE, ROW_FILE, read_metrics
+
+GROUPS = GROUPS_TAIL_FIRST
 
 
 @dataclass
@@ -49,27 +48,14 @@ class RunRecord:
         return math.nan if value is None else float(value)
 
 
-def record_failure(run_dir: Path, error: BaseException, *, row: str | None = None, seed: int | None = None) -> Path:
-    """error.json for a run that raised, so aggregation reports it as failed instead of missing it."""
-    import traceback
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / ERROR_FILE
-    path.write_text(json.dumps({"row": row, "seed": seed, "error": f"{type(error).__name__}: {error}",
-                                "traceback": "".join(traceback.format_exception(error))}))
-    return path
-
-
 def row_label(metrics: dict[str, Any]) -> str:
     """A readable row name from a run's own record (used for multirun folders without row.json)."""
     balance = metrics.get("balance") or {}
     name = str(balance.get("name", "?"))
     if balance.get("synthetic") or name == "synthetic":
-        strategy = "?"
         generated = balance.get("generated_dir")
-        settings = Path(generated) / "augment.json" if generated else None
-        if settings is not None and settings.is_file():
-            strategy = json.loads(settings.read_text()).get("strategy", "?")
+        settings = read_generated_settings(generated) if generated else None
+        strategy = (settings or {}).get("strategy", "?")
         loss = balance.get("loss", "ce")
         return f"synthetic[{strategy}]" + ("" if loss in (None, "ce", "none") else f"+{loss}")
     return name
@@ -100,7 +86,7 @@ def collect_runs(root: Path | str) -> list[RunRecord]:
             continue  # a nested stage (e.g. a cascade's first stage) belongs to its run
         row_info = json.loads((run_dir / ROW_FILE).read_text()) if (run_dir / ROW_FILE).is_file() else {}
         if (run_dir / METRICS_FILE).is_file():
-            metrics = json.loads((run_dir / METRICS_FILE).read_text())
+            metrics = read_metrics(run_dir)
             status = "diverged" if _diverged(metrics) else "ok"
             records.append(RunRecord(
                 row=row_info.get("row") or row_label(metrics), seed=row_info.get("seed", metrics.get("seed")),
@@ -167,24 +153,42 @@ def runs_csv(records: Sequence[RunRecord], *, class_names: Sequence[str]) -> str
     return buffer.getvalue()
 
 
-def markdown_table(summaries: Sequence[RowSummary], *, class_names: Sequence[str], percent: bool = True) -> str:
-    """mean ± std per column, best mean per column in bold; rows with failures say so."""
+@dataclass(frozen=True)
+class TableRow:
+    """One rendered table row: the row name, 'finished/total' runs, and (text, is_best) per column."""
+
+    row: str
+    runs: str
+    cells: list[tuple[str, bool]]
+
+
+def table_rows(summaries: Sequence[RowSummary], *, class_names: Sequence[str], percent: bool = True) -> tuple[list[str], list[TableRow]]:
+    """(column titles, rows): mean ± std per column, the best mean per column marked; one source for
+    the markdown and the HTML tables."""
     titles = column_titles(class_names)
     scale = 100.0 if percent else 1.0
     best = {key: max((s.columns[key][0] for s in summaries if math.isfinite(s.columns[key][0])), default=math.nan)
             for key, _ in titles}
-    lines = ["| row | runs ok | " + " | ".join(title for _, title in titles) + " |",
-             "|---|---|" + "---|" * len(titles)]
+    rows = []
     for s in summaries:
         cells = []
         for key, _ in titles:
             mean, std = s.columns[key]
             if not math.isfinite(mean):
-                cells.append("–")
+                cells.append(("–", False))
                 continue
             # One finished run has no spread to report: show the mean alone, not a fake "± 0.0".
             text = f"{mean * scale:.1f} ± {std * scale:.1f}" if s.ok > 1 else f"{mean * scale:.1f}"
-            cells.append(f"**{text}**" if math.isclose(mean, best[key]) else text)
-        runs = f"{s.ok}/{s.runs}" + (" ⚠" if s.ok < s.runs else "")
-        lines.append(f"| {s.row} | {runs} | " + " | ".join(cells) + " |")
+            cells.append((text, math.isclose(mean, best[key])))
+        rows.append(TableRow(row=s.row, runs=f"{s.ok}/{s.runs}" + (" ⚠" if s.ok < s.runs else ""), cells=cells))
+    return ["row", "runs ok", *(title for _, title in titles)], rows
+
+
+def markdown_table(summaries: Sequence[RowSummary], *, class_names: Sequence[str], percent: bool = True) -> str:
+    """mean ± std per column, best mean per column in bold; rows with failures say so."""
+    header, rows = table_rows(summaries, class_names=class_names, percent=percent)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        cells = [f"**{text}**" if bold else text for text, bold in r.cells]
+        lines.append(f"| {r.row} | {r.runs} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -8,16 +8,24 @@ failed (error.json with the traceback) and the sweep goes on; the report lists i
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from faces.config import compose_config
+from classifier.balance import resolve_balance
+from classifier.outputs import format_metrics
+from classifier.train import run_training
+from faces.config import trainer_device
+from faces.io import write_json_atomic, write_text_atomic
+from faces.runs import ERROR_FILE, METRICS_FILE, ROW_FILE, record_failure
+from vaegan.augment.perturbations import get_perturbation
+from vaegan.train import EXPORT_NAME, format_summary, train_vaegan
 
-from .aggregate import record_failure
+from .augment import augment_with_checkpoint
+from .config import compose_config
+from .judge import ensure_judge
 from .report import write_report
 
 log = logging.getLogger("ablate")
@@ -34,8 +42,6 @@ def check_rows(cfg: DictConfig) -> list[str]:
     for row in rows:
         strategy = cfg.row_specs[row].get("generated")
         if strategy is not None:
-            from vaegan.augment.perturbations import get_perturbation
-
             get_perturbation(str(strategy))
         folder = Path(cfg.out_dir) / "generated" / str(strategy) if strategy else None
         classifier_config(cfg, row=row, seed=int(cfg.seeds[0]), generated_dir=folder)
@@ -49,8 +55,6 @@ def classifier_config(cfg: DictConfig, *, row: str, seed: int, generated_dir: Pa
         overrides.append(f"balance.generated_dir={generated_dir}")
     run_cfg = compose_config("train_classifier", overrides)
     run_cfg.data, run_cfg.paths, run_cfg.trainer = cfg.data, cfg.paths, cfg.trainer
-    from classifier.balance import resolve_balance
-
     resolve_balance(run_cfg.balance)  # unknown strategy/loss names fail now
     return run_cfg
 
@@ -58,8 +62,6 @@ def classifier_config(cfg: DictConfig, *, row: str, seed: int, generated_dir: Pa
 def ensure_vaegan(cfg: DictConfig, *, out_dir: Path) -> Path:
     if cfg.vaegan.checkpoint:
         return Path(cfg.vaegan.checkpoint)
-    from vaegan.train import EXPORT_NAME, format_summary, train_vaegan
-
     run_dir = out_dir / "vaegan"
     export = run_dir / EXPORT_NAME
     if export.is_file():
@@ -78,11 +80,9 @@ def ensure_vaegan(cfg: DictConfig, *, out_dir: Path) -> Path:
 
 
 def ensure_generated(cfg: DictConfig, *, checkpoint: Path, strategies: list[str], out_dir: Path) -> dict[str, Path]:
-    from vaegan.augment.cli import augment_with_checkpoint, ensure_judge
-
     a = cfg.augment
     judge = Path(a.judge) if a.judge else None
-    device = "cuda" if cfg.trainer.accelerator == "gpu" else "cpu"
+    device = trainer_device(cfg.trainer)
     if a.filter and judge is None:
         judge = ensure_judge(data_cfg=cfg.data, paths_cfg=cfg.paths, overrides=list(a.judge_overrides),
                              run_dir=out_dir / "judge", trainer=cfg.trainer)
@@ -107,7 +107,7 @@ def run_ablation(cfg: DictConfig) -> dict[str, Path]:
     out_dir = Path(cfg.out_dir)
     rows = check_rows(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "ablate_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    write_text_atomic(out_dir / "ablate_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
     strategies = list(dict.fromkeys(str(cfg.row_specs[r].generated) for r in rows if cfg.row_specs[r].get("generated")))
     generated: dict[str, Path] = {}
@@ -116,16 +116,14 @@ def run_ablation(cfg: DictConfig) -> dict[str, Path]:
         generated = ensure_generated(cfg, checkpoint=checkpoint, strategies=strategies, out_dir=out_dir)
 
     runs = [(row, int(seed)) for row in rows for seed in cfg.seeds]
-    from classifier.train import format_metrics, run_training
-
     for number, (row, seed) in enumerate(runs, start=1):
         run_dir = out_dir / "runs" / row / f"seed{seed}"
-        if (run_dir / "metrics.json").is_file():
+        if (run_dir / METRICS_FILE).is_file():
             log.info("run %d/%d %s seed %d: finished earlier, skipped", number, len(runs), row, seed)
             continue
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "error.json").unlink(missing_ok=True)
-        (run_dir / "row.json").write_text(json.dumps({"row": row, "seed": seed}))
+        (run_dir / ERROR_FILE).unlink(missing_ok=True)
+        write_json_atomic(run_dir / ROW_FILE, {"row": row, "seed": seed})
         strategy = cfg.row_specs[row].get("generated")
         log.info("stage 3/3: run %d/%d %s seed %d (%.0fs so far)", number, len(runs), row, seed, time.perf_counter() - started)
         try:

