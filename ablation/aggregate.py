@@ -43,6 +43,11 @@ class RunRecord:
     def recall(self, class_name: str) -> float:
         return float(self.metrics.get("per_class", {}).get(class_name, {}).get("recall", math.nan))
 
+    @property
+    def collapsed(self) -> bool:
+        """The run finished but learned nothing (one predicted class, or validation at chance): see classifier/budget.py."""
+        return bool((self.metrics.get("collapse") or {}).get("collapsed"))
+
     def group(self, name: str) -> float:
         value = (self.metrics.get("group_mean_class_accuracy") or {}).get(name)
         return math.nan if value is None else float(value)
@@ -115,6 +120,11 @@ class RowSummary:
     runs: int
     ok: int
     columns: dict[str, tuple[float, float]]  # column name -> (mean, std) over finished runs
+    collapsed: int = 0  # finished runs flagged as collapsed (still in the means: dropping them would flatter the row)
+
+    @property
+    def all_collapsed(self) -> bool:
+        return self.ok > 0 and self.collapsed == self.ok
 
 
 def summarise(records: Sequence[RunRecord], *, class_names: Sequence[str], row_order: Sequence[str] | None = None) -> list[RowSummary]:
@@ -132,7 +142,7 @@ def summarise(records: Sequence[RunRecord], *, class_names: Sequence[str], row_o
             columns[f"{group}_acc"] = mean_std([r.group(group) for r in ok])
         for name in class_names:
             columns[f"recall_{name}"] = mean_std([r.recall(name) for r in ok])
-        summaries.append(RowSummary(row=row, runs=len(rows[row]), ok=len(ok), columns=columns))
+        summaries.append(RowSummary(row=row, runs=len(rows[row]), ok=len(ok), columns=columns, collapsed=sum(r.collapsed for r in ok)))
     return summaries
 
 
@@ -145,11 +155,11 @@ def runs_csv(records: Sequence[RunRecord], *, class_names: Sequence[str]) -> str
     buffer = io.StringIO()
     titles = column_titles(class_names)
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["row", "seed", "status", *(key for key, _ in titles), "error", "path"])
+    writer.writerow(["row", "seed", "status", *(key for key, _ in titles), "collapsed", "error", "path"])
     for r in records:
         values = [r.value(k) for k, _ in HEADLINE] + [r.group(g) for g in GROUPS] + [r.recall(n) for n in class_names]
         writer.writerow([r.row, "" if r.seed is None else r.seed, r.status,
-                         *("" if not math.isfinite(v) else f"{v:.6f}" for v in values), r.error, str(r.path)])
+                         *("" if not math.isfinite(v) else f"{v:.6f}" for v in values), int(r.collapsed), r.error, str(r.path)])
     return buffer.getvalue()
 
 
@@ -167,11 +177,15 @@ def table_rows(summaries: Sequence[RowSummary], *, class_names: Sequence[str], p
     the markdown and the HTML tables."""
     titles = column_titles(class_names)
     scale = 100.0 if percent else 1.0
-    best = {key: max((s.columns[key][0] for s in summaries if math.isfinite(s.columns[key][0])), default=math.nan)
+    # A row whose every run collapsed is not a result: it shows "collapsed" and cannot be best.
+    best = {key: max((s.columns[key][0] for s in summaries if math.isfinite(s.columns[key][0]) and not s.all_collapsed), default=math.nan)
             for key, _ in titles}
     rows = []
     for s in summaries:
         cells = []
+        if s.all_collapsed:
+            rows.append(TableRow(row=s.row, runs=f"{s.ok}/{s.runs} all collapsed ⚠", cells=[("collapsed", False)] * len(titles)))
+            continue
         for key, _ in titles:
             mean, std = s.columns[key]
             if not math.isfinite(mean):
@@ -180,7 +194,8 @@ def table_rows(summaries: Sequence[RowSummary], *, class_names: Sequence[str], p
             # One finished run has no spread to report: show the mean alone, not a fake "± 0.0".
             text = f"{mean * scale:.1f} ± {std * scale:.1f}" if s.ok > 1 else f"{mean * scale:.1f}"
             cells.append((text, math.isclose(mean, best[key])))
-        rows.append(TableRow(row=s.row, runs=f"{s.ok}/{s.runs}" + (" ⚠" if s.ok < s.runs else ""), cells=cells))
+        runs = f"{s.ok}/{s.runs}" + (f" ({s.collapsed} collapsed)" if s.collapsed else "") + (" ⚠" if s.ok < s.runs or s.collapsed else "")
+        rows.append(TableRow(row=s.row, runs=runs, cells=cells))
     return ["row", "runs ok", *(title for _, title in titles)], rows
 
 

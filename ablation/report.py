@@ -105,11 +105,16 @@ def describe_setup(records: Sequence[RunRecord], *, extra: dict[str, Any] | None
         m = first.metrics
         counts = m.get("counts", {})
         lines += [
-            f"dataset: {m.get('dataset')} ({m.get('layout')}), {m.get('image_size')}px images, classifier input {m.get('input_size')}px",
+            f"dataset: {m.get('dataset')} ({m.get('layout')}), {m.get('image_size')}px images, classifier input {m.get('input_size')}px"
+            + (f" ({m['input_size_rule']})" if m.get("input_size_rule") else ""),
             f"splits (real images): fit {sum(counts.get('fit', [])) - counts.get('generated_in_fit', 0) if counts.get('fit') else '?'}"
             f" / val {sum(counts.get('val', []))} / test {sum(counts.get('test', []))} (test is evaluated once per run, after selection on val)",
             f"backbone: {m.get('backbone')}; pretrained weights: {m.get('pretrained')}",
         ]
+        budget = m.get("budget")
+        if budget:
+            lines.append(f"training budget: {budget['epochs']} epochs x {budget['steps_per_epoch']} steps "
+                         f"({budget['freeze_epochs']} head-only; train.min_steps raises the epochs of small datasets)")
     lines.append(f"seeds: {', '.join(map(str, seeds)) or '?'}; runs: {len(records)} "
                  f"({sum(r.status == 'ok' for r in records)} finished, {sum(r.status == 'failed' for r in records)} failed, "
                  f"{sum(r.status == 'diverged' for r in records)} diverged)")
@@ -160,6 +165,7 @@ def write_report(
     table = markdown_table(summaries, class_names=class_names)
     setup = describe_setup(records, extra=extra_setup)
     failures = [r for r in records if r.status != "ok"]
+    collapsed = [r for r in records if r.status == "ok" and r.collapsed]
 
     paths = {"csv": out / CSV_FILE, "markdown": out / MARKDOWN_FILE, "html": out / HTML_FILE}
     paths["csv"].write_text(runs_csv(records, class_names=class_names))
@@ -168,6 +174,9 @@ def write_report(
           "Group columns are mean class accuracy over the few / medium / many classes (by train count).", "", table, ""]
     if failures:
         md += ["## Runs that did not finish", ""] + [f"- {r.row} seed {r.seed}: **{r.status}** — {r.error} ({r.path})" for r in failures] + [""]
+    if collapsed:
+        md += ["## Runs that collapsed (finished, but learned nothing: not results)", ""] + [
+            f"- {r.row} seed {r.seed}: " + "; ".join((r.metrics.get("collapse") or {}).get("reasons", [])) + f" ({r.path})" for r in collapsed] + [""]
     paths["markdown"].write_text("\n".join(md))
 
     plots = []
@@ -202,6 +211,10 @@ def write_report(
     if failures:
         page.append("<h2 class='bad'>Runs that did not finish</h2><ul>" + "".join(
             f"<li class='bad'>{html.escape(f'{r.row} seed {r.seed}: {r.status} — {r.error}')}</li>" for r in failures) + "</ul>")
+    if collapsed:
+        page.append("<h2 class='bad'>Runs that collapsed (finished, but learned nothing: not results)</h2><ul>" + "".join(
+            f"<li class='bad'>{html.escape(r.row)} seed {r.seed}: {html.escape('; '.join((r.metrics.get('collapse') or {}).get('reasons', [])))}</li>"
+            for r in collapsed) + "</ul>")
     page += [f"<h2>{html.escape(p.stem.replace('_', ' '))}</h2>{_img(p)}" for p in plots]
     if grids:
         page.append("<h2>Generated samples (each row: a real source image, then its accepted variants)</h2>")

@@ -47,14 +47,27 @@ def check_backbone_name(name: str) -> str:
     raise UnknownBackboneError(f"classifier.backbone={name!r} is not a timm model{hint}")
 
 
-def resolve_pretrained(pretrained: str, pretrained_path: str | Path | None) -> str:
-    """A local file wins: `classifier.pretrained_path=...` alone is enough to ask for it."""
+def resolve_pretrained(pretrained: str, pretrained_path: str | Path | None, *, weights_format: str = "timm") -> str:
+    """A local file wins: `classifier.pretrained_path=...` alone is enough to ask for it.
+
+    `weights_format` says how to read that file (classifier/face_weights.py); a face preset sets
+    pretrained=file, so without a file it fails with the env var to set and where to get the file,
+    while pretrained=hub next to it means "the face file if given, else timm's hub weights"."""
+    # Lazy: face_weights imports this module.
+    from .face_weights import WEIGHTS_FORMATS, missing_weights_error
+
+    if weights_format not in WEIGHTS_FORMATS:
+        raise PretrainedWeightsError(f"classifier.weights_format={weights_format!r} is not one of {list(WEIGHTS_FORMATS)}")
     if pretrained_path not in (None, ""):
         return "file"
     if pretrained not in PRETRAINED_CHOICES:
         raise PretrainedWeightsError(f"classifier.pretrained={pretrained!r} is not one of {list(PRETRAINED_CHOICES)}; {_OPTIONS}")
     if pretrained == "file":
+        if weights_format != "timm":
+            raise missing_weights_error(weights_format)
         raise PretrainedWeightsError(f"classifier.pretrained=file needs classifier.pretrained_path=PATH; {_OPTIONS}")
+    if weights_format != "timm":
+        log.info("classifier.weights_format=%s but no weights file given: using classifier.pretrained=%s", weights_format, pretrained)
     return pretrained
 
 
@@ -63,6 +76,11 @@ def read_state_dict(path: Path | str) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise PretrainedWeightsError(f"pretrained weights file {path} does not exist; {_OPTIONS}")
+    if path.suffix.lower() in (".pkl", ".pickle"):  # never torch.load/pickle.load a downloaded pickle
+        raise PretrainedWeightsError(
+            f"{path} is a pickle, not a torch state_dict; a VGGFace2 weight pickle needs classifier=resnet50_vggface2 or "
+            "classifier=senet50_vggface2 (classifier.weights_format=vggface2_resnet50|vggface2_senet50)"
+        )
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -108,20 +126,32 @@ def load_backbone_weights(model: nn.Module, state: dict[str, torch.Tensor], *, s
     model.load_state_dict(usable, strict=False)
 
 
+def check_hub_reachable(name: str) -> None:
+    """Hub weights under HF_HUB_OFFLINE=1 cannot be had: say so at once (timm would retry for ~47 s)."""
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        raise PretrainedWeightsError(f"classifier.pretrained=hub for {name}: HF_HUB_OFFLINE=1 is set, so hub weights cannot be fetched; {_OPTIONS}")
+
+
 def create_backbone(
-    name: str, *, pretrained: str = "package", pretrained_path: str | Path | None = None
+    name: str, *, pretrained: str = "package", pretrained_path: str | Path | None = None, weights_format: str = "timm"
 ) -> tuple[nn.Module, str]:
     """(timm feature extractor: its classifier removed, `num_classes=0`, pooled features out; where its weights came from).
 
     The dataset's head is added by `FERClassifier`; weights of the ImageNet head are not used.
+    `weights_format` (classifier.weights_format) reads a published face-weights file (MS-Celeb
+    ResNet-18, VGGFace2 ResNet-50 / SENet-50, see classifier/face_weights.py) and sets the
+    backbone's pretrained_cfg mean/std to that file's normalisation; the returned source then reads
+    e.g. `msceleb_resnet18:PATH`. Files written by scripts/convert_backbone.py load with any format.
     """
     import timm
 
+    # Lazy (face_weights imports this module); importing it also registers timm's `resnet50_caffe`.
+    from . import face_weights
+
     name = check_backbone_name(name)
-    source = resolve_pretrained(pretrained, pretrained_path)
+    source = resolve_pretrained(pretrained, pretrained_path, weights_format=weights_format)
     if source == "hub":
-        if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-            raise PretrainedWeightsError(f"classifier.pretrained=hub for {name}: HF_HUB_OFFLINE=1 is set, so hub weights cannot be fetched; {_OPTIONS}")
+        check_hub_reachable(name)
         try:
             model = timm.create_model(name, pretrained=True, num_classes=0)
         except Exception as error:  # network, missing weights for this tag, hub errors
@@ -139,5 +169,8 @@ def create_backbone(
         load_backbone_weights(model, efficientnet_lite0_state_dict(), source=PACKAGE)
         return model, f"package:{PACKAGE}"
     path = Path(pretrained_path).expanduser()
+    if weights_format != "timm" or face_weights.read_converted_meta(path) is not None:
+        report = face_weights.load_face_weights(model, path, backbone=name, weights_format=weights_format)
+        return model, report.weights_used
     load_backbone_weights(model, read_state_dict(path), source=str(path))
     return model, f"file:{path}"

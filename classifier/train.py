@@ -19,10 +19,12 @@ from faces.config import trainer_uses_gpu
 from faces.summary import GroupThresholds, class_groups
 
 from .augment import TensorAugment
-from .backbones import check_backbone_name, create_backbone
+from .backbones import check_backbone_name, check_hub_reachable, create_backbone
 from .balance import BalanceSpec, resolve_balance
+from .budget import TrainingBudget, collapse_report, plan_budget, resolve_input_size
 from .checkpoint import BEST_CHECKPOINT, load_classifier, read_meta, resolve_checkpoint_path, save_classifier
 from .data import FaceDataModule
+from .face_weights import check_pretrained_source
 from .losses import create_loss
 from .metrics import minority_report
 from .model import FERClassifier
@@ -35,18 +37,10 @@ log = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", message=r".*overridden `on_after_batch_transfer` in `LightningModule`.*")
 
 
-def resolve_input_size(backbone: torch.nn.Module, *, requested: int | None, image_size: int) -> int:
-    cfg = getattr(backbone, "pretrained_cfg", {}) or {}
-    if requested:
-        return int(requested)
-    if cfg.get("fixed_input_size"):  # e.g. ViTs with learned position embeddings for one size
-        return int(cfg["input_size"][-1])
-    return image_size
-
-
 def build_model(cfg: DictConfig, *, num_classes: int, head: str) -> tuple[FERClassifier, str, tuple, tuple]:
     c = cfg.classifier
-    backbone, pretrained = create_backbone(c.backbone, pretrained=str(c.pretrained), pretrained_path=c.get("pretrained_path"))
+    backbone, pretrained = create_backbone(c.backbone, pretrained=str(c.pretrained), pretrained_path=c.get("pretrained_path"),
+                                           weights_format=str(c.get("weights_format") or "timm"))
     pcfg = getattr(backbone, "pretrained_cfg", {}) or {}
     mean, std = tuple(pcfg.get("mean", (0.485, 0.456, 0.406))), tuple(pcfg.get("std", (0.229, 0.224, 0.225)))
     model = FERClassifier(backbone=backbone, num_classes=num_classes, head=head, drop_rate=float(c.get("drop_rate", 0.0)))
@@ -78,10 +72,33 @@ def _cascade_stage(cfg: DictConfig, *, run_dir: Path) -> Path:
     return run_dir / "cascade" / BEST_CHECKPOINT
 
 
+# (key, smallest allowed value, integer?) for the training numbers checked before any data is decoded.
+TRAIN_NUMBERS = (("epochs", 1, True), ("batch_size", 1, True), ("eval_batch_size", 1, True), ("freeze_epochs", 0, True),
+                 ("min_steps", 0, True), ("warmup_epochs", 0, False), ("lr", 0, False), ("backbone_lr_mult", 0, False),
+                 ("weight_decay", 0, False), ("early_stop_patience", 0, True))
+
+
+def check_train_numbers(t: DictConfig) -> None:
+    """train.epochs=-1 or train.batch_size=0 fail here, naming the key and value, not deep inside torch."""
+    for key, smallest, integer in TRAIN_NUMBERS:
+        value = t.get(key)
+        if value is None and key in ("min_steps", "early_stop_patience"):
+            continue
+        ok = isinstance(value, int) and not isinstance(value, bool) if integer else isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not ok or value < smallest or (not integer and value != value):
+            kind = "an integer" if integer else "a number"
+            raise ValueError(f"train.{key}={value!r} must be {kind} >= {smallest}")
+
+
 def _check_config(cfg: DictConfig) -> BalanceSpec:
     spec = resolve_balance(cfg.balance)
+    # Weights first: a missing face-weights file or hub weights under HF_HUB_OFFLINE=1 fail now, before
+    # any image is decoded (the import also registers timm's resnet50_caffe for the VGGFace2 ResNet-50).
+    if check_pretrained_source(cfg.classifier).startswith("timm-hub:"):
+        check_hub_reachable(str(cfg.classifier.backbone))
     check_backbone_name(str(cfg.classifier.backbone))
     t = cfg.train
+    check_train_numbers(t)
     if int(t.freeze_epochs) >= int(t.epochs) and int(t.epochs) > 0 and int(t.freeze_epochs) > 0:
         log.warning("train.freeze_epochs=%s >= train.epochs=%s: the backbone is never fine-tuned", t.freeze_epochs, t.epochs)
     if cfg.classifier.get("cascade_from") and cfg.classifier.get("cascade_data"):
@@ -112,7 +129,26 @@ class BuiltRun:
     datamodule: FaceDataModule
     meta: dict[str, Any]
     input_size: int
+    input_size_rule: str
+    budget: TrainingBudget
     pretrained: str
+
+
+def world_size(trainer_cfg: DictConfig) -> int:
+    """Processes the trainer config asks for (devices x nodes; 1 when devices is "auto" or a list)."""
+    devices = trainer_cfg.get("devices", 1)
+    return (int(devices) if isinstance(devices, int) and devices > 0 else 1) * int(trainer_cfg.get("num_nodes", 1) or 1)
+
+
+def budget_for(cfg: DictConfig, *, num_train: int) -> TrainingBudget:
+    t = cfg.train
+    return plan_budget(
+        num_train=num_train, batch_size=int(t.batch_size), epochs=int(t.epochs),
+        # A debug run capping its batches gets exactly the epochs it asked for.
+        min_steps=0 if t.get("limit_train_batches") is not None else int(t.get("min_steps") or 0),
+        freeze_epochs=int(t.freeze_epochs), warmup_epochs=float(t.warmup_epochs), early_stop_patience=t.get("early_stop_patience"),
+        world_size=world_size(cfg.trainer),
+    )
 
 
 def load_run_data(cfg: DictConfig, *, spec: BalanceSpec, evaluate_test: bool) -> RunData:
@@ -140,14 +176,19 @@ def build_run(cfg: DictConfig, *, spec: BalanceSpec, run: RunData, cascade_from:
     model, pretrained, mean, std = build_model(cfg, num_classes=len(class_names), head=spec.head)
     if cascade_from:
         pretrained = f"{pretrained} -> {apply_cascade(model, checkpoint=cascade_from, backbone=str(cfg.classifier.backbone), class_names=class_names, head=spec.head)}"
-    input_size = resolve_input_size(model.backbone, requested=cfg.classifier.get("input_size"), image_size=run.fit.image_size)
+    input_size, input_size_rule = resolve_input_size(model.backbone, requested=cfg.classifier.get("input_size"),
+                                                     image_size=run.fit.image_size, pretrained=pretrained != "none")
+    budget = budget_for(cfg, num_train=len(run.fit))
+    log.info("budget: %d epochs x %d steps (%d head-only epochs, %.2g warm-up), input %dpx: %s",
+             budget.epochs, budget.steps_per_epoch, budget.freeze_epochs, budget.warmup_epochs, input_size, input_size_rule)
     criterion = create_loss(spec=spec, class_counts=run.fit.class_counts(), feature_dim=model.num_features)
     channels_last = trainer_uses_gpu(cfg.trainer)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     aug_cfg = plain(cfg.train.augment)
     augment = TensorAugment(**{k: v for k, v in aug_cfg.items() if k != "enabled"}) if aug_cfg.get("enabled", True) else None
-    optim = {k: plain(cfg.train[k]) for k in ("lr", "backbone_lr_mult", "weight_decay", "freeze_epochs", "warmup_epochs")}
+    optim = {k: plain(cfg.train[k]) for k in ("lr", "backbone_lr_mult", "weight_decay")}
+    optim.update(freeze_epochs=budget.freeze_epochs, warmup_epochs=budget.warmup_epochs)
     module = FERLitModule(
         model=model, criterion=criterion, class_names=class_names, groups=run.groups, input_size=input_size,
         mean=mean, std=std, optim=optim, augment=augment, channels_last=channels_last, monitor=str(cfg.train.monitor),
@@ -160,9 +201,10 @@ def build_run(cfg: DictConfig, *, spec: BalanceSpec, run: RunData, cascade_from:
         "class_names": list(class_names), "image_size": run.fit.image_size, "input_size": input_size,
         "backbone": str(cfg.classifier.backbone), "head": spec.head, "drop_rate": float(cfg.classifier.get("drop_rate", 0.0)),
         "mean": list(mean), "std": list(std), "pretrained": pretrained, "seed": int(cfg.seed), "balance": spec.as_dict(),
-        "dataset": run.data.dataset, "train_counts": run.train_counts, "groups": run.groups,
+        "dataset": run.data.dataset, "train_counts": run.train_counts, "groups": run.groups, "input_size_rule": input_size_rule,
     }
-    return BuiltRun(module=module, datamodule=datamodule, meta=meta, input_size=input_size, pretrained=pretrained)
+    return BuiltRun(module=module, datamodule=datamodule, meta=meta, input_size=input_size, input_size_rule=input_size_rule,
+                    budget=budget, pretrained=pretrained)
 
 
 def fit(cfg: DictConfig, *, built: BuiltRun, run_dir: Path) -> tuple[pl.Trainer, BestWeights]:
@@ -175,15 +217,17 @@ def fit(cfg: DictConfig, *, built: BuiltRun, run_dir: Path) -> tuple[pl.Trainer,
 
     best = BestWeights(monitor=monitor, save=save)
     callbacks: list[pl.Callback] = [best, pl.callbacks.LearningRateMonitor(logging_interval="epoch")]
-    if cfg.train.get("early_stop_patience"):
-        callbacks.append(pl.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=int(cfg.train.early_stop_patience)))
+    budget = built.budget
+    if budget.early_stop_patience:
+        callbacks.append(pl.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=budget.early_stop_patience))
     loggers = [
         pl.loggers.CSVLogger(save_dir=str(run_dir), name="logs", version=""),
         pl.loggers.TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False),
     ]
     extra = {k: cfg.train[k] for k in ("limit_train_batches", "limit_val_batches") if cfg.train.get(k) is not None}
     trainer = pl.Trainer(
-        **trainer_kwargs(cfg.trainer, freeze_epochs=int(cfg.train.freeze_epochs)), **extra, max_epochs=int(cfg.train.epochs), callbacks=callbacks, logger=loggers,
+        **trainer_kwargs(cfg.trainer, freeze_epochs=budget.freeze_epochs), **extra, max_epochs=budget.epochs,
+        min_epochs=budget.min_epochs, callbacks=callbacks, logger=loggers,
         enable_checkpointing=False, use_distributed_sampler=False, default_root_dir=str(run_dir),
         num_sanity_val_steps=0, enable_model_summary=False,
     )
@@ -199,7 +243,7 @@ def select(built: BuiltRun, best: BestWeights) -> None:
 
 
 def selection_record(cfg: DictConfig, best: BestWeights, trainer: pl.Trainer | None = None) -> dict[str, Any]:
-    record = {"monitor": str(cfg.train.monitor), "best_epoch": best.best_epoch, "best_score": best.best_score}
+    record: dict[str, Any] = {"monitor": str(cfg.train.monitor), "best_epoch": best.best_epoch, "best_score": best.best_score}
     if trainer is not None:
         record["epochs_run"] = trainer.current_epoch
         record["val"] = {k: best.best_val_metrics.get(k) for k in ("accuracy", "mean_class_accuracy", "macro_f1", "group_accuracy")}
@@ -215,6 +259,7 @@ def test(cfg: DictConfig, *, built: BuiltRun, run: RunData, trainer: pl.Trainer,
         **test_metrics,
         "minority": minority_report(test_metrics, train_counts=run.train_counts, class_names=list(class_names)),
         "dataset": run.data.dataset, "layout": run.data.layout, "image_size": run.fit.image_size, "input_size": built.input_size,
+        "input_size_rule": built.input_size_rule, "budget": built.budget.as_dict(),
         "backbone": str(cfg.classifier.backbone), "pretrained": built.pretrained, "seed": int(cfg.seed), "balance": built.meta["balance"],
         "class_names": list(class_names), "groups": dict(zip(class_names, run.groups)),
         "group_thresholds": {"many": run.thresholds.many, "few": run.thresholds.few},
@@ -222,6 +267,8 @@ def test(cfg: DictConfig, *, built: BuiltRun, run: RunData, trainer: pl.Trainer,
                    "generated_in_fit": int(run.fit.is_synthetic.sum())},
         "fingerprints": {"train": run.data.train.fingerprint, "test": run.data.test.fingerprint, "manifest": run.manifest},
         "selection": selection_record(cfg, best, trainer),
+        "collapse": collapse_report(confusion=test_metrics["confusion_matrix"], best_val_mean_class_accuracy=best.best_score,
+                                    num_classes=len(class_names)),
         "world_size": trainer.world_size,
         "checkpoint": str(run_dir / BEST_CHECKPOINT),
     }
@@ -248,8 +295,20 @@ def run_training(cfg: DictConfig, *, run_dir: Path) -> dict[str, Any]:
     trainer, best = fit(cfg, built=built, run_dir=run_dir)
     select(built, best)
     if not evaluate_test:
-        return {"checkpoint": str(run_dir / BEST_CHECKPOINT), "selection": selection_record(cfg, best), "validation": best.best_val_metrics}
+        collapse = collapse_report(confusion=best.best_val_metrics["confusion_matrix"], best_val_mean_class_accuracy=best.best_score,
+                                   num_classes=len(run.data.class_names))
+        warn_if_collapsed(collapse, run_dir=run_dir)
+        return {"checkpoint": str(run_dir / BEST_CHECKPOINT), "selection": selection_record(cfg, best), "validation": best.best_val_metrics,
+                "collapse": collapse, "budget": built.budget.as_dict(), "input_size": built.input_size,
+                "input_size_rule": built.input_size_rule}
     result = test(cfg, built=built, run=run, trainer=trainer, best=best, run_dir=run_dir)
     if trainer.is_global_zero:
         write_run_outputs(run_dir, cfg=cfg, metrics=result, train_counts=run.train_counts)
+    warn_if_collapsed(result["collapse"], run_dir=run_dir)
     return result
+
+
+def warn_if_collapsed(collapse: dict[str, Any], *, run_dir: Path) -> None:
+    if collapse["collapsed"]:
+        log.warning("COLLAPSED RUN %s: %s. Its numbers are not a result; give it more steps (train.min_steps), a larger "
+                    "input (classifier.input_size) or another learning rate.", run_dir, "; ".join(collapse["reasons"]))

@@ -1,0 +1,99 @@
+"""Defaults that work the first time: the step budget, the input-size rule per backbone family,
+and the collapse guard, down to the ablation report that marks a collapsed row."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import timm
+
+from ablation.report import write_report
+from classifier.budget import collapse_report, plan_budget, resolve_input_size
+from classifier.train import check_train_numbers
+from omegaconf import OmegaConf
+
+from test_ablation_report import write_run
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_small_dataset_gets_enough_steps_and_the_schedule_scales() -> None:
+    # 300 images at batch 64: 4 steps/epoch; 8 epochs would be 32 steps.
+    small = plan_budget(num_train=300, batch_size=64, epochs=8, min_steps=300, freeze_epochs=3, warmup_epochs=1, early_stop_patience=4)
+    assert small.steps_per_epoch == 4 and small.epochs == 75 and small.total_steps == 300
+    assert small.freeze_epochs == round(3 * 75 / 8) and small.warmup_epochs == pytest.approx(75 / 8)
+    assert small.early_stop_patience == round(4 * 75 / 8)
+    assert small.min_epochs == 38  # early stopping cannot end it before half the budget
+
+
+def test_large_dataset_keeps_its_epochs() -> None:
+    large = plan_budget(num_train=12_000, batch_size=64, epochs=8, min_steps=300, freeze_epochs=3, warmup_epochs=1, early_stop_patience=4)
+    assert large.steps_per_epoch == 187 and large.epochs == 8 and large.scaled == 1.0
+    assert (large.freeze_epochs, large.early_stop_patience) == (3, 4)
+    off = plan_budget(num_train=300, batch_size=64, epochs=8, min_steps=0, freeze_epochs=3)
+    assert off.epochs == 8 and off.freeze_epochs == 3
+
+
+def test_world_size_divides_the_steps() -> None:
+    one = plan_budget(num_train=1000, batch_size=50, epochs=1, min_steps=200)
+    two = plan_budget(num_train=1000, batch_size=50, epochs=1, min_steps=200, world_size=2)
+    assert (one.steps_per_epoch, two.steps_per_epoch) == (20, 10) and two.epochs == 2 * one.epochs
+
+
+@pytest.mark.parametrize(("name", "image_size", "expected"), [
+    ("resnet18", 32, 96), ("resnet18", 48, 96), ("resnet18", 100, 100),
+    ("efficientnet_lite0", 64, 96), ("efficientnet_lite0", 112, 112), ("convnext_atto", 48, 96),
+])
+def test_input_size_rule_for_cnns(name: str, image_size: int, expected: int) -> None:
+    backbone = timm.create_model(name, pretrained=False, num_classes=0)
+    size, rule = resolve_input_size(backbone, requested=None, image_size=image_size)
+    assert size == expected
+    assert ("upsized" in rule) == (expected != image_size) and "stride 32" in rule.replace("stride-32", "stride 32")
+
+
+def test_fixed_size_models_and_explicit_sizes() -> None:
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0)
+    assert resolve_input_size(vit, requested=None, image_size=48)[0] == 224
+    resnet = timm.create_model("resnet18", pretrained=False, num_classes=0)
+    size, rule = resolve_input_size(resnet, requested=32, image_size=32)
+    assert size == 32 and "explicit" in rule  # a user who sets it gets exactly what they asked
+
+
+def test_collapse_guard_flags_one_class_and_chance() -> None:
+    one_class = [[10, 0, 0], [8, 0, 0], [12, 0, 0]]
+    report = collapse_report(confusion=one_class, best_val_mean_class_accuracy=0.9, num_classes=3)
+    assert report["collapsed"] and report["predicted_classes"] == 1 and "1 class" in report["reasons"][0]
+    chance = collapse_report(confusion=[[5, 3, 2], [4, 3, 3], [3, 3, 4]], best_val_mean_class_accuracy=0.34, num_classes=3)
+    assert chance["collapsed"] and "at chance" in chance["reasons"][0]
+    healthy = collapse_report(confusion=[[8, 1, 1], [2, 6, 2], [1, 1, 8]], best_val_mean_class_accuracy=0.7, num_classes=3)
+    assert not healthy["collapsed"] and healthy["reasons"] == []
+
+
+def test_report_marks_collapsed_runs_and_all_collapsed_rows(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    write_run(root / "a", balance="none", seed=0, accuracy=0.33, mca=0.33, f1=0.17, recalls=[0.0, 0.0, 1.0], confusion=[[0, 0, 10], [0, 0, 10], [0, 0, 10]])
+    write_run(root / "b", balance="oversample", seed=0, accuracy=0.70, mca=0.70, f1=0.65, recalls=[0.7, 0.6, 0.8])
+    write_run(root / "c", balance="oversample", seed=1, accuracy=0.34, mca=0.33, f1=0.2, recalls=[1.0, 0.0, 0.0])
+    for folder, reasons in (("a", ["all test predictions fall into 1 class"]), ("c", ["validation at chance"])):
+        metrics = json.loads((root / folder / "metrics.json").read_text())
+        metrics["collapse"] = {"collapsed": True, "reasons": reasons}
+        (root / folder / "metrics.json").write_text(json.dumps(metrics))
+    paths = write_report(root)
+    table = paths["markdown"].read_text()
+    none_line = next(line for line in table.splitlines() if line.startswith("| none |"))
+    assert "all collapsed" in none_line and "collapsed | collapsed" in none_line and "33.3" not in none_line
+    over_line = next(line for line in table.splitlines() if line.startswith("| oversample |"))
+    assert "(1 collapsed)" in over_line and "**" in over_line  # the only real result is the best
+    assert "Runs that collapsed" in table and "validation at chance" in table
+    assert "collapsed" in paths["html"].read_text()
+
+
+@pytest.mark.parametrize(("key", "value"), [("epochs", -1), ("batch_size", 0), ("lr", -0.1), ("min_steps", -5), ("epochs", 2.5)])
+def test_bad_training_numbers_name_the_key(key: str, value: object) -> None:
+    t = OmegaConf.create({"epochs": 8, "batch_size": 64, "eval_batch_size": 256, "freeze_epochs": 3, "min_steps": 300,
+                          "warmup_epochs": 1, "lr": 0.003, "backbone_lr_mult": 0.5, "weight_decay": 0.0, "early_stop_patience": 4})
+    t[key] = value
+    with pytest.raises(ValueError, match=rf"train\.{key}={value!r}"):
+        check_train_numbers(t)
