@@ -26,6 +26,7 @@ from torch import nn
 from . import losses as L
 from .grids import pick_per_class, save_class_grid
 from .images import to_model_range
+from .augment.perturbations import LatentBatch, Perturbation, class_latent_scale, get_perturbation, perturb_codes
 from .metrics import FRECHET_NAME, FeatureNetwork, diversity_ratio, per_class_frechet, reconstruction_l1, reconstruction_ssim
 from .model import VAEGAN
 
@@ -200,18 +201,19 @@ class VAEGANModule(pl.LightningModule):
 
     # ------------------------------------------------------------ validation
     def on_validation_epoch_start(self) -> None:
-        self._val_parts: dict[str, list[torch.Tensor]] = {"real": [], "recon": [], "labels": [], "mu": []}
+        self._val_parts: dict[str, list[torch.Tensor]] = {"real": [], "recon": [], "labels": [], "mu": [], "logvar": []}
 
     @torch.no_grad()
     def validation_step(self, batch, batch_idx: int) -> None:
         images, labels = batch
         x = self._prepare(images)
-        mu, _ = self.model.encode(x, labels)
+        mu, logvar = self.model.encode(x, labels)
         reconstructed = self.model.decode(mu, labels, ema=True)
         self._val_parts["real"].append(x.float())
         self._val_parts["recon"].append(reconstructed.float())
         self._val_parts["labels"].append(labels)
         self._val_parts["mu"].append(mu.float())
+        self._val_parts["logvar"].append(logvar.float())
 
     def _feature_network(self) -> FeatureNetwork:
         if "features" not in self._aux:
@@ -244,13 +246,35 @@ class VAEGANModule(pl.LightningModule):
         lpips_model = self._lpips_metric()
         if lpips_model is not None:
             metrics["val/lpips"] = lpips_model(recon, real).mean()
-        metrics.update(self._sample_metrics(real=real, labels=labels, mu=mu))
+        metrics.update(self._sample_metrics(real=real, labels=labels, mu=mu, logvar=torch.cat(self._val_parts["logvar"])))
         self.log_dict(metrics, prog_bar=False, sync_dist=False)
         self.log("val_l1", metrics["val/l1"], prog_bar=True, logger=False)
         if self.trainer.is_global_zero and self.output_dir is not None:
             self.save_grids(tag=f"epoch{self.current_epoch + 1:03d}")
 
-    def _sample_metrics(self, *, real: torch.Tensor, labels: torch.Tensor, mu: torch.Tensor) -> dict[str, float]:
+    def _perturbation(self) -> tuple[Perturbation, float]:
+        """The augmenter's perturbation (grid.perturbation, grid.strength) from the one registry."""
+        cfg = self.config["grid"]
+        perturbation = get_perturbation(str(cfg.get("perturbation", "gaussian")))
+        strength = cfg.get("strength")
+        return perturbation, perturbation.default_strength if strength is None else float(strength)
+
+    def _perturb(self, mu: torch.Tensor, logvar: torch.Tensor, labels: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor:
+        perturbation, strength = self._perturbation()
+        return perturb_codes(perturbation, mu=mu, logvar=logvar, labels=labels, strength=strength, generator=generator)
+
+    def _variants(self, mu: torch.Tensor, logvar: torch.Tensor, *, k: int, generator: torch.Generator) -> torch.Tensor:
+        """k new codes around the first of one class's codes (the grid's row); the rest give the class's spread."""
+        perturbation, strength = self._perturbation()
+        first = lambda t: t[:1].expand(k, -1)  # noqa: E731
+        partners = mu[(1 + torch.arange(k, device=mu.device)) % mu.shape[0]]
+        scale = class_latent_scale(mu.cpu()).to(mu.device) if perturbation.name == "semantic" else None
+        batch = LatentBatch(mu=first(mu), logvar=first(logvar), partner_mu=partners,
+                            noise=torch.randn(k, mu.shape[1], generator=generator, device=mu.device),
+                            mix=torch.rand(k, 1, generator=generator, device=mu.device), class_scale=scale)
+        return perturbation.apply(batch, strength)
+
+    def _sample_metrics(self, *, real: torch.Tensor, labels: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> dict[str, float]:
         cfg = self.config["metrics"]
         if not cfg["frechet"]:
             return {}
@@ -265,9 +289,8 @@ class VAEGANModule(pl.LightningModule):
         sample_labels = torch.repeat_interleave(torch.arange(len(self.class_names), device=self.device), per_class.to(self.device))
         z = torch.randn(sample_labels.shape[0], self.model.latent_dim, generator=generator, device=self.device)
         prior = torch.cat([self.model.decode(z[i : i + 256], sample_labels[i : i + 256]) for i in range(0, len(z), 256)])
-        # Perturbed encodings of the held-out images: what the augmenter will produce.
-        noise = torch.randn(mu.shape, generator=generator, device=self.device)
-        perturbed = self.model.decode(mu + self.config["grid"]["perturbation_std"] * noise, labels)
+        # Perturbed encodings of the held-out images with the augmenter's own perturbation (one registry).
+        perturbed = self.model.decode(self._perturb(mu, logvar, labels, generator=generator), labels)
         prior_features, perturbed_features = network(prior).cpu(), network(perturbed).cpu()
         labels_cpu, sample_labels_cpu = labels.cpu(), sample_labels.cpu()
         out: dict[str, float] = {}
@@ -305,18 +328,18 @@ class VAEGANModule(pl.LightningModule):
                 real = torch.stack([sources[s][0][i] for s, i in chosen]).to(self.device)
                 x = self._prepare(real)
                 y = torch.full((x.shape[0],), label, device=self.device, dtype=torch.long)
-                mu, _ = self.model.encode(x, y)
+                mu, logvar = self.model.encode(x, y)
                 recon = self.model.decode(mu, y)
                 recon_rows.append(torch.stack([x, recon], dim=1).flatten(0, 1).float().cpu())
-                anchor_x, anchor_mu = x[:1], mu[:1]
+                anchor_x = x[:1]
+                perturbed_codes = self._variants(mu.float(), logvar.float(), k=k, generator=generator)
             else:
                 recon_rows.append(torch.zeros(2, 3, self.model.resolution, self.model.resolution))
                 anchor_x = torch.zeros(1, 3, self.model.resolution, self.model.resolution, device=self.device)
-                anchor_mu = torch.zeros(1, self.model.latent_dim, device=self.device)
+                perturbed_codes = torch.zeros(k, self.model.latent_dim, device=self.device)
             y = torch.full((k,), label, device=self.device, dtype=torch.long)
             prior = self.model.decode(torch.randn(k, self.model.latent_dim, generator=generator, device=self.device), y)
-            noise = torch.randn(k, self.model.latent_dim, generator=generator, device=self.device)
-            perturbed = self.model.decode(anchor_mu + cfg["perturbation_std"] * noise, y)
+            perturbed = self.model.decode(perturbed_codes, y)
             sample_rows.append(torch.cat([prior, anchor_x, perturbed]).float().cpu())
         self.model.train(was_training)
         grids = self.output_dir / "grids"
@@ -328,7 +351,7 @@ class VAEGANModule(pl.LightningModule):
         for name, rows, columns, title in (
             ("reconstructions", recon_rows, recon_columns, f"epoch {epoch}: real | reconstruction (EMA decoder, z = mu)"),
             ("samples", sample_rows, sample_columns,
-             f"epoch {epoch}: {k} prior samples | a real face | {k} decodes of its code + N(0, {cfg['perturbation_std']}^2)"),
+             f"epoch {epoch}: {k} prior samples | a real face | {k} variants ({self._perturbation()[0].name}, a={self._perturbation()[1]:g})"),
         ):
             path = save_class_grid(rows=rows, class_names=self.class_names, path=grids / f"{name}_{tag}.png",
                                    title=title, column_labels=columns)

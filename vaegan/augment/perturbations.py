@@ -30,6 +30,9 @@ class LatentBatch:
     partner_mu: torch.Tensor
     noise: torch.Tensor
     mix: torch.Tensor
+    # Square root of the class's covariance of real codes, L with L L^T = Cov(mu | class),
+    # `latent_dim latent_dim` (None where the caller has no class statistics).
+    class_scale: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,28 @@ def _reconstruct(batch: LatentBatch, strength: float) -> torch.Tensor:
     return batch.mu
 
 
+def _semantic(batch: LatentBatch, strength: float) -> torch.Tensor:
+    # ISDA-style semantic directions (Wang et al. 2019; Li et al. 2024 in latent space): move a
+    # real code along the directions in which real codes *of its class* vary (pose, identity,
+    # intensity), z = mu + a * L eps with L L^T = Cov(mu | class). Unlike the posterior's sigma,
+    # which marks the directions the decoder learned to ignore, these are directions it decodes.
+    if batch.class_scale is None:
+        raise ValueError("the semantic perturbation needs the class's latent covariance (LatentBatch.class_scale)")
+    return batch.mu + strength * batch.noise @ batch.class_scale.T
+
+
+def class_latent_scale(mu: torch.Tensor, *, shrinkage: float = 0.1) -> torch.Tensor:
+    """L with L L^T = the class's covariance of real codes, shrunk towards its diagonal (Ledoit-Wolf
+    style) so a class with fewer images than latent dimensions still gets a full-rank factor."""
+    mu = mu.double()
+    if mu.shape[0] < 2:
+        return torch.zeros(mu.shape[1], mu.shape[1], dtype=mu.dtype).float()
+    cov = torch.cov(mu.T)
+    cov = (1 - shrinkage) * cov + shrinkage * torch.diag(torch.diagonal(cov))
+    cov = cov + 1e-6 * torch.eye(cov.shape[0], dtype=cov.dtype)
+    return torch.linalg.cholesky(cov).float()
+
+
 def _prior(batch: LatentBatch, strength: float) -> torch.Tensor:
     # z ~ N(0, strength^2 I) decoded with the class label; strength is a temperature.
     return strength * batch.noise
@@ -76,6 +101,8 @@ PERTURBATIONS: dict[str, Perturbation] = {
                      sources=1, default_strength=2.0, apply=_gaussian),
         Perturbation(name="isotropic", description="z = mu + a*eps around one real image's code",
                      sources=1, default_strength=0.5, apply=_isotropic),
+        Perturbation(name="semantic", description="z = mu + a*L*eps along the class's own latent covariance (ISDA-style)",
+                     sources=1, default_strength=0.5, apply=_semantic),
         Perturbation(name="interpolate", description="z between the codes of two real images of the class (latent SMOTE)",
                      sources=2, default_strength=1.0, apply=_interpolate),
         Perturbation(name="reconstruct", description="z = mu: reconstructions only (control, a = 0)",
@@ -90,3 +117,26 @@ def get_perturbation(name: str) -> Perturbation:
     if name not in PERTURBATIONS:
         raise ValueError(f"unknown perturbation strategy {name!r}; choose one of {sorted(PERTURBATIONS)}")
     return PERTURBATIONS[name]
+
+
+def perturb_codes(perturbation: Perturbation, *, mu: torch.Tensor, logvar: torch.Tensor, labels: torch.Tensor,
+                  strength: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """New codes for a labelled batch of real codes (classes mixed), with the augmenter's own formula.
+
+    The VAE-GAN's validation metrics and sample grids call this, so what they measure is what
+    `augment.py --strategy <name>` produces: partners and class covariances come from the codes
+    of the same class within the batch.
+    """
+    strength = perturbation.default_strength if strength is None else float(strength)
+    device = mu.device
+    noise = torch.randn(mu.shape, generator=generator, device=device)
+    mix = torch.rand((mu.shape[0], 1), generator=generator, device=device)
+    out = torch.empty_like(mu)
+    for label in labels.unique():
+        rows = (labels == label).nonzero().flatten()
+        class_mu = mu[rows]
+        partner = class_mu[torch.roll(torch.arange(len(rows), device=device), 1)]
+        scale = class_latent_scale(class_mu.cpu()).to(device) if perturbation.name == "semantic" else None
+        batch = LatentBatch(mu=class_mu, logvar=logvar[rows], partner_mu=partner, noise=noise[rows], mix=mix[rows], class_scale=scale)
+        out[rows] = perturbation.apply(batch, strength).to(out.dtype)
+    return out
