@@ -1,0 +1,136 @@
+"""The generation report written beside every generated set (OUT/generation_report.json): per
+minority class and overall, for the candidates *before* the filter and for the accepted samples,
+class fidelity (GAN-test with the judge), novelty, diversity and k-NN precision/recall in the
+offline EfficientNet-Lite0 feature space (faces.features). The figures are defined in
+vaegan.augment.quality; this module feeds them the judge, which only the ablation floor has.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import faces
+from faces.features import FEATURE_NETWORK, FeatureNetwork
+from faces.io import write_json_atomic
+from vaegan.augment.perturbations import Perturbation
+from vaegan.augment.quality import NEAR_DUPLICATE_FRACTION, generation_figures
+from vaegan.augment.run import ClassProgress, Judge, generate, plan
+
+log = logging.getLogger("augment")
+REPORT_FILE = "generation_report.json"
+FEATURE_IMAGE_SIZE = 96  # the VAE-GAN's Fréchet metric uses the same size (metrics.feature_image_size)
+# A judge whose validation recall on a class is below this cannot tell whether a sample carries
+# the class: its verdicts on that class are reported, but flagged as not meaningful.
+JUDGE_RECALL_FLOOR = 0.5
+
+
+def judge_validation_recall(judge: Judge, val: faces.FaceSplit) -> list[float]:
+    """The judge's recall on the real validation images of each class (NaN for a class with none)."""
+    predictions = judge(val.images).argmax(dim=1).cpu()
+    recall = []
+    for label in range(len(val.class_names)):
+        mine = val.labels == label
+        recall.append(float((predictions[mine] == label).double().mean()) if mine.any() else math.nan)
+    return recall
+
+
+def judge_quality(judge: Judge, val: faces.FaceSplit, *, floor: float = JUDGE_RECALL_FLOOR) -> dict[str, Any]:
+    """Validation mean class accuracy and per-class recall of the judge, and the classes it cannot judge."""
+    recall = judge_validation_recall(judge, val)
+    defined = [r for r in recall if math.isfinite(r)]
+    weak = [name for name, r in zip(val.class_names, recall) if math.isfinite(r) and r < floor]
+    return {
+        "validation_mean_class_accuracy": sum(defined) / len(defined) if defined else math.nan,
+        "validation_recall": dict(zip(val.class_names, recall)),
+        "validation_support": dict(zip(val.class_names, val.class_counts())),
+        "recall_floor": floor, "weak_classes": weak,
+    }
+
+
+def accepted_count(out_dir: Path) -> int:
+    """Rows of OUT/manifest.csv (0 when the filter accepted nothing or there is no manifest yet)."""
+    manifest = Path(out_dir) / faces.MANIFEST_FILE
+    if not manifest.is_file():
+        return 0
+    with manifest.open(newline="") as handle:
+        return sum(1 for _ in csv.DictReader(handle))
+
+
+def _predictions(judge: Judge | None, images: torch.Tensor) -> torch.Tensor | None:
+    return None if judge is None or images.shape[0] == 0 else judge(images).argmax(dim=1).cpu()
+
+
+@torch.no_grad()
+def write_generation_report(
+    *, out_dir: Path, model, fit: faces.FaceSplit, val: faces.FaceSplit, targets: Sequence[int], perturbation: Perturbation,
+    strength: float, seed: int, batch_size: int, device: torch.device, judge: Judge | None, cache_dir: Path | str,
+    judge_report: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Measure a finished generated set and write OUT/generation_report.json (atomically)."""
+    fresh = {name: ClassProgress() for name in fit.class_names}
+    plans = plan(model=model, fit=fit, targets=targets, progress=fresh, perturbation=perturbation, max_attempts_factor=1.0,
+                 device=device, batch_size=batch_size)
+    classes = [item.label for item in plans]
+    # Before the filter: the first candidate batch of each class, exactly as the augmenter drew it.
+    candidates = [generate(model=model, item=item, batch=0, perturbation=perturbation, strength=strength, seed=seed,
+                           batch_size=batch_size, image_size=fit.image_size, device=device).images for item in plans]
+    before_images = torch.cat(candidates) if candidates else torch.zeros(0, 3, fit.image_size, fit.image_size, dtype=torch.uint8)
+    before_labels = torch.cat([torch.full((c.shape[0],), item.label) for c, item in zip(candidates, plans)]) if candidates else torch.zeros(0, dtype=torch.long)
+    if accepted_count(out_dir) > 0:
+        accepted = faces.load_generated(out_dir, class_names=fit.class_names, image_size=fit.image_size, cache_dir=cache_dir)
+        after_images, after_labels = accepted.images, accepted.labels
+    else:
+        after_images, after_labels = before_images[:0], before_labels[:0]
+    real_mask = torch.isin(fit.labels, torch.as_tensor(classes, dtype=torch.long))
+    network = FeatureNetwork(image_size=FEATURE_IMAGE_SIZE).to(device)
+    embed = lambda images: network(images.to(device)).cpu() if images.shape[0] else torch.zeros(0, 1280, dtype=torch.float64)  # noqa: E731
+    real_features, real_labels = embed(fit.images[real_mask]), fit.labels[real_mask]
+    judge_report = judge_report if judge_report is not None else (judge_quality(judge, val) if judge is not None else None)
+    val_recall = [judge_report["validation_recall"][n] for n in fit.class_names] if judge_report else None
+    report = {
+        "feature_network": f"{FEATURE_NETWORK} (ImageNet, offline), {FEATURE_IMAGE_SIZE}px",
+        "near_duplicate_rule": f"nearest real training image of the class or earlier sample closer than {NEAR_DUPLICATE_FRACTION:g} x "
+                               "the class's median real-to-real nearest-neighbour distance",
+        "strategy": perturbation.name, "strength": strength, "judge": judge_report,
+        "before_filter": generation_figures(
+            generated=embed(before_images), generated_labels=before_labels, real=real_features, real_labels=real_labels,
+            class_names=fit.class_names, classes=classes, judge_predictions=_predictions(judge, before_images), real_val_recall=val_recall),
+        "after_filter": generation_figures(
+            generated=embed(after_images), generated_labels=after_labels, real=real_features, real_labels=real_labels,
+            class_names=fit.class_names, classes=classes, judge_predictions=_predictions(judge, after_images), real_val_recall=val_recall),
+    }
+    write_json_atomic(out_dir / REPORT_FILE, report, indent=1, allow_nan=True)
+    return report
+
+
+def format_generation_report(report: dict[str, Any]) -> str:
+    """A per-class table for the terminal: n, fidelity ratio, diversity, near-duplicates, before -> after the filter."""
+    lines = [f"generation report ({report['strategy']}, a={report['strength']:g}; features: {report['feature_network']})",
+             f"{'class':<11}{'n before':>9}{'n after':>8}{'fidelity':>15}{'diversity':>15}{'near-dup':>15}{'prec/rec after':>16}"]
+    before, after = report["before_filter"]["classes"], report["after_filter"]["classes"]
+
+    def pair(b: float | None, a: float | None) -> str:
+        show = lambda v: "  –" if v is None or not math.isfinite(v) else f"{v:.2f}"  # noqa: E731
+        return f"{show(b)} -> {show(a)}"
+
+    for name, b in before.items():
+        a = after.get(name, {})
+        lines.append(
+            f"{name:<11}{b['n_generated']:>9}{a.get('n_generated', 0):>8}"
+            f"{pair(b.get('fidelity', {}).get('ratio'), a.get('fidelity', {}).get('ratio')):>15}"
+            f"{pair(b['diversity_ratio'], a.get('diversity_ratio')):>15}"
+            f"{pair(b['novelty']['near_duplicate_share'], a.get('novelty', {}).get('near_duplicate_share')):>15}"
+            f"{pair(a.get('precision'), a.get('recall')):>16}")
+    judge = report.get("judge")
+    if judge:
+        lines.append(f"judge: validation mean class accuracy {judge['validation_mean_class_accuracy']:.3f}; "
+                     + ("WEAK on " + ", ".join(judge["weak_classes"]) + f" (validation recall < {judge['recall_floor']:g}): "
+                        "its verdicts there mean little" if judge["weak_classes"] else "every class above the recall floor"))
+    return "\n".join(lines)
