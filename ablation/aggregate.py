@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from faces.errors import EmptyGeneratedSetError
 from faces.generated import read_generated_settings
 from faces.runs import ERROR_FILE, GROUPS_TAIL_FIRST, HEADLINE, METRICS_FILE, ROW_FILE, read_metrics
 
@@ -33,7 +34,7 @@ class RunRecord:
     row: str
     seed: int | None
     path: Path
-    status: str  # "ok" | "failed" | "diverged"
+    status: str  # "ok" | "failed" | "diverged" | "no_samples" (its generated set was empty)
     error: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
 
@@ -101,8 +102,10 @@ def collect_runs(root: Path | str) -> list[RunRecord]:
         else:
             error = json.loads((run_dir / ERROR_FILE).read_text())
             row = row_info.get("row") or error.get("row") or _row_from_hydra_config(run_dir) or run_dir.name
-            records.append(RunRecord(row=row, seed=row_info.get("seed", error.get("seed")),
-                                     path=run_dir, status="failed", error=str(error.get("error", "unknown error"))))
+            message = str(error.get("error", "unknown error"))
+            # A generated set whose filter accepted nothing is a finding about the generator, not a crash.
+            status = "no_samples" if message.startswith(EmptyGeneratedSetError.__name__) else "failed"
+            records.append(RunRecord(row=row, seed=row_info.get("seed", error.get("seed")), path=run_dir, status=status, error=message))
     return sorted(records, key=lambda r: (r.row, -1 if r.seed is None else r.seed))
 
 
@@ -121,6 +124,7 @@ class RowSummary:
     ok: int
     columns: dict[str, tuple[float, float]]  # column name -> (mean, std) over finished runs
     collapsed: int = 0  # finished runs flagged as collapsed (still in the means: dropping them would flatter the row)
+    no_samples: int = 0  # runs with nothing to train on: the filter accepted no generated sample
 
     @property
     def all_collapsed(self) -> bool:
@@ -142,7 +146,8 @@ def summarise(records: Sequence[RunRecord], *, class_names: Sequence[str], row_o
             columns[f"{group}_acc"] = mean_std([r.group(group) for r in ok])
         for name in class_names:
             columns[f"recall_{name}"] = mean_std([r.recall(name) for r in ok])
-        summaries.append(RowSummary(row=row, runs=len(rows[row]), ok=len(ok), columns=columns, collapsed=sum(r.collapsed for r in ok)))
+        summaries.append(RowSummary(row=row, runs=len(rows[row]), ok=len(ok), columns=columns, collapsed=sum(r.collapsed for r in ok),
+                                    no_samples=sum(r.status == "no_samples" for r in rows[row])))
     return summaries
 
 
@@ -183,6 +188,9 @@ def table_rows(summaries: Sequence[RowSummary], *, class_names: Sequence[str], p
     rows = []
     for s in summaries:
         cells = []
+        if s.ok == 0 and s.no_samples:
+            rows.append(TableRow(row=s.row, runs=f"0/{s.runs} no samples passed the filter", cells=[("no samples", False)] * len(titles)))
+            continue
         if s.all_collapsed:
             rows.append(TableRow(row=s.row, runs=f"{s.ok}/{s.runs} all collapsed ⚠", cells=[("collapsed", False)] * len(titles)))
             continue

@@ -9,6 +9,7 @@ image is generated, so a typo fails in seconds rather than after a judge was tra
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -19,13 +20,21 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import faces
-from faces.errors import CheckpointError
+from faces.errors import CheckpointError, FolderLockedError
+from faces.lock import folder_lock
 from vaegan.augment.perturbations import PERTURBATIONS, get_perturbation
-from vaegan.augment.run import AugmentError, augment, check_out_dir, refuse_inside_dataset
+from vaegan.augment.run import (
+    AugmentError,
+    augment,
+    check_generation_args,
+    check_out_dir,
+    refuse_inside_dataset,
+)
 from vaegan.augment.targets import parse_target_count
 from vaegan.checkpoint import checkpoint_fingerprint, load_vaegan, read_vaegan_meta
 
 from .config import compose_config
+from .generation_report import REPORT_FILE, format_generation_report, judge_quality, write_generation_report
 from .judge import ensure_judge, load_judge
 
 log = logging.getLogger("augment")
@@ -55,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=256, help="candidates per generation batch (part of the reproducibility key)")
     parser.add_argument("--workers", type=int, default=None, help="PNG-writing processes (default: min(16, cores); 0 writes inline)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    parser.add_argument("--report", action=argparse.BooleanOptionalAction, default=True,
+                        help="measure the finished set (class fidelity, novelty, diversity, precision/recall) into OUT/generation_report.json (default: on)")
     parser.add_argument("--overwrite", action="store_true", help="replace an OUT made with other settings")
     return parser
 
@@ -82,10 +93,15 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [o for o in overrides if o.startswith("-")]
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    from hydra.errors import HydraException
+
     try:
         report = run_cli(args, overrides)
-    except (AugmentError, CheckpointError, faces.DatasetError, ValueError) as error:
+    except (AugmentError, CheckpointError, faces.DatasetError, FolderLockedError, ValueError) as error:
         print(f"augment: error: {error}", file=sys.stderr)
+        return 2
+    except HydraException as error:  # a bad data/paths override: say which, without Hydra's traceback
+        print(f"augment: error: bad override in {' '.join(overrides)}: {error}", file=sys.stderr)
         return 2
     print(report.table())
     print(f"wrote {report.written_this_run} images in {report.seconds:.1f}s ({report.images_per_second:.0f} images/s)")
@@ -97,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_cli(args: argparse.Namespace, overrides: list[str]):
+    check_generation_args(min_confidence=args.min_confidence, min_source_distance=args.min_source_distance,
+                          max_attempts_factor=args.max_attempts_factor, workers=args.workers, batch_size=args.batch_size)
     meta = read_vaegan_meta(args.checkpoint)  # missing or not a checkpoint -> CheckpointError, before any work
     cfg = compose_config("augment", overrides)
     return augment_with_checkpoint(
@@ -105,7 +123,7 @@ def run_cli(args: argparse.Namespace, overrides: list[str]):
         use_filter=args.filter, judge=args.judge, judge_overrides=list(cfg.judge.overrides),
         min_confidence=args.min_confidence, min_source_distance=args.min_source_distance,
         max_attempts_factor=args.max_attempts_factor, batch_size=args.batch_size, workers=args.workers,
-        device=args.device, overwrite=args.overwrite,
+        device=args.device, overwrite=args.overwrite, generation_report=args.report,
     )
 
 
@@ -114,52 +132,95 @@ def augment_with_checkpoint(
     strategy: str = "gaussian", strength: float | None = None, seed: int = 0, use_filter: bool = True,
     judge: Path | None = None, judge_overrides: list[str] = (), min_confidence: float = 0.5,
     min_source_distance: float = 0.02, max_attempts_factor: float = 10.0, batch_size: int = 256,
-    workers: int | None = None, device: str = "auto", overwrite: bool = False,
+    workers: int | None = None, device: str = "auto", overwrite: bool = False, generation_report: bool = True,
 ):
-    """Everything `scripts/augment.py` does, callable from Python (the ablation uses it)."""
+    """Everything `scripts/augment.py` does, callable from Python (the ablation uses it).
+
+    With `generation_report` (default) the finished set is measured into OUT/generation_report.json.
+    """
     checkpoint = Path(checkpoint)
     perturbation = get_perturbation(strategy)
     strength = perturbation.default_strength if strength is None else float(strength)
-    if strength < 0:
+    if not strength >= 0:
         raise AugmentError(f"--strength={strength} must be >= 0")
-    if batch_size < 1:
-        raise AugmentError(f"--batch-size={batch_size} must be >= 1")
+    check_generation_args(min_confidence=min_confidence, min_source_distance=min_source_distance,
+                          max_attempts_factor=max_attempts_factor, workers=workers, batch_size=batch_size)
     meta = read_vaegan_meta(checkpoint)  # missing or not a checkpoint -> CheckpointError
     device = resolve_device(device)
 
-    data = faces.load_faces(data_cfg, cache_dir=paths_cfg.cache_dir, splits=("train",))
-    fit, _ = data.train_val()
-    if tuple(meta["class_names"]) != data.class_names:
+    # Classes and image size are checked on the listing, before a single image is decoded.
+    listing = faces.list_source(data_cfg)
+    if tuple(meta["class_names"]) != listing.class_names:
         raise AugmentError(f"--checkpoint {checkpoint} was trained on classes {meta['class_names']}, "
-                           f"the data has {list(data.class_names)}")
-    if meta.get("image_size") != fit.image_size:
+                           f"the data at {listing.root} has {list(listing.class_names)}")
+    image_size = faces.resolve_image_size(data_cfg)
+    if meta.get("image_size") != image_size:
         raise AugmentError(f"--checkpoint {checkpoint} was trained on {meta.get('image_size')}px images, "
-                           f"the data config gives {fit.image_size}px (set data.image_size={meta.get('image_size')})")
-    if meta.get("data_fingerprint") and meta["data_fingerprint"] != data.train.fingerprint:
-        log.warning("the train split differs from the one the checkpoint was trained on (fingerprint %s vs %s)",
-                    str(meta["data_fingerprint"])[:12], data.train.fingerprint[:12])
-    targets = parse_target_count(target_count, class_names=data.class_names, real_counts=fit.class_counts())
-
+                           f"the data config gives {image_size}px (set data.image_size={meta.get('image_size')})")
     sha = checkpoint_fingerprint(checkpoint)
     out_dir = Path(out_dir) if out_dir else Path(paths_cfg.output_dir) / "generated" / (
-        f"{data.dataset}-{perturbation.name}-a{strength:g}-seed{seed}-{sha[:8]}")
-    refuse_inside_dataset(out_dir, dataset_root=data.root)
-    # Refuse a mismatching OUT now, before a judge is trained for it.
-    check_out_dir(out_dir, {"checkpoint_sha256": sha, "strategy": perturbation.name, "strength": strength,
-                            "seed": seed, "batch_size": batch_size, "filter": bool(use_filter)}, overwrite=overwrite)
-    model, _ = load_vaegan(checkpoint, map_location=device)
+        f"{listing.dataset}-{perturbation.name}-a{strength:g}-seed{seed}-{sha[:8]}")
+    refuse_inside_dataset(out_dir, dataset_root=listing.root)
+    # Refuse a foreign or mismatching OUT now, before anything is decoded or a judge trained for it
+    # (and before the lock creates OUT); the split-dependent settings are checked once the split is known.
+    known = {"checkpoint_sha256": sha, "strategy": perturbation.name, "strength": strength, "seed": seed,
+             "batch_size": batch_size, "filter": bool(use_filter), "image_size": image_size}
+    check_out_dir(out_dir, known, overwrite=overwrite)
 
-    score, judge_sha = (None, None)
+    data = faces.load_faces(data_cfg, cache_dir=paths_cfg.cache_dir, splits=("train",))
+    fit, _ = data.train_val()
+    # The VAE-GAN records its fit split's fingerprint (older exports: the whole train split's).
+    if meta.get("data_fingerprint") and meta["data_fingerprint"] not in (fit.fingerprint, data.train.fingerprint):
+        log.warning("the fit split differs from the one the checkpoint was trained on (fingerprint %s vs %s): other "
+                    "images, or another data.split_seed / data.val_fraction", str(meta["data_fingerprint"])[:12], fit.fingerprint[:12])
+    targets = parse_target_count(target_count, class_names=data.class_names, real_counts=fit.class_counts())
+    check_out_dir(out_dir, {**known, "real_fingerprint": fit.fingerprint,
+                            "source_ids_sha256": faces.sample_ids_fingerprint(fit.sample_ids)}, overwrite=overwrite)
+    with folder_lock(out_dir, what="augmentation"):  # one writer per OUT, the judge's training included
+        return _generate(checkpoint=checkpoint, data=data, fit=fit, data_cfg=data_cfg, paths_cfg=paths_cfg, targets=targets,
+                         out_dir=out_dir, perturbation=perturbation, strength=strength, seed=seed, use_filter=use_filter,
+                         judge=judge, judge_overrides=judge_overrides, min_confidence=min_confidence,
+                         min_source_distance=min_source_distance, max_attempts_factor=max_attempts_factor,
+                         batch_size=batch_size, workers=workers, device=device, overwrite=overwrite, sha=sha,
+                         generation_report=generation_report)
+
+
+def _generate(*, checkpoint: Path, data: faces.FaceData, fit: faces.FaceSplit, data_cfg: DictConfig, paths_cfg: DictConfig,
+              targets: list[int], out_dir: Path, perturbation, strength: float, seed: int, use_filter: bool,
+              judge: Path | None, judge_overrides, min_confidence: float, min_source_distance: float,
+              max_attempts_factor: float, batch_size: int, workers: int | None, device: torch.device, overwrite: bool,
+              sha: str, generation_report: bool = True):
+    model, _ = load_vaegan(checkpoint, map_location=device)
+    _, val = data.train_val()
+
+    score, judge_sha, quality = None, None, None
     if use_filter:
         judge_path = judge or ensure_judge(
             data_cfg=data_cfg, paths_cfg=paths_cfg, overrides=list(judge_overrides), run_dir=out_dir / "judge",
-            trainer="gpu" if device.type == "cuda" else "cpu")
+            trainer="gpu" if device.type == "cuda" else "cpu", replace=overwrite)
         score, judge_sha = load_judge(Path(judge_path), class_names=data.class_names, device=device)
+        # A judge is only as good as its own validation recall: measured here, stored, and warned about.
+        quality = judge_quality(score, val)
+        log.info("judge: validation mean class accuracy %.3f, recall %s", quality["validation_mean_class_accuracy"],
+                 {k: round(v, 2) for k, v in quality["validation_recall"].items()})
+        if quality["weak_classes"]:
+            log.warning("WEAK JUDGE: validation recall below %g for %s; the filter's verdicts on those classes mean little",
+                        quality["recall_floor"], ", ".join(quality["weak_classes"]))
     workers = min(16, os.cpu_count() or 1) if workers is None else workers
     log.info("generating %s with %s (a=%g) into %s", dict(zip(data.class_names, targets)), perturbation.name, strength, out_dir)
-    return augment(
+    report = augment(
         model=model, checkpoint_sha256=sha, fit=fit, out_dir=out_dir, targets=targets, perturbation=perturbation,
         strength=strength, seed=seed, batch_size=batch_size, judge=score, judge_sha256=judge_sha,
         min_confidence=min_confidence, min_source_distance=min_source_distance,
         max_attempts_factor=max_attempts_factor, device=device, workers=workers, overwrite=overwrite,
+        source_split={"dataset": data.dataset, "split_seed": data.split_seed, "val_fraction": data.val_fraction,
+                      "val_folder": "val" in data.splits},
+        extra_record={"judge_quality": quality} if quality is not None else None,
     )
+    if generation_report:
+        log.info("measuring the generated set (fidelity, novelty, diversity, precision/recall) into %s", out_dir / REPORT_FILE)
+        measured = write_generation_report(
+            out_dir=out_dir, model=model, fit=fit, val=val, targets=targets, perturbation=perturbation, strength=strength,
+            seed=seed, batch_size=batch_size, device=device, judge=score, cache_dir=paths_cfg.cache_dir, judge_report=quality)
+        log.info("%s", format_generation_report(measured))
+    return dataclasses.replace(report, judge_quality=quality)

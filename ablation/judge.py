@@ -1,23 +1,48 @@
 """The quality filter's judge: a classifier fine-tuned on the real train split (selection on
-validation, never the test split), turned into the `Judge` callable the augmenter is given."""
+validation, never the test split), turned into the `Judge` callable the augmenter is given.
+
+A judge is reused only if its training finished: `judge.json`, written atomically after
+training, is the completion marker and records what the judge was trained on (the data config
+and the classifier overrides) and the sha256 of its checkpoint. A run killed mid-training
+leaves a `checkpoints/best.safetensors` from some improving epoch but no marker; that judge
+is thrown away and trained again from scratch, so a killed and re-run augmentation ends
+byte-identical to an uninterrupted one.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 from pathlib import Path
+from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from classifier.checkpoint import BEST_CHECKPOINT, check_classes_match, load_classifier, resolve_checkpoint_path
+from classifier.checkpoint import (
+    BEST_CHECKPOINT,
+    check_classes_match,
+    load_classifier,
+    resolve_checkpoint_path,
+)
 from classifier.predict import predict_proba
 from classifier.train import run_training
-from vaegan.augment.run import Judge
+from faces.io import write_json_atomic
+from faces.lock import LOCK_FILE
+from faces.logs import quiet_lightning
+from vaegan.augment.run import AugmentError, Judge
 from vaegan.checkpoint import checkpoint_fingerprint
 
 from .config import compose_config
 
 log = logging.getLogger("augment")
+
+MARKER_FILE = "judge.json"
+# What a judge's run folder may hold (classifier.train's outputs): anything else means the folder
+# is not a judge's, and it is not deleted.
+_RUN_ENTRIES = frozenset({"checkpoints", "logs", "tensorboard", "cascade", "config.yaml", "metrics.json", "error.json",
+                          "confusion_matrix.png", "per_class_recall.png", MARKER_FILE, LOCK_FILE})
 
 
 def load_judge(path: Path, *, class_names: tuple[str, ...], device: torch.device) -> tuple[Judge, str]:
@@ -32,24 +57,83 @@ def load_judge(path: Path, *, class_names: tuple[str, ...], device: torch.device
     return judge, checkpoint_fingerprint(path)
 
 
+def _plain(cfg: Any) -> Any:
+    return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
+
+
+def _finished_record(run_dir: Path) -> dict[str, Any] | None:
+    """The completion marker of `run_dir`'s judge if its training finished (marker and checkpoint agree)."""
+    marker, checkpoint = run_dir / MARKER_FILE, run_dir / BEST_CHECKPOINT
+    if not (marker.is_file() and checkpoint.is_file()):
+        return None
+    try:
+        record = json.loads(marker.read_text())
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or record.get("checkpoint_sha256") != checkpoint_fingerprint(checkpoint):
+        return None
+    return record
+
+
+def finished_judge(run_dir: Path, *, trained_on: dict[str, Any]) -> Path | None:
+    """The checkpoint in `run_dir` if its training finished on exactly `trained_on`, else None."""
+    record = _finished_record(run_dir)
+    return run_dir / BEST_CHECKPOINT if record is not None and record.get("trained_on") == trained_on else None
+
+
+def _clear_run_dir(run_dir: Path) -> None:
+    """Remove an unfinished or outdated judge before training a new one from scratch."""
+    if not run_dir.exists():
+        return
+    unknown = sorted(p.name for p in run_dir.iterdir() if p.name not in _RUN_ENTRIES and not p.name.startswith("."))
+    if unknown:
+        raise ValueError(f"{run_dir} should hold the quality-filter judge's training run, but also holds {unknown}; "
+                         "move those files away (nothing was deleted)")
+    for entry in run_dir.iterdir():
+        if entry.name == LOCK_FILE:
+            continue
+        shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+
+
 def ensure_judge(*, data_cfg: DictConfig, paths_cfg: DictConfig, overrides: list[str], run_dir: Path,
-                 trainer: str | DictConfig = "cpu") -> Path:
+                 trainer: str | DictConfig = "cpu", replace: bool = False) -> Path:
     """Fine-tune the default classifier on the real train split (selection on validation, no test).
 
-    Reused when `run_dir` already holds its checkpoint, so a resumed augmentation keeps its judge.
+    Reused when `run_dir` holds a judge whose training finished on the same data config and
+    overrides (see MARKER_FILE), so a resumed augmentation keeps its judge. A half-trained judge
+    (a killed run) is retrained from scratch. A finished judge trained on other data or overrides
+    filtered the images already generated beside it: it is replaced only if `replace`
+    (augment.py --overwrite), otherwise refused before any training.
     """
-    checkpoint = run_dir / BEST_CHECKPOINT
-    if checkpoint.is_file():
-        log.info("reusing the judge %s", checkpoint)
-        return checkpoint
+    run_dir = Path(run_dir)
+    trained_on = {"data": _plain(data_cfg), "overrides": [str(o) for o in overrides]}
+    record = _finished_record(run_dir)
+    if record is not None and record.get("trained_on") == trained_on:
+        log.info("reusing the judge %s", run_dir / BEST_CHECKPOINT)
+        return run_dir / BEST_CHECKPOINT
+    if record is not None and not replace:
+        old = record.get("trained_on") or {}
+        differing = [key for key in ("data", "overrides") if old.get(key) != trained_on[key]]
+        shown = "; ".join(f"{key}: {old.get(key)} -> {trained_on[key]}" for key in differing)
+        raise AugmentError(f"{run_dir} holds a finished quality-filter judge trained with other {' and '.join(differing)} ({shown}); "
+                           "images generated beside it were filtered by it. Pass --overwrite to train a new judge and "
+                           "replace the generated set, or choose another --out")
+    if (run_dir / BEST_CHECKPOINT).is_file():
+        log.info("the judge in %s %s; training it again from scratch", run_dir,
+                 "was trained on other data or overrides" if record is not None else "did not finish training")
     judge_cfg = compose_config("train_classifier", [*overrides, *([f"trainer={trainer}"] if isinstance(trainer, str) else [])])
     judge_cfg.data = data_cfg
     judge_cfg.paths = paths_cfg
     if not isinstance(trainer, str):
         judge_cfg.trainer = trainer
     judge_cfg.train.evaluate_test = False  # the judge never sees the test split
+    _clear_run_dir(run_dir)
+    quiet_lightning()
     log.info("training the quality-filter judge on the real train split into %s", run_dir)
-    run_training(judge_cfg, run_dir=run_dir)
+    result = run_training(judge_cfg, run_dir=run_dir)
+    checkpoint = run_dir / BEST_CHECKPOINT
+    write_json_atomic(run_dir / MARKER_FILE, {
+        "trained_on": trained_on, "checkpoint_sha256": checkpoint_fingerprint(checkpoint),
+        "selection": result.get("selection"),
+    }, indent=1, sort_keys=True, default=str)
     return checkpoint
-
-

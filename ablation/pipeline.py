@@ -4,6 +4,11 @@ Every stage writes into `out_dir` and is skipped when its result is already ther
 VAE-GAN export, each generated folder, each run's metrics.json), so re-running the same
 command after a crash in run 17 of 36 loses nothing. A run that raises is recorded as
 failed (error.json with the traceback) and the sweep goes on; the report lists it.
+
+Stages 1 and 2 always run here. Stage 3 runs here one run after another, or, with
+`launcher=<name>` (conf/launcher/), as one Hydra multirun of scripts/train_classifier.py on
+that launcher (ablation/launch.py): submitit processes on this machine or a Slurm job array.
+Either way each run writes into `runs/<row>/seed<k>/` and the report is built from the files.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from classifier.outputs import format_metrics
 from classifier.train import run_training
 from faces.config import trainer_device
 from faces.io import write_json_atomic, write_text_atomic
+from faces.lock import folder_lock
 from faces.runs import ERROR_FILE, METRICS_FILE, ROW_FILE, record_failure
 from vaegan.augment.perturbations import get_perturbation
 from vaegan.train import EXPORT_NAME, format_summary, train_vaegan
@@ -26,6 +32,7 @@ from vaegan.train import EXPORT_NAME, format_summary, train_vaegan
 from .augment import augment_with_checkpoint
 from .config import compose_config
 from .judge import ensure_judge
+from .launch import PendingRun, check_launcher, launch_runs
 from .report import write_report
 
 log = logging.getLogger("ablate")
@@ -106,36 +113,48 @@ def run_ablation(cfg: DictConfig) -> dict[str, Path]:
     started = time.perf_counter()
     out_dir = Path(cfg.out_dir)
     rows = check_rows(cfg)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out_dir / "ablate_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    plugin = check_launcher(cfg, rows)  # None: stage 3 runs here, one run after another
+    # One writer per ablation folder: a second ablate.py on it gets an error naming this one's pid.
+    with folder_lock(out_dir, what="ablation"):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out_dir / "ablate_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
-    strategies = list(dict.fromkeys(str(cfg.row_specs[r].generated) for r in rows if cfg.row_specs[r].get("generated")))
-    generated: dict[str, Path] = {}
-    if strategies:
-        checkpoint = ensure_vaegan(cfg, out_dir=out_dir)
-        generated = ensure_generated(cfg, checkpoint=checkpoint, strategies=strategies, out_dir=out_dir)
+        strategies = list(dict.fromkeys(str(cfg.row_specs[r].generated) for r in rows if cfg.row_specs[r].get("generated")))
+        generated: dict[str, Path] = {}
+        if strategies:
+            checkpoint = ensure_vaegan(cfg, out_dir=out_dir)
+            generated = ensure_generated(cfg, checkpoint=checkpoint, strategies=strategies, out_dir=out_dir)
 
-    runs = [(row, int(seed)) for row in rows for seed in cfg.seeds]
-    for number, (row, seed) in enumerate(runs, start=1):
-        run_dir = out_dir / "runs" / row / f"seed{seed}"
-        if (run_dir / METRICS_FILE).is_file():
-            log.info("run %d/%d %s seed %d: finished earlier, skipped", number, len(runs), row, seed)
-            continue
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / ERROR_FILE).unlink(missing_ok=True)
-        write_json_atomic(run_dir / ROW_FILE, {"row": row, "seed": seed})
-        strategy = cfg.row_specs[row].get("generated")
-        log.info("stage 3/3: run %d/%d %s seed %d (%.0fs so far)", number, len(runs), row, seed, time.perf_counter() - started)
-        try:
-            run_cfg = classifier_config(cfg, row=row, seed=seed, generated_dir=generated.get(str(strategy)) if strategy else None)
-            metrics = run_training(run_cfg, run_dir=run_dir)
-            log.info("%s seed %d\n%s", row, seed, format_metrics(metrics))
-        except Exception as error:  # recorded, reported as failed, never dropped
-            log.error("run %s seed %d failed: %s", row, seed, error)
-            record_failure(run_dir, error, row=row, seed=seed)
+        runs = [(row, int(seed)) for row in rows for seed in cfg.seeds]
+        pending: list[PendingRun] = []
+        for number, (row, seed) in enumerate(runs, start=1):
+            run_dir = out_dir / "runs" / row / f"seed{seed}"
+            if (run_dir / METRICS_FILE).is_file():
+                log.info("run %d/%d %s seed %d: finished earlier, skipped", number, len(runs), row, seed)
+                continue
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / ERROR_FILE).unlink(missing_ok=True)
+            write_json_atomic(run_dir / ROW_FILE, {"row": row, "seed": seed})
+            strategy = cfg.row_specs[row].get("generated")
+            if plugin is None:
+                log.info("stage 3/3: run %d/%d %s seed %d (%.0fs so far)", number, len(runs), row, seed, time.perf_counter() - started)
+            try:
+                run_cfg = classifier_config(cfg, row=row, seed=seed, generated_dir=generated.get(str(strategy)) if strategy else None)
+                if plugin is not None:  # handed to the launcher below, all pending runs at once
+                    pending.append(PendingRun(row=row, seed=seed, run_dir=run_dir, config=run_cfg))
+                    continue
+                metrics = run_training(run_cfg, run_dir=run_dir)
+                log.info("%s seed %d\n%s", row, seed, format_metrics(metrics))
+            except Exception as error:  # recorded, reported as failed, never dropped
+                log.error("run %s seed %d failed: %s", row, seed, error)
+                record_failure(run_dir, error, row=row, seed=seed)
+        if pending:
+            launch_runs(cfg, pending, out_dir=out_dir)
 
-    grids = {f"{strategy}/{p.stem}": p for strategy, folder in generated.items()
-             for p in sorted((folder / "previews").glob("*.png"))}
-    extra = {"rows": ", ".join(rows), "wall time": f"{time.perf_counter() - started:.0f}s (this invocation)"}
-    return write_report(out_dir / "runs", out_dir=out_dir, row_order=rows, title=f"Ablation: {cfg.name}",
-                        extra_setup=extra, sample_grids=grids)
+        grids = {f"{strategy}/{p.stem}": p for strategy, folder in generated.items()
+                 for p in sorted((folder / "previews").glob("*.png"))}
+        extra = {"rows": ", ".join(rows), "wall time": f"{time.perf_counter() - started:.0f}s (this invocation)"}
+        if plugin is not None:
+            extra["classifier runs"] = f"one Hydra multirun on hydra/launcher={plugin}"
+        return write_report(out_dir / "runs", out_dir=out_dir, row_order=rows, title=f"Ablation: {cfg.name}",
+                            extra_setup=extra, sample_grids=grids)

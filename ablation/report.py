@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import math
 import shutil
 from collections.abc import Sequence
@@ -15,6 +16,8 @@ import numpy as np
 from faces.generated import read_generated_settings
 from faces.plotting import pyplot
 from faces.runs import CONFIG_FILE
+
+from .generation_report import REPORT_FILE as GENERATION_REPORT_FILE
 
 from .aggregate import RowSummary, RunRecord, collect_runs, markdown_table, runs_csv, summarise, table_rows
 
@@ -135,6 +138,41 @@ def _img(path: Path, *, width: str = "100%") -> str:
     return f'<img src="data:image/png;base64,{data}" style="max-width:{width}" alt="{html.escape(path.name)}">'
 
 
+def generation_sections(records: Sequence[RunRecord]) -> list[tuple[str, dict[str, Any]]]:
+    """(folder name, generation_report.json) for every generated set a finished run trained on."""
+    folders = sorted({(r.metrics.get("balance") or {}).get("generated_dir") for r in records if r.status == "ok"} - {None})
+    sections = []
+    for folder in folders:
+        path = Path(folder) / GENERATION_REPORT_FILE
+        if path.is_file():
+            sections.append((Path(folder).name, json.loads(path.read_text())))
+    return sections
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    return "–" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.{digits}f}"
+
+
+def generation_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Per minority class: sample sizes and each figure before -> after the filter."""
+    header = ["class", "n before", "n after", "judge val recall", "fidelity ratio", "diversity ratio", "near-dup share",
+              "closer than real", "precision / recall (after)"]
+    rows = []
+    before, after = report["before_filter"]["classes"], report["after_filter"]["classes"]
+    for name, b in before.items():
+        a = after.get(name) or {}
+        fid_b, fid_a = (b.get("fidelity") or {}), (a.get("fidelity") or {})
+        rows.append([
+            name, str(b["n_generated"]), str(a.get("n_generated", 0)), _fmt(fid_b.get("judge_recall_real_val")),
+            f"{_fmt(fid_b.get('ratio'))} → {_fmt(fid_a.get('ratio'))}",
+            f"{_fmt(b.get('diversity_ratio'))} → {_fmt(a.get('diversity_ratio'))}",
+            f"{_fmt(b['novelty']['near_duplicate_share'])} → {_fmt((a.get('novelty') or {}).get('near_duplicate_share'))}",
+            f"{_fmt(b['novelty']['closer_than_real_share'])} → {_fmt((a.get('novelty') or {}).get('closer_than_real_share'))}",
+            f"{_fmt(a.get('precision'))} / {_fmt(a.get('recall'))}",
+        ])
+    return header, rows
+
+
 def html_table(summaries: Sequence[RowSummary], *, class_names: Sequence[str]) -> str:
     """The same table as ablation.md, rendered from the row summaries (best mean per column in bold)."""
     header, rows = table_rows(summaries, class_names=class_names)
@@ -174,6 +212,20 @@ def write_report(
           "Group columns are mean class accuracy over the few / medium / many classes (by train count).", "", table, ""]
     if failures:
         md += ["## Runs that did not finish", ""] + [f"- {r.row} seed {r.seed}: **{r.status}** — {r.error} ({r.path})" for r in failures] + [""]
+    generation = generation_sections(records)
+    if generation:  # the per-class tables are in report.html; here one line per set
+        md += ["## Generated sets (per-class figures in report.html)", ""]
+        for name, report in generation:
+            before, after = report["before_filter"]["overall"], report["after_filter"]["overall"]
+            judge = report.get("judge") or {}
+            md.append(f"- {name} ({report['strategy']} a={report['strength']:g}): before → after the filter, mean fidelity ratio "
+                      f"{_fmt(before.get('fidelity_ratio_mean'))} → {_fmt(after.get('fidelity_ratio_mean'))}, diversity ratio "
+                      f"{_fmt(before.get('diversity_ratio_mean'))} → {_fmt(after.get('diversity_ratio_mean'))}, near-duplicate share "
+                      f"{_fmt(before.get('near_duplicate_share_mean'))} → {_fmt(after.get('near_duplicate_share_mean'))} "
+                      f"(n {before['n_generated']} → {after['n_generated']}); judge validation mean class accuracy "
+                      f"{_fmt(judge.get('validation_mean_class_accuracy'))}"
+                      + (f", WEAK on {', '.join(judge['weak_classes'])}" if judge.get("weak_classes") else ""))
+        md.append("")
     if collapsed:
         md += ["## Runs that collapsed (finished, but learned nothing: not results)", ""] + [
             f"- {r.row} seed {r.seed}: " + "; ".join((r.metrics.get("collapse") or {}).get("reasons", [])) + f" ({r.path})" for r in collapsed] + [""]
@@ -216,6 +268,16 @@ def write_report(
             f"<li class='bad'>{html.escape(r.row)} seed {r.seed}: {html.escape('; '.join((r.metrics.get('collapse') or {}).get('reasons', [])))}</li>"
             for r in collapsed) + "</ul>")
     page += [f"<h2>{html.escape(p.stem.replace('_', ' '))}</h2>{_img(p)}" for p in plots]
+    for name, report in generation:
+        header, rows = generation_table(report)
+        judge = report.get("judge") or {}
+        page.append(f"<h2>Generated set {html.escape(name)}: {html.escape(report['strategy'])} a={report['strength']:g}</h2>"
+                    f"<p>Before → after the filter, in {html.escape(report['feature_network'])} features; near-duplicate: "
+                    f"{html.escape(report['near_duplicate_rule'])}. Judge validation mean class accuracy "
+                    f"{_fmt(judge.get('validation_mean_class_accuracy'))}"
+                    + (f" <b class='bad'>WEAK on {html.escape(', '.join(judge['weak_classes']))}</b>" if judge.get("weak_classes") else "")
+                    + "</p><table class='generation'><tr class='generation'>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"
+                    + "".join("<tr class='generation'>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
     if grids:
         page.append("<h2>Generated samples (each row: a real source image, then its accepted variants)</h2>")
         page += [f"<h3>{html.escape(name)}</h3>{_img(p, width='600px')}" for name, p in grids]

@@ -113,14 +113,14 @@ def resolve_input_size(backbone: torch.nn.Module, *, requested: int | None, imag
 
 
 def collapse_report(*, confusion: list[list[int]] | torch.Tensor, best_val_mean_class_accuracy: float | None,
-                    num_classes: int) -> dict[str, Any]:
+                    num_classes: int, split: str = "test") -> dict[str, Any]:
     """{"collapsed": bool, "reasons": [...], "predicted_classes": k, "chance": 1/K} for a finished run."""
     cm = torch.as_tensor(confusion)
     predicted = int((cm.sum(dim=0) > 0).sum())
     chance = 1.0 / num_classes
     reasons = []
     if predicted <= 1 and num_classes > 1:
-        reasons.append(f"all test predictions fall into {predicted} class")
+        reasons.append(f"all {split} predictions fall into {predicted} class")
     if best_val_mean_class_accuracy is not None and best_val_mean_class_accuracy <= CHANCE_MARGIN * chance:
         reasons.append(f"best validation mean class accuracy {best_val_mean_class_accuracy:.3f} is at chance "
                        f"(<= {CHANCE_MARGIN:g} x 1/{num_classes} = {CHANCE_MARGIN * chance:.3f})")

@@ -10,14 +10,31 @@ import torch
 from torch import nn
 
 from faces.errors import CheckpointError
-from faces.io import read_safetensors_metadata, save_safetensors
+from faces.io import (
+    is_name_list,
+    is_number_triple,
+    is_positive_int,
+    read_safetensors_metadata,
+    require_metadata,
+    save_safetensors,
+)
 
-from .model import FERClassifier
+from .model import HEADS, FERClassifier
 
 META_KEY = "fer_classifier"
 BEST_CHECKPOINT = Path("checkpoints") / "best.safetensors"
 REQUIRED_META = ("class_names", "image_size", "input_size", "backbone", "head", "mean", "std")
 WHAT = "a classifier checkpoint (checkpoints/best.safetensors from scripts/train_classifier.py)"
+# What loading trusts in `meta`, checked before anything is built from it.
+META_SCHEMA = {
+    "class_names": ("a list of distinct class names", is_name_list),
+    "image_size": ("a positive integer", is_positive_int),
+    "input_size": ("a positive integer", is_positive_int),
+    "backbone": ("a timm model name", lambda v: isinstance(v, str) and bool(v.strip())),
+    "head": (f"one of {list(HEADS)}", lambda v: v in HEADS),
+    "mean": ("three numbers", is_number_triple),
+    "std": ("three positive numbers", lambda v: is_number_triple(v) and all(x > 0 for x in v)),
+}
 
 
 def save_classifier(path: Path | str, *, model: FERClassifier, meta: dict[str, Any]) -> Path:
@@ -45,6 +62,10 @@ def read_meta(path: Path | str) -> dict[str, Any]:
     missing = [k for k in REQUIRED_META if k not in meta]
     if missing:
         raise CheckpointError(f"{path}: checkpoint meta lacks {missing}")
+    require_metadata(path, meta, META_SCHEMA, what=WHAT)
+    drop_rate = meta.get("drop_rate", 0.0)
+    if isinstance(drop_rate, bool) or not isinstance(drop_rate, (int, float)) or not 0.0 <= drop_rate < 1.0:
+        raise CheckpointError(f"{path}: metadata drop_rate={drop_rate!r} must be a number in [0, 1)")
     return meta
 
 
@@ -65,7 +86,10 @@ def load_classifier(path: Path | str, *, map_location: str | torch.device = "cpu
 
     path = resolve_checkpoint_path(path)
     meta = read_meta(path)
-    model = build_model_from_meta(meta)
+    try:
+        model = build_model_from_meta(meta)
+    except (RuntimeError, ValueError, TypeError) as error:  # e.g. timm's "Unknown model"
+        raise CheckpointError(f"{path}: cannot build the {meta['backbone']!r} classifier its metadata describes ({error})") from error
     state = load_file(str(path), device=str(map_location))
     result = model.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:

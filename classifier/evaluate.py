@@ -11,9 +11,15 @@ from omegaconf import DictConfig, OmegaConf
 
 import faces
 from faces.config import trainer_uses_gpu
+from faces.logs import quiet_lightning
 from faces.summary import GroupThresholds, class_groups
 
-from .checkpoint import check_classes_match, load_classifier
+from .checkpoint import (
+    check_classes_match,
+    load_classifier,
+    read_meta,
+    resolve_checkpoint_path,
+)
 from .data import FaceDataModule
 from .metrics import minority_report
 from .module import FERLitModule
@@ -24,9 +30,14 @@ from .trainer import trainer_kwargs
 def run_evaluation(cfg: DictConfig, *, checkpoint: Path | str, run_dir: Path) -> dict[str, Any]:
     """Test metrics of `checkpoint` on `cfg.data`'s test split; writes run_dir/metrics.json and figures (rank 0)."""
     run_dir = Path(run_dir)
-    model, meta = load_classifier(checkpoint)  # checked before any data is decoded
+    # Checkpoint metadata, then the dataset's classes from its listing: a wrong checkpoint or a
+    # mismatched class set fails before a model is built or an image decoded.
+    path = resolve_checkpoint_path(checkpoint)
+    stored = {**read_meta(path), "checkpoint": str(path)}
+    listing = faces.list_source(cfg.data)
+    check_classes_match(stored, listing.class_names, what=f"dataset {listing.dataset} at {listing.root}")
+    model, meta = load_classifier(checkpoint)
     data = faces.load_faces(cfg.data, cache_dir=cfg.paths.cache_dir, splits=("train", "test"))
-    check_classes_match(meta, data.class_names, what=f"dataset {data.dataset} at {data.root}")
     test = faces.require_real(data.test, role="test")
     train_counts = data.train.class_counts()
     thresholds = GroupThresholds(**OmegaConf.to_container(cfg.data.groups)) if cfg.data.get("groups") else GroupThresholds()
@@ -38,6 +49,7 @@ def run_evaluation(cfg: DictConfig, *, checkpoint: Path | str, run_dir: Path) ->
         model=model, criterion=None, class_names=data.class_names, groups=groups, input_size=int(meta["input_size"]),
         mean=meta["mean"], std=meta["std"], optim={}, augment=None, channels_last=channels_last,
     )
+    quiet_lightning()
     dm = FaceDataModule(train=None, val=None, test=test, batch_size=1, eval_batch_size=int(cfg.eval_batch_size), seed=0)
     trainer = pl.Trainer(**trainer_kwargs(cfg.trainer), logger=False, enable_checkpointing=False, use_distributed_sampler=False, enable_model_summary=False)
     trainer.test(module, datamodule=dm, verbose=False)

@@ -454,7 +454,7 @@ def _require_file(path: Path, *, weights_format: str) -> Path:
         return path
     fmt = FORMATS.get(weights_format)
     if fmt is None:
-        raise PretrainedWeightsError(f"pretrained weights file {path} (classifier.pretrained_path) does not exist")
+        raise PretrainedWeightsError(f"pretrained weights file {path} does not exist (classifier.pretrained_path)")
     via = f" (taken from ${fmt.env_var})" if os.environ.get(fmt.env_var) and Path(os.environ[fmt.env_var]).expanduser() == path else ""
     raise PretrainedWeightsError(
         f"classifier.pretrained_path={path}{via} does not exist; classifier.weights_format={fmt.name} needs {fmt.typical_file}: "

@@ -16,6 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 
 import faces
 from faces.config import trainer_uses_gpu
+from faces.lock import folder_lock
+from faces.logs import quiet_lightning
 from faces.summary import GroupThresholds, class_groups
 
 from .augment import TensorAugment
@@ -160,6 +162,8 @@ def load_run_data(cfg: DictConfig, *, spec: BalanceSpec, evaluate_test: bool) ->
     test = faces.require_real(data.test, role="test") if evaluate_test else None
     manifest = None
     if spec.synthetic:
+        # A generated set made from this run's validation (or test) images is refused, naming the image and the split_seed to use.
+        faces.check_generated_sources(spec.generated_dir, fit_ids=fit.sample_ids, val_ids=val.sample_ids, test_ids=test.sample_ids if test is not None else (), split_seed=data.split_seed)
         generated = faces.load_generated(spec.generated_dir, class_names=data.class_names, image_size=fit.image_size, cache_dir=cfg.paths.cache_dir)
         manifest = faces.manifest_fingerprint(spec.generated_dir)
         log.info("balance=synthetic: %d generated samples %s added to %d real", len(generated), generated.class_counts(), len(fit))
@@ -225,6 +229,7 @@ def fit(cfg: DictConfig, *, built: BuiltRun, run_dir: Path) -> tuple[pl.Trainer,
         pl.loggers.TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False),
     ]
     extra = {k: cfg.train[k] for k in ("limit_train_batches", "limit_val_batches") if cfg.train.get(k) is not None}
+    quiet_lightning()
     trainer = pl.Trainer(
         **trainer_kwargs(cfg.trainer, freeze_epochs=budget.freeze_epochs), **extra, max_epochs=budget.epochs,
         min_epochs=budget.min_epochs, callbacks=callbacks, logger=loggers,
@@ -282,30 +287,32 @@ def run_training(cfg: DictConfig, *, run_dir: Path) -> dict[str, Any]:
     """
     run_dir = Path(run_dir)
     spec = _check_config(cfg)  # bad names fail here, before any data or weights are touched
-    seed = int(cfg.seed)
-    pl.seed_everything(seed, workers=True, verbose=False)
-    cascade_from = cfg.classifier.get("cascade_from")
-    if cfg.classifier.get("cascade_data"):
-        cascade_from = _cascade_stage(cfg, run_dir=run_dir)
+    # One writer per run folder: a second run on it gets an error naming this one's pid.
+    with folder_lock(run_dir, what="classifier run"):
+        seed = int(cfg.seed)
         pl.seed_everything(seed, workers=True, verbose=False)
+        cascade_from = cfg.classifier.get("cascade_from")
+        if cfg.classifier.get("cascade_data"):
+            cascade_from = _cascade_stage(cfg, run_dir=run_dir)
+            pl.seed_everything(seed, workers=True, verbose=False)
 
-    evaluate_test = bool(cfg.train.get("evaluate_test", True))
-    run = load_run_data(cfg, spec=spec, evaluate_test=evaluate_test)
-    built = build_run(cfg, spec=spec, run=run, cascade_from=cascade_from)
-    trainer, best = fit(cfg, built=built, run_dir=run_dir)
-    select(built, best)
-    if not evaluate_test:
-        collapse = collapse_report(confusion=best.best_val_metrics["confusion_matrix"], best_val_mean_class_accuracy=best.best_score,
-                                   num_classes=len(run.data.class_names))
-        warn_if_collapsed(collapse, run_dir=run_dir)
-        return {"checkpoint": str(run_dir / BEST_CHECKPOINT), "selection": selection_record(cfg, best), "validation": best.best_val_metrics,
-                "collapse": collapse, "budget": built.budget.as_dict(), "input_size": built.input_size,
-                "input_size_rule": built.input_size_rule}
-    result = test(cfg, built=built, run=run, trainer=trainer, best=best, run_dir=run_dir)
-    if trainer.is_global_zero:
-        write_run_outputs(run_dir, cfg=cfg, metrics=result, train_counts=run.train_counts)
-    warn_if_collapsed(result["collapse"], run_dir=run_dir)
-    return result
+        evaluate_test = bool(cfg.train.get("evaluate_test", True))
+        run = load_run_data(cfg, spec=spec, evaluate_test=evaluate_test)
+        built = build_run(cfg, spec=spec, run=run, cascade_from=cascade_from)
+        trainer, best = fit(cfg, built=built, run_dir=run_dir)
+        select(built, best)
+        if not evaluate_test:
+            collapse = collapse_report(confusion=best.best_val_metrics["confusion_matrix"], best_val_mean_class_accuracy=best.best_score,
+                                       num_classes=len(run.data.class_names), split="validation")
+            warn_if_collapsed(collapse, run_dir=run_dir)
+            return {"checkpoint": str(run_dir / BEST_CHECKPOINT), "selection": selection_record(cfg, best), "validation": best.best_val_metrics,
+                    "collapse": collapse, "budget": built.budget.as_dict(), "input_size": built.input_size,
+                    "input_size_rule": built.input_size_rule}
+        result = test(cfg, built=built, run=run, trainer=trainer, best=best, run_dir=run_dir)
+        if trainer.is_global_zero:
+            write_run_outputs(run_dir, cfg=cfg, metrics=result, train_counts=run.train_counts)
+        warn_if_collapsed(result["collapse"], run_dir=run_dir)
+        return result
 
 
 def warn_if_collapsed(collapse: dict[str, Any], *, run_dir: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,7 +27,10 @@ from .split import FaceSplit
 log = logging.getLogger(__name__)
 
 # Bump when decoding changes (resize filter, crop rule) so old caches are not reused.
-CACHE_FORMAT = 1
+# 2: 16-bit greyscale scaled to 8 bit (was clipped to white).
+CACHE_FORMAT = 2
+# 16-bit greyscale modes; PIL's convert("RGB") clips them at 255 instead of scaling.
+_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 
 
 def fingerprint_records(records: Sequence[ImageRecord], *, class_names: Sequence[str], extra: str = "") -> str:
@@ -41,11 +45,18 @@ def decode_image(path: Path, *, size: int) -> np.ndarray:
     """RGB uint8 [size, size, 3]: centre-crop to square (aligned faces already are), then resize.
 
     Truncated files raise instead of being padded with grey, which PIL would otherwise do
-    only when LOAD_TRUNCATED_IMAGES is set; we never set it.
+    only when LOAD_TRUNCATED_IMAGES is set; we never set it. A header claiming more pixels
+    than PIL's decompression-bomb limit raises before anything is decoded. 16-bit greyscale
+    (PNG mode I;16) is scaled to 8 bit, not clipped.
     """
     with Image.open(path) as image:
+        width, height = image.size
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit and width * height > limit:
+            raise ValueError(f"the header claims {width}x{height} pixels, over the {limit}-pixel limit "
+                             "(a corrupt file or a decompression bomb); refusing to decode it")
         image.load()
-        image = image.convert("RGB")
+        image = _to_rgb(image)
     width, height = image.size
     if width != height:
         side = min(width, height)
@@ -56,10 +67,25 @@ def decode_image(path: Path, *, size: int) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8)
 
 
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """RGB, with high-bit-depth greyscale scaled (not clipped) to 8 bit."""
+    if image.mode in _SIXTEEN_BIT_MODES or image.mode == "I":
+        values = np.asarray(image).astype(np.int64)
+        low, high = (int(values.min()), int(values.max())) if values.size else (0, 0)
+        if low < 0 or high > 65535:
+            raise ValueError(f"{image.mode} image with values {low}..{high}: only 8- and 16-bit images are supported")
+        if image.mode in _SIXTEEN_BIT_MODES or high > 255:  # mode I holding 8-bit values is left as it is
+            values = (values * 255 + 32767) // 65535
+        return Image.fromarray(values.astype(np.uint8)).convert("RGB")  # 2-D uint8 -> mode L
+    if image.mode == "F":
+        raise ValueError("32-bit floating-point image (mode F): only 8- and 16-bit images are supported")
+    return image.convert("RGB")
+
+
 def _try_decode(path: Path, size: int) -> np.ndarray | str:
     try:
         return decode_image(path, size=size)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         return f"{type(error).__name__}: {error}"
 
 
@@ -109,6 +135,9 @@ def _decode_records(
     # PIL releases the GIL while decoding and resizing, so threads scale without the
     # start-up cost and fork hazards of worker processes.
     workers = num_workers or min(8, os.cpu_count() or 1)
+    # decode_image refuses any image over PIL's pixel limit itself (named, skippable); PIL's own
+    # warning for such headers would only repeat that. (A filter, not catch_warnings: threads.)
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(lambda r: _try_decode(r.path, image_size), records, chunksize=64))
     failures = [(record, result) for record, result in zip(records, results) if isinstance(result, str)]

@@ -12,6 +12,10 @@ class DatasetError(ValueError):
     """A dataset on disk (or its configuration) is not what the loader expects."""
 
 
+class EmptyGeneratedSetError(DatasetError):
+    """A generated set whose quality filter accepted nothing: a row trained on it has no generated data."""
+
+
 class SyntheticLeakError(RuntimeError):
     """A generated (VAE-GAN) sample reached a split that must be 100% real (val or test)."""
 
@@ -22,3 +26,7 @@ class CheckpointError(ValueError):
     One type for both model packages' checkpoints (VAE-GAN exports, classifier checkpoints), so
     every caller catches one thing and every message names the file.
     """
+
+
+class FolderLockedError(RuntimeError):
+    """An output folder is being written by another live run (see faces.lock.folder_lock)."""

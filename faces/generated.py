@@ -4,20 +4,26 @@ The augmenter (scripts/augment.py) writes the folder; the classifier's `syntheti
 read it here and concatenate it with the *real* train split. Its samples carry
 `is_synthetic=True`, so `require_real` rejects them anywhere near validation or test.
 
-manifest.csv has one row per image; the loader needs `path` (relative to OUT) and
-`class_name`; the augmenter adds provenance columns (strategy, strength, source ids, seed,
-checkpoint fingerprint, quality scores) that are kept for the record.
+manifest.csv has one row per image; the loader needs `path` (relative to OUT, a regular file
+inside OUT: no `..`, no absolute path, no symbolic link) and `class_name`; the augmenter adds
+provenance columns (strategy, strength, source ids, seed, checkpoint fingerprint, quality
+scores). augment.json records the image size and exactly which real images the set may be
+derived from (`source_ids_sha256`, a fingerprint of the sorted sample ids of the fit split, and
+`source_split`, how that split was carved out): `check_generated_sources` refuses a set made
+from a run's validation or test images, `load_generated` one made at another image size.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
-from collections.abc import Sequence
+import json
+import logging
+from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 
 from .cache import load_split
-from .errors import DatasetError
+from .errors import DatasetError, EmptyGeneratedSetError
 from .listing import ImageRecord, SourceListing, require_directory
 from .split import FaceSplit
 
@@ -26,7 +32,26 @@ MANIFEST_FILE = "manifest.csv"
 # vaegan.augment, read by reports that describe a generated set.
 SETTINGS_FILE = "augment.json"
 REQUIRED_COLUMNS = ("path", "class_name")
+SOURCE_COLUMN = "source_ids"  # ';'-separated sample ids of the real images a generated image was made from
 GENERATED_LAYOUT = "augmentation-manifest"
+
+log = logging.getLogger(__name__)
+
+
+def sample_ids_fingerprint(sample_ids: Iterable[str]) -> str:
+    """sha256 of the sorted sample ids: which real images a split holds, independent of order,
+    file times and where the dataset lives (augment.json's `source_ids_sha256`)."""
+    return hashlib.sha256("\n".join(sorted(sample_ids)).encode("utf-8")).hexdigest()
+
+
+def _symlink_under(root: Path, parts: Sequence[str]) -> Path | None:
+    """The first path component below `root` that is a symbolic link, if any."""
+    current = root
+    for part in parts:
+        current = current / part
+        if current.is_symlink():
+            return current
+    return None
 
 
 def manifest_fingerprint(out_dir: Path | str) -> str:
@@ -40,6 +65,7 @@ def list_generated(out_dir: Path | str, *, class_names: Sequence[str]) -> Source
     if not manifest.is_file():
         raise DatasetError(f"{root} has no {MANIFEST_FILE}; create the folder with scripts/augment.py")
     index = {name: i for i, name in enumerate(class_names)}
+    resolved_root = root.resolve()
     records: list[ImageRecord] = []
     first_line: dict[str, int] = {}
     missing: list[str] = []
@@ -62,6 +88,11 @@ def list_generated(out_dir: Path | str, *, class_names: Sequence[str]) -> Source
                 raise DatasetError(f"{manifest}:{lineno}: duplicate path {rel} (first on line {first_line[rel]})")
             first_line[rel] = lineno
             path = root / posix
+            link = _symlink_under(root, posix.parts)
+            if link is not None or not path.resolve().is_relative_to(resolved_root):
+                what = f"{link} is a symbolic link" if link is not None else f"it resolves to {path.resolve()}"
+                raise DatasetError(f"{manifest}:{lineno}: path {rel!r}: {what}; generated images must be regular files "
+                                   f"inside {root} (a link could smuggle in real or test images)")
             if not path.is_file():
                 missing.append(f"{path} (line {lineno})")
                 continue
@@ -70,7 +101,8 @@ def list_generated(out_dir: Path | str, *, class_names: Sequence[str]) -> Source
         shown = "\n  ".join(missing[:10])
         raise DatasetError(f"{manifest} lists {len(missing)} file(s) that do not exist, e.g.:\n  {shown}")
     if not records:
-        raise DatasetError(f"{manifest} lists no images")
+        raise EmptyGeneratedSetError(f"no samples passed the filter: {manifest} lists no images (see {SETTINGS_FILE} and the "
+                                     "augment table for how many candidates were rejected and why)")
     return SourceListing(
         dataset="generated",
         layout=GENERATED_LAYOUT,
@@ -85,7 +117,17 @@ def list_generated(out_dir: Path | str, *, class_names: Sequence[str]) -> Source
 def load_generated(
     out_dir: Path | str, *, class_names: Sequence[str], image_size: int, cache_dir: Path | str
 ) -> FaceSplit:
-    """The generated images as a FaceSplit named 'generated', all `is_synthetic`; for training only."""
+    """The generated images as a FaceSplit named 'generated', all `is_synthetic`; for training only.
+
+    A set whose augment.json records another image size is refused (never silently resized).
+    """
+    settings = read_generated_settings(out_dir) or {}
+    made_at = settings.get("image_size")
+    if made_at is not None and made_at != image_size:
+        raise DatasetError(
+            f"{out_dir} holds {made_at}px images ({SETTINGS_FILE} image_size={made_at}), but this run uses "
+            f"{image_size}px images (data.image_size={image_size}); generate the set at {image_size}px or set data.image_size={made_at}"
+        )
     listing = list_generated(out_dir, class_names=class_names)
     split = load_split(listing, "train", image_size=image_size, cache_dir=cache_dir)
     return FaceSplit(
@@ -101,7 +143,78 @@ def load_generated(
 
 def read_generated_settings(out_dir: Path | str) -> dict | None:
     """The settings a generated folder was made with (augment.json), or None if it has none."""
-    import json
-
     path = Path(out_dir) / SETTINGS_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise DatasetError(f"{path}: not valid JSON ({error}); the generated set's settings are damaged") from error
+    if not isinstance(settings, dict):
+        raise DatasetError(f"{path}: expected a JSON object of settings, got {type(settings).__name__}")
+    return settings
+
+
+def check_generated_sources(
+    out_dir: Path | str,
+    *,
+    fit_ids: Sequence[str] = (),
+    val_ids: Iterable[str] = (),
+    test_ids: Iterable[str] = (),
+    split_seed: int | None = None,
+) -> None:
+    """Refuse a generated set that may be derived from this run's validation or test images.
+
+    Two checks, before anything is decoded: (1) every real image a manifest row names in
+    `source_ids` must be outside `val_ids` and `test_ids`; (2) when augment.json records
+    `source_ids_sha256`, it must equal the fingerprint of this run's `fit_ids` — a set made from
+    another carve-out (another data.split_seed or data.val_fraction) had a generator input and a
+    quality filter that may have seen this run's validation images even where no row names one
+    (e.g. the prior strategy). A hand-made set without provenance is accepted with a warning.
+    """
+    root = Path(out_dir)
+    manifest = root / MANIFEST_FILE
+    if not manifest.is_file():
+        return  # load_generated reports the missing manifest
+    settings = read_generated_settings(root) or {}
+    made_from = settings.get("source_split") or {}
+    made_seed = made_from.get("split_seed")
+    this_seed = f" (data.split_seed={split_seed})" if split_seed is not None else ""
+    if made_seed is not None:
+        advice = (f"it was made from the fit split of data.split_seed={made_seed}: train with data.split_seed={made_seed}, "
+                  f"or regenerate the set (scripts/augment.py ... data.split_seed={split_seed if split_seed is not None else 'N'})")
+    else:
+        advice = "regenerate the set from this run's fit split (same data.split_seed and data.val_fraction)"
+    roles = {**{sample_id: "test" for sample_id in test_ids}, **{sample_id: "validation" for sample_id in val_ids}}
+    with manifest.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        has_sources = SOURCE_COLUMN in (reader.fieldnames or [])
+        if has_sources and roles:
+            for lineno, row in enumerate(reader, start=2):
+                for source in filter(None, (row.get(SOURCE_COLUMN) or "").split(";")):
+                    role = roles.get(source)
+                    if role == "validation":
+                        raise DatasetError(
+                            f"generated set {root}: {row.get('path')} ({MANIFEST_FILE}:{lineno}) is derived from the real image "
+                            f"{source!r}, which is in this run's validation split{this_seed}; training on it would leak "
+                            f"validation images into training. {advice[0].upper()}{advice[1:]}"
+                        )
+                    if role == "test":
+                        raise DatasetError(
+                            f"generated set {root}: {row.get('path')} ({MANIFEST_FILE}:{lineno}) is derived from the real image "
+                            f"{source!r}, which is a test image; generated sets must be made from training images only"
+                        )
+    recorded = settings.get("source_ids_sha256")
+    if recorded and fit_ids:
+        mine = sample_ids_fingerprint(fit_ids)
+        if recorded != mine:
+            size = made_from.get("fit_images")
+            raise DatasetError(
+                f"generated set {root} was made from another set of real training images than this run fits on "
+                f"({SETTINGS_FILE} source_ids_sha256={recorded[:12]}…{f' over {size} images' if size else ''}; this run: "
+                f"{mine[:12]}… over {len(fit_ids)} images{this_seed}); its generator inputs and quality filter may include "
+                f"this run's validation images. {advice[0].upper()}{advice[1:]}"
+            )
+    if not has_sources and not recorded:
+        log.warning("generated set %s records no source images (no %s column, no %s); cannot check that it was not "
+                    "made from validation or test images", root, SOURCE_COLUMN, SETTINGS_FILE)

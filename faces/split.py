@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -52,15 +53,20 @@ class FaceSplit:
         return torch.bincount(self.labels, minlength=len(self.class_names)).tolist()
 
     def subset(self, indices: torch.Tensor | Sequence[int], *, name: str | None = None) -> FaceSplit:
+        """The samples at `indices`. Its fingerprint is the parent's plus the chosen members, so two
+        different carve-outs of one split (e.g. two data.split_seed values) never look alike."""
         index = torch.as_tensor(indices, dtype=torch.long)
+        sample_ids = tuple(self.sample_ids[i] for i in index.tolist())
+        digest = hashlib.sha256(f"{self.fingerprint}\nsubset\n".encode())
+        digest.update("\n".join(sample_ids).encode())
         return FaceSplit(
             name=name or self.name,
             images=self.images[index],
             labels=self.labels[index],
             is_synthetic=self.is_synthetic[index],
-            sample_ids=tuple(self.sample_ids[i] for i in index.tolist()),
+            sample_ids=sample_ids,
             class_names=self.class_names,
-            fingerprint=self.fingerprint,
+            fingerprint=digest.hexdigest(),
         )
 
     def concat(self, other: FaceSplit, *, name: str | None = None) -> FaceSplit:

@@ -12,10 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
 import shutil
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from .errors import DatasetError
 from .folder import list_image_folder
 from .listing import SourceListing
 from .synthetic_render import EXPRESSIONS, render_face
+from .workers import spawn_pool
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +138,8 @@ def ensure_synthetic_faces(
     try:
         if workers > 1 and len(jobs) >= 4000:
             chunks = [jobs[i : i + 256] for i in range(0, len(jobs), 256)]
-            # spawn, not fork: the parent may hold torch/OpenMP threads.
-            with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            # Spawned workers that die with this process (faces.workers).
+            with spawn_pool(workers) as pool:
                 list(pool.map(_render_chunk, chunks))
         else:
             _render_chunk(jobs)

@@ -3,10 +3,14 @@
     python scripts/ablate.py                                   # all rows x 3 seeds on the embedded faces
     python scripts/ablate.py experiment=demo                   # what `make demo` runs (CPU, ~10 min)
     python scripts/ablate.py data=rafdb data.root=PATH experiment=rafdb_resnet18 trainer=gpu
+    python scripts/ablate.py launcher=submitit_local           # stage 3 (rows x seeds) as submitit jobs on this machine
+    python scripts/ablate.py trainer=gpu launcher=submitit_slurm launcher.partition=gpu launcher.timeout_min=60
     python scripts/ablate.py aggregate outputs/multirun/train_classifier/<time>   # table from any multirun
 
 Writes ablation.csv, ablation.md, per_class_recall.png, confusion_matrices.png and report.html
-into out_dir (outputs/ablate/<name>/); re-running skips finished stages and runs.
+into out_dir (outputs/ablate/<name>/); re-running skips finished stages and runs. With `launcher=`
+(conf/launcher/) the classifier runs go to that Hydra launcher as one multirun of
+scripts/train_classifier.py, each job writing into out_dir/runs/<row>/seed<k>/ (ablation/launch.py).
 """
 
 from __future__ import annotations

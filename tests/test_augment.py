@@ -7,6 +7,7 @@ The VAE-GAN here is a real (small, untrained) model: these tests are about the m
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -186,6 +187,8 @@ def test_topping_up_to_a_higher_target(model, fit, tmp_path: Path) -> None:
     run(model, fit, tmp_path / "up", targets=[40] * 7)
     run(model, fit, tmp_path / "direct", targets=[40] * 7)
     assert png_files(tmp_path / "up") == png_files(tmp_path / "direct")
+    # Same files, same manifest bytes: rows are in canonical order (class, candidate), not in run order.
+    assert (tmp_path / "up" / "manifest.csv").read_bytes() == (tmp_path / "direct" / "manifest.csv").read_bytes()
 
 
 def test_refusals(model, fit, tmp_path: Path) -> None:
@@ -221,3 +224,78 @@ def test_sources_are_used_about_equally() -> None:
     used = source_indices(candidates=range(50), n_sources=7, seed=0, label=1)
     counts = torch.bincount(torch.tensor(used), minlength=7)
     assert int(counts.max() - counts.min()) <= 1
+
+
+def test_overwrite_replaces_only_what_the_augmenter_wrote(model, fit, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run(model, fit, out, targets=[20] * 7)
+    (out / "notes.txt").write_text("mine")
+    (out / "judge").mkdir()
+    (out / "judge" / "keep.txt").write_text("judge run")
+    run(model, fit, out, targets=[20] * 7, perturbation=get_perturbation("prior"), overwrite=True)
+    assert (out / "notes.txt").read_text() == "mine" and (out / "judge" / "keep.txt").is_file()
+    assert {r["strategy"] for r in manifest_rows(out)} == {"prior"}
+    assert not (out / ".lock").exists()  # the lock is released when the run ends
+
+
+def test_settings_record_which_real_images_the_set_may_come_from(model, fit, tmp_path: Path) -> None:
+    from faces import sample_ids_fingerprint
+
+    run(model, fit, tmp_path / "out", targets=[20] * 7, source_split={"split_seed": 0, "val_fraction": 0.1})
+    settings = json.loads((tmp_path / "out" / "augment.json").read_text())
+    assert settings["source_ids_sha256"] == sample_ids_fingerprint(fit.sample_ids)
+    assert settings["source_split"] == {"split_seed": 0, "val_fraction": 0.1, "fit_images": len(fit)}
+    assert settings["image_size"] == fit.image_size
+    used = {s for r in manifest_rows(tmp_path / "out") for s in r["source_ids"].split(";") if s}
+    assert used and used <= set(fit.sample_ids)
+
+
+def test_bad_generation_arguments_are_refused_before_work(model, fit, tmp_path: Path) -> None:
+    for kwargs, message in (({"min_confidence": 5.0}, r"--min-confidence=5 must be a probability"),
+                            ({"max_attempts_factor": -1.0}, r"--max-attempts-factor=-1 must be a positive"),
+                            ({"min_source_distance": -0.5}, r"--min-source-distance=-0.5 must be >= 0"),
+                            ({"workers": -1}, r"--workers=-1 must be >= 0")):
+        with pytest.raises(AugmentError, match=message):
+            run(model, fit, tmp_path / "out", **kwargs)
+    assert not (tmp_path / "out").exists()
+
+
+WORKER_PARENT = """
+import json, os, signal, sys
+import numpy as np
+from vaegan.augment.writer import PngWriterPool
+from faces.workers import worker_report
+pool = PngWriterPool(workers=1)
+for future in pool.submit([sys.argv[1]], np.zeros((1, 8, 8, 3), dtype=np.uint8)):
+    future.result()
+print(json.dumps(pool.executor.submit(worker_report).result()), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # killed like an OOM kill or `kill -9`: no cleanup runs
+"""
+
+
+def test_png_workers_die_with_a_killed_parent_and_do_not_import_torch(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    result = subprocess.run([sys.executable, "-c", WORKER_PARENT, str(tmp_path / "x.png")], capture_output=True, text=True,
+                            timeout=120, cwd=Path(__file__).resolve().parents[1], check=False)
+    assert result.returncode == -9, result.stderr[-2000:]
+    worker = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (tmp_path / "x.png").is_file()
+    assert worker["torch_imported"] is False  # a PNG writer has no use for torch (seconds of start-up, GBs with CUDA)
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    deadline = time.monotonic() + 10
+    while alive(worker["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if alive(worker["pid"]):
+        os.kill(worker["pid"], 9)  # do not leave it behind even when the test fails
+        pytest.fail(f"PNG worker {worker['pid']} outlived its killed parent")

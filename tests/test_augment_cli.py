@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -88,3 +89,34 @@ def test_cli_generates_with_the_checkpoints_own_data_config(tmp_path: Path, setu
         line.split()[1:4] for line in result.stdout.splitlines() if line.startswith("Fear")))
     assert target == 10 and generated == 10 - real  # --no-filter: every candidate kept
     assert len(list((out / "Fear").glob("*.png"))) == generated
+
+
+def test_a_judge_killed_mid_training_is_trained_again_from_scratch(tmp_path: Path, setup, one_thread) -> None:
+    """best.safetensors is written after every improving epoch, so after a kill it exists but is
+    half-trained; only a judge with its completion marker (judge.json) is reused."""
+    cfg, _ = setup
+    overrides = ["balance=reweight", *JUDGE]
+    clean = ensure_judge(data_cfg=cfg.data, paths_cfg=cfg.paths, overrides=overrides, run_dir=tmp_path / "clean" / "judge")
+    killed = tmp_path / "killed" / "judge"
+    (killed / "checkpoints").mkdir(parents=True)
+    (killed / "checkpoints" / "best.safetensors").write_bytes(b"weights of epoch 1 of 6")  # what the kill left
+    (killed / "logs").mkdir()
+    (killed / "logs" / "metrics.csv").write_text("epoch,val/mca\n0,0.2\n")
+    judge = ensure_judge(data_cfg=cfg.data, paths_cfg=cfg.paths, overrides=overrides, run_dir=killed)
+    assert judge.read_bytes() == clean.read_bytes()  # retrained from scratch: byte-identical to an uninterrupted run
+    from ablation.judge import MARKER_FILE, finished_judge
+
+    assert (killed / MARKER_FILE).is_file()
+    stamp = judge.stat().st_mtime_ns
+    assert ensure_judge(data_cfg=cfg.data, paths_cfg=cfg.paths, overrides=overrides, run_dir=killed) == judge
+    assert judge.stat().st_mtime_ns == stamp  # a finished judge is reused as it is
+    # ...but only for the data and overrides it was trained on.
+    trained_on = json.loads((killed / MARKER_FILE).read_text())["trained_on"]
+    assert finished_judge(killed, trained_on=trained_on) == judge
+    assert finished_judge(killed, trained_on={**trained_on, "data": {**trained_on["data"], "split_seed": 1}}) is None
+    # A finished judge trained otherwise filtered the images beside it: refused (no training), unless replaced.
+    from vaegan.augment.run import AugmentError
+
+    with pytest.raises(AugmentError, match=r"finished quality-filter judge trained with other overrides.*--overwrite"):
+        ensure_judge(data_cfg=cfg.data, paths_cfg=cfg.paths, overrides=[*overrides, "seed=1"], run_dir=killed)
+    assert judge.stat().st_mtime_ns == stamp

@@ -97,3 +97,44 @@ def test_bad_training_numbers_name_the_key(key: str, value: object) -> None:
     t[key] = value
     with pytest.raises(ValueError, match=rf"train\.{key}={value!r}"):
         check_train_numbers(t)
+
+
+def test_a_row_whose_filter_accepted_nothing_says_so(tmp_path: Path) -> None:
+    from faces import EmptyGeneratedSetError
+    from faces.runs import record_failure
+
+    root = tmp_path / "runs"
+    write_run(root / "none" / "seed0", balance="none", seed=0, accuracy=0.7, mca=0.6, f1=0.55, recalls=[0.7, 0.3, 0.8])
+    error = EmptyGeneratedSetError("no samples passed the filter: OUT/manifest.csv lists no images")
+    record_failure(root / "synthetic" / "seed0", error, row="synthetic", seed=0)
+    table = write_report(root)["markdown"].read_text()
+    line = next(row for row in table.splitlines() if row.startswith("| synthetic |"))
+    assert "no samples passed the filter" in line and "no samples |" in line
+
+
+def test_an_empty_generated_set_is_a_clear_error(tmp_path: Path) -> None:
+    from faces import EmptyGeneratedSetError, list_generated
+
+    (tmp_path / "manifest.csv").write_text("path,class_name\n")
+    with pytest.raises(EmptyGeneratedSetError, match="no samples passed the filter"):
+        list_generated(tmp_path, class_names=["a", "b"])
+
+
+def test_a_weak_judge_is_warned_about() -> None:
+    import torch
+
+    from ablation.generation_report import JUDGE_RECALL_FLOOR, judge_quality
+    from faces.split import FaceSplit
+    from vaegan.augment.run import AugmentReport, ClassReport
+
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    val = FaceSplit(name="val", images=torch.zeros(6, 3, 8, 8, dtype=torch.uint8), labels=labels, is_synthetic=torch.zeros(6, dtype=torch.bool),
+                    sample_ids=tuple(f"v{i}" for i in range(6)), class_names=("A", "B", "C"))
+    always_a = lambda images: torch.nn.functional.one_hot(torch.zeros(len(images), dtype=torch.long), 3).float()  # noqa: E731
+    quality = judge_quality(always_a, val)
+    assert quality["validation_recall"] == {"A": 1.0, "B": 0.0, "C": 0.0} and quality["weak_classes"] == ["B", "C"]
+    assert quality["recall_floor"] == JUDGE_RECALL_FLOOR and quality["validation_mean_class_accuracy"] == pytest.approx(1 / 3)
+    report = AugmentReport(out_dir=Path("."), classes=[ClassReport("B", 2, 10, 0, 80, 2, 8)], written_this_run=0, seconds=1.0,
+                           judge_quality=quality)
+    table = report.table()
+    assert "WEAK JUDGE" in table and "WARNING: the judge's validation recall is below" in table and "B" in table

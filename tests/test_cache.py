@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 import torch
+from builders import build_class_folders, write_image
 
 import faces.cache
-from builders import build_class_folders, write_image
 from faces import load_faces
 
 
@@ -74,3 +75,43 @@ def test_only_requested_splits_are_read(tmp_path: Path, cache_dir: Path) -> None
     data = load_faces(_cfg(root), cache_dir=cache_dir, splits=("train",))
     assert set(data.splits) == {"train"}
     assert all(f.name.startswith("train") for f in _cache_files(cache_dir))
+
+
+def test_sixteen_bit_greyscale_is_scaled_not_clipped(tmp_path: Path, cache_dir: Path) -> None:
+    """A 16-bit greyscale PNG (PIL mode I;16) decodes to the same grey levels as its 8-bit copy,
+    not to near-white (PIL's convert("RGB") clips 16-bit values at 255)."""
+    import numpy as np
+    from PIL import Image
+
+    root = build_class_folders(tmp_path / "d", counts={"train": (1, 1), "test": (1, 1)}, folder_names=("a", "b"), size=16)
+    levels = np.linspace(0, 65535, 16 * 16).reshape(16, 16).astype(np.uint16)
+    Image.fromarray(levels).save(root / "train" / "a" / "deep.png")
+    assert Image.open(root / "train" / "a" / "deep.png").mode == "I;16"
+    data = load_faces(_cfg(root), cache_dir=cache_dir)
+    index = data.train.sample_ids.index("train/a/deep.png")
+    decoded = data.train.images[index, 0].numpy().astype(int)
+    expected = np.round(levels / 257.0)
+    assert abs(decoded - expected).max() <= 1
+    assert decoded.mean() == pytest.approx(127.5, abs=2)  # was ~255 when clipped
+
+
+def test_decompression_bomb_is_named_and_skippable(tmp_path: Path, cache_dir: Path) -> None:
+    """A header claiming 40000x40000 pixels is an unreadable image: named, and skipped on request."""
+    import struct
+    import zlib
+
+    from faces import DatasetError
+
+    root = build_class_folders(tmp_path / "d", counts={"train": (2, 2), "test": (1, 1)}, folder_names=("a", "b"), size=16)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    for name, side in (("bomb.png", 40000), ("big.png", 10000)):  # over PIL's error limit / over its warning limit
+        (root / "train" / "a" / name).write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+                                                  + chunk(b"IDAT", zlib.compress(b"\x00")) + chunk(b"IEND", b""))
+    with pytest.raises(DatasetError, match=r"(?s)2 of 6 image\(s\) could not be read.*big\.png: ValueError: the header claims "
+                                           r"10000x10000 pixels.*bomb\.png: DecompressionBombError.*skip_unreadable=true"):
+        load_faces(_cfg(root), cache_dir=cache_dir)
+    data = load_faces({**_cfg(root), "skip_unreadable": True}, cache_dir=cache_dir)
+    assert set(data.train.skipped) == {"train/a/bomb.png", "train/a/big.png"} and len(data.train) == 4

@@ -57,3 +57,19 @@ def test_split_validation() -> None:
                   is_synthetic=torch.zeros(1, dtype=torch.bool), sample_ids=("a",), class_names=("c",))
     with pytest.raises(ValueError, match="role="):
         FaceTensorDataset(split=make_split(2), role="holdout")
+
+
+def test_two_carve_outs_of_one_split_have_different_fingerprints() -> None:
+    """FaceSplit.subset derives its fingerprint from its members: the fit splits of two
+    data.split_seed values must not look alike (they once both kept the parent's)."""
+    split = make_split(60)
+    split = FaceSplit(name=split.name, images=split.images, labels=split.labels, is_synthetic=split.is_synthetic,
+                      sample_ids=split.sample_ids, class_names=split.class_names, fingerprint="parent")
+    fits = []
+    for seed in (0, 1):
+        keep, _ = stratified_split(split.labels, fraction=0.2, seed=seed, num_classes=3)
+        fits.append(split.subset(keep))
+    assert fits[0].fingerprint != fits[1].fingerprint
+    assert split.fingerprint not in (fits[0].fingerprint, fits[1].fingerprint)
+    keep, _ = stratified_split(split.labels, fraction=0.2, seed=0, num_classes=3)
+    assert split.subset(keep).fingerprint == fits[0].fingerprint  # deterministic

@@ -17,7 +17,13 @@ import torch
 from safetensors.torch import load_file
 
 from faces.errors import CheckpointError
-from faces.io import read_safetensors_metadata, save_safetensors
+from faces.io import (
+    is_name_list,
+    is_positive_int,
+    read_safetensors_metadata,
+    require_metadata,
+    save_safetensors,
+)
 
 from .model import ARCHITECTURE_KEYS, VAEGAN
 
@@ -62,6 +68,16 @@ def read_vaegan_meta(path: Path | str) -> dict[str, Any]:
     missing = [key for key in ("architecture", "class_names", "image_size") if key not in meta]
     if missing:
         raise CheckpointError(f"{path}: VAE-GAN checkpoint metadata lacks {missing}; the file is damaged or was not written by save_vaegan")
+    require_metadata(path, meta, {
+        "class_names": ("a list of distinct class names", is_name_list),
+        "image_size": ("a positive integer", is_positive_int),
+        "architecture": (f"an object with keys from {list(ARCHITECTURE_KEYS)}",
+                         lambda v: isinstance(v, dict) and set(v) <= set(ARCHITECTURE_KEYS)
+                         and all(is_positive_int(x) for x in v.values())),
+    }, what=WHAT)
+    if meta["architecture"].get("num_classes") != len(meta["class_names"]):
+        raise CheckpointError(f"{path}: metadata architecture.num_classes={meta['architecture'].get('num_classes')!r} but "
+                              f"{len(meta['class_names'])} class names; the file is damaged or was not written by save_vaegan")
     return meta
 
 
@@ -85,7 +101,10 @@ def load_vaegan(
         differences = config_differences(architecture, dict(expected_config), keys=ARCHITECTURE_KEYS)
         if differences:
             raise CheckpointError(f"{path}: checkpoint was trained with a different config: " + "; ".join(differences))
-    model = VAEGAN(**architecture)
+    try:
+        model = VAEGAN(**architecture)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: the stored architecture {architecture} cannot be built ({error})") from error
     state = load_file(str(path), device="cpu")
     expected_keys, found_keys = set(model.state_dict()), set(state)
     if expected_keys != found_keys:

@@ -15,6 +15,9 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
+from faces.lock import folder_lock
+from faces.logs import quiet_lightning
+
 from .checkpoint import check_resume_checkpoint, save_vaegan
 from .data import VAEGANDataModule, load_vaegan_faces
 from .model import LATENT_DIMS, RESOLUTIONS
@@ -84,45 +87,48 @@ def train_vaegan(cfg: DictConfig | dict, *, output_dir: Path | str, callbacks: S
     validate_config(config)
     if config.get("resume"):
         check_resume_checkpoint(config["resume"], config=config)
-    pl.seed_everything(int(config["seed"]), workers=True)
+    # One writer per run folder (a second run on it names this one's pid); the EMA decoder stays in eval on purpose.
+    quiet_lightning(frozen_eval_modules=True)
+    with folder_lock(output_dir, what="VAE-GAN training"):
+        pl.seed_everything(int(config["seed"]), workers=True)
 
-    fit, val, data = load_vaegan_faces(config["data"], cache_dir=config["paths"]["cache_dir"])
-    resolution = config["vaegan"]["resolution"]
-    datamodule = VAEGANDataModule(fit=fit, val=val, resolution=resolution, batch_size=config["batch_size"], seed=int(config["seed"]))
-    log.info("VAE-GAN %s (%dpx, latent %d) on %s: %d fit / %d val images, classes %s",
-             config["vaegan"]["name"], resolution, config["vaegan"]["latent_dim"], data.dataset, len(fit), len(val),
-             dict(zip(fit.class_names, fit.class_counts())))
-    module = VAEGANModule(config=config, class_names=list(fit.class_names), image_size=fit.image_size,
-                          data_fingerprint=fit.fingerprint)
-    trainer, last, best = build_trainer(config, output_dir=output_dir, callbacks=callbacks)
-    try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=config.get("resume"), weights_only=True)
-    except NonFiniteLossError as error:
-        last_path = Path(last.last_model_path or last.best_model_path or output_dir / "checkpoints" / "last.ckpt")
-        kept = last_path if last_path.is_file() else "none yet (it failed in the first epoch)"
-        raise NonFiniteLossError(f"{error} Last good checkpoint: {kept}") from error
+        fit, val, data = load_vaegan_faces(config["data"], cache_dir=config["paths"]["cache_dir"])
+        resolution = config["vaegan"]["resolution"]
+        datamodule = VAEGANDataModule(fit=fit, val=val, resolution=resolution, batch_size=config["batch_size"], seed=int(config["seed"]))
+        log.info("VAE-GAN %s (%dpx, latent %d) on %s: %d fit / %d val images, classes %s",
+                 config["vaegan"]["name"], resolution, config["vaegan"]["latent_dim"], data.dataset, len(fit), len(val),
+                 dict(zip(fit.class_names, fit.class_counts())))
+        module = VAEGANModule(config=config, class_names=list(fit.class_names), image_size=fit.image_size,
+                              data_fingerprint=fit.fingerprint)
+        trainer, last, best = build_trainer(config, output_dir=output_dir, callbacks=callbacks)
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=config.get("resume"), weights_only=True)
+        except NonFiniteLossError as error:
+            last_path = Path(last.last_model_path or last.best_model_path or output_dir / "checkpoints" / "last.ckpt")
+            kept = last_path if last_path.is_file() else "none yet (it failed in the first epoch)"
+            raise NonFiniteLossError(f"{error} Last good checkpoint: {kept}") from error
 
-    if trainer.is_global_zero:
-        module.save_grids(tag="final")
-    last_path = Path(last.best_model_path)  # save_top_k=1, no monitor: the most recent epoch
-    best_path = Path(best.best_model_path) if best.best_model_path else None
-    # Export the best (held-out reconstruction) weights for the augmenter.
-    source = best_path or last_path
-    state = torch.load(source, map_location="cpu", weights_only=True)["state_dict"]
-    module.load_state_dict(state)
-    if trainer.is_global_zero:
-        module.model.to(memory_format=torch.contiguous_format)
-        export = save_vaegan(
-            output_dir / EXPORT_NAME, model=module.model.cpu(), config=config["vaegan"], class_names=fit.class_names,
-            extra={"image_size": fit.image_size, "data_fingerprint": fit.fingerprint, "dataset": data.dataset,
-                   "data": config["data"],
-                   "seed": config["seed"], "epochs": config["epochs"], "source_checkpoint": str(source)},
-        )
-    else:
-        export = output_dir / EXPORT_NAME
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.as_tensor(v).numel() == 1}
-    return TrainResult(output_dir=output_dir, last_checkpoint=last_path, best_checkpoint=best_path, export=export,
-                       metrics=metrics, seconds=time.perf_counter() - started)
+        if trainer.is_global_zero:
+            module.save_grids(tag="final")
+        last_path = Path(last.best_model_path)  # save_top_k=1, no monitor: the most recent epoch
+        best_path = Path(best.best_model_path) if best.best_model_path else None
+        # Export the best (held-out reconstruction) weights for the augmenter.
+        source = best_path or last_path
+        state = torch.load(source, map_location="cpu", weights_only=True)["state_dict"]
+        module.load_state_dict(state)
+        if trainer.is_global_zero:
+            module.model.to(memory_format=torch.contiguous_format)
+            export = save_vaegan(
+                output_dir / EXPORT_NAME, model=module.model.cpu(), config=config["vaegan"], class_names=fit.class_names,
+                extra={"image_size": fit.image_size, "data_fingerprint": fit.fingerprint, "dataset": data.dataset,
+                       "data": config["data"],
+                       "seed": config["seed"], "epochs": config["epochs"], "source_checkpoint": str(source)},
+            )
+        else:
+            export = output_dir / EXPORT_NAME
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.as_tensor(v).numel() == 1}
+        return TrainResult(output_dir=output_dir, last_checkpoint=last_path, best_checkpoint=best_path, export=export,
+                           metrics=metrics, seconds=time.perf_counter() - started)
 
 
 def format_summary(result: TrainResult) -> str:

@@ -12,8 +12,7 @@ import torch
 from PIL import Image
 
 from faces import FaceSplit
-
-from .writer import write_png_atomic
+from faces.io import write_png_atomic
 
 GAP = 2  # pixels between tiles; a wider gap after the source column marks it as the real image
 

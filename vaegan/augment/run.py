@@ -5,7 +5,11 @@ batch `k // batch_size`, whose sources, noise and judge scores depend only on
 (seed, c, batch). Progress (the next undecided candidate per class) is committed after
 each batch's files are written, so a killed run re-run with the same command regenerates
 exactly what was not committed and ends byte-identical to an uninterrupted run; raising
-the target later continues from the same candidate as a single run would.
+the target later continues from the same candidate as a single run would. manifest.csv lists
+its rows in one canonical order (class, then candidate index), however many runs made them.
+
+One writer per OUT (faces.lock.folder_lock); --overwrite only ever replaces a folder the
+augmenter made (it has augment.json), and then only the files the augmenter writes.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,11 +29,13 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from faces import MANIFEST_FILE, SETTINGS_FILE, FaceSplit
+from faces import MANIFEST_FILE, SETTINGS_FILE, DatasetError, FaceSplit
+from faces.generated import read_generated_settings, sample_ids_fingerprint
 from faces.io import write_json_atomic, write_text_atomic
+from faces.lock import LOCK_FILE, folder_lock
 
 from ..images import resize_uint8, to_model_range, to_uint8
-from .perturbations import LatentBatch, Perturbation
+from .perturbations import LatentBatch, Perturbation, class_latent_scale
 from .preview import preview_grids
 from .writer import PngWriterPool
 
@@ -43,6 +49,7 @@ MANIFEST_COLUMNS = (
 )
 REJECT_REASONS = ("wrong_class", "low_confidence", "near_duplicate")
 REJECTED_EARLIER = -2  # candidates of a resumed batch that an earlier run already decided on
+JUDGE_DIR = "judge"  # OUT/judge: the quality filter's classifier, trained before augment.json exists
 
 
 class AugmentError(ValueError):
@@ -61,6 +68,8 @@ class AugmentSettings:
     image_size: int
     class_names: tuple[str, ...]
     real_fingerprint: str
+    # Exactly which real images the set may be derived from: sha256 of the fit split's sorted sample ids.
+    source_ids_sha256: str
     filter: bool
     judge_sha256: str | None
     min_confidence: float
@@ -95,16 +104,29 @@ class AugmentReport:
     written_this_run: int
     seconds: float
     previews: list[Path] = field(default_factory=list)
+    # The filter's judge on real validation images: {"validation_recall": {class: r}, "weak_classes": [...],
+    # "recall_floor": f, ...} (written by the caller that owns the judge), or None without a filter.
+    judge_quality: dict[str, Any] | None = None
 
     @property
     def images_per_second(self) -> float:
         return self.written_this_run / self.seconds if self.seconds > 0 else 0.0
 
     def table(self) -> str:
-        lines = [f"{'class':<12}{'real':>8}{'target':>8}{'generated':>11}{'rejected':>10}{'final':>8}"]
+        recall = (self.judge_quality or {}).get("validation_recall") or {}
+        weak = set((self.judge_quality or {}).get("weak_classes") or [])
+        lines = [f"{'class':<12}{'real':>8}{'target':>8}{'generated':>11}{'rejected':>10}{'final':>8}"
+                 + (f"{'judge val recall':>18}" if recall else "")]
         for r in self.classes:
             short = f"  SHORT by {r.shortfall}" if r.shortfall else ""
-            lines.append(f"{r.class_name:<12}{r.real:>8}{r.target:>8}{r.generated:>11}{r.rejected:>10}{r.final:>8}{short}")
+            judged = ""
+            if recall:
+                value = recall.get(r.class_name)
+                judged = f"{'–' if value is None or value != value else f'{value:.2f}':>18}" + (" WEAK JUDGE" if r.class_name in weak else "")
+            lines.append(f"{r.class_name:<12}{r.real:>8}{r.target:>8}{r.generated:>11}{r.rejected:>10}{r.final:>8}{judged}{short}")
+        if weak:
+            lines.append(f"WARNING: the judge's validation recall is below {self.judge_quality['recall_floor']:g} for "
+                         f"{', '.join(sorted(weak))}: its accept/reject verdicts on those classes mean little")
         return "\n".join(lines)
 
 
@@ -135,9 +157,31 @@ def source_indices(*, candidates: Sequence[int], n_sources: int, seed: int, labe
     return result
 
 
+def check_generation_args(*, min_confidence: float, min_source_distance: float, max_attempts_factor: float,
+                          workers: int | None, batch_size: int) -> None:
+    """Refuse filter and budget settings that cannot do what they say, naming the flag and the value."""
+    if not 0.0 <= min_confidence <= 1.0:
+        raise AugmentError(f"--min-confidence={min_confidence:g} must be a probability in [0, 1]")
+    if not min_source_distance >= 0.0:
+        raise AugmentError(f"--min-source-distance={min_source_distance:g} must be >= 0 (a mean absolute pixel difference in 0..1)")
+    if not max_attempts_factor > 0.0 or not np.isfinite(max_attempts_factor):
+        raise AugmentError(f"--max-attempts-factor={max_attempts_factor:g} must be a positive number of candidates per image needed")
+    if workers is not None and workers < 0:
+        raise AugmentError(f"--workers={workers} must be >= 0 (0 writes PNGs in this process)")
+    if batch_size < 1:
+        raise AugmentError(f"--batch-size={batch_size} must be >= 1")
+
+
 def read_settings(out_dir: Path) -> dict[str, Any] | None:
-    path = Path(out_dir) / SETTINGS_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    try:
+        return read_generated_settings(out_dir)
+    except DatasetError as error:
+        raise AugmentError(str(error)) from error
+
+
+def _ours_before_settings(entry: Path) -> bool:
+    """What an OUT may hold before augment.json is written: the judge's run folder and the lock."""
+    return entry.name in (JUDGE_DIR, LOCK_FILE) or entry.name.startswith(f"{LOCK_FILE}.stale.")
 
 
 def settings_differences(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -149,16 +193,22 @@ def settings_differences(stored: dict[str, Any], new: dict[str, Any]) -> list[st
 
 
 def check_out_dir(out_dir: Path, settings: dict[str, Any], *, overwrite: bool) -> None:
-    """Refuse an OUT made with other settings (or not by the augmenter) unless `overwrite`.
+    """Refuse an OUT that the augmenter did not make (always), or made with other settings (unless
+    `overwrite`). Read-only: nothing is created or changed here.
 
     Called with the settings known so far before any expensive work (judge training), and
     again with the full settings right before generating.
     """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise AugmentError(f"--out {out_dir} is a file; choose a folder")
     stored = read_settings(out_dir)
     if stored is None:
-        if out_dir.exists() and any(p.name != "judge" for p in out_dir.iterdir()) and not overwrite:
-            raise AugmentError(f"--out {out_dir} exists and is not an augmentation folder (no {SETTINGS_FILE}); "
-                               "choose another --out, or pass --overwrite to replace its contents")
+        foreign = sorted(p.name for p in out_dir.iterdir() if not _ours_before_settings(p)) if out_dir.is_dir() else []
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise AugmentError(f"--out {out_dir} is not an augmentation folder (no {SETTINGS_FILE}) and holds files that "
+                               f"scripts/augment.py did not make ({shown}); it is left untouched. Choose a new or empty folder for --out")
         return
     differing = settings_differences(stored, settings)
     if differing and not overwrite:
@@ -166,16 +216,33 @@ def check_out_dir(out_dir: Path, settings: dict[str, Any], *, overwrite: bool) -
                            "pass --overwrite to replace it, or choose another --out")
 
 
-def _prepare_out_dir(out_dir: Path, settings: AugmentSettings, *, overwrite: bool) -> None:
+def _remove_generated(out_dir: Path, *, class_names: Sequence[str]) -> None:
+    """Delete what the augmenter writes into OUT (and nothing else); augment.json goes last, so a
+    removal killed halfway leaves a folder that is still recognised as the augmenter's."""
+    for name in dict.fromkeys([MANIFEST_FILE, PROGRESS_FILE, PREVIEW_DIR, *class_names]):
+        if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name:
+            continue  # augment.json is data: a damaged or forged class name never names a path outside OUT
+        path = out_dir / name
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.is_dir():
+            shutil.rmtree(path)
+    for tmp in out_dir.glob(".*.tmp"):  # atomic-write temp files of a killed run
+        tmp.unlink(missing_ok=True)
+    (out_dir / SETTINGS_FILE).unlink(missing_ok=True)
+
+
+def _prepare_out_dir(out_dir: Path, settings: AugmentSettings, *, overwrite: bool,
+                     record: Mapping[str, Any] | None = None) -> None:
+    """Check OUT, replace the augmenter's files if `overwrite` and the settings differ, write augment.json
+    (the settings, plus `record`: provenance that is kept but does not decide resumption)."""
     check_out_dir(out_dir, asdict(settings), overwrite=overwrite)
     stored = read_settings(out_dir)
-    if overwrite and out_dir.exists() and (stored is None or settings_differences(stored, asdict(settings))):
-        for child in out_dir.iterdir():
-            if child.name == "judge":
-                continue  # a judge trained on the same real data is still valid
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    if overwrite and stored is not None and settings_differences(stored, asdict(settings)):
+        # The judge stays: ablation.judge.ensure_judge reuses it only if it was trained on the same data.
+        _remove_generated(out_dir, class_names=[*(stored.get("class_names") or []), *settings.class_names])
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out_dir / SETTINGS_FILE, asdict(settings), indent=1, sort_keys=True)
+    write_json_atomic(out_dir / SETTINGS_FILE, {**dict(record or {}), **asdict(settings)}, indent=1, sort_keys=True)
 
 
 def _load_progress(out_dir: Path, class_names: Sequence[str]) -> tuple[dict[str, ClassProgress], list[dict[str, Any]]]:
@@ -183,8 +250,11 @@ def _load_progress(out_dir: Path, class_names: Sequence[str]) -> tuple[dict[str,
     progress = {name: ClassProgress() for name in class_names}
     rows: list[dict[str, Any]] = []
     if path.is_file():
-        data = json.loads(path.read_text())
-        rows = data["rows"]
+        try:
+            data = json.loads(path.read_text())
+            rows = data["rows"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise AugmentError(f"{path}: damaged progress record ({type(error).__name__}: {error}); rerun with --overwrite") from error
         for name, state in data["classes"].items():
             progress[name] = ClassProgress(**state)
     # The manifest may only list files that exist: a listed file that vanished is an error
@@ -202,8 +272,15 @@ def _load_progress(out_dir: Path, class_names: Sequence[str]) -> tuple[dict[str,
     return progress, rows
 
 
+def canonical_order(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows by class, then candidate index: the same files give the same manifest bytes (and the same
+    training order), whether one run made them or several with rising targets."""
+    return sorted(rows, key=lambda row: (int(row["label"]), int(row["candidate"])))
+
+
 def _commit(out_dir: Path, progress: dict[str, ClassProgress], rows: list[dict[str, Any]]) -> None:
     """progress.json is the source of truth; manifest.csv is rewritten from it right after."""
+    rows = canonical_order(rows)
     write_json_atomic(out_dir / PROGRESS_FILE, {"classes": {k: asdict(v) for k, v in progress.items()}, "rows": rows},
                       indent=1, sort_keys=True)
     buffer = io.StringIO()
@@ -236,6 +313,7 @@ class ClassPlan:
     source_images: torch.Tensor    # uint8 [n, 3, H, W]
     mu: torch.Tensor | None = None
     logvar: torch.Tensor | None = None
+    class_scale: torch.Tensor | None = None  # L with L L^T = Cov(mu | class), for the semantic perturbation
 
 
 @dataclass
@@ -269,6 +347,8 @@ def plan(*, model, fit: FaceSplit, targets: Sequence[int], progress: dict[str, C
                          budget=int(np.ceil(max_attempts_factor * (targets[label] - real_counts[label]))))
         if perturbation.sources:
             item.mu, item.logvar = _encode_sources(model, item.source_images, fit.labels[members], device=device, batch_size=batch_size)
+            if perturbation.name == "semantic":  # the same class statistics as vaegan.augment.perturbations.perturb_codes
+                item.class_scale = class_latent_scale(item.mu.cpu()).to(device)
         plans.append(item)
     return plans
 
@@ -287,7 +367,7 @@ def generate(*, model, item: ClassPlan, batch: int, perturbation: Perturbation, 
         partner_offset = torch.randint(1, max(2, n), (batch_size,), generator=generator)
         partner = [(s + int(o)) % n if n > 1 else s for s, o in zip(src, partner_offset)]
         latents = LatentBatch(mu=item.mu[src], logvar=item.logvar[src], partner_mu=item.mu[partner],
-                              noise=noise.to(device), mix=mix.to(device))
+                              noise=noise.to(device), mix=mix.to(device), class_scale=item.class_scale)
     else:
         src, partner = [], []
         zeros = torch.zeros((batch_size, model.latent_dim), device=device)
@@ -361,27 +441,52 @@ def augment(
     overwrite: bool = False,
     preview_sources: int = 4,
     preview_variants: int = 8,
+    source_split: Mapping[str, Any] | None = None,
+    extra_record: Mapping[str, Any] | None = None,
 ) -> AugmentReport:
     """Generate `targets[c] - real[c]` accepted images for every class below its target:
     plan (what each class needs), then per fixed candidate batch generate, judge and commit.
 
     `fit` is the real train split *minus validation*: sources come only from images the
     classifier trains on, so nothing of the validation images leaks into training data.
+    augment.json records exactly which images those are (`source_ids_sha256`) and, from
+    `source_split` (e.g. {"split_seed": 0, "val_fraction": 0.1}), how they were carved out, so a
+    classifier with another carve-out refuses the set (faces.check_generated_sources).
     """
     if fit.is_synthetic.any():
         raise AugmentError("source images must be real; the split passed in contains generated samples")
     if len(targets) != len(fit.class_names):
         raise AugmentError(f"{len(targets)} targets for {len(fit.class_names)} classes")
-    device = torch.device(device)
-    model = model.to(device).eval()
+    check_generation_args(min_confidence=min_confidence, min_source_distance=min_source_distance,
+                          max_attempts_factor=max_attempts_factor, workers=workers, batch_size=batch_size)
     settings = AugmentSettings(
         checkpoint_sha256=checkpoint_sha256, strategy=perturbation.name, strength=float(strength), seed=int(seed),
         batch_size=int(batch_size), image_size=fit.image_size, class_names=tuple(fit.class_names),
-        real_fingerprint=fit.fingerprint, filter=judge is not None, judge_sha256=judge_sha256,
+        real_fingerprint=fit.fingerprint, source_ids_sha256=sample_ids_fingerprint(fit.sample_ids),
+        filter=judge is not None, judge_sha256=judge_sha256,
         min_confidence=float(min_confidence), min_source_distance=float(min_source_distance),
     )
     out_dir = Path(out_dir)
-    _prepare_out_dir(out_dir, settings, overwrite=overwrite)
+    check_out_dir(out_dir, asdict(settings), overwrite=overwrite)  # before the lock creates anything in OUT
+    # Provenance kept in augment.json that does not decide resumption (e.g. the judge's validation quality).
+    record = {"source_split": {**dict(source_split or {}), "fit_images": len(fit)}, **dict(extra_record or {})}
+    with folder_lock(out_dir, what="augmentation"):
+        return _augment_locked(
+            model=model, checkpoint_sha256=checkpoint_sha256, fit=fit, out_dir=out_dir, targets=targets,
+            perturbation=perturbation, strength=strength, seed=seed, batch_size=batch_size, judge=judge,
+            min_confidence=min_confidence, min_source_distance=min_source_distance,
+            max_attempts_factor=max_attempts_factor, device=torch.device(device), workers=workers, overwrite=overwrite,
+            preview_sources=preview_sources, preview_variants=preview_variants, settings=settings, record=record,
+        )
+
+
+def _augment_locked(*, model, checkpoint_sha256: str, fit: FaceSplit, out_dir: Path, targets: Sequence[int],
+                    perturbation: Perturbation, strength: float, seed: int, batch_size: int, judge: Judge | None,
+                    min_confidence: float, min_source_distance: float, max_attempts_factor: float, device: torch.device,
+                    workers: int, overwrite: bool, preview_sources: int, preview_variants: int,
+                    settings: AugmentSettings, record: Mapping[str, Any]) -> AugmentReport:
+    model = model.to(device).eval()
+    _prepare_out_dir(out_dir, settings, overwrite=overwrite, record=record)
     progress, rows = _load_progress(out_dir, fit.class_names)
     real_counts = fit.class_counts()
     for label, name in enumerate(fit.class_names):

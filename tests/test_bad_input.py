@@ -1,0 +1,392 @@
+"""Probe suite: bad input to the real entry points fails fast, names the file/line/value, and loses nothing.
+
+Each case builds its bad input in a tmp dir, runs a real entry point in-process (the augment
+CLI's `main`, the classifier's `run_training` / `run_evaluation`, `scripts/evaluate.py`'s
+argument handling, the data layer's loaders) and checks four things: the exit status (or the
+error type), that the message names the offending file/line/value, that it failed before the
+expensive work (no decoded cache written, no model trained, no output folder created) where
+that applies, and that every file that was on disk before is still there, byte for byte.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import struct
+import subprocess
+import sys
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from builders import build_rafdb_official, write_image
+from omegaconf import OmegaConf
+from safetensors.torch import save_file
+
+import faces
+from ablation.augment import main as augment_main
+from ablation.config import compose_config
+from classifier.evaluate import run_evaluation
+from classifier.train import run_training
+from faces.classes import RAFDB_CLASSES
+from faces.lock import LOCK_FILE
+from vaegan.checkpoint import save_vaegan
+from vaegan.model import VAEGAN
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = ["classifier=resnet10t_scratch", "train.epochs=1", "train.freeze_epochs=0", "train.warmup_epochs=0",
+        "train.batch_size=16", "train.limit_train_batches=2", "trainer.enable_progress_bar=false"]
+
+
+@dataclass
+class Env:
+    """One case's sandbox: tmp dir, its own cache dir, the shared tiny dataset and a VAE-GAN export."""
+
+    tmp: Path
+    root: Path
+    checkpoint: Path
+
+    @property
+    def cache(self) -> Path:
+        return self.tmp / "cache"
+
+    def data_args(self, *extra: str) -> list[str]:
+        return ["data.preset=tiny", f"data.root={self.root}", f"paths.cache_dir={self.cache}",
+                f"paths.output_dir={self.tmp / 'outputs'}", *extra]
+
+    def augment(self, *args: str, data: tuple[str, ...] | None = None) -> list[str]:
+        return ["--checkpoint", str(self.checkpoint), "--no-filter", "--workers", "0", "--batch-size", "8", *args,
+                *(self.data_args() if data is None else data)]
+
+
+@pytest.fixture(scope="module")
+def vaegan_export(tmp_path_factory: pytest.TempPathFactory, tiny_synthetic_root: Path) -> Path:
+    """A real (untrained) tiny VAE-GAN export for the tiny preset, built without decoding anything."""
+    folder = tmp_path_factory.mktemp("vaegan_run")
+    torch.manual_seed(0)
+    model = VAEGAN(resolution=32, latent_dim=32, num_classes=7, base_channels=8, max_channels=32)
+    return save_vaegan(folder / "vaegan.safetensors", model=model, config={"name": "tiny"}, class_names=RAFDB_CLASSES,
+                       extra={"image_size": 32, "data_fingerprint": "unknown",
+                              "data": {"name": "synthetic", "preset": "tiny", "seed": 0, "root": str(tiny_synthetic_root)}})
+
+
+@pytest.fixture
+def env(tmp_path: Path, tiny_synthetic_root: Path, vaegan_export: Path) -> Env:
+    return Env(tmp=tmp_path, root=tiny_synthetic_root, checkpoint=vaegan_export)
+
+
+# ----- building bad input ----------------------------------------------------------------------------
+def forged_safetensors(path: Path, metadata: dict[str, str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"x": torch.zeros(1)}, str(path), metadata=metadata)
+    return path
+
+
+def png_claiming(path: Path, *, width: int, height: int) -> Path:
+    """A PNG whose header claims width x height pixels (a decompression bomb); tiny on disk."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b""))
+    return path
+
+
+def rafdb_classes_folder(root: Path, *, size: int = 16) -> Path:
+    """An image-folder dataset whose folders are RAF-DB's class names (one image per class and split)."""
+    for split in ("train", "test"):
+        for i, name in enumerate(RAFDB_CLASSES):
+            for k in range(2 if split == "train" else 1):
+                write_image(root / split / name / f"{k}.png", seed=10 * i + k + (split == "test") * 100, size=size, fmt="PNG")
+    return root
+
+
+def folder_data_args(env: Env, root: Path, *extra: str) -> list[str]:
+    return ["data=folder", f"data.root={root}", "data.image_size=32", "data.class_names=[" + ",".join(RAFDB_CLASSES) + "]",
+            f"paths.cache_dir={env.cache}", f"paths.output_dir={env.tmp / 'outputs'}", *extra]
+
+
+def classifier_checkpoint(path: Path, **meta_overrides) -> Path:
+    meta = {"class_names": ["cat", "dog"], "image_size": 16, "input_size": 16, "backbone": "resnet10t", "head": "linear",
+            "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], **meta_overrides}
+    meta = {k: v for k, v in meta.items() if v is not None}
+    return forged_safetensors(path, {"fer_classifier": json.dumps(meta)})
+
+
+def load_evaluate_script():
+    spec = importlib.util.spec_from_file_location("evaluate_script", REPO / "scripts" / "evaluate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ----- the cases -------------------------------------------------------------------------------------
+@dataclass
+class Case:
+    """`run(env)` builds the bad input and returns a callable running the entry point."""
+
+    id: str
+    run: Callable[[Env], Callable[[], int | None]]
+    rc: int                                      # exit status; API entry points: 1 if they raised
+    says: tuple[str, ...]                        # regexes the message must contain
+    never_says: tuple[str, ...] = ()
+    decodes: bool = False                        # whether decoding (a cache file) is allowed before the failure
+    creates: tuple[str, ...] = ()                # paths (relative to tmp) that must NOT exist afterwards
+    error: type[BaseException] = Exception
+
+
+def augment_case(make_args: Callable[[Env], list[str]]) -> Callable[[Env], Callable[[], int]]:
+    """Build the input now (before the snapshot), run the augment CLI's main later."""
+    def build(env: Env) -> Callable[[], int]:
+        args = make_args(env)
+        return lambda: augment_main(args)
+
+    return build
+
+
+def _foreign_folder(env: Env) -> list[str]:
+    out = env.tmp / "mine"
+    (out / "chapters").mkdir(parents=True)
+    (out / "thesis.tex").write_text("precious")
+    (out / "chapters" / "intro.tex").write_text("also precious")
+    return env.augment("--target-count", "Fear=8", "--out", str(out), "--overwrite")
+
+
+def _vaegan_run_folder(env: Env) -> list[str]:
+    run = env.tmp / "train_vaegan" / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"weights of a 10-hour run")
+    (run / "vaegan.safetensors").write_bytes(env.checkpoint.read_bytes())
+    return env.augment("--target-count", "Fear=8", "--out", str(run), "--overwrite")
+
+
+def _out_inside_dataset(env: Env) -> list[str]:
+    dataset = env.tmp / "dataset"
+    rafdb_classes_folder(dataset)
+    return env.augment("--target-count", "Fear=8", "--out", str(dataset / "train" / "generated"),
+                       data=tuple(folder_data_args(env, dataset)))
+
+
+def _bad_label_line(env: Env) -> list[str]:
+    root = build_rafdb_official(env.tmp / "basic", train_counts=(1,) * 7, test_counts=(1,) * 7, size=8)
+    label_file = root / "EmoLabel" / "list_patition_label.txt"
+    lines = label_file.read_text().splitlines()
+    lines[2] = "train_00003.jpg"  # no label
+    label_file.write_text("\n".join(lines) + "\n")
+    return env.augment("--target-count", "10", data=("data=rafdb", f"data.root={root}", f"paths.cache_dir={env.cache}"))
+
+
+def _decompression_bomb(env: Env) -> list[str]:
+    dataset = rafdb_classes_folder(env.tmp / "dataset")
+    png_claiming(dataset / "train" / "Fear" / "bomb.png", width=40000, height=40000)
+    return env.augment("--target-count", "Fear=8", "--out", str(env.tmp / "gen"), data=tuple(folder_data_args(env, dataset)))
+
+
+def _lock_held(env: Env) -> list[str]:
+    out = env.tmp / "gen"
+    out.mkdir()
+    holder = {"pid": os.getppid(), "host": __import__("socket").gethostname(), "started": "2026-01-01T00:00:00+00:00",
+              "what": "augmentation", "argv": ["scripts/augment.py", "--out", str(out)], "token": "x"}
+    (out / LOCK_FILE).write_text(json.dumps(holder))
+    return env.augment("--target-count", "Fear=8", "--out", str(out))
+
+
+def _generated_symlink(env: Env) -> Callable[[], object]:
+    out = env.tmp / "gen"
+    write_image(out / "Fear" / "a.png", seed=1, size=32, fmt="PNG")
+    test_image = next(env.root.glob("*/test/Fear/*.png"))  # a real test image
+    (out / "Fear" / "b.png").symlink_to(test_image)
+    (out / "manifest.csv").write_text("path,class_name\nFear/a.png,Fear\nFear/b.png,Fear\n")
+    return lambda: faces.load_generated(out, class_names=RAFDB_CLASSES, image_size=32, cache_dir=env.cache)
+
+
+def _generated_size(env: Env) -> Callable[[], object]:
+    out = env.tmp / "gen"
+    write_image(out / "Fear" / "a.png", seed=1, size=32, fmt="PNG")
+    (out / "manifest.csv").write_text("path,class_name\nFear/a.png,Fear\n")
+    (out / "augment.json").write_text(json.dumps({"image_size": 32, "class_names": list(RAFDB_CLASSES)}))
+    return lambda: faces.load_generated(out, class_names=RAFDB_CLASSES, image_size=64, cache_dir=env.cache)
+
+
+def _evaluate_missing(env: Env) -> Callable[[], object]:
+    script = load_evaluate_script()
+    return lambda: script._positional_checkpoint_to_override(["scripts/evaluate.py", str(env.tmp / "no" / "such" / "run"), "data=rafdb"])
+
+
+def _evaluate_classes(env: Env) -> Callable[[], object]:
+    checkpoint = classifier_checkpoint(env.tmp / "run" / "checkpoints" / "best.safetensors")
+    cfg = compose_config("evaluate", env.data_args(f"checkpoint={checkpoint}"))
+    return lambda: run_evaluation(cfg, checkpoint=cfg.checkpoint, run_dir=env.tmp / "evaluation")
+
+
+def _evaluate_forged(env: Env) -> Callable[[], object]:
+    checkpoint = classifier_checkpoint(env.tmp / "ckpt.safetensors", class_names=None)
+    cfg = compose_config("evaluate", env.data_args(f"checkpoint={checkpoint}"))
+    return lambda: run_evaluation(cfg, checkpoint=cfg.checkpoint, run_dir=env.tmp / "evaluation")
+
+
+CASES = [
+    # Argument values, checked before the checkpoint, the data or OUT are touched.
+    Case("min-confidence-above-1", augment_case(lambda e: e.augment("--target-count", "10", "--min-confidence", "5")),
+         2, (r"--min-confidence=5 must be a probability in \[0, 1\]",)),
+    Case("max-attempts-factor-negative", augment_case(lambda e: e.augment("--target-count", "10", "--max-attempts-factor", "-1")),
+         2, (r"--max-attempts-factor=-1 must be a positive",)),
+    Case("min-source-distance-negative", augment_case(lambda e: e.augment("--target-count", "10", "--min-source-distance", "-0.1")),
+         2, (r"--min-source-distance=-0.1 must be >= 0",)),
+    Case("workers-negative", augment_case(lambda e: e.augment("--target-count", "10", "--workers", "-2")),
+         2, (r"--workers=-2 must be >= 0",)),
+    Case("unknown-data-key", augment_case(lambda e: e.augment("--target-count", "10", data=tuple(e.data_args("data.colour=1")))),
+         2, (r"bad override", r"data\.colour")),
+    # Checkpoints whose metadata was damaged or forged.
+    Case("vaegan-metadata-not-json", augment_case(lambda e: e.augment("--target-count", "10", "--checkpoint", str(forged_safetensors(
+        e.tmp / "forged.safetensors", {"format": "fer-longtail-vaegan", "meta": "{not json"})))),
+        2, (r"forged\.safetensors: its 'meta' metadata is not valid JSON",)),
+    Case("vaegan-metadata-no-class-names", augment_case(lambda e: e.augment("--target-count", "10", "--checkpoint", str(forged_safetensors(
+        e.tmp / "forged.safetensors", {"meta": json.dumps({"format": "fer-longtail-vaegan", "architecture": {}, "image_size": 32})})))),
+        2, (r"forged\.safetensors: .*lacks \['class_names'\]",)),
+    Case("vaegan-architecture-forged", augment_case(lambda e: e.augment("--target-count", "10", "--checkpoint", str(forged_safetensors(
+        e.tmp / "forged.safetensors", {"meta": json.dumps({"format": "fer-longtail-vaegan", "architecture": {"resolution": 32, "layers": 9},
+                                                           "image_size": 32, "class_names": list(RAFDB_CLASSES)})})))),
+        2, (r"forged\.safetensors: metadata is damaged.*architecture=",)),
+    # Output folders: never delete what the augmenter did not make; never write into the dataset.
+    Case("overwrite-foreign-folder", augment_case(_foreign_folder), 2,
+         (r"mine is not an augmentation folder", r"thesis\.tex", r"left untouched"), never_says=(r"--overwrite",),
+         creates=("mine/.lock", "mine/judge")),
+    Case("overwrite-vaegan-run-folder", augment_case(_vaegan_run_folder), 2,
+         (r"run is not an augmentation folder", r"checkpoints"), never_says=(r"--overwrite",)),
+    Case("out-inside-dataset", augment_case(_out_inside_dataset), 2, (r"overlaps the real dataset folder",),
+         creates=("dataset/train/generated",)),
+    Case("lock-held-by-a-live-run", augment_case(_lock_held), 2,
+         (rf"gen is being written by another run: pid {os.getppid()}", r"scripts/augment\.py --out"), decodes=True),
+    # Data: named files and lines, before decoding.
+    Case("missing-root", augment_case(lambda e: e.augment("--target-count", "10", data=tuple(folder_data_args(e, e.tmp / "nowhere")))),
+         2, (r"data\.root=.*nowhere does not exist",)),
+    Case("bad-label-line", augment_case(_bad_label_line), 2, (r"list_patition_label\.txt:3: cannot parse",)),
+    Case("unknown-class-in-target-count", augment_case(lambda e: e.augment("--target-count", "Contempt=5", "--out", str(e.tmp / "gen"))),
+         2, (r"unknown class 'Contempt'",), decodes=True, creates=("gen",)),
+    Case("decompression-bomb", augment_case(_decompression_bomb), 2,
+         (r"bomb\.png: DecompressionBombError", r"data\.skip_unreadable=true"), creates=("gen",)),
+    # Generated sets the classifier reads.
+    Case("generated-symlink-to-test-image", (_generated_symlink), 1,
+         (r"manifest\.csv:3: path 'Fear/b\.png': .*b\.png is a symbolic link",), error=faces.DatasetError),
+    Case("generated-image-size-mismatch", (_generated_size), 1,
+         (r"holds 32px images", r"data\.image_size=64"), error=faces.DatasetError),
+    # Evaluation.
+    Case("evaluate-missing-checkpoint", (_evaluate_missing), 2, (r"checkpoint .*no/such/run not found",), error=SystemExit),
+    Case("evaluate-class-mismatch", (_evaluate_classes), 1,
+         (r"best\.safetensors was trained on classes \['cat', 'dog'\]", r"Surprise"), error=faces.CheckpointError,
+         creates=("evaluation/metrics.json",)),
+    Case("evaluate-forged-metadata", (_evaluate_forged), 1, (r"ckpt\.safetensors: checkpoint meta lacks \['class_names'\]",),
+         error=faces.CheckpointError),
+]
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in folder.rglob("*") if p.is_file() and not p.is_symlink()}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input(case: Case, env: Env, capsys: pytest.CaptureFixture) -> None:
+    call = case.run(env)
+    before = snapshot(env.tmp)
+    message = ""
+    try:
+        rc = call()
+        rc = rc if isinstance(rc, int) else 0
+    except SystemExit as error:
+        rc = error.code if isinstance(error.code, int) else 1
+        assert isinstance(error, case.error)
+    except Exception as error:  # noqa: BLE001  (API entry points raise; the type is checked)
+        assert isinstance(error, case.error), f"{type(error).__name__}: {error}"
+        rc, message = 1, f"{type(error).__name__}: {error}"
+    captured = capsys.readouterr()
+    message += captured.err + captured.out
+    assert rc == case.rc, message
+    for pattern in case.says:
+        assert re.search(pattern, message), f"{pattern!r} not in: {message}"
+    for pattern in case.never_says:
+        assert not re.search(pattern, message), f"{pattern!r} in: {message}"
+    assert "Traceback" not in message
+    if not case.decodes:
+        assert not list(env.cache.rglob("*.pt")), "failed only after decoding images"
+    for rel in case.creates:
+        assert not (env.tmp / rel).exists(), f"{rel} was created"
+    after = snapshot(env.tmp)
+    lost = [rel for rel, digest in before.items() if after.get(rel) != digest]
+    assert not lost, f"changed or deleted: {lost}"
+
+
+# ----- the validation leak (issue 13, item 1), end to end ------------------------------------------------
+def test_generated_set_from_another_split_seed_is_refused_before_training(env: Env, one_thread) -> None:
+    """augment.py data.split_seed=1, then train_classifier.py balance=synthetic with the default split_seed=0:
+    the set's sources include the classifier's validation images, so the run refuses it, naming the folder,
+    one offending image and the split_seed to use, before a model is built."""
+    out = env.tmp / "gen"
+    assert augment_main(env.augment("--target-count", "40", "--out", str(out), data=tuple(env.data_args("data.split_seed=1")))) == 0
+    settings = json.loads((out / "augment.json").read_text())
+    assert settings["source_split"]["split_seed"] == 1 and len(settings["source_ids_sha256"]) == 64
+    cfg = compose_config("train_classifier", [*env.data_args(), *FAST, "balance=synthetic", f"balance.generated_dir={out}"])
+    run_dir = env.tmp / "run"
+    with pytest.raises(faces.DatasetError) as caught:
+        run_training(cfg, run_dir=run_dir)
+    message = str(caught.value)
+    assert str(out) in message and "data.split_seed=1" in message and "validation" in message
+    offending = re.search(r"real image '([^']+)'", message).group(1)
+    data = faces.load_faces(cfg.data, cache_dir=env.cache, splits=("train",))
+    assert offending in data.train_val()[1].sample_ids  # really one of this run's validation images
+    assert not (run_dir / "checkpoints").exists()
+    # The same set with the split it was made from is accepted.
+    faces.check_generated_sources(out, fit_ids=faces.load_faces(OmegaConf.merge(cfg.data, {"split_seed": 1}), cache_dir=env.cache,
+                                                                splits=("train",)).train_val()[0].sample_ids)
+
+
+def test_a_stale_lock_of_a_killed_run_is_taken_over(env: Env) -> None:
+    out = env.tmp / "gen"
+    out.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True).stdout.strip()
+    (out / LOCK_FILE).write_text(json.dumps({"pid": int(dead), "host": __import__("socket").gethostname(), "token": "old"}))
+    assert augment_main(env.augment("--target-count", "Fear=8", "--out", str(out))) == 0
+    assert not (out / LOCK_FILE).exists()  # released at the end
+    with (out / "manifest.csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) > 0
+
+
+LOCK_HOLDER = """
+import sys, time
+from faces.lock import folder_lock
+with folder_lock(sys.argv[1], what="a test run"):
+    print("locked", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_one_writer_per_folder_and_a_killed_writers_lock_is_taken_over(tmp_path: Path) -> None:
+    from faces.errors import FolderLockedError
+    from faces.lock import folder_lock, lock_holder
+
+    folder = tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(folder)], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(FolderLockedError, match=rf"out is being written by another run: pid {holder.pid} on .* \(a test run: "), \
+                folder_lock(folder, what="a second run"):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    assert lock_holder(folder) is None  # its pid is gone: the lock is stale
+    with folder_lock(folder, what="a second run"):
+        assert lock_holder(folder)["pid"] == os.getpid()
+        with folder_lock(folder, what="the same run, one level down"):  # re-entrant within a process
+            pass
+        assert (folder / LOCK_FILE).is_file()
+    assert not (folder / LOCK_FILE).exists()
