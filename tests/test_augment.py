@@ -299,3 +299,21 @@ def test_png_workers_die_with_a_killed_parent_and_do_not_import_torch(tmp_path: 
     if alive(worker["pid"]):
         os.kill(worker["pid"], 9)  # do not leave it behind even when the test fails
         pytest.fail(f"PNG worker {worker['pid']} outlived its killed parent")
+
+
+def test_near_duplicate_filter_rejects_copies_of_any_real_image_and_of_earlier_samples() -> None:
+    from vaegan.augment.run import REJECT_REASONS, CandidateBatch, ClassPlan, judge_batch
+
+    g = torch.Generator().manual_seed(0)
+    real = torch.randint(0, 256, (5, 3, 16, 16), generator=g, dtype=torch.uint8)
+    fresh = torch.randint(0, 256, (3, 3, 16, 16), generator=g, dtype=torch.uint8)
+    earlier = torch.randint(0, 256, (1, 3, 16, 16), generator=g, dtype=torch.uint8)
+    # candidate 0: new; 1: a copy of real image 3 (not its source, which is image 0); 2: new;
+    # 3: a copy of candidate 2 (accepted just before it); 4: a copy of a sample an earlier batch accepted
+    images = torch.stack([fresh[0], real[3], fresh[1], fresh[1], earlier[0]])
+    item = ClassPlan(label=1, name="Fear", need=5, budget=50, members=torch.arange(5), source_images=real, accepted=earlier)
+    candidates = CandidateBatch(batch=0, candidates=list(range(5)), images=images, sources=[0] * 5, partners=[0] * 5)
+    always_fear = lambda x: torch.nn.functional.one_hot(torch.ones(len(x), dtype=torch.long), 3).float()  # noqa: E731
+    judge_batch(candidates, item=item, judge=always_fear, min_confidence=0.5, min_source_distance=0.02, undecided_from=0)
+    near = REJECT_REASONS.index("near_duplicate")
+    assert candidates.reason.tolist() == [-1, near, -1, near, near]

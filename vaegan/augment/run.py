@@ -314,6 +314,9 @@ class ClassPlan:
     mu: torch.Tensor | None = None
     logvar: torch.Tensor | None = None
     class_scale: torch.Tensor | None = None  # L with L L^T = Cov(mu | class), for the semantic perturbation
+    # Samples of this class accepted so far (earlier runs' from disk, then this run's), in candidate
+    # order: a new candidate too close to any of them is a near-duplicate.
+    accepted: torch.Tensor | None = None
 
 
 @dataclass
@@ -332,8 +335,10 @@ class CandidateBatch:
 
 
 def plan(*, model, fit: FaceSplit, targets: Sequence[int], progress: dict[str, ClassProgress], perturbation: Perturbation,
-         max_attempts_factor: float, device: torch.device, batch_size: int) -> list[ClassPlan]:
-    """The classes below their target, with their sources encoded once (not per batch)."""
+         max_attempts_factor: float, device: torch.device, batch_size: int,
+         accepted: Mapping[str, torch.Tensor] | None = None) -> list[ClassPlan]:
+    """The classes below their target, with their sources encoded once (not per batch) and the
+    samples already accepted for them (`accepted`, e.g. read back from an interrupted run's PNGs)."""
     real_counts = fit.class_counts()
     plans = []
     for label, name in enumerate(fit.class_names):
@@ -344,7 +349,8 @@ def plan(*, model, fit: FaceSplit, targets: Sequence[int], progress: dict[str, C
         if perturbation.sources and len(members) == 0:
             raise AugmentError(f"class {name} has no real training images to perturb")
         item = ClassPlan(label=label, name=name, need=need, members=members, source_images=fit.images[members],
-                         budget=int(np.ceil(max_attempts_factor * (targets[label] - real_counts[label]))))
+                         budget=int(np.ceil(max_attempts_factor * (targets[label] - real_counts[label]))),
+                         accepted=(accepted or {}).get(name, torch.zeros((0, *fit.images.shape[1:]), dtype=torch.uint8)))
         if perturbation.sources:
             item.mu, item.logvar = _encode_sources(model, item.source_images, fit.labels[members], device=device, batch_size=batch_size)
             if perturbation.name == "semantic":  # the same class statistics as vaegan.augment.perturbations.perturb_codes
@@ -394,11 +400,38 @@ def judge_batch(candidates: CandidateBatch, *, item: ClassPlan, judge: Judge | N
         probs = judge(candidates.images).float().cpu()
         judge_label = probs.argmax(dim=1)
         judge_conf = probs[:, item.label]
-        reason[distance < min_source_distance] = REJECT_REASONS.index("near_duplicate")
+        # A copy of *any* real training image of the class (not only its source) adds nothing oversampling lacks.
+        nearest_real = nearest_pixel_distance(candidates.images, item.source_images)
+        reason[(distance < min_source_distance) | (nearest_real < min_source_distance)] = REJECT_REASONS.index("near_duplicate")
         reason[judge_conf < min_confidence] = REJECT_REASONS.index("low_confidence")
         reason[judge_label != item.label] = REJECT_REASONS.index("wrong_class")
     reason[:undecided_from] = REJECTED_EARLIER
+    if judge is not None:
+        _reject_copies_of_accepted(candidates.images, reason, accepted=item.accepted, min_distance=min_source_distance)
     candidates.reason, candidates.judge_label, candidates.judge_confidence, candidates.distance = reason, judge_label, judge_conf, distance
+
+
+def nearest_pixel_distance(images: torch.Tensor, references: torch.Tensor | None) -> torch.Tensor:
+    """Mean absolute pixel difference (0..1) of each image to its nearest reference (inf with none)."""
+    if references is None or references.shape[0] == 0:
+        return torch.full((images.shape[0],), float("inf"))
+    flat = rearrange(images.float(), "n c h w -> n (c h w)") / 255.0
+    refs = rearrange(references.float(), "n c h w -> n (c h w)") / 255.0
+    # L1 distance / number of values = mean absolute difference; chunked to bound memory.
+    return torch.cat([torch.cdist(chunk, refs, p=1).min(dim=1).values for chunk in flat.split(64)]) / flat.shape[1]
+
+
+def _reject_copies_of_accepted(images: torch.Tensor, reason: torch.Tensor, *, accepted: torch.Tensor | None, min_distance: float) -> None:
+    """In candidate order: a candidate the filter would accept is a near-duplicate if it is within
+    `min_distance` of a sample accepted before it (earlier batches, runs, or this batch)."""
+    pool = accepted if accepted is not None else images[:0]
+    kept: list[int] = []
+    for i in (reason == -1).nonzero().flatten().tolist():
+        previous = torch.cat([pool, images[kept]]) if kept else pool
+        if float(nearest_pixel_distance(images[i : i + 1], previous)[0]) < min_distance:
+            reason[i] = REJECT_REASONS.index("near_duplicate")
+        else:
+            kept.append(i)
 
 
 def manifest_row(candidates: CandidateBatch, i: int, *, item: ClassPlan, fit: FaceSplit, perturbation: Perturbation,
@@ -480,6 +513,19 @@ def augment(
         )
 
 
+def _read_accepted(out_dir: Path, rows: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+    """The images an earlier (interrupted or lower-target) run accepted, per class in candidate order:
+    PNG is lossless, so the near-duplicate check sees exactly what a single run would have."""
+    from PIL import Image
+
+    by_class: dict[str, list[torch.Tensor]] = {}
+    for row in sorted(rows, key=lambda r: (r["class_name"], int(r["candidate"]))):
+        with Image.open(out_dir / row["path"]) as image:
+            array = np.asarray(image.convert("RGB"))
+        by_class.setdefault(row["class_name"], []).append(rearrange(torch.from_numpy(array.copy()), "h w c -> c h w"))
+    return {name: torch.stack(images) for name, images in by_class.items()}
+
+
 def _augment_locked(*, model, checkpoint_sha256: str, fit: FaceSplit, out_dir: Path, targets: Sequence[int],
                     perturbation: Perturbation, strength: float, seed: int, batch_size: int, judge: Judge | None,
                     min_confidence: float, min_source_distance: float, max_attempts_factor: float, device: torch.device,
@@ -499,7 +545,8 @@ def _augment_locked(*, model, checkpoint_sha256: str, fit: FaceSplit, out_dir: P
     started = time.perf_counter()
     written = 0
     plans = plan(model=model, fit=fit, targets=targets, progress=progress, perturbation=perturbation,
-                 max_attempts_factor=max_attempts_factor, device=device, batch_size=batch_size)
+                 max_attempts_factor=max_attempts_factor, device=device, batch_size=batch_size,
+                 accepted=_read_accepted(out_dir, rows) if judge is not None else None)
     with PngWriterPool(workers=workers) as pool:
         pending: tuple[list, dict, int] | None = None
 
@@ -528,6 +575,8 @@ def _augment_locked(*, model, checkpoint_sha256: str, fit: FaceSplit, out_dir: P
                 new_rows = [manifest_row(candidates, i, item=item, fit=fit, perturbation=perturbation, strength=strength,
                                          seed=seed, checkpoint_sha256=checkpoint_sha256) for i in accepted]
                 rows.extend(new_rows)
+                if accepted:
+                    item.accepted = torch.cat([item.accepted, candidates.images[accepted]])
                 state.accepted += len(accepted)
                 state.next_candidate = b * batch_size + decided
                 need -= len(accepted)
