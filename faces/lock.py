@@ -74,15 +74,19 @@ def _describe(holder: dict[str, Any]) -> str:
             + (f" ({holder.get('what')}: {command})" if command else f" ({holder.get('what')})"))
 
 
-def _take_over_stale(lock: Path, holder: dict[str, Any]) -> None:
-    """Remove `lock` if it still is the stale lock `holder` was read from."""
+def _take_over_stale(lock: Path, holder: dict[str, Any] | None) -> None:
+    """Remove `lock` if it still is the stale lock `holder` was read from (None: a lock file left empty
+    by a process killed between creating and writing it)."""
     aside = lock.with_name(f"{lock.name}.stale.{os.getpid()}.{uuid.uuid4().hex[:8]}")
     try:
         os.rename(lock, aside)
     except FileNotFoundError:
         return  # someone else took it over first; just try again
     if _read(aside) == holder:
-        log.warning("%s: taking over the stale lock of %s (that process is no longer running)", lock.parent, _describe(holder))
+        if holder is None:
+            log.warning("%s: removing an empty lock file left by a killed process", lock.parent)
+        else:
+            log.warning("%s: taking over the stale lock of %s (that process is no longer running)", lock.parent, _describe(holder))
         aside.unlink(missing_ok=True)
         return
     # We moved a lock that a faster process had just taken: put it back unless yet another took its place.
@@ -111,7 +115,7 @@ def _acquire(lock: Path, *, what: str) -> str:
                 if age < _UNWRITTEN_GRACE_S and time.monotonic() < deadline:
                     time.sleep(0.05)  # created a moment ago, its record is being written
                     continue
-                _take_over_stale_unreadable(lock)
+                _take_over_stale(lock, None)
                 continue
             if not _is_stale(holder):
                 raise FolderLockedError(
@@ -127,24 +131,6 @@ def _acquire(lock: Path, *, what: str) -> str:
             handle.flush()
             os.fsync(handle.fileno())
         return token
-
-
-def _take_over_stale_unreadable(lock: Path) -> None:
-    """A lock file left empty by a process killed between creating and writing it."""
-    aside = lock.with_name(f"{lock.name}.stale.{os.getpid()}.{uuid.uuid4().hex[:8]}")
-    try:
-        os.rename(lock, aside)
-    except FileNotFoundError:
-        return
-    if _read(aside) is None:
-        log.warning("%s: removing an empty lock file left by a killed process", lock.parent)
-        aside.unlink(missing_ok=True)
-        return
-    try:
-        os.link(aside, lock)
-    except FileExistsError:
-        pass
-    aside.unlink(missing_ok=True)
 
 
 def _release(lock: Path, token: str) -> None:
