@@ -90,7 +90,7 @@ def write_generation_report(
         after_images, after_labels = before_images[:0], before_labels[:0]
     real_mask = torch.isin(fit.labels, torch.as_tensor(classes, dtype=torch.long))
     network = FeatureNetwork(image_size=FEATURE_IMAGE_SIZE).to(device)
-    embed = lambda images: network(images.to(device)).cpu() if images.shape[0] else torch.zeros(0, 1280, dtype=torch.float64)  # noqa: E731
+    embed = lambda images: network(images.to(device)).cpu()  # noqa: E731  (an empty batch gives [0, num_features])
     real_features, real_labels = embed(fit.images[real_mask]), fit.labels[real_mask]
     judge_report = judge_report if judge_report is not None else (judge_quality(judge, val) if judge is not None else None)
     val_recall = [judge_report["validation_recall"][n] for n in fit.class_names] if judge_report else None
