@@ -54,6 +54,16 @@ def test_filtered_run_trains_a_judge_that_never_opens_test(tmp_path: Path, setup
     assert fear.generated + fear.shortfall == 12 - fear.real  # generated, or reported short
     assert all(r["class_name"] == "Fear" and int(r["judge_label"]) == 1 for r in rows)
     assert len(rows) == fear.generated
+    # The judge's own quality is stored with the set, and the set is measured before and after the filter.
+    settings = json.loads((out / "augment.json").read_text())
+    quality = settings["judge_quality"]
+    assert set(quality["validation_recall"]) == set(report.classes[i].class_name for i in range(len(report.classes)))
+    assert report.judge_quality == quality and "judge val recall" in report.table()
+    measured = json.loads((out / "generation_report.json").read_text())
+    before, after = measured["before_filter"]["classes"]["Fear"], measured["after_filter"]["classes"]["Fear"]
+    assert before["n_generated"] == 16 and after["n_generated"] == fear.generated  # one candidate batch; the accepted set
+    assert set(before) >= {"fidelity", "novelty", "diversity_ratio", "precision", "recall"}
+    assert before["fidelity"]["judge_recall_real_val"] == quality["validation_recall"]["Fear"]
 
 
 def run_script(*args: str) -> subprocess.CompletedProcess:
