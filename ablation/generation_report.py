@@ -110,15 +110,19 @@ def write_generation_report(
     return report
 
 
+def format_figure(value: Any, digits: int = 2) -> str:
+    """A figure for a table: fixed digits, or "–" where it is undefined (too few samples)."""
+    return "–" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.{digits}f}"
+
+
 def format_generation_report(report: dict[str, Any]) -> str:
     """A per-class table for the terminal: n, fidelity ratio, diversity, near-duplicates, before -> after the filter."""
     lines = [f"generation report ({report['strategy']}, a={report['strength']:g}; features: {report['feature_network']})",
              f"{'class':<11}{'n before':>9}{'n after':>8}{'fidelity':>15}{'diversity':>15}{'near-dup':>15}{'prec/rec after':>16}"]
     before, after = report["before_filter"]["classes"], report["after_filter"]["classes"]
 
-    def pair(b: float | None, a: float | None) -> str:
-        show = lambda v: "  –" if v is None or not math.isfinite(v) else f"{v:.2f}"  # noqa: E731
-        return f"{show(b)} -> {show(a)}"
+    def pair(b: float | None, a: float | None, *, sep: str = " -> ") -> str:
+        return f"{format_figure(b)}{sep}{format_figure(a)}"
 
     for name, b in before.items():
         a = after.get(name, {})
@@ -127,7 +131,7 @@ def format_generation_report(report: dict[str, Any]) -> str:
             f"{pair(b.get('fidelity', {}).get('ratio'), a.get('fidelity', {}).get('ratio')):>15}"
             f"{pair(b['diversity_ratio'], a.get('diversity_ratio')):>15}"
             f"{pair(b['novelty']['near_duplicate_share'], a.get('novelty', {}).get('near_duplicate_share')):>15}"
-            f"{pair(a.get('precision'), a.get('recall')):>16}")
+            f"{pair(a.get('precision'), a.get('recall'), sep=' / '):>16}")
     judge = report.get("judge")
     if judge:
         lines.append(f"judge: validation mean class accuracy {judge['validation_mean_class_accuracy']:.3f}; "

@@ -18,6 +18,7 @@ from faces.plotting import pyplot
 from faces.runs import CONFIG_FILE
 
 from .generation_report import REPORT_FILE as GENERATION_REPORT_FILE
+from .generation_report import format_figure
 
 from .aggregate import RowSummary, RunRecord, collect_runs, markdown_table, runs_csv, summarise, table_rows
 
@@ -149,10 +150,6 @@ def generation_sections(records: Sequence[RunRecord]) -> list[tuple[str, dict[st
     return sections
 
 
-def _fmt(value: Any, digits: int = 2) -> str:
-    return "–" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.{digits}f}"
-
-
 def generation_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Per minority class: sample sizes and each figure before -> after the filter."""
     header = ["class", "n before", "n after", "judge val recall", "fidelity ratio", "diversity ratio", "near-dup share",
@@ -163,12 +160,12 @@ def generation_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]
         a = after.get(name) or {}
         fid_b, fid_a = (b.get("fidelity") or {}), (a.get("fidelity") or {})
         rows.append([
-            name, str(b["n_generated"]), str(a.get("n_generated", 0)), _fmt(fid_b.get("judge_recall_real_val")),
-            f"{_fmt(fid_b.get('ratio'))} → {_fmt(fid_a.get('ratio'))}",
-            f"{_fmt(b.get('diversity_ratio'))} → {_fmt(a.get('diversity_ratio'))}",
-            f"{_fmt(b['novelty']['near_duplicate_share'])} → {_fmt((a.get('novelty') or {}).get('near_duplicate_share'))}",
-            f"{_fmt(b['novelty']['closer_than_real_share'])} → {_fmt((a.get('novelty') or {}).get('closer_than_real_share'))}",
-            f"{_fmt(a.get('precision'))} / {_fmt(a.get('recall'))}",
+            name, str(b["n_generated"]), str(a.get("n_generated", 0)), format_figure(fid_b.get("judge_recall_real_val")),
+            f"{format_figure(fid_b.get('ratio'))} → {format_figure(fid_a.get('ratio'))}",
+            f"{format_figure(b.get('diversity_ratio'))} → {format_figure(a.get('diversity_ratio'))}",
+            f"{format_figure(b['novelty']['near_duplicate_share'])} → {format_figure((a.get('novelty') or {}).get('near_duplicate_share'))}",
+            f"{format_figure(b['novelty']['closer_than_real_share'])} → {format_figure((a.get('novelty') or {}).get('closer_than_real_share'))}",
+            f"{format_figure(a.get('precision'))} / {format_figure(a.get('recall'))}",
         ])
     return header, rows
 
@@ -219,11 +216,11 @@ def write_report(
             before, after = report["before_filter"]["overall"], report["after_filter"]["overall"]
             judge = report.get("judge") or {}
             md.append(f"- {name} ({report['strategy']} a={report['strength']:g}): before → after the filter, mean fidelity ratio "
-                      f"{_fmt(before.get('fidelity_ratio_mean'))} → {_fmt(after.get('fidelity_ratio_mean'))}, diversity ratio "
-                      f"{_fmt(before.get('diversity_ratio_mean'))} → {_fmt(after.get('diversity_ratio_mean'))}, near-duplicate share "
-                      f"{_fmt(before.get('near_duplicate_share_mean'))} → {_fmt(after.get('near_duplicate_share_mean'))} "
+                      f"{format_figure(before.get('fidelity_ratio_mean'))} → {format_figure(after.get('fidelity_ratio_mean'))}, diversity ratio "
+                      f"{format_figure(before.get('diversity_ratio_mean'))} → {format_figure(after.get('diversity_ratio_mean'))}, near-duplicate share "
+                      f"{format_figure(before.get('near_duplicate_share_mean'))} → {format_figure(after.get('near_duplicate_share_mean'))} "
                       f"(n {before['n_generated']} → {after['n_generated']}); judge validation mean class accuracy "
-                      f"{_fmt(judge.get('validation_mean_class_accuracy'))}"
+                      f"{format_figure(judge.get('validation_mean_class_accuracy'))}"
                       + (f", WEAK on {', '.join(judge['weak_classes'])}" if judge.get("weak_classes") else ""))
         md.append("")
     if collapsed:
@@ -274,7 +271,7 @@ def write_report(
         page.append(f"<h2>Generated set {html.escape(name)}: {html.escape(report['strategy'])} a={report['strength']:g}</h2>"
                     f"<p>Before → after the filter, in {html.escape(report['feature_network'])} features; near-duplicate: "
                     f"{html.escape(report['near_duplicate_rule'])}. Judge validation mean class accuracy "
-                    f"{_fmt(judge.get('validation_mean_class_accuracy'))}"
+                    f"{format_figure(judge.get('validation_mean_class_accuracy'))}"
                     + (f" <b class='bad'>WEAK on {html.escape(', '.join(judge['weak_classes']))}</b>" if judge.get("weak_classes") else "")
                     + "</p><table class='generation'><tr class='generation'>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"
                     + "".join("<tr class='generation'>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows) + "</table>")

@@ -26,7 +26,7 @@ from torch import nn
 from . import losses as L
 from .grids import pick_per_class, save_class_grid
 from .images import to_model_range
-from .augment.perturbations import LatentBatch, Perturbation, class_latent_scale, get_perturbation, perturb_codes
+from .augment.perturbations import LatentBatch, Perturbation, class_scale_for, get_perturbation, perturb_codes
 from .metrics import FRECHET_NAME, FeatureNetwork, diversity_ratio, per_class_frechet, reconstruction_l1, reconstruction_ssim
 from .model import VAEGAN
 
@@ -268,10 +268,9 @@ class VAEGANModule(pl.LightningModule):
         perturbation, strength = self._perturbation()
         first = lambda t: t[:1].expand(k, -1)  # noqa: E731
         partners = mu[(1 + torch.arange(k, device=mu.device)) % mu.shape[0]]
-        scale = class_latent_scale(mu.cpu()).to(mu.device) if perturbation.name == "semantic" else None
         batch = LatentBatch(mu=first(mu), logvar=first(logvar), partner_mu=partners,
                             noise=torch.randn(k, mu.shape[1], generator=generator, device=mu.device),
-                            mix=torch.rand(k, 1, generator=generator, device=mu.device), class_scale=scale)
+                            mix=torch.rand(k, 1, generator=generator, device=mu.device), class_scale=class_scale_for(perturbation, mu))
         return perturbation.apply(batch, strength)
 
     def _sample_metrics(self, *, real: torch.Tensor, labels: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> dict[str, float]:

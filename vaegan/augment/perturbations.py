@@ -43,6 +43,8 @@ class Perturbation:
     sources: int
     default_strength: float
     apply: Callable[[LatentBatch, float], torch.Tensor]
+    # Whether `apply` needs LatentBatch.class_scale (the class's covariance of real codes).
+    class_statistics: bool = False
 
 
 def _gaussian(batch: LatentBatch, strength: float) -> torch.Tensor:
@@ -102,7 +104,7 @@ PERTURBATIONS: dict[str, Perturbation] = {
         Perturbation(name="isotropic", description="z = mu + a*eps around one real image's code",
                      sources=1, default_strength=0.5, apply=_isotropic),
         Perturbation(name="semantic", description="z = mu + a*L*eps along the class's own latent covariance (ISDA-style)",
-                     sources=1, default_strength=0.5, apply=_semantic),
+                     sources=1, default_strength=0.5, apply=_semantic, class_statistics=True),
         Perturbation(name="interpolate", description="z between the codes of two real images of the class (latent SMOTE)",
                      sources=2, default_strength=1.0, apply=_interpolate),
         Perturbation(name="reconstruct", description="z = mu: reconstructions only (control, a = 0)",
@@ -117,6 +119,12 @@ def get_perturbation(name: str) -> Perturbation:
     if name not in PERTURBATIONS:
         raise ValueError(f"unknown perturbation strategy {name!r}; choose one of {sorted(PERTURBATIONS)}")
     return PERTURBATIONS[name]
+
+
+def class_scale_for(perturbation: Perturbation, class_mu: torch.Tensor) -> torch.Tensor | None:
+    """LatentBatch.class_scale for codes of one class, on their device; None when the perturbation needs none.
+    The augmenter, the VAE-GAN's metrics and its grids all take the class statistics from here."""
+    return class_latent_scale(class_mu.cpu()).to(class_mu.device) if perturbation.class_statistics else None
 
 
 def perturb_codes(perturbation: Perturbation, *, mu: torch.Tensor, logvar: torch.Tensor, labels: torch.Tensor,
@@ -136,7 +144,7 @@ def perturb_codes(perturbation: Perturbation, *, mu: torch.Tensor, logvar: torch
         rows = (labels == label).nonzero().flatten()
         class_mu = mu[rows]
         partner = class_mu[torch.roll(torch.arange(len(rows), device=device), 1)]
-        scale = class_latent_scale(class_mu.cpu()).to(device) if perturbation.name == "semantic" else None
-        batch = LatentBatch(mu=class_mu, logvar=logvar[rows], partner_mu=partner, noise=noise[rows], mix=mix[rows], class_scale=scale)
+        batch = LatentBatch(mu=class_mu, logvar=logvar[rows], partner_mu=partner, noise=noise[rows], mix=mix[rows],
+                            class_scale=class_scale_for(perturbation, class_mu))
         out[rows] = perturbation.apply(batch, strength).to(out.dtype)
     return out

@@ -35,7 +35,7 @@ from faces.io import write_json_atomic, write_text_atomic
 from faces.lock import LOCK_FILE, folder_lock
 
 from ..images import resize_uint8, to_model_range, to_uint8
-from .perturbations import LatentBatch, Perturbation, class_latent_scale
+from .perturbations import LatentBatch, Perturbation, class_scale_for
 from .preview import preview_grids
 from .writer import PngWriterPool
 
@@ -353,8 +353,7 @@ def plan(*, model, fit: FaceSplit, targets: Sequence[int], progress: dict[str, C
                          accepted=(accepted or {}).get(name, torch.zeros((0, *fit.images.shape[1:]), dtype=torch.uint8)))
         if perturbation.sources:
             item.mu, item.logvar = _encode_sources(model, item.source_images, fit.labels[members], device=device, batch_size=batch_size)
-            if perturbation.name == "semantic":  # the same class statistics as vaegan.augment.perturbations.perturb_codes
-                item.class_scale = class_latent_scale(item.mu.cpu()).to(device)
+            item.class_scale = class_scale_for(perturbation, item.mu)
         plans.append(item)
     return plans
 
