@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--judge", type=Path, default=None, help="classifier checkpoint for the filter (default: train one on the real train split into OUT/judge/)")
     parser.add_argument("--min-confidence", type=float, default=0.5, help="drop samples whose judge probability for the target class is below this")
     parser.add_argument("--min-source-distance", type=float, default=0.02,
-                        help="drop near-duplicates: mean absolute pixel difference to the source image (0..1) below this")
+                        help="drop near-duplicates: mean absolute pixel difference (0..1) to the nearest real training image "
+                             "of the class, or to a sample accepted before, below this")
     parser.add_argument("--max-attempts-factor", type=float, default=10.0, help="give up on a class after this many candidates per image needed")
     parser.add_argument("--batch-size", type=int, default=256, help="candidates per generation batch (part of the reproducibility key)")
     parser.add_argument("--workers", type=int, default=None, help="PNG-writing processes (default: min(16, cores); 0 writes inline)")
@@ -113,8 +114,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_cli(args: argparse.Namespace, overrides: list[str]):
-    check_generation_args(min_confidence=args.min_confidence, min_source_distance=args.min_source_distance,
-                          max_attempts_factor=args.max_attempts_factor, workers=args.workers, batch_size=args.batch_size)
     meta = read_vaegan_meta(args.checkpoint)  # missing or not a checkpoint -> CheckpointError, before any work
     cfg = compose_config("augment", overrides)
     return augment_with_checkpoint(
