@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 import faces
+from classifier.metrics import confusion_matrix, per_class_metrics
 from faces.features import FEATURE_NETWORK, FeatureNetwork
 from faces.io import write_json_atomic
 from vaegan.augment.perturbations import Perturbation
@@ -33,12 +34,9 @@ JUDGE_RECALL_FLOOR = 0.5
 
 def judge_validation_recall(judge: Judge, val: faces.FaceSplit) -> list[float]:
     """The judge's recall on the real validation images of each class (NaN for a class with none)."""
-    predictions = judge(val.images).argmax(dim=1).cpu()
-    recall = []
-    for label in range(len(val.class_names)):
-        mine = val.labels == label
-        recall.append(float((predictions[mine] == label).double().mean()) if mine.any() else math.nan)
-    return recall
+    cm = confusion_matrix(judge(val.images).cpu(), val.labels, num_classes=len(val.class_names))
+    per_class = per_class_metrics(cm)
+    return [float(r) if n > 0 else math.nan for r, n in zip(per_class["recall"], per_class["support"])]
 
 
 def judge_quality(judge: Judge, val: faces.FaceSplit, *, floor: float = JUDGE_RECALL_FLOOR) -> dict[str, Any]:
