@@ -42,7 +42,7 @@ import torch
 from timm.models import register_model
 from torch import nn
 
-from faces.io import atomic_path
+from faces.io import save_safetensors
 
 from .backbones import PretrainedWeightsError, read_state_dict, resolve_pretrained
 
@@ -579,7 +579,6 @@ def convert_face_weights(
 ) -> FaceWeightsReport:
     """Re-export `src` as timm-named .safetensors at `dst` (atomic), with architecture, source format
     and normalisation in the header, so later runs load it with no pickle and no key mapping."""
-    from safetensors.torch import save_file
 
     src, dst = Path(src).expanduser(), Path(dst)
     if weights_format not in CONVERT_FORMATS:
@@ -612,7 +611,5 @@ def convert_face_weights(
         "source_file": src.name, "mean": list(cfg["mean"]), "std": list(cfg["std"]), "input": "RGB",
         "mapped": report.mapped, "dropped": list(report.dropped), "notes": list(report.notes),
     }
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    with atomic_path(dst) as tmp:
-        save_file(state, str(tmp), metadata={CONVERTED_META_KEY: json.dumps(meta)})
+    save_safetensors(dst, model.state_dict(), metadata={CONVERTED_META_KEY: meta})
     return report
