@@ -24,7 +24,6 @@ from faces.errors import EmptyGeneratedSetError
 from faces.generated import read_generated_settings
 from faces.runs import ERROR_FILE, GROUPS_TAIL_FIRST, HEADLINE, METRICS_FILE, ROW_FILE, read_metrics
 
-GROUPS = GROUPS_TAIL_FIRST
 
 
 @dataclass
@@ -142,7 +141,7 @@ def summarise(records: Sequence[RunRecord], *, class_names: Sequence[str], row_o
         columns: dict[str, tuple[float, float]] = {}
         for key, _ in HEADLINE:
             columns[key] = mean_std([r.value(key) for r in ok])
-        for group in GROUPS:
+        for group in GROUPS_TAIL_FIRST:
             columns[f"{group}_acc"] = mean_std([r.group(group) for r in ok])
         for name in class_names:
             columns[f"recall_{name}"] = mean_std([r.recall(name) for r in ok])
@@ -152,7 +151,7 @@ def summarise(records: Sequence[RunRecord], *, class_names: Sequence[str], row_o
 
 
 def column_titles(class_names: Sequence[str]) -> list[tuple[str, str]]:
-    return [*HEADLINE, *((f"{g}_acc", f"{g} acc.") for g in GROUPS), *((f"recall_{n}", f"{n} recall") for n in class_names)]
+    return [*HEADLINE, *((f"{g}_acc", f"{g} acc.") for g in GROUPS_TAIL_FIRST), *((f"recall_{n}", f"{n} recall") for n in class_names)]
 
 
 def runs_csv(records: Sequence[RunRecord], *, class_names: Sequence[str]) -> str:
@@ -162,7 +161,7 @@ def runs_csv(records: Sequence[RunRecord], *, class_names: Sequence[str]) -> str
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["row", "seed", "status", *(key for key, _ in titles), "collapsed", "error", "path"])
     for r in records:
-        values = [r.value(k) for k, _ in HEADLINE] + [r.group(g) for g in GROUPS] + [r.recall(n) for n in class_names]
+        values = [r.value(k) for k, _ in HEADLINE] + [r.group(g) for g in GROUPS_TAIL_FIRST] + [r.recall(n) for n in class_names]
         writer.writerow([r.row, "" if r.seed is None else r.seed, r.status,
                          *("" if not math.isfinite(v) else f"{v:.6f}" for v in values), int(r.collapsed), r.error, str(r.path)])
     return buffer.getvalue()

@@ -64,6 +64,7 @@ def plan_budget(
     if num_train < 1:
         raise ValueError(f"the training split is empty (num_train={num_train})")
     per_rank = math.ceil(num_train / world_size)
+    # The same rule as classifier.data.FaceDataModule: a trailing partial batch is dropped once a rank has more than one.
     steps_per_epoch = max(1, per_rank // batch_size if drop_last and per_rank > batch_size else math.ceil(per_rank / batch_size))
     target = max(int(epochs), math.ceil(int(min_steps) / steps_per_epoch)) if min_steps else int(epochs)
     scale = target / max(1, int(epochs))
