@@ -23,10 +23,13 @@ import faces
 from faces.errors import CheckpointError, FolderLockedError
 from faces.lock import folder_lock
 from vaegan.augment.perturbations import PERTURBATIONS, get_perturbation
+from vaegan.augment.render import RENDERS
 from vaegan.augment.run import (
     AugmentError,
     augment,
     check_generation_args,
+    check_render_for,
+    DuplicateFilter,
     check_out_dir,
     refuse_inside_dataset,
 )
@@ -34,7 +37,7 @@ from vaegan.augment.targets import parse_target_count
 from vaegan.checkpoint import checkpoint_fingerprint, load_vaegan, read_vaegan_meta
 
 from .config import compose_config
-from .generation_report import REPORT_FILE, format_generation_report, judge_quality, write_generation_report
+from .generation_report import REPORT_FILE, feature_embedder, format_generation_report, judge_quality, write_generation_report
 from .judge import ensure_judge, load_judge
 
 log = logging.getLogger("augment")
@@ -53,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: outputs/generated/<dataset>-<strategy>-a<strength>-seed<seed>-<checkpoint sha[:8]>)")
     parser.add_argument("--strategy", default="gaussian", choices=sorted(PERTURBATIONS), help="latent perturbation (default: gaussian)")
     parser.add_argument("--strength", type=float, default=None, help="perturbation strength a (default: the strategy's own)")
+    parser.add_argument("--render", default=None, choices=RENDERS,
+                        help="how a new code becomes an image: residual = the real source plus the decoder's change (keeps the "
+                             "source's sharp details), decoder = the decoder's own image (default: the strategy's own; "
+                             "residual except for reconstruct and prior)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--filter", action=argparse.BooleanOptionalAction, default=True,
                         help="quality filter with a real-data classifier (default: on)")
@@ -118,7 +125,7 @@ def run_cli(args: argparse.Namespace, overrides: list[str]):
     cfg = compose_config("augment", overrides)
     return augment_with_checkpoint(
         checkpoint=args.checkpoint, data_cfg=data_config(cfg, meta=meta, overrides=overrides), paths_cfg=cfg.paths,
-        target_count=args.target_count, out_dir=args.out, strategy=args.strategy, strength=args.strength, seed=args.seed,
+        target_count=args.target_count, out_dir=args.out, strategy=args.strategy, strength=args.strength, render=args.render, seed=args.seed,
         use_filter=args.filter, judge=args.judge, judge_overrides=list(cfg.judge.overrides),
         min_confidence=args.min_confidence, min_source_distance=args.min_source_distance,
         max_attempts_factor=args.max_attempts_factor, batch_size=args.batch_size, workers=args.workers,
@@ -128,7 +135,7 @@ def run_cli(args: argparse.Namespace, overrides: list[str]):
 
 def augment_with_checkpoint(
     *, checkpoint: Path, data_cfg: DictConfig, paths_cfg: DictConfig, target_count: str | int, out_dir: Path | None = None,
-    strategy: str = "gaussian", strength: float | None = None, seed: int = 0, use_filter: bool = True,
+    strategy: str = "gaussian", strength: float | None = None, render: str | None = None, seed: int = 0, use_filter: bool = True,
     judge: Path | None = None, judge_overrides: list[str] = (), min_confidence: float = 0.5,
     min_source_distance: float = 0.02, max_attempts_factor: float = 10.0, batch_size: int = 256,
     workers: int | None = None, device: str = "auto", overwrite: bool = False, generation_report: bool = True,
@@ -144,6 +151,7 @@ def augment_with_checkpoint(
         raise AugmentError(f"--strength={strength} must be >= 0")
     check_generation_args(min_confidence=min_confidence, min_source_distance=min_source_distance,
                           max_attempts_factor=max_attempts_factor, workers=workers, batch_size=batch_size)
+    render = check_render_for(perturbation, render)
     meta = read_vaegan_meta(checkpoint)  # missing or not a checkpoint -> CheckpointError
     device = resolve_device(device)
 
@@ -158,11 +166,11 @@ def augment_with_checkpoint(
                            f"the data config gives {image_size}px (set data.image_size={meta.get('image_size')})")
     sha = checkpoint_fingerprint(checkpoint)
     out_dir = Path(out_dir) if out_dir else Path(paths_cfg.output_dir) / "generated" / (
-        f"{listing.dataset}-{perturbation.name}-a{strength:g}-seed{seed}-{sha[:8]}")
+        f"{listing.dataset}-{perturbation.name}{'' if render == perturbation.render else '-' + render}-a{strength:g}-seed{seed}-{sha[:8]}")
     refuse_inside_dataset(out_dir, dataset_root=listing.root)
     # Refuse a foreign or mismatching OUT now, before anything is decoded or a judge trained for it
     # (and before the lock creates OUT); the split-dependent settings are checked once the split is known.
-    known = {"checkpoint_sha256": sha, "strategy": perturbation.name, "strength": strength, "seed": seed,
+    known = {"checkpoint_sha256": sha, "strategy": perturbation.name, "strength": strength, "render": render, "seed": seed,
              "batch_size": batch_size, "filter": bool(use_filter), "image_size": image_size}
     check_out_dir(out_dir, known, overwrite=overwrite)
 
@@ -177,7 +185,7 @@ def augment_with_checkpoint(
                             "source_ids_sha256": faces.sample_ids_fingerprint(fit.sample_ids)}, overwrite=overwrite)
     with folder_lock(out_dir, what="augmentation"):  # one writer per OUT, the judge's training included
         return _generate(checkpoint=checkpoint, data=data, fit=fit, data_cfg=data_cfg, paths_cfg=paths_cfg, targets=targets,
-                         out_dir=out_dir, perturbation=perturbation, strength=strength, seed=seed, use_filter=use_filter,
+                         out_dir=out_dir, perturbation=perturbation, strength=strength, render=render, seed=seed, use_filter=use_filter,
                          judge=judge, judge_overrides=judge_overrides, min_confidence=min_confidence,
                          min_source_distance=min_source_distance, max_attempts_factor=max_attempts_factor,
                          batch_size=batch_size, workers=workers, device=device, overwrite=overwrite, sha=sha,
@@ -185,7 +193,7 @@ def augment_with_checkpoint(
 
 
 def _generate(*, checkpoint: Path, data: faces.FaceData, fit: faces.FaceSplit, data_cfg: DictConfig, paths_cfg: DictConfig,
-              targets: list[int], out_dir: Path, perturbation, strength: float, seed: int, use_filter: bool,
+              targets: list[int], out_dir: Path, perturbation, strength: float, render: str, seed: int, use_filter: bool,
               judge: Path | None, judge_overrides, min_confidence: float, min_source_distance: float,
               max_attempts_factor: float, batch_size: int, workers: int | None, device: torch.device, overwrite: bool,
               sha: str, generation_report: bool = True):
@@ -205,11 +213,15 @@ def _generate(*, checkpoint: Path, data: faces.FaceData, fit: faces.FaceSplit, d
         if quality["weak_classes"]:
             log.warning("WEAK JUDGE: validation recall below %g for %s; the filter's verdicts on those classes mean little",
                         quality["recall_floor"], ", ".join(quality["weak_classes"]))
+    # The report's feature space, built once: the filter's near-duplicate test and the report share it.
+    embed = feature_embedder(device) if use_filter or generation_report else None
+    duplicates = DuplicateFilter.build(embed=embed, fit=fit) if use_filter else None
     workers = min(16, os.cpu_count() or 1) if workers is None else workers
     log.info("generating %s with %s (a=%g) into %s", dict(zip(data.class_names, targets)), perturbation.name, strength, out_dir)
     report = augment(
         model=model, checkpoint_sha256=sha, fit=fit, out_dir=out_dir, targets=targets, perturbation=perturbation,
-        strength=strength, seed=seed, batch_size=batch_size, judge=score, judge_sha256=judge_sha,
+        strength=strength, render_mode=render, seed=seed, batch_size=batch_size, judge=score, judge_sha256=judge_sha,
+        duplicates=duplicates,
         min_confidence=min_confidence, min_source_distance=min_source_distance,
         max_attempts_factor=max_attempts_factor, device=device, workers=workers, overwrite=overwrite,
         source_split={"dataset": data.dataset, "split_seed": data.split_seed, "val_fraction": data.val_fraction,
@@ -220,6 +232,6 @@ def _generate(*, checkpoint: Path, data: faces.FaceData, fit: faces.FaceSplit, d
         log.info("measuring the generated set (fidelity, novelty, diversity, precision/recall) into %s", out_dir / REPORT_FILE)
         measured = write_generation_report(
             out_dir=out_dir, model=model, fit=fit, val=val, targets=targets, perturbation=perturbation, strength=strength,
-            seed=seed, batch_size=batch_size, device=device, judge=score, cache_dir=paths_cfg.cache_dir, judge_report=quality)
+            render=render, seed=seed, embed=embed, real_features=duplicates.real_features if duplicates else None, batch_size=batch_size, device=device, judge=score, cache_dir=paths_cfg.cache_dir, judge_report=quality)
         log.info("%s", format_generation_report(measured))
     return dataclasses.replace(report, judge_quality=quality)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,13 @@ def accepted_count(out_dir: Path) -> int:
         return sum(1 for _ in csv.DictReader(handle))
 
 
+def feature_embedder(device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """uint8 images -> features on the CPU in the report's space (offline EfficientNet-Lite0 at FEATURE_IMAGE_SIZE);
+    an empty batch gives [0, num_features]."""
+    network = FeatureNetwork(image_size=FEATURE_IMAGE_SIZE).to(device).eval()
+    return lambda images: network(images.to(device)).cpu()
+
+
 def _predictions(judge: Judge | None, images: torch.Tensor) -> torch.Tensor | None:
     return None if judge is None or images.shape[0] == 0 else judge(images).argmax(dim=1).cpu()
 
@@ -68,7 +75,7 @@ def _predictions(judge: Judge | None, images: torch.Tensor) -> torch.Tensor | No
 @torch.no_grad()
 def write_generation_report(
     *, out_dir: Path, model, fit: faces.FaceSplit, val: faces.FaceSplit, targets: Sequence[int], perturbation: Perturbation,
-    strength: float, seed: int, batch_size: int, device: torch.device, judge: Judge | None, cache_dir: Path | str,
+    strength: float, render: str, seed: int, embed=None, real_features: torch.Tensor | None = None, batch_size: int, device: torch.device, judge: Judge | None, cache_dir: Path | str,
     judge_report: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Measure a finished generated set and write OUT/generation_report.json (atomically)."""
@@ -78,7 +85,8 @@ def write_generation_report(
     classes = [item.label for item in plans]
     # Before the filter: the first candidate batch of each class, exactly as the augmenter drew it.
     candidates = [generate(model=model, item=item, batch=0, perturbation=perturbation, strength=strength, seed=seed,
-                           batch_size=batch_size, image_size=fit.image_size, device=device).images for item in plans]
+                           batch_size=batch_size, image_size=fit.image_size, device=device, render_mode=render).images
+                  for item in plans]
     before_images = torch.cat(candidates) if candidates else torch.zeros(0, 3, fit.image_size, fit.image_size, dtype=torch.uint8)
     before_labels = torch.cat([torch.full((c.shape[0],), item.label) for c, item in zip(candidates, plans)]) if candidates else torch.zeros(0, dtype=torch.long)
     if accepted_count(out_dir) > 0:
@@ -86,17 +94,17 @@ def write_generation_report(
         after_images, after_labels = accepted.images, accepted.labels
     else:
         after_images, after_labels = before_images[:0], before_labels[:0]
-    real_mask = torch.isin(fit.labels, torch.as_tensor(classes, dtype=torch.long))
-    network = FeatureNetwork(image_size=FEATURE_IMAGE_SIZE).to(device)
-    embed = lambda images: network(images.to(device)).cpu()  # noqa: E731  (an empty batch gives [0, num_features])
-    real_features, real_labels = embed(fit.images[real_mask]), fit.labels[real_mask]
+    embed = feature_embedder(device) if embed is None else embed
+    # Every real training image: per-class figures use their class's, near-duplicates are checked against all.
+    real_features = embed(fit.images) if real_features is None else real_features
+    real_labels = fit.labels
     judge_report = judge_report if judge_report is not None else (judge_quality(judge, val) if judge is not None else None)
     val_recall = [judge_report["validation_recall"][n] for n in fit.class_names] if judge_report else None
     report = {
         "feature_network": f"{FEATURE_NETWORK} (ImageNet, offline), {FEATURE_IMAGE_SIZE}px",
-        "near_duplicate_rule": f"nearest real training image of the class or earlier sample closer than {NEAR_DUPLICATE_FRACTION:g} x "
+        "near_duplicate_rule": f"nearest real training image (any class) or earlier sample closer than {NEAR_DUPLICATE_FRACTION:g} x "
                                "the class's median real-to-real nearest-neighbour distance",
-        "strategy": perturbation.name, "strength": strength, "judge": judge_report,
+        "strategy": perturbation.name, "strength": strength, "render": render, "judge": judge_report,
         "before_filter": generation_figures(
             generated=embed(before_images), generated_labels=before_labels, real=real_features, real_labels=real_labels,
             class_names=fit.class_names, classes=classes, judge_predictions=_predictions(judge, before_images), real_val_recall=val_recall),

@@ -27,6 +27,7 @@ from faces.io import write_json_atomic, write_text_atomic
 from faces.lock import folder_lock
 from faces.runs import ERROR_FILE, METRICS_FILE, ROW_FILE, record_failure
 from vaegan.augment.perturbations import get_perturbation
+from vaegan.augment.run import check_render_for
 from vaegan.train import EXPORT_NAME, format_summary, train_vaegan
 
 from .augment import augment_with_checkpoint
@@ -38,6 +39,15 @@ from .report import write_report
 log = logging.getLogger("ablate")
 
 
+def generated_spec(spec: str) -> tuple[str, str | None, str]:
+    """A row's `generated:` value -> (strategy, rendering or None for the strategy's own, folder name):
+    "gaussian" is the strategy with its own rendering, "gaussian@decoder" names the rendering too."""
+    strategy, _, render = str(spec).partition("@")
+    perturbation = get_perturbation(strategy)  # unknown names fail here, naming the choices
+    check_render_for(perturbation, render or None)
+    return strategy, render or None, f"{strategy}-{render}" if render else strategy
+
+
 def check_rows(cfg: DictConfig) -> list[str]:
     """Unknown rows and bad overrides fail here, before the VAE-GAN trains."""
     rows = [str(r) for r in cfg.rows]
@@ -47,10 +57,8 @@ def check_rows(cfg: DictConfig) -> list[str]:
     if not cfg.seeds:
         raise ValueError("seeds is empty; give at least one seed, e.g. seeds=[0,1,2]")
     for row in rows:
-        strategy = cfg.row_specs[row].get("generated")
-        if strategy is not None:
-            get_perturbation(str(strategy))
-        folder = Path(cfg.out_dir) / "generated" / str(strategy) if strategy else None
+        spec = cfg.row_specs[row].get("generated")
+        folder = Path(cfg.out_dir) / "generated" / generated_spec(spec)[2] if spec else None
         classifier_config(cfg, row=row, seed=int(cfg.seeds[0]), generated_dir=folder)
     return rows
 
@@ -94,17 +102,18 @@ def ensure_generated(cfg: DictConfig, *, checkpoint: Path, strategies: list[str]
         judge = ensure_judge(data_cfg=cfg.data, paths_cfg=cfg.paths, overrides=list(a.judge_overrides),
                              run_dir=out_dir / "judge", trainer=cfg.trainer)
     folders = {}
-    for strategy in strategies:
-        folder = out_dir / "generated" / strategy
-        log.info("stage 2/3: generating with %s into %s", strategy, folder)
+    for spec in strategies:
+        strategy, render, name = generated_spec(spec)
+        folder = out_dir / "generated" / name
+        log.info("stage 2/3: generating with %s into %s", spec, folder)
         report = augment_with_checkpoint(
             checkpoint=checkpoint, data_cfg=cfg.data, paths_cfg=cfg.paths, target_count=a.target_count, out_dir=folder,
-            strategy=strategy, strength=a.strength, seed=int(a.seed), use_filter=bool(a.filter), judge=judge,
+            strategy=strategy, strength=a.strength, render=render, seed=int(a.seed), use_filter=bool(a.filter), judge=judge,
             min_confidence=float(a.min_confidence), max_attempts_factor=float(a.max_attempts_factor),
             batch_size=int(a.batch_size), workers=a.workers, device=device,
         )
-        log.info("%s\n%s", strategy, report.table())
-        folders[strategy] = folder
+        log.info("%s\n%s", spec, report.table())
+        folders[spec] = folder
     return folders
 
 

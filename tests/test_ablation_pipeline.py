@@ -84,3 +84,22 @@ def test_unknown_row_fails_before_any_work(tmp_path: Path, tiny_synthetic_root: 
     with pytest.raises(ValueError, match=r"unknown ablation row\(s\) \['smote'\]"):
         run_ablation(cfg)
     assert not Path(cfg.out_dir).exists()
+
+
+def test_generated_specs_name_a_strategy_and_optionally_its_rendering(tmp_path: Path, tiny_synthetic_root: Path,
+                                                                      tiny_vaegan: Path) -> None:
+    from ablation.pipeline import generated_spec
+
+    assert generated_spec("gaussian") == ("gaussian", None, "gaussian")
+    assert generated_spec("gaussian@decoder") == ("gaussian", "decoder", "gaussian-decoder")
+    with pytest.raises(ValueError, match="prior has none"):
+        generated_spec("prior@residual")
+    with pytest.raises(ValueError, match="unknown perturbation strategy 'smote'"):
+        generated_spec("smote")
+    cfg = ablate_cfg(tmp_path, tiny_synthetic_root, tiny_vaegan)
+    with open_dict(cfg.row_specs):
+        cfg.row_specs.blurry = {"overrides": ["balance=synthetic"], "generated": "gaussian@sharpest"}
+    cfg.rows = ["none", "blurry"]
+    with pytest.raises(ValueError, match="sharpest"):  # refused before the VAE-GAN or any run starts
+        run_ablation(cfg)
+    assert not Path(cfg.out_dir).exists()

@@ -311,9 +311,81 @@ def test_near_duplicate_filter_rejects_copies_of_any_real_image_and_of_earlier_s
     # candidate 0: new; 1: a copy of real image 3 (not its source, which is image 0); 2: new;
     # 3: a copy of candidate 2 (accepted just before it); 4: a copy of a sample an earlier batch accepted
     images = torch.stack([fresh[0], real[3], fresh[1], fresh[1], earlier[0]])
-    item = ClassPlan(label=1, name="Fear", need=5, budget=50, members=torch.arange(5), source_images=real, accepted=earlier)
+    item = ClassPlan(label=1, name="Fear", need=5, budget=50, members=torch.arange(5), source_images=real,
+                     source_labels=torch.ones(5, dtype=torch.long), accepted=earlier)
     candidates = CandidateBatch(batch=0, candidates=list(range(5)), images=images, sources=[0] * 5, partners=[0] * 5)
     always_fear = lambda x: torch.nn.functional.one_hot(torch.ones(len(x), dtype=torch.long), 3).float()  # noqa: E731
     judge_batch(candidates, item=item, judge=always_fear, min_confidence=0.5, min_source_distance=0.02, undecided_from=0)
     near = REJECT_REASONS.index("near_duplicate")
     assert candidates.reason.tolist() == [-1, near, -1, near, near]
+
+
+def test_residual_rendering_is_the_source_plus_the_decoders_change(model, fit) -> None:
+    from vaegan.augment.render import render, resize_float
+    from vaegan.images import resize_uint8, to_model_range, to_uint8
+
+    sources, labels = fit.images[:4], fit.labels[:4]
+    with torch.no_grad():
+        mu, _ = model.encode(to_model_range(resize_uint8(sources, size=model.resolution)), labels)
+        # An unmoved code changes nothing: the sample is its source, bit for bit.
+        same = render(model, z=mu, labels=labels, mode="residual", image_size=fit.image_size,
+                      source_images=sources, source_mu=mu, source_labels=labels)
+        assert torch.equal(same, sources)
+        z = mu + 1.5
+        moved = render(model, z=z, labels=labels, mode="residual", image_size=fit.image_size,
+                       source_images=sources, source_mu=mu, source_labels=labels)
+        change = resize_float(model.decode(z, labels) - model.decode(mu, labels), size=fit.image_size)
+        assert torch.equal(moved, to_uint8((to_model_range(sources) + change).clamp(-1, 1)))
+        assert not torch.equal(moved, sources)
+        # The decoder rendering is the decoder's own image at the data's size.
+        decoded = render(model, z=z, labels=labels, mode="decoder", image_size=fit.image_size)
+        assert torch.equal(decoded, resize_uint8(to_uint8(model.decode(z, labels)), size=fit.image_size))
+        with pytest.raises(ValueError, match="real source"):
+            render(model, z=z, labels=labels, mode="residual", image_size=fit.image_size)
+        with pytest.raises(ValueError, match="choose one of"):
+            render(model, z=z, labels=labels, mode="sharpen", image_size=fit.image_size)
+
+
+def test_renderings_per_strategy_and_source_free_strategies_refuse_residual(model, fit, tmp_path: Path) -> None:
+    from vaegan.augment.run import check_render_for
+
+    assert {name: p.render for name, p in PERTURBATIONS.items()}["prior"] == "decoder"
+    assert get_perturbation("reconstruct").render == "decoder" and get_perturbation("gaussian").render == "residual"
+    with pytest.raises(AugmentError, match="prior has none"):
+        check_render_for(get_perturbation("prior"), "residual")
+    with pytest.raises(AugmentError, match="choose one of"):
+        check_render_for(get_perturbation("gaussian"), "sharp")
+    run(model, fit, tmp_path / "res", targets=[20] * 7)
+    run(model, fit, tmp_path / "dec", targets=[20] * 7, render_mode="decoder")
+    assert json.loads((tmp_path / "res" / "augment.json").read_text())["render"] == "residual"
+    assert json.loads((tmp_path / "dec" / "augment.json").read_text())["render"] == "decoder"
+    assert png_files(tmp_path / "res") != png_files(tmp_path / "dec")
+    with pytest.raises(AugmentError, match="render"):  # resuming with another rendering is refused
+        run(model, fit, tmp_path / "res", targets=[20] * 7, render_mode="decoder")
+
+
+def test_feature_duplicate_filter_rejects_copies_of_other_classes_and_of_earlier_samples() -> None:
+    from vaegan.augment.run import REJECT_REASONS, CandidateBatch, ClassPlan, DuplicateFilter, judge_batch
+
+    g = torch.Generator().manual_seed(1)
+    real = torch.randint(0, 256, (8, 3, 16, 16), generator=g, dtype=torch.uint8)
+    labels = torch.tensor([1, 1, 1, 1, 2, 2, 2, 2])
+    split = faces.FaceSplit(name="train", images=real, labels=labels, is_synthetic=torch.zeros(8, dtype=torch.bool),
+                            sample_ids=[f"r{i}" for i in range(8)], class_names=("Surprise", "Fear", "Disgust"), fingerprint="x")
+    # Any embedding works for the rule; the augmenter passes the report's EfficientNet-Lite0 features.
+    duplicates = DuplicateFilter.build(embed=lambda x: x.float().flatten(1) / 255.0, fit=split)
+    fresh = torch.randint(0, 256, (2, 3, 16, 16), generator=g, dtype=torch.uint8)
+    # 0: new; 1: a copy of a *Disgust* training image (the pixel test only looks at Fear's); 2: new;
+    # 3: candidate 2 brightened by 8 levels (0.03 mean pixel difference: passes the pixel test, not this one)
+    images = torch.stack([fresh[0], real[5], fresh[1], (fresh[1].int() + 8).clamp(0, 255).to(torch.uint8)])
+    members = (labels == 1).nonzero().flatten()
+    item = ClassPlan(label=1, name="Fear", need=4, budget=40, members=members, source_images=real[members],
+                     source_labels=labels[members], accepted=real[:0], accepted_features=duplicates.real_features[:0])
+    candidates = CandidateBatch(batch=0, candidates=list(range(4)), images=images, sources=[0] * 4, partners=[0] * 4)
+    always_fear = lambda x: torch.nn.functional.one_hot(torch.ones(len(x), dtype=torch.long), 3).float()  # noqa: E731
+    judge_batch(candidates, item=item, judge=always_fear, min_confidence=0.5, min_source_distance=0.02,
+                undecided_from=0, duplicates=duplicates)
+    near = REJECT_REASONS.index("near_duplicate")
+    assert candidates.reason.tolist() == [-1, near, -1, near]
+    judge_batch(candidates, item=item, judge=always_fear, min_confidence=0.5, min_source_distance=0.02, undecided_from=0)
+    assert candidates.reason.tolist() == [-1, -1, -1, -1]  # without it, only the pixel test: both copies pass

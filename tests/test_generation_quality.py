@@ -97,3 +97,41 @@ def test_training_time_metric_uses_the_registry_perturbation(tiny_synthetic_root
     gaussian = perturb_codes(get_perturbation("gaussian"), mu=mu, logvar=logvar, labels=labels, generator=torch.Generator().manual_seed(3))
     assert torch.allclose(gaussian, mu + 2.0 * torch.exp(0.5 * logvar) * eps)
     assert torch.equal(perturb_codes(get_perturbation("reconstruct"), mu=mu, logvar=logvar, labels=labels), mu)
+
+
+def test_near_duplicates_of_another_class_count_when_every_real_image_is_given() -> None:
+    fear, disgust = _cloud(20, seed=7), _cloud(20, seed=8, centre=6.0)
+    generated = torch.cat([_cloud(2, seed=9, centre=-8.0), disgust[3:4] + 1e-4])  # the last copies a Disgust image
+    own_only = class_figures(generated=generated, real=fear, judge_predictions=None, label=1, real_val_recall=None)
+    everyone = class_figures(generated=generated, real=fear, judge_predictions=None, label=1, real_val_recall=None,
+                             all_real=torch.cat([fear, disgust]))
+    assert own_only["novelty"]["near_duplicate_share"] == 0.0
+    assert everyone["novelty"]["near_duplicate_share"] == pytest.approx(1 / 3)
+
+
+def test_training_time_metrics_and_grids_use_the_augmenters_rendering(tiny_synthetic_root, tmp_path) -> None:
+    from omegaconf import OmegaConf
+
+    from vaegan.augment.render import render
+    from vaegan.images import to_model_range, to_uint8
+    from vaegan.module import VAEGANModule
+    from vaegan_helpers import tiny_config
+
+    names = ["a", "b", "c", "d", "e", "f", "g"]
+    for extra, mode in (((), "residual"), (("grid.render=decoder",), "decoder"), (("grid.perturbation=prior",), "decoder")):
+        cfg = tiny_config(root=tiny_synthetic_root, cache_dir=tmp_path / "cache", extra=extra)
+        module = VAEGANModule(config=OmegaConf.to_container(cfg, resolve=True), class_names=names, image_size=32, data_fingerprint="x")
+        module.model.eval()
+        assert module._render_mode() == mode
+        sources = to_model_range(torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8))
+        labels = torch.tensor([0, 1, 2, 3])
+        mu = torch.randn(4, module.model.latent_dim)
+        z = mu + 1.0
+        got = module._render(z, labels, sources=sources, source_mu=mu)
+        expected = render(module.model, z=z, labels=labels, mode=mode, image_size=32, source_images=to_uint8(sources),
+                          source_mu=mu, source_labels=labels)
+        assert torch.equal(to_uint8(got), expected)
+    cfg = tiny_config(root=tiny_synthetic_root, cache_dir=tmp_path / "cache", extra=("grid.perturbation=prior", "grid.render=residual"))
+    module = VAEGANModule(config=OmegaConf.to_container(cfg, resolve=True), class_names=names, image_size=32, data_fingerprint="x")
+    with pytest.raises(ValueError, match="grid.render=decoder"):
+        module._render_mode()

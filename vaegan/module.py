@@ -25,8 +25,9 @@ from torch import nn
 
 from . import losses as L
 from .grids import pick_per_class, save_class_grid
-from .images import to_model_range
+from .images import to_model_range, to_uint8
 from .augment.perturbations import LatentBatch, Perturbation, class_scale_for, get_perturbation, perturb_codes
+from .augment.render import check_render, render
 from .metrics import FRECHET_NAME, FeatureNetwork, diversity_ratio, per_class_frechet, reconstruction_l1, reconstruction_ssim
 from .model import VAEGAN
 
@@ -84,6 +85,7 @@ class VAEGANModule(pl.LightningModule):
             self.model.to(memory_format=torch.channels_last)
         for module in self._aux.values():
             module.to(self.device)
+        self._render_mode()  # a bad grid.perturbation / grid.render fails now, not at the first validation
 
     def on_train_start(self) -> None:
         # Known only once the train dataloader exists (after on_fit_start).
@@ -259,6 +261,23 @@ class VAEGANModule(pl.LightningModule):
         strength = cfg.get("strength")
         return perturbation, perturbation.default_strength if strength is None else float(strength)
 
+    def _render_mode(self) -> str:
+        """grid.render, or the perturbation's own rendering (as augment.py without --render)."""
+        mode = self.config["grid"].get("render")
+        perturbation = self._perturbation()[0]
+        mode = check_render(str(mode)) if mode else perturbation.render
+        if mode == "residual" and not perturbation.sources:
+            raise ValueError(f"grid.render=residual needs a real source and grid.perturbation={perturbation.name} has none; "
+                             "use grid.render=decoder")
+        return mode
+
+    def _render(self, z: torch.Tensor, labels: torch.Tensor, *, sources: torch.Tensor, source_mu: torch.Tensor) -> torch.Tensor:
+        """Codes -> float [-1, 1] images at the model's resolution with the augmenter's own rendering
+        (vaegan.augment.render); `sources` float [-1, 1] are the real images the codes were made from."""
+        images = render(self.model, z=z, labels=labels, mode=self._render_mode(), image_size=self.model.resolution,
+                        source_images=to_uint8(sources).cpu(), source_mu=source_mu, source_labels=labels)
+        return to_model_range(images).to(self.device)
+
     def _perturb(self, mu: torch.Tensor, logvar: torch.Tensor, labels: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor:
         perturbation, strength = self._perturbation()
         return perturb_codes(perturbation, mu=mu, logvar=logvar, labels=labels, strength=strength, generator=generator)
@@ -289,7 +308,7 @@ class VAEGANModule(pl.LightningModule):
         z = torch.randn(sample_labels.shape[0], self.model.latent_dim, generator=generator, device=self.device)
         prior = torch.cat([self.model.decode(z[i : i + 256], sample_labels[i : i + 256]) for i in range(0, len(z), 256)])
         # Perturbed encodings of the held-out images with the augmenter's own perturbation (one registry).
-        perturbed = self.model.decode(self._perturb(mu, logvar, labels, generator=generator), labels)
+        perturbed = self._render(self._perturb(mu, logvar, labels, generator=generator), labels, sources=real, source_mu=mu)
         prior_features, perturbed_features = network(prior).cpu(), network(perturbed).cpu()
         labels_cpu, sample_labels_cpu = labels.cpu(), sample_labels.cpu()
         out: dict[str, float] = {}
@@ -330,27 +349,29 @@ class VAEGANModule(pl.LightningModule):
                 mu, logvar = self.model.encode(x, y)
                 recon = self.model.decode(mu, y)
                 recon_rows.append(torch.stack([x, recon], dim=1).flatten(0, 1).float().cpu())
-                anchor_x = x[:1]
+                anchor_x, anchor_mu = x[:1], mu[:1]
                 perturbed_codes = self._variants(mu.float(), logvar.float(), k=k, generator=generator)
             else:
                 recon_rows.append(torch.zeros(2, 3, self.model.resolution, self.model.resolution))
                 anchor_x = torch.zeros(1, 3, self.model.resolution, self.model.resolution, device=self.device)
+                anchor_mu = torch.zeros(1, self.model.latent_dim, device=self.device)
                 perturbed_codes = torch.zeros(k, self.model.latent_dim, device=self.device)
             y = torch.full((k,), label, device=self.device, dtype=torch.long)
             prior = self.model.decode(torch.randn(k, self.model.latent_dim, generator=generator, device=self.device), y)
-            perturbed = self.model.decode(perturbed_codes, y)
+            perturbed = self._render(perturbed_codes, y, sources=anchor_x.expand(k, -1, -1, -1), source_mu=anchor_mu.expand(k, -1))
             sample_rows.append(torch.cat([prior, anchor_x, perturbed]).float().cpu())
         self.model.train(was_training)
         grids = self.output_dir / "grids"
         # During fit current_epoch is the epoch in progress; after fit it already counts all of them.
         epoch = self.current_epoch if tag == "final" else self.current_epoch + 1
         recon_columns = ["real", "recon"] * k
-        sample_columns = [f"prior {i + 1}" for i in range(k)] + ["real"] + [f"perturbed {i + 1}" for i in range(k)]
+        sample_columns = [f"prior {i + 1}" for i in range(k)] + ["real"] + [f"variant {i + 1}" for i in range(k)]
         paths = []
         for name, rows, columns, title in (
             ("reconstructions", recon_rows, recon_columns, f"epoch {epoch}: real | reconstruction (EMA decoder, z = mu)"),
             ("samples", sample_rows, sample_columns,
-             f"epoch {epoch}: {k} prior samples | a real face | {k} variants ({self._perturbation()[0].name}, a={self._perturbation()[1]:g})"),
+             f"epoch {epoch}: {k} prior samples | a real face | {k} variants ({self._perturbation()[0].name}, "
+             f"a={self._perturbation()[1]:g}, {self._render_mode()} rendering)"),
         ):
             path = save_class_grid(rows=rows, class_names=self.class_names, path=grids / f"{name}_{tag}.png",
                                    title=title, column_labels=columns)

@@ -45,6 +45,10 @@ class Perturbation:
     apply: Callable[[LatentBatch, float], torch.Tensor]
     # Whether `apply` needs LatentBatch.class_scale (the class's covariance of real codes).
     class_statistics: bool = False
+    # How a code becomes an image unless the caller says otherwise (vaegan.augment.render.RENDERS):
+    # "residual" keeps the real source's details and adds the decoder's change; "decoder" is the
+    # decoder's own image (the controls, whose point is the VAE-GAN's own look, and source-free draws).
+    render: str = "residual"
 
 
 def _gaussian(batch: LatentBatch, strength: float) -> torch.Tensor:
@@ -108,9 +112,9 @@ PERTURBATIONS: dict[str, Perturbation] = {
         Perturbation(name="interpolate", description="z between the codes of two real images of the class (latent SMOTE)",
                      sources=2, default_strength=1.0, apply=_interpolate),
         Perturbation(name="reconstruct", description="z = mu: reconstructions only (control, a = 0)",
-                     sources=1, default_strength=0.0, apply=_reconstruct),
+                     sources=1, default_strength=0.0, apply=_reconstruct, render="decoder"),
         Perturbation(name="prior", description="z ~ N(0, a^2 I) with the class label (control, no real source)",
-                     sources=0, default_strength=1.0, apply=_prior),
+                     sources=0, default_strength=1.0, apply=_prior, render="decoder"),
     )
 }
 

@@ -24,9 +24,11 @@ from typing import Any
 
 import torch
 
-# A sample closer to a real image (or to an earlier sample) than NEAR_DUPLICATE_FRACTION of the
-# class's median real-to-real nearest-neighbour distance is a near-duplicate: real faces of one
-# class are never that close to each other, so such a sample adds nothing oversampling lacks.
+# A sample closer to a real training image of *any* class (or to an earlier sample) than
+# NEAR_DUPLICATE_FRACTION of its class's median real-to-real nearest-neighbour distance is a
+# near-duplicate: real faces of one class are rarely that close to each other, so such a sample adds
+# nothing oversampling lacks (any class, because a sample made from another class's face, or
+# relabelled, is a copy all the same).
 NEAR_DUPLICATE_FRACTION = 0.5
 PRECISION_RECALL_K = 3
 
@@ -89,8 +91,9 @@ def real_spacing(real: torch.Tensor) -> float:
 
 def near_duplicates(*, generated: torch.Tensor, real: torch.Tensor, spacing: float,
                     fraction: float = NEAR_DUPLICATE_FRACTION) -> torch.Tensor:
-    """bool [G]: a sample within fraction x spacing of any real image of the class, or of an
-    earlier generated sample (so eight copies of one face count as seven duplicates)."""
+    """bool [G]: a sample within fraction x spacing of any image in `real` (the caller passes every
+    real training image), or of an earlier generated sample (so eight copies of one face count as
+    seven duplicates)."""
     if generated.shape[0] == 0 or not math.isfinite(spacing):
         return torch.zeros(generated.shape[0], dtype=torch.bool)
     threshold = fraction * spacing
@@ -102,8 +105,9 @@ def near_duplicates(*, generated: torch.Tensor, real: torch.Tensor, spacing: flo
 
 
 def class_figures(*, generated: torch.Tensor, real: torch.Tensor, judge_predictions: torch.Tensor | None, label: int,
-                  real_val_recall: float | None) -> dict[str, Any]:
-    """All figures for one class: features [G, D] of generated samples and [R, D] of real training images."""
+                  real_val_recall: float | None, all_real: torch.Tensor | None = None) -> dict[str, Any]:
+    """All figures for one class: features [G, D] of generated samples and [R, D] of the class's real
+    training images; `all_real` (default: `real`) are the real images a near-duplicate is checked against."""
     n, spacing = int(generated.shape[0]), real_spacing(real)
     figures: dict[str, Any] = {"n_generated": n, "n_real": int(real.shape[0])}
     if judge_predictions is not None and n:
@@ -115,7 +119,7 @@ def class_figures(*, generated: torch.Tensor, real: torch.Tensor, judge_predicti
             "ratio": recall / real_val_recall if real_val_recall else math.nan,
         }
     nearest = nearest_distances(generated, real)
-    duplicates = near_duplicates(generated=generated, real=real, spacing=spacing)
+    duplicates = near_duplicates(generated=generated, real=real if all_real is None else all_real, spacing=spacing)
     figures["novelty"] = {
         "median_nearest_real_distance": float(nearest.median()) if n else math.nan,
         "real_spacing": spacing,
@@ -134,14 +138,15 @@ def class_figures(*, generated: torch.Tensor, real: torch.Tensor, judge_predicti
 def generation_figures(*, generated: torch.Tensor, generated_labels: torch.Tensor, real: torch.Tensor, real_labels: torch.Tensor,
                        class_names: Sequence[str], classes: Sequence[int], judge_predictions: torch.Tensor | None = None,
                        real_val_recall: Sequence[float] | None = None) -> dict[str, Any]:
-    """{"classes": {name: figures}, "overall": figures pooled over `classes`} for one set of samples."""
+    """{"classes": {name: figures}, "overall": figures pooled over `classes`} for one set of samples; `real`
+    holds every real training image (all classes: near-duplicates are checked against any of them)."""
     per_class = {}
     for label in classes:
         mine = generated_labels == label
         per_class[class_names[label]] = class_figures(
             generated=generated[mine], real=real[real_labels == label],
             judge_predictions=None if judge_predictions is None else judge_predictions[mine], label=label,
-            real_val_recall=None if real_val_recall is None else real_val_recall[label])
+            real_val_recall=None if real_val_recall is None else real_val_recall[label], all_real=real)
     overall: dict[str, Any] = {"n_generated": int(sum(f["n_generated"] for f in per_class.values()))}
     if per_class:
         def mean_of(getter) -> float:

@@ -34,9 +34,11 @@ from faces.generated import read_generated_settings, sample_ids_fingerprint
 from faces.io import write_json_atomic, write_text_atomic
 from faces.lock import LOCK_FILE, folder_lock
 
-from ..images import resize_uint8, to_model_range, to_uint8
+from ..images import resize_uint8, to_model_range
 from .perturbations import LatentBatch, Perturbation, class_scale_for
+from .render import RENDERS, render
 from .preview import preview_grids
+from .quality import NEAR_DUPLICATE_FRACTION, nearest_distances, real_spacing
 from .writer import PngWriterPool
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,8 @@ class AugmentSettings:
     checkpoint_sha256: str
     strategy: str
     strength: float
+    # How codes become images (vaegan.augment.render): "residual" or "decoder".
+    render: str
     seed: int
     batch_size: int
     image_size: int
@@ -131,6 +135,25 @@ class AugmentReport:
 
 
 Judge = Callable[[torch.Tensor], torch.Tensor]  # uint8 [N, 3, H, W] -> class probabilities [N, C]
+Embed = Callable[[torch.Tensor], torch.Tensor]  # uint8 [N, 3, H, W] -> features [N, D] (the generation report's space)
+
+
+@dataclass(frozen=True)
+class DuplicateFilter:
+    """The generation report's near-duplicate rule (vaegan.augment.quality), applied while filtering: a
+    candidate closer than NEAR_DUPLICATE_FRACTION x its class's real spacing to any real training image
+    (every class) or to a sample of its class accepted before it is rejected. One definition, so the
+    report's after-filter near-duplicate share measures what the filter let through."""
+
+    embed: Embed
+    real_features: torch.Tensor        # [N, D] every image of the fit split
+    thresholds: tuple[float, ...]      # per class
+
+    @classmethod
+    def build(cls, *, embed: Embed, fit: FaceSplit) -> DuplicateFilter:
+        features = embed(fit.images).cpu()
+        thresholds = tuple(NEAR_DUPLICATE_FRACTION * real_spacing(features[fit.labels == c]) for c in range(len(fit.class_names)))
+        return cls(embed=embed, real_features=features, thresholds=thresholds)
 
 
 def _batch_generator(*, seed: int, label: int, batch: int) -> torch.Generator:
@@ -155,6 +178,17 @@ def source_indices(*, candidates: Sequence[int], n_sources: int, seed: int, labe
             orders[epoch] = _source_order(n_sources=n_sources, seed=seed, label=label, epoch=epoch)
         result.append(int(orders[epoch][k % n_sources]))
     return result
+
+
+def check_render_for(perturbation: Perturbation, render_mode: str | None) -> str:
+    """The rendering to use (the perturbation's own when None), refused where it cannot work."""
+    mode = perturbation.render if render_mode is None else str(render_mode)
+    if mode not in RENDERS:
+        raise AugmentError(f"--render={mode!r} is not a rendering; choose one of {list(RENDERS)}")
+    if mode == "residual" and not perturbation.sources:
+        raise AugmentError(f"--render=residual adds the decoder's change to a real source image, and --strategy "
+                           f"{perturbation.name} has none; use --render decoder")
+    return mode
 
 
 def check_generation_args(*, min_confidence: float, min_source_distance: float, max_attempts_factor: float,
@@ -311,12 +345,14 @@ class ClassPlan:
     budget: int
     members: torch.Tensor          # indices into the fit split
     source_images: torch.Tensor    # uint8 [n, 3, H, W]
+    source_labels: torch.Tensor    # the label each source was encoded with (its own)
     mu: torch.Tensor | None = None
     logvar: torch.Tensor | None = None
     class_scale: torch.Tensor | None = None  # L with L L^T = Cov(mu | class), for the semantic perturbation
     # Samples of this class accepted so far (earlier runs' from disk, then this run's), in candidate
     # order: a new candidate too close to any of them is a near-duplicate.
     accepted: torch.Tensor | None = None
+    accepted_features: torch.Tensor | None = None  # their features, with a DuplicateFilter
 
 
 @dataclass
@@ -332,6 +368,7 @@ class CandidateBatch:
     judge_label: torch.Tensor | None = None
     judge_confidence: torch.Tensor | None = None
     distance: torch.Tensor | None = None
+    features: torch.Tensor | None = None  # DuplicateFilter features of the candidates it embedded (NaN elsewhere)
 
 
 def plan(*, model, fit: FaceSplit, targets: Sequence[int], progress: dict[str, ClassProgress], perturbation: Perturbation,
@@ -349,18 +386,20 @@ def plan(*, model, fit: FaceSplit, targets: Sequence[int], progress: dict[str, C
         if perturbation.sources and len(members) == 0:
             raise AugmentError(f"class {name} has no real training images to perturb")
         item = ClassPlan(label=label, name=name, need=need, members=members, source_images=fit.images[members],
+                         source_labels=fit.labels[members],
                          budget=int(np.ceil(max_attempts_factor * (targets[label] - real_counts[label]))),
                          accepted=(accepted or {}).get(name, torch.zeros((0, *fit.images.shape[1:]), dtype=torch.uint8)))
         if perturbation.sources:
-            item.mu, item.logvar = _encode_sources(model, item.source_images, fit.labels[members], device=device, batch_size=batch_size)
+            item.mu, item.logvar = _encode_sources(model, item.source_images, item.source_labels, device=device, batch_size=batch_size)
             item.class_scale = class_scale_for(perturbation, item.mu)
         plans.append(item)
     return plans
 
 
 def generate(*, model, item: ClassPlan, batch: int, perturbation: Perturbation, strength: float, seed: int, batch_size: int,
-             image_size: int, device: torch.device) -> CandidateBatch:
-    """Decode candidate batch `batch` of a class; its noise and sources depend only on (seed, class, batch)."""
+             image_size: int, device: torch.device, render_mode: str | None = None) -> CandidateBatch:
+    """Decode candidate batch `batch` of a class; its noise and sources depend only on (seed, class, batch).
+    `render_mode` (default: the perturbation's own) says how codes become images (vaegan.augment.render)."""
     candidates = list(range(batch * batch_size, (batch + 1) * batch_size))
     generator = _batch_generator(seed=seed, label=item.label, batch=batch)
     noise = torch.randn((batch_size, model.latent_dim), generator=generator)
@@ -379,13 +418,13 @@ def generate(*, model, item: ClassPlan, batch: int, perturbation: Perturbation, 
         latents = LatentBatch(mu=zeros, logvar=zeros, partner_mu=zeros, noise=noise.to(device), mix=mix.to(device))
     with torch.no_grad():
         z = perturbation.apply(latents, float(strength))
-        decoded = model.decode(z, labels.to(device))
-    images = resize_uint8(to_uint8(decoded).cpu(), size=image_size)
+    sourced = dict(source_images=item.source_images[src], source_mu=item.mu[src], source_labels=item.source_labels[src]) if src else {}
+    images = render(model, z=z, labels=labels.to(device), mode=render_mode or perturbation.render, image_size=image_size, **sourced)
     return CandidateBatch(batch=batch, candidates=candidates, images=images, sources=src, partners=partner)
 
 
 def judge_batch(candidates: CandidateBatch, *, item: ClassPlan, judge: Judge | None, min_confidence: float,
-                min_source_distance: float, undecided_from: int) -> None:
+                min_source_distance: float, undecided_from: int, duplicates: DuplicateFilter | None = None) -> None:
     """Fill in the filter's verdict per candidate: -1 accepted, else an index into REJECT_REASONS
     (REJECTED_EARLIER for candidates a previous run already decided on)."""
     size = len(candidates.candidates)
@@ -407,6 +446,8 @@ def judge_batch(candidates: CandidateBatch, *, item: ClassPlan, judge: Judge | N
     reason[:undecided_from] = REJECTED_EARLIER
     if judge is not None:
         _reject_copies_of_accepted(candidates.images, reason, accepted=item.accepted, min_distance=min_source_distance)
+    if judge is not None and duplicates is not None:
+        _reject_feature_duplicates(candidates, reason, item=item, duplicates=duplicates)
     candidates.reason, candidates.judge_label, candidates.judge_confidence, candidates.distance = reason, judge_label, judge_conf, distance
 
 
@@ -431,6 +472,28 @@ def _reject_copies_of_accepted(images: torch.Tensor, reason: torch.Tensor, *, ac
             reason[i] = REJECT_REASONS.index("near_duplicate")
         else:
             kept.append(i)
+
+
+def _reject_feature_duplicates(candidates: CandidateBatch, reason: torch.Tensor, *, item: ClassPlan,
+                               duplicates: DuplicateFilter) -> None:
+    """DuplicateFilter's rule on the candidates still accepted, in candidate order. Only those are embedded:
+    the judge has already rejected most of a batch, and the feature network is the expensive part."""
+    alive = (reason == -1).nonzero().flatten()
+    if len(alive) == 0:
+        return
+    features = duplicates.embed(candidates.images[alive]).cpu()
+    threshold = duplicates.thresholds[item.label]
+    near_real = nearest_distances(features, duplicates.real_features) < threshold
+    pool = item.accepted_features if item.accepted_features is not None else features[:0]
+    kept: list[int] = []
+    for j, i in enumerate(alive.tolist()):
+        previous = torch.cat([pool, features[kept]]) if kept else pool
+        if bool(near_real[j]) or float(nearest_distances(features[j : j + 1], previous)[0]) < threshold:
+            reason[i] = REJECT_REASONS.index("near_duplicate")
+        else:
+            kept.append(j)
+    candidates.features = torch.full((len(reason), features.shape[1]), float("nan"), dtype=features.dtype)
+    candidates.features[alive] = features
 
 
 def manifest_row(candidates: CandidateBatch, i: int, *, item: ClassPlan, fit: FaceSplit, perturbation: Perturbation,
@@ -465,6 +528,8 @@ def augment(
     batch_size: int = 256,
     judge: Judge | None = None,
     judge_sha256: str | None = None,
+    duplicates: DuplicateFilter | None = None,
+    render_mode: str | None = None,
     min_confidence: float = 0.5,
     min_source_distance: float = 0.02,
     max_attempts_factor: float = 10.0,
@@ -491,8 +556,9 @@ def augment(
         raise AugmentError(f"{len(targets)} targets for {len(fit.class_names)} classes")
     check_generation_args(min_confidence=min_confidence, min_source_distance=min_source_distance,
                           max_attempts_factor=max_attempts_factor, workers=workers, batch_size=batch_size)
+    render_mode = check_render_for(perturbation, render_mode)
     settings = AugmentSettings(
-        checkpoint_sha256=checkpoint_sha256, strategy=perturbation.name, strength=float(strength), seed=int(seed),
+        checkpoint_sha256=checkpoint_sha256, strategy=perturbation.name, strength=float(strength), render=render_mode, seed=int(seed),
         batch_size=int(batch_size), image_size=fit.image_size, class_names=tuple(fit.class_names),
         real_fingerprint=fit.fingerprint, source_ids_sha256=sample_ids_fingerprint(fit.sample_ids),
         filter=judge is not None, judge_sha256=judge_sha256,
@@ -505,7 +571,8 @@ def augment(
     with folder_lock(out_dir, what="augmentation"):
         return _augment_locked(
             model=model, checkpoint_sha256=checkpoint_sha256, fit=fit, out_dir=out_dir, targets=targets,
-            perturbation=perturbation, strength=strength, seed=seed, batch_size=batch_size, judge=judge,
+            perturbation=perturbation, strength=strength, seed=seed, batch_size=batch_size, judge=judge, render_mode=render_mode,
+            duplicates=duplicates,
             min_confidence=min_confidence, min_source_distance=min_source_distance,
             max_attempts_factor=max_attempts_factor, device=torch.device(device), workers=workers, overwrite=overwrite,
             preview_sources=preview_sources, preview_variants=preview_variants, settings=settings, record=record,
@@ -526,7 +593,8 @@ def _read_accepted(out_dir: Path, rows: Sequence[Mapping[str, Any]]) -> dict[str
 
 
 def _augment_locked(*, model, checkpoint_sha256: str, fit: FaceSplit, out_dir: Path, targets: Sequence[int],
-                    perturbation: Perturbation, strength: float, seed: int, batch_size: int, judge: Judge | None,
+                    perturbation: Perturbation, strength: float, seed: int, batch_size: int, judge: Judge | None, render_mode: str,
+                    duplicates: DuplicateFilter | None,
                     min_confidence: float, min_source_distance: float, max_attempts_factor: float, device: torch.device,
                     workers: int, overwrite: bool, preview_sources: int, preview_variants: int,
                     settings: AugmentSettings, record: Mapping[str, Any]) -> AugmentReport:
@@ -546,6 +614,10 @@ def _augment_locked(*, model, checkpoint_sha256: str, fit: FaceSplit, out_dir: P
     plans = plan(model=model, fit=fit, targets=targets, progress=progress, perturbation=perturbation,
                  max_attempts_factor=max_attempts_factor, device=device, batch_size=batch_size,
                  accepted=_read_accepted(out_dir, rows) if judge is not None else None)
+    if judge is not None and duplicates is not None:
+        for item in plans:  # samples accepted by an earlier run, embedded as a single run would have them
+            empty = duplicates.real_features[:0]
+            item.accepted_features = duplicates.embed(item.accepted).cpu() if len(item.accepted) else empty
     with PngWriterPool(workers=workers) as pool:
         pending: tuple[list, dict, int] | None = None
 
@@ -562,9 +634,9 @@ def _augment_locked(*, model, checkpoint_sha256: str, fit: FaceSplit, out_dir: P
             while need > 0 and state.attempted < item.budget:
                 b, start = divmod(state.next_candidate, batch_size)
                 candidates = generate(model=model, item=item, batch=b, perturbation=perturbation, strength=strength, seed=seed,
-                                      batch_size=batch_size, image_size=fit.image_size, device=device)
+                                      batch_size=batch_size, image_size=fit.image_size, device=device, render_mode=render_mode)
                 judge_batch(candidates, item=item, judge=judge, min_confidence=min_confidence,
-                            min_source_distance=min_source_distance, undecided_from=start)
+                            min_source_distance=min_source_distance, undecided_from=start, duplicates=duplicates)
                 accepted = (candidates.reason == -1).nonzero().flatten()[:need].tolist()
                 # Candidates after the last one needed stay undecided (not counted as attempts).
                 decided = accepted[-1] + 1 if len(accepted) == need else batch_size
@@ -576,6 +648,8 @@ def _augment_locked(*, model, checkpoint_sha256: str, fit: FaceSplit, out_dir: P
                 rows.extend(new_rows)
                 if accepted:
                     item.accepted = torch.cat([item.accepted, candidates.images[accepted]])
+                    if candidates.features is not None:
+                        item.accepted_features = torch.cat([item.accepted_features, candidates.features[accepted]])
                 state.accepted += len(accepted)
                 state.next_candidate = b * batch_size + decided
                 need -= len(accepted)
