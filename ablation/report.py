@@ -127,7 +127,8 @@ def describe_setup(records: Sequence[RunRecord], *, extra: dict[str, Any] | None
         s = read_generated_settings(folder)
         if s is not None:
             filt = f"passed the quality filter (judge {str(s.get('judge_sha256'))[:8]}, min confidence {s.get('min_confidence')})" if s.get("filter") else "NOT filtered (--no-filter)"
-            lines.append(f"synthetic set {Path(folder).name}: strategy {s.get('strategy')} a={s.get('strength')}, seed {s.get('seed')}, "
+            lines.append(f"synthetic set {Path(folder).name}: strategy {s.get('strategy')} a={s.get('strength')}, "
+                         f"{s.get('render', 'decoder')} rendering, seed {s.get('seed')}, "
                          f"VAE-GAN {str(s.get('checkpoint_sha256'))[:8]}, {filt}")
     for key, value in (extra or {}).items():
         lines.append(f"{key}: {value}")
@@ -215,7 +216,8 @@ def write_report(
         for name, report in generation:
             before, after = report["before_filter"]["overall"], report["after_filter"]["overall"]
             judge = report.get("judge") or {}
-            md.append(f"- {name} ({report['strategy']} a={report['strength']:g}): before → after the filter, mean fidelity ratio "
+            md.append(f"- {name} ({report['strategy']} a={report['strength']:g}, {report.get('render', 'decoder')} rendering): "
+                      "before → after the filter, mean fidelity ratio "
                       f"{format_figure(before.get('fidelity_ratio_mean'))} → {format_figure(after.get('fidelity_ratio_mean'))}, diversity ratio "
                       f"{format_figure(before.get('diversity_ratio_mean'))} → {format_figure(after.get('diversity_ratio_mean'))}, near-duplicate share "
                       f"{format_figure(before.get('near_duplicate_share_mean'))} → {format_figure(after.get('near_duplicate_share_mean'))} "
@@ -268,7 +270,8 @@ def write_report(
     for name, report in generation:
         header, rows = generation_table(report)
         judge = report.get("judge") or {}
-        page.append(f"<h2>Generated set {html.escape(name)}: {html.escape(report['strategy'])} a={report['strength']:g}</h2>"
+        page.append(f"<h2>Generated set {html.escape(name)}: {html.escape(report['strategy'])} a={report['strength']:g}, "
+                    f"{html.escape(str(report.get('render', 'decoder')))} rendering</h2>"
                     f"<p>Before → after the filter, in {html.escape(report['feature_network'])} features; near-duplicate: "
                     f"{html.escape(report['near_duplicate_rule'])}. Judge validation mean class accuracy "
                     f"{format_figure(judge.get('validation_mean_class_accuracy'))}"
