@@ -390,3 +390,30 @@ def test_feature_duplicate_filter_rejects_copies_of_other_classes_and_of_earlier
     assert candidates.reason.tolist() == [-1, near, -1, near]
     judge_batch(candidates, item=item, judge=always_fear, min_confidence=0.5, min_source_distance=0.02, undecided_from=0)
     assert candidates.reason.tolist() == [-1, -1, -1, -1]  # without it, only the pixel test: both copies pass
+
+
+def test_transfer_borrows_faces_of_larger_classes_and_decodes_them_with_the_minority_label(model, fit, tmp_path: Path) -> None:
+    from vaegan.augment.perturbations import perturb_codes
+    from vaegan.augment.run import check_render_for, donor_indices
+
+    counts = fit.class_counts()
+    fear = fit.class_names.index("Fear")
+    donors = donor_indices(fit.labels, label=fear, counts=counts)
+    assert set(fit.labels[donors].tolist()) == {c for c, n in enumerate(counts) if n > counts[fear]}
+    largest = max(range(len(counts)), key=counts.__getitem__)
+    assert largest not in fit.labels[donor_indices(fit.labels, label=largest, counts=counts)].tolist()  # every other class
+    with pytest.raises(AugmentError, match="other class's face"):
+        check_render_for(get_perturbation("transfer"), "residual")
+    run(model, fit, tmp_path / "t", perturbation=get_perturbation("transfer"), targets=[20] * 7)
+    label_of = dict(zip(fit.sample_ids, fit.labels.tolist()))
+    rows = manifest_rows(tmp_path / "t")
+    assert rows
+    for r in rows:  # each sample's source is a real image of a class larger than the one it fills
+        assert counts[label_of[r["source_ids"]]] > counts[int(r["label"])] or int(r["label"]) == largest
+    # The training-time formula takes the codes of the batch's other classes (a = 0: exactly one of them).
+    mu, labels = torch.randn(6, 8), torch.tensor([0, 0, 1, 1, 2, 2])
+    codes = perturb_codes(get_perturbation("transfer"), mu=mu, logvar=torch.zeros(6, 8), labels=labels, strength=0.0,
+                          generator=torch.Generator().manual_seed(0))
+    for i in range(6):
+        matches = [j for j in range(6) if torch.equal(codes[i], mu[j])]
+        assert matches and all(labels[j] != labels[i] for j in matches)

@@ -118,7 +118,8 @@ def test_training_time_metrics_and_grids_use_the_augmenters_rendering(tiny_synth
     from vaegan_helpers import tiny_config
 
     names = ["a", "b", "c", "d", "e", "f", "g"]
-    for extra, mode in (((), "residual"), (("grid.render=decoder",), "decoder"), (("grid.perturbation=prior",), "decoder")):
+    for extra, mode in (((), "residual"), (("grid.render=decoder",), "decoder"), (("grid.perturbation=prior",), "decoder"),
+                        (("grid.perturbation=transfer",), "decoder")):
         cfg = tiny_config(root=tiny_synthetic_root, cache_dir=tmp_path / "cache", extra=extra)
         module = VAEGANModule(config=OmegaConf.to_container(cfg, resolve=True), class_names=names, image_size=32, data_fingerprint="x")
         module.model.eval()

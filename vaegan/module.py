@@ -266,9 +266,9 @@ class VAEGANModule(pl.LightningModule):
         mode = self.config["grid"].get("render")
         perturbation = self._perturbation()[0]
         mode = check_render(str(mode)) if mode else perturbation.render
-        if mode == "residual" and not perturbation.sources:
-            raise ValueError(f"grid.render=residual needs a real source and grid.perturbation={perturbation.name} has none; "
-                             "use grid.render=decoder")
+        if mode == "residual" and (not perturbation.sources or perturbation.donors):
+            raise ValueError(f"grid.render=residual needs a real source of the class and grid.perturbation={perturbation.name} "
+                             "has none; use grid.render=decoder")
         return mode
 
     def _render(self, z: torch.Tensor, labels: torch.Tensor, *, sources: torch.Tensor, source_mu: torch.Tensor) -> torch.Tensor:
@@ -341,6 +341,7 @@ class VAEGANModule(pl.LightningModule):
         sources = ((datamodule.val.images, datamodule.val.labels), (datamodule.fit.images, datamodule.fit.labels))
         generator = torch.Generator(device=self.device).manual_seed(int(self.config["seed"]) + 777)
         recon_rows, sample_rows = [], []
+        encoded: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}  # label -> (x, mu, logvar)
         for label, chosen in enumerate(picks):
             if chosen:
                 real = torch.stack([sources[s][0][i] for s, i in chosen]).to(self.device)
@@ -349,10 +350,21 @@ class VAEGANModule(pl.LightningModule):
                 mu, logvar = self.model.encode(x, y)
                 recon = self.model.decode(mu, y)
                 recon_rows.append(torch.stack([x, recon], dim=1).flatten(0, 1).float().cpu())
-                anchor_x, anchor_mu = x[:1], mu[:1]
-                perturbed_codes = self._variants(mu.float(), logvar.float(), k=k, generator=generator)
+                encoded[label] = (x, mu.float(), logvar.float())
             else:
                 recon_rows.append(torch.zeros(2, 3, self.model.resolution, self.model.resolution))
+        perturbation = self._perturbation()[0]
+        fit_counts = torch.bincount(datamodule.fit.labels, minlength=len(self.class_names)).tolist()
+        for label in range(len(picks)):
+            source = label
+            if perturbation.donors:  # the row's real face is a donor: the largest other class's first pick
+                others = [c for c in sorted(encoded, key=lambda c: -fit_counts[c]) if c != label]
+                source = others[0] if others else None
+            if source in encoded:
+                x, mu, logvar = encoded[source]
+                anchor_x, anchor_mu = x[:1], mu[:1]
+                perturbed_codes = self._variants(mu, logvar, k=k, generator=generator)
+            else:
                 anchor_x = torch.zeros(1, 3, self.model.resolution, self.model.resolution, device=self.device)
                 anchor_mu = torch.zeros(1, self.model.latent_dim, device=self.device)
                 perturbed_codes = torch.zeros(k, self.model.latent_dim, device=self.device)

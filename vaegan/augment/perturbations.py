@@ -49,6 +49,10 @@ class Perturbation:
     # "residual" keeps the real source's details and adds the decoder's change; "decoder" is the
     # decoder's own image (the controls, whose point is the VAE-GAN's own look, and source-free draws).
     render: str = "residual"
+    # Where the source codes come from: False, real images of the class being filled; True, real images
+    # of the classes *larger* than it (M2m-style transfer: a majority face's code decoded with the
+    # minority label borrows the majority's identities and poses; every other class for the largest).
+    donors: bool = False
 
 
 def _gaussian(batch: LatentBatch, strength: float) -> torch.Tensor:
@@ -67,6 +71,14 @@ def _interpolate(batch: LatentBatch, strength: float) -> torch.Tensor:
     # SMOTE in latent space: a point on the segment towards another real code of the class;
     # strength caps how far along the segment (1 = anywhere up to the partner).
     return batch.mu + min(strength, 1.0) * batch.mix * (batch.partner_mu - batch.mu)
+
+
+def _transfer(batch: LatentBatch, strength: float) -> torch.Tensor:
+    # M2m (Kim et al. 2020) translates majority images into the minority; a conditional VAE does it by
+    # decoding a majority face's code with the minority label (the code carries identity and pose, the
+    # label the expression). `batch.mu` are the donors' codes; a scaled posterior draw around them
+    # keeps two candidates from one donor apart.
+    return batch.mu + strength * torch.exp(0.5 * batch.logvar) * batch.noise
 
 
 def _reconstruct(batch: LatentBatch, strength: float) -> torch.Tensor:
@@ -111,6 +123,9 @@ PERTURBATIONS: dict[str, Perturbation] = {
                      sources=1, default_strength=0.5, apply=_semantic, class_statistics=True),
         Perturbation(name="interpolate", description="z between the codes of two real images of the class (latent SMOTE)",
                      sources=2, default_strength=1.0, apply=_interpolate),
+        Perturbation(name="transfer", description="z = mu + a*sigma*eps around a real image of a larger class, decoded with "
+                     "the minority label (M2m-style)", sources=1, default_strength=1.0, apply=_transfer, render="decoder",
+                     donors=True),
         Perturbation(name="reconstruct", description="z = mu: reconstructions only (control, a = 0)",
                      sources=1, default_strength=0.0, apply=_reconstruct, render="decoder"),
         Perturbation(name="prior", description="z ~ N(0, a^2 I) with the class label (control, no real source)",
@@ -146,9 +161,15 @@ def perturb_codes(perturbation: Perturbation, *, mu: torch.Tensor, logvar: torch
     out = torch.empty_like(mu)
     for label in labels.unique():
         rows = (labels == label).nonzero().flatten()
-        class_mu = mu[rows]
+        source_rows = rows
+        if perturbation.donors:  # codes of the batch's other classes (their sizes are not known here)
+            others = (labels != label).nonzero().flatten()
+            if len(others):
+                pick = torch.randint(len(others), (len(rows),), generator=generator, device=device)
+                source_rows = others[pick]
+        class_mu = mu[source_rows]
         partner = class_mu[torch.roll(torch.arange(len(rows), device=device), 1)]
-        batch = LatentBatch(mu=class_mu, logvar=logvar[rows], partner_mu=partner, noise=noise[rows], mix=mix[rows],
+        batch = LatentBatch(mu=class_mu, logvar=logvar[source_rows], partner_mu=partner, noise=noise[rows], mix=mix[rows],
                             class_scale=class_scale_for(perturbation, class_mu))
         out[rows] = perturbation.apply(batch, strength).to(out.dtype)
     return out

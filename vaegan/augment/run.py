@@ -188,6 +188,9 @@ def check_render_for(perturbation: Perturbation, render_mode: str | None) -> str
     if mode == "residual" and not perturbation.sources:
         raise AugmentError(f"--render=residual adds the decoder's change to a real source image, and --strategy "
                            f"{perturbation.name} has none; use --render decoder")
+    if mode == "residual" and perturbation.donors:
+        raise AugmentError(f"--render=residual would keep the expression of the other class's face that --strategy "
+                           f"{perturbation.name} starts from; use --render decoder")
     return mode
 
 
@@ -346,6 +349,8 @@ class ClassPlan:
     members: torch.Tensor          # indices into the fit split
     source_images: torch.Tensor    # uint8 [n, 3, H, W]
     source_labels: torch.Tensor    # the label each source was encoded with (its own)
+    # The class's own real images, for the pixel near-duplicate test (None: the sources are the class's own).
+    class_images: torch.Tensor | None = None
     mu: torch.Tensor | None = None
     logvar: torch.Tensor | None = None
     class_scale: torch.Tensor | None = None  # L with L L^T = Cov(mu | class), for the semantic perturbation
@@ -371,6 +376,15 @@ class CandidateBatch:
     features: torch.Tensor | None = None  # DuplicateFilter features of the candidates it embedded (NaN elsewhere)
 
 
+def donor_indices(labels: torch.Tensor, *, label: int, counts: Sequence[int]) -> torch.Tensor:
+    """Fit-split indices of the real images a donor strategy may start from for class `label`: those of
+    the classes with more real images (M2m translates majority into minority), or of every other class
+    when none is larger."""
+    larger = [c for c, n in enumerate(counts) if n > counts[label]]
+    pool = larger or [c for c in range(len(counts)) if c != label]
+    return torch.isin(labels, torch.as_tensor(pool, dtype=labels.dtype)).nonzero().flatten()
+
+
 def plan(*, model, fit: FaceSplit, targets: Sequence[int], progress: dict[str, ClassProgress], perturbation: Perturbation,
          max_attempts_factor: float, device: torch.device, batch_size: int,
          accepted: Mapping[str, torch.Tensor] | None = None) -> list[ClassPlan]:
@@ -382,11 +396,12 @@ def plan(*, model, fit: FaceSplit, targets: Sequence[int], progress: dict[str, C
         need = targets[label] - real_counts[label] - progress[name].accepted
         if need <= 0:
             continue
-        members = (fit.labels == label).nonzero().flatten()
+        own = (fit.labels == label).nonzero().flatten()
+        members = donor_indices(fit.labels, label=label, counts=real_counts) if perturbation.donors else own
         if perturbation.sources and len(members) == 0:
-            raise AugmentError(f"class {name} has no real training images to perturb")
+            raise AugmentError(f"class {name} has no real training images to {'borrow' if perturbation.donors else 'perturb'}")
         item = ClassPlan(label=label, name=name, need=need, members=members, source_images=fit.images[members],
-                         source_labels=fit.labels[members],
+                         source_labels=fit.labels[members], class_images=fit.images[own] if perturbation.donors else None,
                          budget=int(np.ceil(max_attempts_factor * (targets[label] - real_counts[label]))),
                          accepted=(accepted or {}).get(name, torch.zeros((0, *fit.images.shape[1:]), dtype=torch.uint8)))
         if perturbation.sources:
@@ -439,7 +454,7 @@ def judge_batch(candidates: CandidateBatch, *, item: ClassPlan, judge: Judge | N
         judge_label = probs.argmax(dim=1)
         judge_conf = probs[:, item.label]
         # A copy of *any* real training image of the class (not only its source) adds nothing oversampling lacks.
-        nearest_real = nearest_pixel_distance(candidates.images, item.source_images)
+        nearest_real = nearest_pixel_distance(candidates.images, item.source_images if item.class_images is None else item.class_images)
         reason[(distance < min_source_distance) | (nearest_real < min_source_distance)] = REJECT_REASONS.index("near_duplicate")
         reason[judge_conf < min_confidence] = REJECT_REASONS.index("low_confidence")
         reason[judge_label != item.label] = REJECT_REASONS.index("wrong_class")
