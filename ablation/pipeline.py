@@ -21,8 +21,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from classifier.balance import resolve_balance
 from classifier.outputs import format_metrics
-from classifier.train import run_training
+from classifier.train import budget_for, run_training
 from faces.config import trainer_device
+from faces.generated import read_generated_settings
 from faces.io import write_json_atomic, write_text_atomic
 from faces.lock import folder_lock
 from faces.runs import ERROR_FILE, METRICS_FILE, ROW_FILE, record_failure
@@ -71,7 +72,26 @@ def classifier_config(cfg: DictConfig, *, row: str, seed: int, generated_dir: Pa
     run_cfg = compose_config("train_classifier", overrides)
     run_cfg.data, run_cfg.paths, run_cfg.trainer = cfg.data, cfg.paths, cfg.trainer
     resolve_balance(run_cfg.balance)  # unknown strategy/loss names fail now
+    settings = read_generated_settings(generated_dir) if generated_dir is not None and cfg.get("equal_steps", True) else None
+    fit_images = ((settings or {}).get("source_split") or {}).get("fit_images")
+    if fit_images and run_cfg.train.get("limit_train_batches") is None:  # an explicit cap (a debug run) wins
+        equal_steps(run_cfg, fit_images=int(fit_images))
     return run_cfg
+
+
+def equal_steps(run_cfg: DictConfig, *, fit_images: int) -> None:
+    """Give a row that trains on real + generated images the optimiser steps of the real-data rows.
+
+    A generated set makes every epoch longer (the demo's 1,799 real images plus 1,301 samples: 48 steps
+    instead of 28), so at equal epochs such a row would also get ~1.7x the updates, and in a short
+    budget "more updates" alone moves the numbers. The real rows' budget (classifier.budget, the same
+    config on the real fit split) is applied as is: its epochs, head-only, warm-up and patience, with
+    each epoch capped at the real rows' batches (`train.limit_train_batches`; the sampler still draws
+    from all images, so every epoch sees a fresh random part of the larger set)."""
+    budget = budget_for(run_cfg, num_train=fit_images)
+    t = run_cfg.train
+    t.limit_train_batches, t.epochs, t.freeze_epochs = budget.steps_per_epoch, budget.epochs, budget.freeze_epochs
+    t.warmup_epochs, t.early_stop_patience = budget.warmup_epochs, budget.early_stop_patience
 
 
 def ensure_vaegan(cfg: DictConfig, *, out_dir: Path) -> Path:

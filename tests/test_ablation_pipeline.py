@@ -103,3 +103,18 @@ def test_generated_specs_name_a_strategy_and_optionally_its_rendering(tmp_path: 
     with pytest.raises(ValueError, match="sharpest"):  # refused before the VAE-GAN or any run starts
         run_ablation(cfg)
     assert not Path(cfg.out_dir).exists()
+
+
+def test_rows_on_generated_data_get_the_real_rows_optimiser_steps(tmp_path: Path) -> None:
+    from ablation.pipeline import equal_steps
+    from classifier.train import budget_for
+
+    real = compose_config("train_classifier", ["balance=none"])
+    run_cfg = compose_config("train_classifier", ["balance=synthetic", f"balance.generated_dir={tmp_path}"])
+    equal_steps(run_cfg, fit_images=1799)
+    expected = budget_for(real, num_train=1799)  # 28 steps x 11 epochs under the default train.min_steps=300
+    assert run_cfg.train.limit_train_batches == expected.steps_per_epoch == 28
+    assert run_cfg.train.epochs == expected.epochs and run_cfg.train.freeze_epochs == expected.freeze_epochs
+    # With the cap the run's own budget (on 3,100 images) comes out exactly as the real rows' budget.
+    capped = budget_for(run_cfg, num_train=3100)
+    assert capped.epochs * run_cfg.train.limit_train_batches == expected.total_steps
