@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import sys
@@ -37,7 +38,14 @@ from vaegan.augment.targets import parse_target_count
 from vaegan.checkpoint import checkpoint_fingerprint, load_vaegan, read_vaegan_meta
 
 from .config import compose_config
-from .generation_report import REPORT_FILE, feature_embedder, format_generation_report, judge_quality, write_generation_report
+from .generation_report import (
+    REPORT_FILE,
+    accepted_count,
+    feature_embedder,
+    format_generation_report,
+    judge_quality,
+    write_generation_report,
+)
 from .judge import ensure_judge, load_judge
 
 log = logging.getLogger("augment")
@@ -192,6 +200,21 @@ def augment_with_checkpoint(
                          generation_report=generation_report)
 
 
+def _report_of_unchanged_set(out_dir: Path, *, perturbation, strength: float, render: str) -> dict[str, Any] | None:
+    """OUT's generation report if it measured exactly the set now in OUT (same strategy, strength and
+    rendering, as many accepted samples as the manifest lists), else None."""
+    path = out_dir / REPORT_FILE
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except ValueError:
+        return None
+    if not isinstance(earlier, dict) or (earlier.get("strategy"), earlier.get("strength"), earlier.get("render")) != (
+            perturbation.name, strength, render):
+        return None
+    measured = ((earlier.get("after_filter") or {}).get("overall") or {}).get("n_generated")
+    return earlier if measured == accepted_count(out_dir) else None
+
+
 def _generate(*, checkpoint: Path, data: faces.FaceData, fit: faces.FaceSplit, data_cfg: DictConfig, paths_cfg: DictConfig,
               targets: list[int], out_dir: Path, perturbation, strength: float, render: str, seed: int, use_filter: bool,
               judge: Path | None, judge_overrides, min_confidence: float, min_source_distance: float,
@@ -228,7 +251,11 @@ def _generate(*, checkpoint: Path, data: faces.FaceData, fit: faces.FaceSplit, d
                       "val_folder": "val" in data.splits},
         extra_record={"judge_quality": quality} if quality is not None else None,
     )
-    if generation_report:
+    earlier = _report_of_unchanged_set(out_dir, perturbation=perturbation, strength=strength, render=render) \
+        if generation_report and report.written_this_run == 0 else None
+    if earlier is not None:  # a re-run of a finished set (e.g. by the ablation): the report on disk measures it
+        log.info("the set is unchanged; its generation report is %s\n%s", out_dir / REPORT_FILE, format_generation_report(earlier))
+    elif generation_report:
         log.info("measuring the generated set (fidelity, novelty, diversity, precision/recall) into %s", out_dir / REPORT_FILE)
         measured = write_generation_report(
             out_dir=out_dir, model=model, fit=fit, val=val, targets=targets, perturbation=perturbation, strength=strength,

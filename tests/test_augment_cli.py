@@ -64,6 +64,12 @@ def test_filtered_run_trains_a_judge_that_never_opens_test(tmp_path: Path, setup
     assert before["n_generated"] == 16 and after["n_generated"] == fear.generated  # one candidate batch; the accepted set
     assert set(before) >= {"fidelity", "novelty", "diversity_ratio", "precision", "recall"}
     assert before["fidelity"]["judge_recall_real_val"] == quality["validation_recall"]["Fear"]
+    # Re-running the finished set adds nothing, so its report is the one on disk (not measured again).
+    written = (out / "generation_report.json").stat().st_mtime_ns
+    again = augment_with_checkpoint(checkpoint=checkpoint, data_cfg=cfg.data, paths_cfg=cfg.paths, target_count="Fear=12",
+                                    out_dir=out, judge=judge, min_confidence=0.0, max_attempts_factor=4, batch_size=16,
+                                    workers=0, device="cpu")
+    assert again.written_this_run == 0 and (out / "generation_report.json").stat().st_mtime_ns == written
 
 
 def run_script(*args: str) -> subprocess.CompletedProcess:
