@@ -4,6 +4,8 @@ and everything a reader needs to trust the numbers (run_dir/)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import warnings
 from dataclasses import dataclass
@@ -144,13 +146,18 @@ def world_size(trainer_cfg: DictConfig) -> int:
 
 def budget_for(cfg: DictConfig, *, num_train: int) -> TrainingBudget:
     t = cfg.train
-    return plan_budget(
+    budget = plan_budget(
         num_train=num_train, batch_size=int(t.batch_size), epochs=int(t.epochs),
         # A debug run capping its batches gets exactly the epochs it asked for.
         min_steps=0 if t.get("limit_train_batches") is not None else int(t.get("min_steps") or 0),
         freeze_epochs=int(t.freeze_epochs), warmup_epochs=float(t.warmup_epochs), early_stop_patience=t.get("early_stop_patience"),
         world_size=world_size(cfg.trainer),
     )
+    cap = t.get("limit_train_batches")
+    if isinstance(cap, int) and not isinstance(cap, bool) and 0 < cap < budget.steps_per_epoch:
+        # Lightning stops each epoch after `cap` batches: record the steps the run really takes.
+        budget = dataclasses.replace(budget, steps_per_epoch=cap, total_steps=cap * budget.epochs)
+    return budget
 
 
 def load_run_data(cfg: DictConfig, *, spec: BalanceSpec, evaluate_test: bool) -> RunData:

@@ -118,3 +118,4 @@ def test_rows_on_generated_data_get_the_real_rows_optimiser_steps(tmp_path: Path
     # With the cap the run's own budget (on 3,100 images) comes out exactly as the real rows' budget.
     capped = budget_for(run_cfg, num_train=3100)
     assert capped.epochs * run_cfg.train.limit_train_batches == expected.total_steps
+    assert (capped.steps_per_epoch, capped.total_steps) == (28, expected.total_steps)  # what metrics.json records
