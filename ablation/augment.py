@@ -29,9 +29,9 @@ from vaegan.augment.run import (
     AugmentError,
     augment,
     check_generation_args,
-    check_render_for,
     DuplicateFilter,
     check_out_dir,
+    check_render_for,
     refuse_inside_dataset,
 )
 from vaegan.augment.targets import parse_target_count
@@ -238,7 +238,7 @@ def _generate(*, checkpoint: Path, data: faces.FaceData, fit: faces.FaceSplit, d
                         quality["recall_floor"], ", ".join(quality["weak_classes"]))
     # The report's feature space, built once: the filter's near-duplicate test and the report share it.
     embed = feature_embedder(device) if use_filter or generation_report else None
-    duplicates = DuplicateFilter.build(embed=embed, fit=fit) if use_filter else None
+    duplicates = DuplicateFilter(embed=embed, fit=fit) if use_filter else None
     workers = min(16, os.cpu_count() or 1) if workers is None else workers
     log.info("generating %s with %s (a=%g) into %s", dict(zip(data.class_names, targets)), perturbation.name, strength, out_dir)
     report = augment(
@@ -259,6 +259,7 @@ def _generate(*, checkpoint: Path, data: faces.FaceData, fit: faces.FaceSplit, d
         log.info("measuring the generated set (fidelity, novelty, diversity, precision/recall) into %s", out_dir / REPORT_FILE)
         measured = write_generation_report(
             out_dir=out_dir, model=model, fit=fit, val=val, targets=targets, perturbation=perturbation, strength=strength,
-            render=render, seed=seed, embed=embed, real_features=duplicates.real_features if duplicates else None, batch_size=batch_size, device=device, judge=score, cache_dir=paths_cfg.cache_dir, judge_report=quality)
+            render=render, seed=seed, batch_size=batch_size, device=device, judge=score, cache_dir=paths_cfg.cache_dir,
+            judge_report=quality, embed=embed, real_features=duplicates.real_features if duplicates else None)
         log.info("%s", format_generation_report(measured))
     return dataclasses.replace(report, judge_quality=quality)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from faces.features import FEATURE_NETWORK, FeatureNetwork
 from faces.io import write_json_atomic
 from vaegan.augment.perturbations import Perturbation
 from vaegan.augment.quality import NEAR_DUPLICATE_FRACTION, generation_figures
-from vaegan.augment.run import ClassProgress, Judge, generate, plan
+from vaegan.augment.run import ClassProgress, Embed, Judge, generate, plan
 
 log = logging.getLogger("augment")
 REPORT_FILE = "generation_report.json"
@@ -61,7 +61,7 @@ def accepted_count(out_dir: Path) -> int:
         return sum(1 for _ in csv.DictReader(handle))
 
 
-def feature_embedder(device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+def feature_embedder(device: torch.device) -> Embed:
     """uint8 images -> features on the CPU in the report's space (offline EfficientNet-Lite0 at FEATURE_IMAGE_SIZE);
     an empty batch gives [0, num_features]."""
     network = FeatureNetwork(image_size=FEATURE_IMAGE_SIZE).to(device).eval()
@@ -75,10 +75,11 @@ def _predictions(judge: Judge | None, images: torch.Tensor) -> torch.Tensor | No
 @torch.no_grad()
 def write_generation_report(
     *, out_dir: Path, model, fit: faces.FaceSplit, val: faces.FaceSplit, targets: Sequence[int], perturbation: Perturbation,
-    strength: float, render: str, seed: int, embed=None, real_features: torch.Tensor | None = None, batch_size: int, device: torch.device, judge: Judge | None, cache_dir: Path | str,
-    judge_report: dict[str, Any] | None = None,
+    strength: float, render: str, seed: int, batch_size: int, device: torch.device, judge: Judge | None, cache_dir: Path | str,
+    judge_report: dict[str, Any] | None = None, embed: Embed | None = None, real_features: torch.Tensor | None = None,
 ) -> dict[str, Any]:
-    """Measure a finished generated set and write OUT/generation_report.json (atomically)."""
+    """Measure a finished generated set and write OUT/generation_report.json (atomically). `embed` and
+    `real_features` (every fit image's features) may come from the filter, which already built them."""
     fresh = {name: ClassProgress() for name in fit.class_names}
     plans = plan(model=model, fit=fit, targets=targets, progress=fresh, perturbation=perturbation, max_attempts_factor=1.0,
                  device=device, batch_size=batch_size)

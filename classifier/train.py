@@ -4,11 +4,9 @@ and everything a reader needs to trust the numbers (run_dir/)."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +154,7 @@ def budget_for(cfg: DictConfig, *, num_train: int) -> TrainingBudget:
     cap = t.get("limit_train_batches")
     if isinstance(cap, int) and not isinstance(cap, bool) and 0 < cap < budget.steps_per_epoch:
         # Lightning stops each epoch after `cap` batches: record the steps the run really takes.
-        budget = dataclasses.replace(budget, steps_per_epoch=cap, total_steps=cap * budget.epochs)
+        budget = replace(budget, steps_per_epoch=cap, total_steps=cap * budget.epochs)
     return budget
 
 

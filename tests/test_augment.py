@@ -374,7 +374,7 @@ def test_feature_duplicate_filter_rejects_copies_of_other_classes_and_of_earlier
     split = faces.FaceSplit(name="train", images=real, labels=labels, is_synthetic=torch.zeros(8, dtype=torch.bool),
                             sample_ids=[f"r{i}" for i in range(8)], class_names=("Surprise", "Fear", "Disgust"), fingerprint="x")
     # Any embedding works for the rule; the augmenter passes the report's EfficientNet-Lite0 features.
-    duplicates = DuplicateFilter.build(embed=lambda x: x.float().flatten(1) / 255.0, fit=split)
+    duplicates = DuplicateFilter(embed=lambda x: x.float().flatten(1) / 255.0, fit=split)
     fresh = torch.randint(0, 256, (2, 3, 16, 16), generator=g, dtype=torch.uint8)
     # 0: new; 1: a copy of a *Disgust* training image (the pixel test only looks at Fear's); 2: new;
     # 3: candidate 2 brightened by 8 levels (0.03 mean pixel difference: passes the pixel test, not this one)

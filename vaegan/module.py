@@ -27,7 +27,7 @@ from . import losses as L
 from .grids import pick_per_class, save_class_grid
 from .images import to_model_range, to_uint8
 from .augment.perturbations import LatentBatch, Perturbation, class_scale_for, get_perturbation, perturb_codes
-from .augment.render import check_render, render
+from .augment.render import render, render_for
 from .metrics import FRECHET_NAME, FeatureNetwork, diversity_ratio, per_class_frechet, reconstruction_l1, reconstruction_ssim
 from .model import VAEGAN
 
@@ -263,13 +263,7 @@ class VAEGANModule(pl.LightningModule):
 
     def _render_mode(self) -> str:
         """grid.render, or the perturbation's own rendering (as augment.py without --render)."""
-        mode = self.config["grid"].get("render")
-        perturbation = self._perturbation()[0]
-        mode = check_render(str(mode)) if mode else perturbation.render
-        if mode == "residual" and (not perturbation.sources or perturbation.donors):
-            raise ValueError(f"grid.render=residual needs a real source of the class and grid.perturbation={perturbation.name} "
-                             "has none; use grid.render=decoder")
-        return mode
+        return render_for(self._perturbation()[0], self.config["grid"].get("render") or None)
 
     def _render(self, z: torch.Tensor, labels: torch.Tensor, *, sources: torch.Tensor, source_mu: torch.Tensor) -> torch.Tensor:
         """Codes -> float [-1, 1] images at the model's resolution with the augmenter's own rendering

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..images import resize_uint8, to_model_range, to_uint8
+from .perturbations import Perturbation
 
 RENDERS = ("residual", "decoder")
 
@@ -29,6 +30,19 @@ def check_render(name: str) -> str:
     if name not in RENDERS:
         raise ValueError(f"unknown rendering {name!r}; choose one of {list(RENDERS)}")
     return name
+
+
+def render_for(perturbation: Perturbation, mode: str | None) -> str:
+    """The rendering a perturbation's samples get (its own when `mode` is None), refused where it cannot
+    work; the augmenter and the VAE-GAN's metrics and grids both ask here."""
+    mode = perturbation.render if mode is None else check_render(str(mode))
+    if mode == "residual" and not perturbation.sources:
+        raise ValueError(f"the residual rendering adds the decoder's change to a real source image of the class, and "
+                         f"{perturbation.name} has none; use the decoder rendering (--render decoder, grid.render=decoder)")
+    if mode == "residual" and perturbation.donors:
+        raise ValueError(f"the residual rendering would keep the expression of the other class's face that {perturbation.name} "
+                         "starts from; use the decoder rendering (--render decoder, grid.render=decoder)")
+    return mode
 
 
 def resize_float(images: torch.Tensor, *, size: int) -> torch.Tensor:

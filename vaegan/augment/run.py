@@ -15,6 +15,7 @@ augmenter made (it has augment.json), and then only the files the augmenter writ
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import logging
@@ -36,7 +37,7 @@ from faces.lock import LOCK_FILE, folder_lock
 
 from ..images import resize_uint8, to_model_range
 from .perturbations import LatentBatch, Perturbation, class_scale_for
-from .render import RENDERS, render
+from .render import render, render_for
 from .preview import preview_grids
 from .quality import NEAR_DUPLICATE_FRACTION, nearest_distances, real_spacing
 from .writer import PngWriterPool
@@ -138,22 +139,27 @@ Judge = Callable[[torch.Tensor], torch.Tensor]  # uint8 [N, 3, H, W] -> class pr
 Embed = Callable[[torch.Tensor], torch.Tensor]  # uint8 [N, 3, H, W] -> features [N, D] (the generation report's space)
 
 
-@dataclass(frozen=True)
 class DuplicateFilter:
     """The generation report's near-duplicate rule (vaegan.augment.quality), applied while filtering: a
     candidate closer than NEAR_DUPLICATE_FRACTION x its class's real spacing to any real training image
     (every class) or to a sample of its class accepted before it is rejected. One definition, so the
-    report's after-filter near-duplicate share measures what the filter let through."""
+    report's after-filter near-duplicate share measures what the filter let through.
 
-    embed: Embed
-    real_features: torch.Tensor        # [N, D] every image of the fit split
-    thresholds: tuple[float, ...]      # per class
+    The real images are embedded on first use: a re-run of a finished set never needs them."""
 
-    @classmethod
-    def build(cls, *, embed: Embed, fit: FaceSplit) -> DuplicateFilter:
-        features = embed(fit.images).cpu()
-        thresholds = tuple(NEAR_DUPLICATE_FRACTION * real_spacing(features[fit.labels == c]) for c in range(len(fit.class_names)))
-        return cls(embed=embed, real_features=features, thresholds=thresholds)
+    def __init__(self, *, embed: Embed, fit: FaceSplit) -> None:
+        self.embed, self._fit = embed, fit
+
+    @functools.cached_property
+    def real_features(self) -> torch.Tensor:
+        """[N, D] features of every image of the fit split."""
+        return self.embed(self._fit.images).cpu()
+
+    @functools.cached_property
+    def thresholds(self) -> tuple[float, ...]:
+        """Per class: NEAR_DUPLICATE_FRACTION x the class's median real-to-real nearest-neighbour distance."""
+        labels = self._fit.labels
+        return tuple(NEAR_DUPLICATE_FRACTION * real_spacing(self.real_features[labels == c]) for c in range(len(self._fit.class_names)))
 
 
 def _batch_generator(*, seed: int, label: int, batch: int) -> torch.Generator:
@@ -181,17 +187,11 @@ def source_indices(*, candidates: Sequence[int], n_sources: int, seed: int, labe
 
 
 def check_render_for(perturbation: Perturbation, render_mode: str | None) -> str:
-    """The rendering to use (the perturbation's own when None), refused where it cannot work."""
-    mode = perturbation.render if render_mode is None else str(render_mode)
-    if mode not in RENDERS:
-        raise AugmentError(f"--render={mode!r} is not a rendering; choose one of {list(RENDERS)}")
-    if mode == "residual" and not perturbation.sources:
-        raise AugmentError(f"--render=residual adds the decoder's change to a real source image, and --strategy "
-                           f"{perturbation.name} has none; use --render decoder")
-    if mode == "residual" and perturbation.donors:
-        raise AugmentError(f"--render=residual would keep the expression of the other class's face that --strategy "
-                           f"{perturbation.name} starts from; use --render decoder")
-    return mode
+    """vaegan.augment.render.render_for, as the augmenter's own error."""
+    try:
+        return render_for(perturbation, render_mode)
+    except ValueError as error:
+        raise AugmentError(f"--render={render_mode or perturbation.render}: {error}") from error
 
 
 def check_generation_args(*, min_confidence: float, min_source_distance: float, max_attempts_factor: float,
