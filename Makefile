@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo test test-all clean-cache
+.PHONY: install demo lint test test-all clean-cache
 
 install: $(STAMP)
 
@@ -25,7 +25,12 @@ demo: $(STAMP)
 	$(PY) scripts/data_summary.py
 	$(PY) scripts/ablate.py experiment=demo
 
-test: $(STAMP)
+# Style first (seconds): lint rules and formatting as pyproject.toml [tool.ruff] states them.
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+test: lint
 	$(PY) -m pytest
 
 # Includes tests marked `slow` (longer CPU runs kept out of CI).
