@@ -11,7 +11,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from .augment import TensorAugment
+from .transforms import TensorAugment
 from .losses import BalancingLoss
 from .metrics import confusion_matrix_metric, metrics_from_confusion
 from .model import FERClassifier, preprocess

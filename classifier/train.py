@@ -20,7 +20,7 @@ from faces.lock import folder_lock
 from faces.logs import quiet_lightning
 from faces.summary import GroupThresholds, class_groups
 
-from .augment import TensorAugment
+from .transforms import TensorAugment
 from .backbones import check_backbone_name, check_hub_reachable, create_backbone
 from .balance import BalanceSpec, resolve_balance
 from .budget import TrainingBudget, collapse_report, plan_budget, resolve_input_size

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 import faces
-from classifier.augment import TensorAugment
+from classifier.transforms import TensorAugment
 from classifier.backbones import create_backbone
 from classifier.model import FERClassifier, preprocess
 from faces.config import project_root

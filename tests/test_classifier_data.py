@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from classifier.augment import TensorAugment
+from classifier.transforms import TensorAugment
 from classifier.data import FaceDataModule
 from faces.torchdata import EpochSampler, ShardSampler, class_balanced_weights
 from faces import SyntheticLeakError
