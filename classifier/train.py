@@ -20,19 +20,18 @@ from faces.lock import folder_lock
 from faces.logs import quiet_lightning
 from faces.summary import GroupThresholds, class_groups
 
-from .transforms import TensorAugment
-from .backbones import check_backbone_name, check_hub_reachable, create_backbone
+from .backbones import check_backbone_name, check_hub_reachable, check_pretrained_source, create_backbone
 from .balance import BalanceSpec, resolve_balance
 from .budget import TrainingBudget, collapse_report, plan_budget, resolve_input_size
 from .checkpoint import BEST_CHECKPOINT, load_classifier, read_meta, resolve_checkpoint_path, save_classifier
 from .data import FaceDataModule
-from .face_weights import check_pretrained_source
 from .losses import create_loss
 from .metrics import minority_report
 from .model import FERClassifier
 from .module import BestWeights, FERLitModule
 from .outputs import write_run_outputs
 from .trainer import plain, trainer_kwargs
+from .transforms import TensorAugment
 
 log = logging.getLogger(__name__)
 # The module (not the datamodule) owns on_after_batch_transfer on purpose: augmentation needs the device.
@@ -95,7 +94,7 @@ def check_train_numbers(t: DictConfig) -> None:
 def _check_config(cfg: DictConfig) -> BalanceSpec:
     spec = resolve_balance(cfg.balance)
     # Weights first: a missing face-weights file or hub weights under HF_HUB_OFFLINE=1 fail now, before
-    # any image is decoded (the import also registers timm's resnet50_caffe for the VGGFace2 ResNet-50).
+    # any image is decoded.
     if check_pretrained_source(cfg.classifier).startswith("timm-hub:"):
         check_hub_reachable(str(cfg.classifier.backbone))
     check_backbone_name(str(cfg.classifier.backbone))

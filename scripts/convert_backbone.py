@@ -1,4 +1,4 @@
-"""Re-export published face-pretrained weights as timm-named .safetensors (issue 14).
+"""Re-export published face-pretrained weights as timm-named .safetensors.
 
     python scripts/convert_backbone.py resnet18_msceleb.pth  weights/resnet18_msceleb.safetensors
     python scripts/convert_backbone.py senet50_ft_weight.pkl weights/senet50_vggface2.safetensors --format vggface2_senet50
@@ -8,7 +8,7 @@ The output holds the backbone's timm state_dict (no identity head) and, in its h
 architecture, the source format and the input normalisation; later runs load it with
 classifier.pretrained_path=OUT (with its classifier=<preset>, or any weights_format), and never
 unpickle anything again. Pickles are read with an array-only unpickler. The logic lives in
-classifier/face_weights.py (convert_face_weights).
+classifier/backbones.py (convert_face_weights) and the modules below it.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    from classifier.backbones import PretrainedWeightsError
-    from classifier.face_weights import CONVERT_FORMATS, FORMATS, convert_face_weights
+    from classifier.backbones import PretrainedWeightsError, convert_face_weights
+    from classifier.face_weights import CONVERT_FORMATS, FORMATS
 
     parser = argparse.ArgumentParser(prog="scripts/convert_backbone.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("src", type=Path, help="the published file: resnet18_msceleb.pth, resnet50_ft_weight.pkl, senet50_ft_weight.pkl, ...")

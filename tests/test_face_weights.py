@@ -1,4 +1,4 @@
-"""Face-pretrained backbones (issue 14): MS-Celeb ResNet-18 and VGGFace2 ResNet-50 / SENet-50 files in
+"""Face-pretrained backbones: MS-Celeb ResNet-18 and VGGFace2 ResNet-50 / SENet-50 files in
 their published formats, built here with random values of the real key names and shapes.
 
 The VGGFace2 checks compare against a reference written from cydonia999/VGGFace2-pytorch's
@@ -25,16 +25,11 @@ import torchvision
 from omegaconf import OmegaConf
 from torch import nn
 
-from classifier.backbones import PretrainedWeightsError, create_backbone
-from classifier.face_weights import (
-    CONVERTED_META_KEY,
-    FORMATS,
-    VGGFACE2_MEAN_BGR,
-    check_pretrained_source,
-    load_face_weights,
-    read_weight_pickle,
-)
+from classifier.architectures import register_architectures
+from classifier.backbones import PretrainedWeightsError, check_pretrained_source, create_backbone
+from classifier.face_weights import FORMATS, VGGFACE2_MEAN_BGR, load_weights_file
 from classifier.model import preprocess
+from classifier.weight_files import CONVERTED_META_KEY, read_weight_pickle
 
 REPO = Path(__file__).resolve().parent.parent
 CONF = REPO / "conf" / "classifier"
@@ -158,7 +153,7 @@ def load_script(name: str):
 def test_msceleb_resnet18_gives_torchvisions_features(num_classes: int, prefix: str, tmp_path: Path) -> None:
     path, net = msceleb_file(tmp_path / "resnet18_msceleb.pth", num_classes=num_classes, prefix=prefix)
     backbone = timm.create_model("resnet18", num_classes=0)
-    report = load_face_weights(backbone, path, backbone="resnet18", weights_format="msceleb_resnet18")
+    report = load_weights_file(backbone, path, backbone="resnet18", weights_format="msceleb_resnet18")
     assert set(report.dropped) == {"fc.weight", "fc.bias"}  # the identity head, whatever its size
     assert report.missing == () and report.mapped == 100  # 60 parameters + 2 x 20 BatchNorm running stats
     assert report.weights_used == f"msceleb_resnet18:{path}"
@@ -232,7 +227,7 @@ def test_vggface2_backbone_computes_the_caffe_network_on_rgb_input(name: str, re
 def test_vggface2_report_drops_only_the_identity_head(senet50_pickle: tuple[Path, CaffeResNet50]) -> None:
     path, _ = senet50_pickle
     backbone = timm.create_model("legacy_seresnet50", num_classes=0)
-    report = load_face_weights(backbone, path, backbone="legacy_seresnet50", weights_format="vggface2_senet50")
+    report = load_weights_file(backbone, path, backbone="legacy_seresnet50", weights_format="vggface2_senet50")
     assert set(report.dropped) == {"fc.weight", "fc.bias"}
     assert report.missing and all(k.endswith("num_batches_tracked") for k in report.missing)  # Caffe has no step counter
     assert report.mapped == sum(not k.endswith("num_batches_tracked") for k in backbone.state_dict())
@@ -419,6 +414,7 @@ def test_timm_format_keeps_todays_behaviour_and_converts_too(tmp_path: Path) -> 
 def test_resnet50_caffe_is_a_timm_name_with_the_caffe_layout() -> None:
     # Registered (not patched after creation) so a classifier checkpoint that records backbone=resnet50_caffe
     # is rebuilt with the same computation by timm.create_model.
+    register_architectures()
     model = timm.create_model("resnet50_caffe", num_classes=0)
     assert model.layer2[0].conv1.stride == (2, 2) and model.layer2[0].conv2.stride == (1, 1)
     assert model.maxpool.padding == 0 and model.maxpool.ceil_mode
