@@ -30,6 +30,7 @@ polygons in face units makes rotation exact and anti-aliasing free: the canvas i
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
@@ -499,15 +500,190 @@ def _draw_hair(
 
 
 # ---------------------------------------------------------------------------------------
-# Public API
+# One face: its look (never depends on the label), its layers, its photograph
 # ---------------------------------------------------------------------------------------
-def render_face(*, label: int, rng: np.random.Generator, size: int) -> np.ndarray:
-    """Return one RGB face, uint8 array of shape (size, size, 3), expression EXPRESSIONS[label].
+@dataclass(frozen=True, kw_only=True)
+class _Look:
+    """Identity, pose, colours and imaging of one face, all drawn without looking at the label."""
 
-    All randomness comes from `rng` (same rng state -> byte-identical image). Identity and
-    imaging nuisances are drawn from label-independent distributions, so the only signal
-    about the label is the facial geometry.
-    """
+    aspect: float  # head half-height / half-width
+    head_frac: float  # head half-width / image size
+    offset: np.ndarray
+    angle: float
+    jaw_taper: float
+    skin: np.ndarray
+    has_hair: bool
+    hair: np.ndarray
+    hair_style: int
+    long_hair: bool
+    hairline: float
+    brow_colour: np.ndarray
+    brow_thickness: float
+    brow_arch: float
+    brow_length: float
+    eye_scale: float
+    canthal_tilt: float
+    gaze: tuple[float, float]
+    iris: np.ndarray
+    nose_scale: float
+    mouth_scale: float
+    lip: np.ndarray
+    bg_a: np.ndarray
+    bg_b: np.ndarray
+    bg_angle: float
+    clothing: np.ndarray
+    light_dir: float
+    light_strength: float
+    gain: float
+    white_balance: np.ndarray
+    noise_sigma: float
+    blur_radius: float
+    hair_vals: np.ndarray
+
+
+def _sample_look(*, rng: np.random.Generator, size: int) -> _Look:
+    """The nuisances of one face; the draws are made in a fixed order, before the expression's."""
+    u = rng.random(40)  # one block of uniforms, consumed by position (keeps draws fixed)
+    offset = (rng.normal(0.0, 0.035, 2)).clip(-0.07, 0.07)
+    angle = math.radians(float(np.clip(rng.normal(0.0, 5.0), -12.0, 12.0)))
+    skin = _palette_sample(palette=SKIN_TONES, position=float(u[3])) * (0.95 + 0.1 * u[4:7])
+    has_hair = u[7] < 0.85
+    hair = _palette_sample(palette=HAIR_COLOURS, position=float(u[8]))
+    # Brows follow the hair colour but always stay darker than the skin: they carry the
+    # label signal, so they must stay visible on every skin tone.
+    brow_colour = np.minimum(hair * 0.5 + np.array((30.0, 22.0, 18.0)) * 0.5 if has_hair else skin * 0.35, skin * 0.5)
+    # Backgrounds: muted colours (mixed towards grey), like indoor/outdoor photo backdrops.
+    bg_a = (rng.uniform(25, 235, 3) + rng.uniform(25, 235)) * 0.5
+    bg_b = (rng.uniform(25, 235, 3) + rng.uniform(25, 235)) * 0.5
+    clothing = rng.uniform(20, 220, 3)
+    return _Look(
+        aspect=1.18 + 0.2 * u[0], head_frac=0.31 + 0.07 * u[1], offset=offset, angle=angle,
+        jaw_taper=0.05 + 0.17 * u[2], skin=skin, has_hair=has_hair, hair=hair, hair_style=int(u[9] * 3),
+        long_hair=u[10] < 0.35, hairline=-0.62 - 0.28 * u[11], brow_colour=brow_colour,
+        brow_thickness=0.055 + 0.035 * u[12], brow_arch=0.015 + 0.035 * u[13], brow_length=0.44 + 0.1 * u[14],
+        eye_scale=0.88 + 0.24 * u[15], canthal_tilt=0.12 * (u[16] - 0.5),
+        gaze=(0.8 * (u[17] - 0.5), 0.6 * (u[18] - 0.5)),
+        iris=_palette_sample(palette=IRIS_COLOURS, position=float(u[19])),
+        nose_scale=0.85 + 0.3 * u[20], mouth_scale=0.88 + 0.24 * u[21],
+        lip=skin * np.array((0.78, 0.52, 0.52)) + np.array((40.0, 8.0, 12.0)) * (0.6 + 0.4 * u[22]),
+        bg_a=bg_a, bg_b=bg_b, bg_angle=2.0 * math.pi * u[23], clothing=clothing,
+        light_dir=2.0 * math.pi * u[24], light_strength=0.35 * u[25], gain=0.85 + 0.3 * u[26],
+        white_balance=0.94 + 0.12 * u[27:30], noise_sigma=7.0 * u[30] ** 2,
+        blur_radius=float((0.3 + 0.6 * u[31]) * size / 64.0) if u[32] < 0.3 else 0.0,
+        hair_vals=u[33:38],
+    )
+
+
+def _background_canvas(*, look: _Look, size: int) -> _Canvas:
+    """The supersampled canvas with its gradient background, holding the face transform."""
+    # The gradient is linear, so computing it on a coarse grid and upsampling bilinearly is
+    # exact up to the clip and ~5x cheaper than evaluating it at canvas resolution.
+    big = size * SUPERSAMPLE
+    coarse = 16
+    coords = (np.arange(coarse, dtype=np.float32) + 0.5) / coarse - 0.5
+    proj = math.cos(look.bg_angle) * coords[None, :] + math.sin(look.bg_angle) * coords[:, None] + 0.5
+    background = look.bg_a.astype(np.float32) + (look.bg_b - look.bg_a).astype(np.float32) * proj[..., None].clip(0.0, 1.0)
+    image = Image.fromarray(background.astype(np.uint8), mode="RGB")
+    image = image.resize((big, big), resample=Image.Resampling.BILINEAR)
+    centre = (big * (0.5 + look.offset[0]), big * (0.54 + look.offset[1]))
+    return _Canvas(image=image, centre=centre, scale=big * look.head_frac, angle=look.angle)
+
+
+def _draw_head(*, canvas: _Canvas, look: _Look) -> None:
+    """Back layers (long hair, torso, neck, ears), then the head itself."""
+    aspect, skin = look.aspect, look.skin
+    if look.has_hair and look.long_hair:
+        back = np.array([[-1.15, -0.3], [-1.2, aspect + 0.3], [1.2, aspect + 0.3], [1.15, -0.3]])
+        crown = _ellipse_points(cx=0.0, cy=-0.3, rx=1.15, ry=aspect * 0.95, n=24)[12:]  # upper half
+        canvas.polygon(points=np.concatenate([crown, back[[3, 2, 1, 0]]]), fill=_rgb(look.hair))
+    canvas.polygon(points=_ellipse_points(cx=0.0, cy=aspect + 1.25, rx=1.9, ry=1.0, n=28), fill=_rgb(look.clothing))
+    canvas.polygon(points=np.array([[-0.42, 0.5], [0.42, 0.5], [0.48, aspect + 0.45], [-0.48, aspect + 0.45]]),
+                   fill=_rgb(skin * 0.82))
+    for side in (-1, 1):
+        ear = _ellipse_points(cx=side * 0.98, cy=EYE_Y + 0.12, rx=0.12, ry=0.22, n=14)
+        canvas.polygon(points=ear, fill=_rgb(skin * 0.93))
+    # Head: an egg shape (ellipse whose lower half tapers towards the chin).
+    phi = np.linspace(0.0, 2.0 * math.pi, 48, endpoint=False)
+    sin_phi = np.sin(phi)
+    head = np.stack([np.cos(phi) * (1.0 - look.jaw_taper * np.clip(sin_phi, 0.0, None) ** 1.5), aspect * sin_phi], axis=1)
+    canvas.polygon(points=head, fill=_rgb(skin))
+
+
+def _draw_forehead_lines(*, canvas: _Canvas, params: np.ndarray, skin: np.ndarray) -> None:
+    """Forehead lines from AU1+2 (full width) or AU1 alone (central only)."""
+    raise_amount = np.clip(params[_P["brow_raise"]] / 0.18, 0.0, 1.0)
+    inner_amount = np.clip(params[_P["brow_inner_raise"]] / 0.14, 0.0, 1.0)
+    forehead = max(raise_amount, 0.7 * inner_amount)
+    if forehead > 0.3:
+        ink = _blend(base=skin, ink=skin * 0.45, alpha=0.4 * _ramp(value=forehead, start=0.3, full=1.0))
+        half_len = 0.12 + 0.3 * raise_amount
+        for k in range(2):
+            y = EYE_Y - BROW_GAP - params[_P["brow_raise"]] - 0.14 - 0.08 * k
+            line = _bezier(p0=(-half_len, y + 0.02), p1=(0.0, y - 0.03 * raise_amount), p2=(half_len, y + 0.02), n=7)
+            canvas.line(points=line, fill=ink, width=0.014)
+
+
+def _draw_glabella(*, canvas: _Canvas, params: np.ndarray, skin: np.ndarray) -> None:
+    """Glabella furrows from AU4."""
+    knit = params[_P["brow_knit"]]
+    lowered = np.clip(-params[_P["brow_inner_raise"]] / 0.16, 0.0, 1.0)
+    if knit > 0.03 and lowered > 0.2:
+        ink = _blend(base=skin, ink=skin * 0.45, alpha=0.6 * _ramp(value=lowered, start=0.2, full=1.0))
+        top_y = EYE_Y - BROW_GAP - params[_P["brow_raise"]] - 0.02
+        for side in (-1, 1):
+            canvas.line(points=np.array([[side * 0.035, top_y], [side * 0.045, top_y + 0.11]]), fill=ink, width=0.014)
+
+
+def _draw_nasolabial_folds(*, canvas: _Canvas, params: np.ndarray, look: _Look) -> None:
+    """Folds from the nose wings to the mouth corners (AU6/AU9/AU10)."""
+    fold = params[_P["nasolabial_fold"]]
+    if fold > 0.15:
+        xs, upper_inner, *_ = _mouth_curves(params=params, mouth_scale=look.mouth_scale)
+        ink = _blend(base=look.skin, ink=look.skin * 0.45, alpha=0.55 * _ramp(value=fold, start=0.15, full=1.0))
+        for idx, side in ((0, -1), (-1, 1)):
+            corner = (float(xs[idx]) + side * 0.06, float(upper_inner[idx]) + 0.06)
+            curve = _bezier(p0=(side * 0.15 * look.nose_scale, NOSE_TIP_Y - 0.05),
+                            p1=(side * (0.2 + abs(corner[0]) * 0.6), NOSE_TIP_Y + 0.12), p2=corner, n=9)
+            canvas.line(points=curve, fill=ink, width=0.018)
+
+
+def _draw_face(*, canvas: _Canvas, look: _Look, params: np.ndarray) -> None:
+    """Everything on the head, back to front; the expression lives in `params` only."""
+    skin, light_x = look.skin, math.cos(look.light_dir)
+    _draw_forehead_lines(canvas=canvas, params=params, skin=skin)
+    if look.has_hair:
+        _draw_hair(canvas=canvas, colour=_rgb(look.hair), aspect=look.aspect, hairline=look.hairline,
+                   style=look.hair_style, rng_vals=look.hair_vals)
+    for side in (-1, 1):
+        _draw_eye(canvas=canvas, side=side, params=params, skin=skin, iris=look.iris, eye_scale=look.eye_scale,
+                  canthal_tilt=look.canthal_tilt, gaze=look.gaze, light_x=light_x)
+    brow_rgb = _rgb(look.brow_colour)
+    for side in (-1, 1):
+        _draw_brow(canvas=canvas, side=side, params=params, colour=brow_rgb, thickness=look.brow_thickness,
+                   arch=look.brow_arch, brow_length=look.brow_length)
+    _draw_glabella(canvas=canvas, params=params, skin=skin)
+    _draw_nose(canvas=canvas, params=params, skin=skin, nose_scale=look.nose_scale, light_x=light_x)
+    _draw_nasolabial_folds(canvas=canvas, params=params, look=look)
+    _draw_mouth(canvas=canvas, params=params, skin=skin, lip=look.lip, mouth_scale=look.mouth_scale)
+
+
+def _photograph(*, canvas: _Canvas, look: _Look, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Downsample (anti-aliasing), then imaging effects at output resolution: blur, light, gain, noise."""
+    # Box reduction = exact area average of the supersampled pixels (the anti-aliasing).
+    small = canvas.image.reduce(SUPERSAMPLE)
+    if look.blur_radius > 0.0:
+        small = small.filter(ImageFilter.GaussianBlur(radius=look.blur_radius))
+    pixels = np.asarray(small, dtype=np.float32)
+    grid = (np.arange(size, dtype=np.float32) + 0.5) / size - 0.5
+    light_dir = look.light_dir
+    shading = 1.0 + look.light_strength * 2.0 * (math.cos(light_dir) * grid[None, :] + math.sin(light_dir) * grid[:, None])
+    pixels = pixels * (shading[..., None] * (look.gain * look.white_balance).astype(np.float32))
+    if look.noise_sigma > 0.05:
+        pixels = pixels + look.noise_sigma * rng.standard_normal(pixels.shape, dtype=np.float32)
+    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+
+
+def _check_arguments(*, label: object, rng: object, size: object) -> None:
     if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or not 0 <= int(label) < len(EXPRESSIONS):
         raise ValueError(
             f"label={label!r} is not a valid expression index; expected an int in 0..{len(EXPRESSIONS) - 1} "
@@ -517,137 +693,23 @@ def render_face(*, label: int, rng: np.random.Generator, size: int) -> np.ndarra
         raise ValueError(f"size={size!r} is not a valid image size; expected an int in {MIN_SIZE}..{MAX_SIZE} pixels")
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator (np.random.default_rng(seed)), got {type(rng).__name__}")
+
+
+# ---------------------------------------------------------------------------------------
+# Public API
+# ---------------------------------------------------------------------------------------
+def render_face(*, label: int, rng: np.random.Generator, size: int) -> np.ndarray:
+    """Return one RGB face, uint8 array of shape (size, size, 3), expression EXPRESSIONS[label].
+
+    All randomness comes from `rng` (same rng state -> byte-identical image). Identity and
+    imaging nuisances are drawn from label-independent distributions, so the only signal
+    about the label is the facial geometry.
+    """
+    _check_arguments(label=label, rng=rng, size=size)
     label, size = int(label), int(size)
-
-    # -- Nuisances: identity, pose, colours, imaging. Never depend on the label. ----------
-    u = rng.random(40)  # one block of uniforms, consumed by position (keeps draws fixed)
-    aspect = 1.18 + 0.2 * u[0]                         # head half-height / half-width
-    head_frac = 0.31 + 0.07 * u[1]                     # head half-width / image size
-    offset = (rng.normal(0.0, 0.035, 2)).clip(-0.07, 0.07)
-    angle = math.radians(float(np.clip(rng.normal(0.0, 5.0), -12.0, 12.0)))
-    jaw_taper = 0.05 + 0.17 * u[2]
-    skin = _palette_sample(palette=SKIN_TONES, position=float(u[3])) * (0.95 + 0.1 * u[4:7])
-    has_hair = u[7] < 0.85
-    hair = _palette_sample(palette=HAIR_COLOURS, position=float(u[8]))
-    hair_style = int(u[9] * 3)
-    long_hair = u[10] < 0.35
-    hairline = -0.62 - 0.28 * u[11]
-    # Brows follow the hair colour but always stay darker than the skin: they carry the
-    # label signal, so they must stay visible on every skin tone.
-    brow_colour = np.minimum(hair * 0.5 + np.array((30.0, 22.0, 18.0)) * 0.5 if has_hair else skin * 0.35, skin * 0.5)
-    brow_thickness = 0.055 + 0.035 * u[12]
-    brow_arch = 0.015 + 0.035 * u[13]
-    brow_length = 0.44 + 0.1 * u[14]
-    eye_scale = 0.88 + 0.24 * u[15]
-    canthal_tilt = 0.12 * (u[16] - 0.5)
-    gaze = (0.8 * (u[17] - 0.5), 0.6 * (u[18] - 0.5))
-    iris = _palette_sample(palette=IRIS_COLOURS, position=float(u[19]))
-    nose_scale = 0.85 + 0.3 * u[20]
-    mouth_scale = 0.88 + 0.24 * u[21]
-    lip = skin * np.array((0.78, 0.52, 0.52)) + np.array((40.0, 8.0, 12.0)) * (0.6 + 0.4 * u[22])
-    # Backgrounds: muted colours (mixed towards grey), like indoor/outdoor photo backdrops.
-    bg_a = (rng.uniform(25, 235, 3) + rng.uniform(25, 235)) * 0.5
-    bg_b = (rng.uniform(25, 235, 3) + rng.uniform(25, 235)) * 0.5
-    bg_angle = 2.0 * math.pi * u[23]
-    clothing = rng.uniform(20, 220, 3)
-    light_dir = 2.0 * math.pi * u[24]
-    light_strength = 0.35 * u[25]
-    gain = 0.85 + 0.3 * u[26]
-    white_balance = 0.94 + 0.12 * u[27:30]
-    noise_sigma = 7.0 * u[30] ** 2
-    blur_radius = float((0.3 + 0.6 * u[31]) * size / 64.0) if u[32] < 0.3 else 0.0
-    hair_vals = u[33:38]
-
-    # -- Expression geometry. ------------------------------------------------------------
+    look = _sample_look(rng=rng, size=size)  # nuisances first: they never depend on the label
     params, _intensity = _sample_expression(label=label, rng=rng)
-
-    # -- Canvas with a gradient background. -----------------------------------------------
-    # The gradient is linear, so computing it on a coarse grid and upsampling bilinearly is
-    # exact up to the clip and ~5x cheaper than evaluating it at canvas resolution.
-    big = size * SUPERSAMPLE
-    coarse = 16
-    coords = (np.arange(coarse, dtype=np.float32) + 0.5) / coarse - 0.5
-    proj = math.cos(bg_angle) * coords[None, :] + math.sin(bg_angle) * coords[:, None] + 0.5
-    background = bg_a.astype(np.float32) + (bg_b - bg_a).astype(np.float32) * proj[..., None].clip(0.0, 1.0)
-    image = Image.fromarray(background.astype(np.uint8), mode="RGB")
-    image = image.resize((big, big), resample=Image.Resampling.BILINEAR)
-    centre = (big * (0.5 + offset[0]), big * (0.54 + offset[1]))
-    canvas = _Canvas(image=image, centre=centre, scale=big * head_frac, angle=angle)
-    light_x = math.cos(light_dir)
-
-    # Back layers: long hair, torso, neck, ears.
-    hair_rgb = _rgb(hair)
-    if has_hair and long_hair:
-        back = np.array([[-1.15, -0.3], [-1.2, aspect + 0.3], [1.2, aspect + 0.3], [1.15, -0.3]])
-        crown = _ellipse_points(cx=0.0, cy=-0.3, rx=1.15, ry=aspect * 0.95, n=24)[12:]  # upper half
-        canvas.polygon(points=np.concatenate([crown, back[[3, 2, 1, 0]]]), fill=hair_rgb)
-    canvas.polygon(points=_ellipse_points(cx=0.0, cy=aspect + 1.25, rx=1.9, ry=1.0, n=28), fill=_rgb(clothing))
-    canvas.polygon(points=np.array([[-0.42, 0.5], [0.42, 0.5], [0.48, aspect + 0.45], [-0.48, aspect + 0.45]]),
-                   fill=_rgb(skin * 0.82))
-    for side in (-1, 1):
-        ear = _ellipse_points(cx=side * 0.98, cy=EYE_Y + 0.12, rx=0.12, ry=0.22, n=14)
-        canvas.polygon(points=ear, fill=_rgb(skin * 0.93))
-
-    # Head: an egg shape (ellipse whose lower half tapers towards the chin).
-    phi = np.linspace(0.0, 2.0 * math.pi, 48, endpoint=False)
-    sin_phi = np.sin(phi)
-    head = np.stack([np.cos(phi) * (1.0 - jaw_taper * np.clip(sin_phi, 0.0, None) ** 1.5), aspect * sin_phi], axis=1)
-    canvas.polygon(points=head, fill=_rgb(skin))
-
-    shadow = skin * 0.45
-    # Forehead lines from AU1+2 (full width) or AU1 alone (central only).
-    raise_amount = np.clip(params[_P["brow_raise"]] / 0.18, 0.0, 1.0)
-    inner_amount = np.clip(params[_P["brow_inner_raise"]] / 0.14, 0.0, 1.0)
-    forehead = max(raise_amount, 0.7 * inner_amount)
-    if forehead > 0.3:
-        ink = _blend(base=skin, ink=shadow, alpha=0.4 * _ramp(value=forehead, start=0.3, full=1.0))
-        half_len = 0.12 + 0.3 * raise_amount
-        for k in range(2):
-            y = EYE_Y - BROW_GAP - params[_P["brow_raise"]] - 0.14 - 0.08 * k
-            line = _bezier(p0=(-half_len, y + 0.02), p1=(0.0, y - 0.03 * raise_amount), p2=(half_len, y + 0.02), n=7)
-            canvas.line(points=line, fill=ink, width=0.014)
-
-    if has_hair:
-        _draw_hair(canvas=canvas, colour=hair_rgb, aspect=aspect, hairline=hairline, style=hair_style,
-                   rng_vals=hair_vals)
-
-    for side in (-1, 1):
-        _draw_eye(canvas=canvas, side=side, params=params, skin=skin, iris=iris, eye_scale=eye_scale,
-                  canthal_tilt=canthal_tilt, gaze=gaze, light_x=light_x)
-    brow_rgb = _rgb(brow_colour)
-    for side in (-1, 1):
-        _draw_brow(canvas=canvas, side=side, params=params, colour=brow_rgb, thickness=brow_thickness,
-                   arch=brow_arch, brow_length=brow_length)
-    # Glabella furrows from AU4.
-    knit = params[_P["brow_knit"]]
-    lowered = np.clip(-params[_P["brow_inner_raise"]] / 0.16, 0.0, 1.0)
-    if knit > 0.03 and lowered > 0.2:
-        ink = _blend(base=skin, ink=shadow, alpha=0.6 * _ramp(value=lowered, start=0.2, full=1.0))
-        top_y = EYE_Y - BROW_GAP - params[_P["brow_raise"]] - 0.02
-        for side in (-1, 1):
-            canvas.line(points=np.array([[side * 0.035, top_y], [side * 0.045, top_y + 0.11]]), fill=ink, width=0.014)
-
-    _draw_nose(canvas=canvas, params=params, skin=skin, nose_scale=nose_scale, light_x=light_x)
-    fold = params[_P["nasolabial_fold"]]
-    if fold > 0.15:
-        xs, upper_inner, *_ = _mouth_curves(params=params, mouth_scale=mouth_scale)
-        ink = _blend(base=skin, ink=shadow, alpha=0.55 * _ramp(value=fold, start=0.15, full=1.0))
-        for idx, side in ((0, -1), (-1, 1)):
-            corner = (float(xs[idx]) + side * 0.06, float(upper_inner[idx]) + 0.06)
-            curve = _bezier(p0=(side * 0.15 * nose_scale, NOSE_TIP_Y - 0.05),
-                            p1=(side * (0.2 + abs(corner[0]) * 0.6), NOSE_TIP_Y + 0.12), p2=corner, n=9)
-            canvas.line(points=curve, fill=ink, width=0.018)
-    _draw_mouth(canvas=canvas, params=params, skin=skin, lip=lip, mouth_scale=mouth_scale)
-
-    # -- Downsample (anti-aliasing), then imaging effects at output resolution. ------------
-    # Box reduction = exact area average of the supersampled pixels (the anti-aliasing).
-    small = image.reduce(SUPERSAMPLE)
-    if blur_radius > 0.0:
-        small = small.filter(ImageFilter.GaussianBlur(radius=blur_radius))
-    pixels = np.asarray(small, dtype=np.float32)
-    grid = (np.arange(size, dtype=np.float32) + 0.5) / size - 0.5
-    shading = 1.0 + light_strength * 2.0 * (math.cos(light_dir) * grid[None, :] + math.sin(light_dir) * grid[:, None])
-    pixels = pixels * (shading[..., None] * (gain * white_balance).astype(np.float32))
-    if noise_sigma > 0.05:
-        pixels = pixels + noise_sigma * rng.standard_normal(pixels.shape, dtype=np.float32)
-    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+    canvas = _background_canvas(look=look, size=size)
+    _draw_head(canvas=canvas, look=look)
+    _draw_face(canvas=canvas, look=look, params=params)
+    return _photograph(canvas=canvas, look=look, size=size, rng=rng)
