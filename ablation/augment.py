@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import faces
 from faces.errors import CheckpointError, FolderLockedError
+from faces.io import checkpoint_fingerprint
 from faces.lock import folder_lock
 from vaegan.augment.perturbations import PERTURBATIONS, get_perturbation
 from vaegan.augment.render import RENDERS
@@ -35,7 +36,7 @@ from vaegan.augment.run import (
     refuse_inside_dataset,
 )
 from vaegan.augment.targets import parse_target_count
-from vaegan.checkpoint import checkpoint_fingerprint, load_vaegan, read_vaegan_meta
+from vaegan.checkpoint import load_vaegan, read_vaegan_meta
 
 from .config import compose_config
 from .generation_report import (

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from classifier.checkpoint import (
     BEST_CHECKPOINT,
@@ -28,11 +28,10 @@ from classifier.checkpoint import (
 )
 from classifier.predict import predict_proba
 from classifier.train import run_training
-from faces.io import write_json_atomic
+from faces.io import checkpoint_fingerprint, plain, write_json_atomic
 from faces.lock import LOCK_FILE
 from faces.logs import quiet_lightning
 from vaegan.augment.run import AugmentError, Judge
-from vaegan.checkpoint import checkpoint_fingerprint
 
 from .config import compose_config
 
@@ -55,10 +54,6 @@ def load_judge(path: Path, *, class_names: tuple[str, ...], device: torch.device
         return predict_proba(model, images, meta=meta, device=device)
 
     return judge, checkpoint_fingerprint(path)
-
-
-def _plain(cfg: Any) -> Any:
-    return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
 
 
 def _finished_record(run_dir: Path) -> dict[str, Any] | None:
@@ -106,11 +101,12 @@ def ensure_judge(*, data_cfg: DictConfig, paths_cfg: DictConfig, overrides: list
     (augment.py --overwrite), otherwise refused before any training.
     """
     run_dir = Path(run_dir)
-    trained_on = {"data": _plain(data_cfg), "overrides": [str(o) for o in overrides]}
-    record = _finished_record(run_dir)
-    if record is not None and record.get("trained_on") == trained_on:
-        log.info("reusing the judge %s", run_dir / BEST_CHECKPOINT)
-        return run_dir / BEST_CHECKPOINT
+    trained_on = {"data": plain(data_cfg), "overrides": [str(o) for o in overrides]}
+    reusable = finished_judge(run_dir, trained_on=trained_on)
+    if reusable is not None:
+        log.info("reusing the judge %s", reusable)
+        return reusable
+    record = _finished_record(run_dir)  # a finished judge trained otherwise, or None
     if record is not None and not replace:
         old = record.get("trained_on") or {}
         differing = [key for key in ("data", "overrides") if old.get(key) != trained_on[key]]

@@ -16,6 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 
 import faces
 from faces.config import trainer_uses_gpu
+from faces.features import IMAGENET_MEAN, IMAGENET_STD
+from faces.io import plain
 from faces.lock import folder_lock
 from faces.logs import quiet_lightning
 from faces.summary import GroupThresholds, class_groups
@@ -30,7 +32,7 @@ from .metrics import minority_report
 from .model import FERClassifier
 from .module import BestWeights, FERLitModule
 from .outputs import write_run_outputs
-from .trainer import plain, trainer_kwargs
+from .trainer import trainer_kwargs
 from .transforms import TensorAugment
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ def build_model(cfg: DictConfig, *, num_classes: int, head: str) -> tuple[FERCla
     backbone, pretrained = create_backbone(c.backbone, pretrained=str(c.pretrained), pretrained_path=c.get("pretrained_path"),
                                            weights_format=str(c.get("weights_format") or "timm"))
     pcfg = getattr(backbone, "pretrained_cfg", {}) or {}
-    mean, std = tuple(pcfg.get("mean", (0.485, 0.456, 0.406))), tuple(pcfg.get("std", (0.229, 0.224, 0.225)))
+    mean, std = tuple(pcfg.get("mean", IMAGENET_MEAN)), tuple(pcfg.get("std", IMAGENET_STD))
     model = FERClassifier(backbone=backbone, num_classes=num_classes, head=head, drop_rate=float(c.get("drop_rate", 0.0)))
     return model, pretrained, mean, std
 

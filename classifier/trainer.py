@@ -6,14 +6,10 @@ import os
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from faces.config import trainer_uses_gpu
-
-
-def plain(cfg: Any) -> Any:
-    """A resolved plain-Python copy of an OmegaConf node (anything else is returned as is)."""
-    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+from faces.io import plain
 
 
 def trainer_kwargs(trainer_cfg: DictConfig, *, freeze_epochs: int = 0) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Atomic file writes (a temp file beside the target, then one rename) for text, JSON and PNG
 images, and safetensors files with JSON metadata, the one checkpoint format of both model
-packages (no pickle anywhere).
+packages (no pickle anywhere); a file's sha256; plain-Python copies of config values for them.
 
 A run killed mid-write leaves the previous file (or none), never a truncated one. That is what
 lets resumable stages treat "the file exists" as "the step finished".
@@ -8,6 +8,7 @@ lets resumable stages treat "the file exists" as "the step finished".
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -16,7 +17,28 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from .errors import CheckpointError
+
+
+def plain(value: Any) -> Any:
+    """A resolved plain-Python copy of an OmegaConf node (dicts and lists); anything else is returned as is."""
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def json_safe(value: Any) -> Any:
+    """A JSON-safe copy: OmegaConf nodes resolved, tuples become lists, paths and other objects strings."""
+    return json.loads(json.dumps(plain(value), default=str))
+
+
+def checkpoint_fingerprint(path: Path | str) -> str:
+    """sha256 of the file's bytes: what records a checkpoint's identity (the augmenter's generator, the judge)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 @contextmanager

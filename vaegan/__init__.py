@@ -4,7 +4,9 @@ Public API: `VAEGAN` (model), `save_vaegan` / `load_vaegan` / `checkpoint_finger
 (sampling checkpoint), `to_model_range` / `to_uint8` (pixel conventions), `train_vaegan`.
 """
 
-from .checkpoint import CheckpointError, checkpoint_fingerprint, load_vaegan, save_vaegan
+from faces.io import checkpoint_fingerprint
+
+from .checkpoint import CheckpointError, load_vaegan, save_vaegan
 from .images import to_model_range, to_uint8
 from .model import LATENT_DIMS, RESOLUTIONS, VAEGAN
 

@@ -7,8 +7,6 @@ architecture and refuses anything that is not such a file, naming the path and w
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from faces.errors import CheckpointError
 from faces.io import (
     is_name_list,
     is_positive_int,
+    json_safe,
     read_safetensors_metadata,
     require_metadata,
     save_safetensors,
@@ -30,11 +29,6 @@ from .model import ARCHITECTURE_KEYS, VAEGAN
 FORMAT = "fer-longtail-vaegan"
 FORMAT_VERSION = 1
 WHAT = "a VAE-GAN checkpoint (vaegan.safetensors from scripts/train_vaegan.py)"
-
-
-def _plain(value: Any) -> Any:
-    """JSON-safe copy (OmegaConf containers, tuples and paths become lists/dicts/strings)."""
-    return json.loads(json.dumps(value, default=str))
 
 
 def save_vaegan(
@@ -50,12 +44,12 @@ def save_vaegan(
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "config": _plain(dict(config)),
+        "config": json_safe(dict(config)),
         "architecture": dict(model.architecture),
         "class_names": list(class_names),
         "resolution": model.resolution,
         "latent_dim": model.latent_dim,
-        **_plain(dict(extra)),
+        **json_safe(dict(extra)),
     }
     return save_safetensors(path, model.state_dict(), metadata={"format": FORMAT, "meta": meta})
 
@@ -120,15 +114,6 @@ def load_vaegan(
         raise CheckpointError(f"{path}: tensor shapes differ from the stored architecture: {shapes[:5]}")
     model.load_state_dict(state, strict=True)
     return model.to(map_location).eval(), meta
-
-
-def checkpoint_fingerprint(path: Path | str) -> str:
-    """sha256 of the file's bytes (what the augmenter records as its generator's identity)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def check_resume_checkpoint(path: Path | str, *, config: Mapping[str, Any]) -> dict[str, Any]:

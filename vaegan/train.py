@@ -11,10 +11,11 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
+from faces.io import plain
 from faces.lock import folder_lock
 from faces.logs import quiet_lightning
 
@@ -35,10 +36,6 @@ class TrainResult:
     export: Path
     metrics: dict[str, float]
     seconds: float
-
-
-def _plain_config(cfg: DictConfig | dict) -> dict[str, Any]:
-    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
 
 
 def validate_config(config: dict[str, Any]) -> None:
@@ -82,7 +79,7 @@ def train_vaegan(cfg: DictConfig | dict, *, output_dir: Path | str, callbacks: S
     """Train on the real train split (minus the validation carve-out), write checkpoints, grids, logs and the export."""
     started = time.perf_counter()
     output_dir = Path(output_dir)
-    config = _plain_config(cfg)
+    config = dict(plain(cfg))
     config["output_dir"] = str(output_dir)
     validate_config(config)
     if config.get("resume"):
