@@ -16,8 +16,15 @@ from torch import nn
 
 from faces.features import PretrainedWeightsError
 
-__all__ = ["ARCHITECTURES", "VGGFACE2_MEAN", "VGGFACE2_MEAN_BGR", "VGGFACE2_STD", "create_model", "register_architectures",
-           "resnet50_caffe"]
+__all__ = [
+    "ARCHITECTURES",
+    "VGGFACE2_MEAN",
+    "VGGFACE2_MEAN_BGR",
+    "VGGFACE2_STD",
+    "create_model",
+    "register_architectures",
+    "resnet50_caffe",
+]
 
 # Per-channel mean of the VGGFace2 Caffe models, in their BGR order (resnet50_ft.prototxt; the same
 # numbers are `VGG_Faces2.mean_bgr` in cydonia999/VGGFace2-pytorch). No std: inputs are raw 0..255.
@@ -51,8 +58,15 @@ def resnet50_caffe(pretrained: bool = False, **kwargs: Any) -> nn.Module:
         block = layer[0]
         block.conv1.stride, block.conv2.stride = block.conv2.stride, (1, 1)
     model.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=0, ceil_mode=True)
-    cfg = {**model.pretrained_cfg, "architecture": "resnet50_caffe", "tag": None, "hf_hub_id": None, "url": "",
-           "mean": VGGFACE2_MEAN, "std": VGGFACE2_STD}
+    cfg = {
+        **model.pretrained_cfg,
+        "architecture": "resnet50_caffe",
+        "tag": None,
+        "hf_hub_id": None,
+        "url": "",
+        "mean": VGGFACE2_MEAN,
+        "std": VGGFACE2_STD,
+    }
     model.pretrained_cfg = model.default_cfg = cfg
     return model
 

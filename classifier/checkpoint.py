@@ -51,9 +51,13 @@ def resolve_checkpoint_path(path: Path | str) -> Path:
     if path.is_dir() and (path / BEST_CHECKPOINT).is_file():
         return path / BEST_CHECKPOINT
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist (pass a .safetensors file or a run directory with {BEST_CHECKPOINT})")
+        raise CheckpointError(
+            f"checkpoint {path} does not exist (pass a .safetensors file or a run directory with {BEST_CHECKPOINT})"
+        )
     if path.suffix != ".safetensors":
-        raise CheckpointError(f"{path}: classifier checkpoints are .safetensors files written by scripts/train_classifier.py")
+        raise CheckpointError(
+            f"{path}: classifier checkpoints are .safetensors files written by scripts/train_classifier.py"
+        )
     return path
 
 
@@ -74,7 +78,10 @@ def build_model_from_meta(meta: dict[str, Any]) -> FERClassifier:
     # create_model knows this package's own timm names (resnet50_caffe, the VGGFace2 ResNet-50 layout).
     backbone = create_model(meta["backbone"], pretrained=False, num_classes=0)
     return FERClassifier(
-        backbone=backbone, num_classes=len(meta["class_names"]), head=meta["head"], drop_rate=float(meta.get("drop_rate", 0.0))
+        backbone=backbone,
+        num_classes=len(meta["class_names"]),
+        head=meta["head"],
+        drop_rate=float(meta.get("drop_rate", 0.0)),
     )
 
 
@@ -87,7 +94,9 @@ def load_classifier(path: Path | str, *, map_location: str | torch.device = "cpu
     try:
         model = build_model_from_meta(meta)
     except (RuntimeError, ValueError, TypeError) as error:  # e.g. timm's "Unknown model"
-        raise CheckpointError(f"{path}: cannot build the {meta['backbone']!r} classifier its metadata describes ({error})") from error
+        raise CheckpointError(
+            f"{path}: cannot build the {meta['backbone']!r} classifier its metadata describes ({error})"
+        ) from error
     state = load_file(str(path), device=str(map_location))
     result = model.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:

@@ -54,9 +54,21 @@ from .weight_files import (
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "CONVERT_FORMATS", "FORMATS", "TIMM", "VGGFACE2_MEAN_BGR", "WEIGHTS_FORMATS", "FaceWeightsFormat",
-    "FaceWeightsReport", "WeightsFile", "check_weights_file", "detect_weights_format", "load_weights_file",
-    "map_face_state_dict", "missing_weights_error", "set_normalisation", "weights_used",
+    "CONVERT_FORMATS",
+    "FORMATS",
+    "TIMM",
+    "VGGFACE2_MEAN_BGR",
+    "WEIGHTS_FORMATS",
+    "FaceWeightsFormat",
+    "FaceWeightsReport",
+    "WeightsFile",
+    "check_weights_file",
+    "detect_weights_format",
+    "load_weights_file",
+    "map_face_state_dict",
+    "missing_weights_error",
+    "set_normalisation",
+    "weights_used",
 ]
 
 TIMM = "timm"
@@ -89,7 +101,7 @@ def _senet_key(key: str) -> str:
     `layer0`, and the SE block's 1x1 convs `conv4`/`conv5` are `se_module.fc1`/`fc2`."""
     for old, new in (("conv1.", "layer0.conv1."), ("bn1.", "layer0.bn1.")):
         if key.startswith(old):
-            return new + key[len(old):]
+            return new + key[len(old) :]
     return key.replace(".conv4.", ".se_module.fc1.").replace(".conv5.", ".se_module.fc2.")
 
 
@@ -101,21 +113,40 @@ FORMATS: dict[str, FaceWeightsFormat] = {
     fmt.name: fmt
     for fmt in (
         FaceWeightsFormat(
-            name="msceleb_resnet18", architecture="resnet18", preset="resnet18_msceleb",
-            env_var="FER_MSCELEB_RESNET18", typical_file="resnet18_msceleb.pth",
-            where=("download it via the link in the README of SCN (github.com/kaiwang960112/Self-Cure-Network), "
-                   "DAN (github.com/yaoing/DAN) or EAC (github.com/zyh-uaiaaaa/Erasing-Attention-Consistency)"),
-            mean=IMAGENET_MEAN, std=IMAGENET_STD,  # SCN / DAN fine-tune it with ImageNet normalisation on RGB
+            name="msceleb_resnet18",
+            architecture="resnet18",
+            preset="resnet18_msceleb",
+            env_var="FER_MSCELEB_RESNET18",
+            typical_file="resnet18_msceleb.pth",
+            where=(
+                "download it via the link in the README of SCN (github.com/kaiwang960112/Self-Cure-Network), "
+                "DAN (github.com/yaoing/DAN) or EAC (github.com/zyh-uaiaaaa/Erasing-Attention-Consistency)"
+            ),
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,  # SCN / DAN fine-tune it with ImageNet normalisation on RGB
         ),
         FaceWeightsFormat(
-            name="vggface2_resnet50", architecture="resnet50_caffe", preset="resnet50_vggface2",
-            env_var="FER_VGGFACE2_RESNET50", typical_file="resnet50_ft_weight.pkl", where=_VGGFACE2_WHERE,
-            mean=VGGFACE2_MEAN, std=VGGFACE2_STD, caffe_bgr=True,
+            name="vggface2_resnet50",
+            architecture="resnet50_caffe",
+            preset="resnet50_vggface2",
+            env_var="FER_VGGFACE2_RESNET50",
+            typical_file="resnet50_ft_weight.pkl",
+            where=_VGGFACE2_WHERE,
+            mean=VGGFACE2_MEAN,
+            std=VGGFACE2_STD,
+            caffe_bgr=True,
         ),
         FaceWeightsFormat(
-            name="vggface2_senet50", architecture="legacy_seresnet50", preset="senet50_vggface2",
-            env_var="FER_VGGFACE2_SENET50", typical_file="senet50_ft_weight.pkl", where=_VGGFACE2_WHERE,
-            mean=VGGFACE2_MEAN, std=VGGFACE2_STD, caffe_bgr=True, rename=_senet_key,
+            name="vggface2_senet50",
+            architecture="legacy_seresnet50",
+            preset="senet50_vggface2",
+            env_var="FER_VGGFACE2_SENET50",
+            typical_file="senet50_ft_weight.pkl",
+            where=_VGGFACE2_WHERE,
+            mean=VGGFACE2_MEAN,
+            std=VGGFACE2_STD,
+            caffe_bgr=True,
+            rename=_senet_key,
         ),
     )
 }
@@ -129,13 +160,17 @@ def weights_used(weights_format: str, path: Path | str) -> str:
 
 
 def _choices() -> str:
-    return (f"classifier.weights_format is one of {list(WEIGHTS_FORMATS)} "
-            f"(presets: {', '.join('classifier=' + f.preset for f in FORMATS.values())})")
+    return (
+        f"classifier.weights_format is one of {list(WEIGHTS_FORMATS)} "
+        f"(presets: {', '.join('classifier=' + f.preset for f in FORMATS.values())})"
+    )
 
 
 def _fmt(weights_format: str) -> FaceWeightsFormat:
     if weights_format not in FORMATS:
-        raise PretrainedWeightsError(f"classifier.weights_format={weights_format!r} is not a face-weights format; {_choices()}")
+        raise PretrainedWeightsError(
+            f"classifier.weights_format={weights_format!r} is not a face-weights format; {_choices()}"
+        )
     return FORMATS[weights_format]
 
 
@@ -146,7 +181,10 @@ def _fmt(weights_format: str) -> FaceWeightsFormat:
 def _read_raw(path: Path, fmt: FaceWeightsFormat) -> dict[str, torch.Tensor]:
     """The file's tensors under its own names; pickles only through the array-only unpickler."""
     if path.suffix.lower() in PICKLE_SUFFIXES:
-        return {k: torch.from_numpy(np.array(v, dtype=np.float32 if v.dtype.kind == "f" else v.dtype)) for k, v in read_weight_pickle(path).items()}
+        return {
+            k: torch.from_numpy(np.array(v, dtype=np.float32 if v.dtype.kind == "f" else v.dtype))
+            for k, v in read_weight_pickle(path).items()
+        }
     if fmt.caffe_bgr and path.suffix.lower() != ".safetensors":
         raise PretrainedWeightsError(
             f"{path}: weights_format={fmt.name} expects the cydonia999 pickle ({fmt.typical_file}) or a .safetensors written "
@@ -180,9 +218,13 @@ class FaceWeightsReport:
     def summary(self) -> str:
         parts = [f"{self.weights_used} -> timm {self.architecture}: {self.mapped} tensors mapped"]
         if self.dropped:
-            parts.append(f"dropped {len(self.dropped)} ({', '.join(self.dropped[:4])}{', ...' if len(self.dropped) > 4 else ''})")
+            parts.append(
+                f"dropped {len(self.dropped)} ({', '.join(self.dropped[:4])}{', ...' if len(self.dropped) > 4 else ''})"
+            )
         if self.missing:  # only BatchNorm step counters can be (map_face_state_dict refuses anything else)
-            parts.append(f"{len(self.missing)} BatchNorm step counters not in the file (kept at their initial value; no effect on outputs)")
+            parts.append(
+                f"{len(self.missing)} BatchNorm step counters not in the file (kept at their initial value; no effect on outputs)"
+            )
         return "; ".join(parts + list(self.notes))
 
 
@@ -237,9 +279,13 @@ def map_face_state_dict(
     if fmt.caffe_bgr:
         notes.append(_caffe_bgr_to_rgb(mapped, fmt=fmt))
     report = FaceWeightsReport(
-        path=str(path), weights_format=fmt.name, architecture=fmt.architecture,
+        path=str(path),
+        weights_format=fmt.name,
+        architecture=fmt.architecture,
         mapped=sum(not k.endswith("num_batches_tracked") for k in mapped),
-        dropped=tuple(dropped), missing=tuple(counters), notes=tuple(notes),
+        dropped=tuple(dropped),
+        missing=tuple(counters),
+        notes=tuple(notes),
     )
     return mapped, report
 
@@ -268,7 +314,11 @@ def set_normalisation(model: nn.Module, *, mean: tuple[float, ...], std: tuple[f
     """The input statistics the weights were trained with, where train.py reads them (pretrained_cfg).
 
     A new dict: timm may share one cfg dict between models; `default_cfg` is timm's older alias."""
-    cfg = {**(getattr(model, "pretrained_cfg", None) or {}), "mean": tuple(float(m) for m in mean), "std": tuple(float(s) for s in std)}
+    cfg = {
+        **(getattr(model, "pretrained_cfg", None) or {}),
+        "mean": tuple(float(m) for m in mean),
+        "std": tuple(float(s) for s in std),
+    }
     model.pretrained_cfg = cfg
     model.default_cfg = cfg
 
@@ -283,7 +333,11 @@ def _require_file(path: Path, *, weights_format: str) -> Path:
     fmt = FORMATS.get(weights_format)
     if fmt is None:
         raise PretrainedWeightsError(f"pretrained weights file {path} does not exist (classifier.pretrained_path)")
-    via = f" (taken from ${fmt.env_var})" if os.environ.get(fmt.env_var) and Path(os.environ[fmt.env_var]).expanduser() == path else ""
+    via = (
+        f" (taken from ${fmt.env_var})"
+        if os.environ.get(fmt.env_var) and Path(os.environ[fmt.env_var]).expanduser() == path
+        else ""
+    )
     raise PretrainedWeightsError(
         f"classifier.pretrained_path={path}{via} does not exist; classifier.weights_format={fmt.name} needs {fmt.typical_file}: "
         f"{fmt.where}, then set classifier.pretrained_path=/path/{fmt.typical_file} or export {fmt.env_var}=/path/{fmt.typical_file}"
@@ -364,7 +418,9 @@ def _load_converted(model: nn.Module, weights: WeightsFile, *, backbone: str) ->
     model.load_state_dict(state, strict=True)
     set_normalisation(model, mean=tuple(meta["mean"]), std=tuple(meta["std"]))
     return FaceWeightsReport(
-        path=str(path), weights_format=weights.weights_format, architecture=backbone,
+        path=str(path),
+        weights_format=weights.weights_format,
+        architecture=backbone,
         mapped=sum(not k.endswith("num_batches_tracked") for k in state),
         notes=(f"converted by scripts/convert_backbone.py from {meta.get('source_file', '?')}",),
     )
@@ -383,8 +439,12 @@ def load_weights_file(model: nn.Module, path: Path | str, *, backbone: str, weig
         report = _load_converted(model, weights, backbone=backbone)
     elif weights.weights_format == TIMM:
         load_backbone_weights(model, read_state_dict(weights.path), source=str(weights.path))
-        return FaceWeightsReport(path=str(weights.path), weights_format=TIMM, architecture=backbone,
-                                 mapped=sum(not k.endswith("num_batches_tracked") for k in model.state_dict()))
+        return FaceWeightsReport(
+            path=str(weights.path),
+            weights_format=TIMM,
+            architecture=backbone,
+            mapped=sum(not k.endswith("num_batches_tracked") for k in model.state_dict()),
+        )
     else:
         fmt = FORMATS[weights.weights_format]
         raw = _read_raw(weights.path, fmt)
@@ -410,7 +470,9 @@ def detect_weights_format(path: Path | str) -> str:
     """Guess a file's published format from its type and key layout (for `--format auto`)."""
     path = Path(path)
     if read_converted_meta(path) is not None:
-        raise PretrainedWeightsError(f"{path} is already a converted file (scripts/convert_backbone.py output); load it directly")
+        raise PretrainedWeightsError(
+            f"{path} is already a converted file (scripts/convert_backbone.py output); load it directly"
+        )
     if path.suffix.lower() in PICKLE_SUFFIXES:
         keys = set(read_weight_pickle(path))
         return "vggface2_senet50" if any(".conv4." in k for k in keys) else "vggface2_resnet50"

@@ -25,8 +25,15 @@ from faces.features import PretrainedWeightsError
 from faces.io import save_safetensors
 
 __all__ = [
-    "CONVERTED_META_KEY", "CONVERTED_VERSION", "PICKLE_SUFFIXES", "load_backbone_weights", "read_converted_meta",
-    "read_state_dict", "read_weight_pickle", "strip_data_parallel", "write_converted",
+    "CONVERTED_META_KEY",
+    "CONVERTED_VERSION",
+    "PICKLE_SUFFIXES",
+    "load_backbone_weights",
+    "read_converted_meta",
+    "read_state_dict",
+    "read_weight_pickle",
+    "strip_data_parallel",
+    "write_converted",
 ]
 
 # The header key of a converted file (JSON: architecture, format, mean, std...).
@@ -69,14 +76,14 @@ def read_state_dict(path: Path | str) -> dict[str, torch.Tensor]:
 def strip_data_parallel(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     # nn.DataParallel saves every key as `module.<name>`; SCN-era checkpoints often carry it.
     if state and all(key.startswith("module.") for key in state):
-        return {key[len("module."):]: value for key, value in state.items()}
+        return {key[len("module.") :]: value for key, value in state.items()}
     return dict(state)
 
 
 def _strip_prefix(state: dict[str, torch.Tensor], target_keys: set[str]) -> dict[str, torch.Tensor]:
     """Lightning / wrapper checkpoints prefix keys (`model.`, `backbone.`, `module.`): drop what makes them match."""
     for prefix in ("", "module.", "model.", "backbone.", "model.backbone.", "net."):
-        stripped = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        stripped = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         if stripped and len(set(stripped) & target_keys) >= 0.5 * len(target_keys):
             return stripped
     return state
@@ -128,9 +135,18 @@ def _numpy_attr(module: str, name: str) -> Any:
 # reconstruction (protocol 2 via _reconstruct + __setstate__, protocol 5 via _frombuffer), numpy
 # scalars, and plain containers. The callables below only build arrays from the given bytes.
 _ALLOWED_GLOBALS: dict[tuple[str, str], Callable[[], Any]] = {
-    **{(f"{p}.multiarray", "_reconstruct"): (lambda: _numpy_attr("multiarray", "_reconstruct")) for p in ("numpy.core", "numpy._core")},
-    **{(f"{p}.multiarray", "scalar"): (lambda: _numpy_attr("multiarray", "scalar")) for p in ("numpy.core", "numpy._core")},
-    **{(f"{p}.numeric", "_frombuffer"): (lambda: _numpy_attr("numeric", "_frombuffer")) for p in ("numpy.core", "numpy._core")},
+    **{
+        (f"{p}.multiarray", "_reconstruct"): (lambda: _numpy_attr("multiarray", "_reconstruct"))
+        for p in ("numpy.core", "numpy._core")
+    },
+    **{
+        (f"{p}.multiarray", "scalar"): (lambda: _numpy_attr("multiarray", "scalar"))
+        for p in ("numpy.core", "numpy._core")
+    },
+    **{
+        (f"{p}.numeric", "_frombuffer"): (lambda: _numpy_attr("numeric", "_frombuffer"))
+        for p in ("numpy.core", "numpy._core")
+    },
     ("numpy", "ndarray"): lambda: np.ndarray,
     ("numpy", "dtype"): lambda: np.dtype,
     ("collections", "OrderedDict"): lambda: OrderedDict,
@@ -161,7 +177,9 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
         return factory()
 
     def persistent_load(self, pid: Any) -> Any:
-        raise PretrainedWeightsError(f"refusing to unpickle {self._path}: it uses persistent ids, which weight pickles never do")
+        raise PretrainedWeightsError(
+            f"refusing to unpickle {self._path}: it uses persistent ids, which weight pickles never do"
+        )
 
 
 def read_weight_pickle(path: Path | str) -> dict[str, np.ndarray]:
@@ -173,7 +191,9 @@ def read_weight_pickle(path: Path | str) -> dict[str, np.ndarray]:
     except PretrainedWeightsError:
         raise
     except Exception as error:  # truncated file, not a pickle, unknown opcode, numpy refusing the buffer
-        raise PretrainedWeightsError(f"cannot read {path} as a pickled dict of numpy arrays: {type(error).__name__}: {error}") from error
+        raise PretrainedWeightsError(
+            f"cannot read {path} as a pickled dict of numpy arrays: {type(error).__name__}: {error}"
+        ) from error
     if not isinstance(data, Mapping):
         raise PretrainedWeightsError(f"{path} holds a {type(data).__name__}, not a dict name -> numpy array")
     for key, value in data.items():
@@ -200,16 +220,22 @@ def read_converted_meta(path: Path | str) -> dict[str, Any] | None:
         with safe_open(str(path), framework="pt") as handle:
             header = handle.metadata() or {}
     except Exception as error:  # not safetensors at all, truncated header
-        raise PretrainedWeightsError(f"{path} is not a readable safetensors file: {type(error).__name__}: {error}") from error
+        raise PretrainedWeightsError(
+            f"{path} is not a readable safetensors file: {type(error).__name__}: {error}"
+        ) from error
     if CONVERTED_META_KEY not in header:
         return None
     try:
         meta = json.loads(header[CONVERTED_META_KEY])
     except json.JSONDecodeError as error:
-        raise PretrainedWeightsError(f"{path}: its {CONVERTED_META_KEY!r} header is not JSON ({error}); re-run scripts/convert_backbone.py") from error
+        raise PretrainedWeightsError(
+            f"{path}: its {CONVERTED_META_KEY!r} header is not JSON ({error}); re-run scripts/convert_backbone.py"
+        ) from error
     missing = [k for k in ("architecture", "weights_format", "mean", "std") if k not in meta]
     if missing:
-        raise PretrainedWeightsError(f"{path}: its {CONVERTED_META_KEY!r} header lacks {missing}; re-run scripts/convert_backbone.py")
+        raise PretrainedWeightsError(
+            f"{path}: its {CONVERTED_META_KEY!r} header lacks {missing}; re-run scripts/convert_backbone.py"
+        )
     return meta
 
 

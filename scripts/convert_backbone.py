@@ -24,10 +24,19 @@ def main(argv: list[str] | None = None) -> int:
     from classifier.face_weights import CONVERT_FORMATS, FORMATS
 
     parser = argparse.ArgumentParser(prog="scripts/convert_backbone.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("src", type=Path, help="the published file: resnet18_msceleb.pth, resnet50_ft_weight.pkl, senet50_ft_weight.pkl, ...")
+    parser.add_argument(
+        "src",
+        type=Path,
+        help="the published file: resnet18_msceleb.pth, resnet50_ft_weight.pkl, senet50_ft_weight.pkl, ...",
+    )
     parser.add_argument("dst", type=Path, help="the .safetensors to write (atomically)")
-    parser.add_argument("--format", dest="weights_format", choices=CONVERT_FORMATS, default="auto",
-                        help="the source format (default: auto, from the file type and key layout)")
+    parser.add_argument(
+        "--format",
+        dest="weights_format",
+        choices=CONVERT_FORMATS,
+        default="auto",
+        help="the source format (default: auto, from the file type and key layout)",
+    )
     parser.add_argument("--backbone", default=None, help="timm model name; needed for --format timm, implied otherwise")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

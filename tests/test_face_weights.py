@@ -38,8 +38,9 @@ CONF = REPO / "conf" / "classifier"
 # ---------------------------------------------------------------- files in the published formats
 
 
-def msceleb_file(path: Path, *, num_classes: int = 12666, prefix: str = "module.", arch: str = "resnet18",
-                 seed: int = 0) -> tuple[Path, nn.Module]:
+def msceleb_file(
+    path: Path, *, num_classes: int = 12666, prefix: str = "module.", arch: str = "resnet18", seed: int = 0
+) -> tuple[Path, nn.Module]:
     """SCN/DAN-style checkpoint: {"state_dict": torchvision names (DataParallel-prefixed), identity head}."""
     torch.manual_seed(seed)
     net = getattr(torchvision.models, arch)(weights=None, num_classes=num_classes)
@@ -77,7 +78,9 @@ class CaffeBottleneck(nn.Module):
             self.conv5 = nn.Conv2d(planes * 4 // 16, planes * 4, 1)
         self.downsample = None
         if stride != 1 or inplanes != planes * 4:
-            self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes * 4, 1, stride=stride, bias=False), nn.BatchNorm2d(planes * 4))
+            self.downsample = nn.Sequential(
+                nn.Conv2d(inplanes, planes * 4, 1, stride=stride, bias=False), nn.BatchNorm2d(planes * 4)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -157,7 +160,8 @@ def test_msceleb_resnet18_gives_torchvisions_features(num_classes: int, prefix: 
     assert set(report.dropped) == {"fc.weight", "fc.bias"}  # the identity head, whatever its size
     assert report.missing == () and report.mapped == 100  # 60 parameters + 2 x 20 BatchNorm running stats
     assert report.weights_used == f"msceleb_resnet18:{path}"
-    assert backbone.pretrained_cfg["mean"] == (0.485, 0.456, 0.406) and backbone.pretrained_cfg["std"] == (0.229, 0.224, 0.225)
+    cfg = backbone.pretrained_cfg
+    assert cfg["mean"] == (0.485, 0.456, 0.406) and cfg["std"] == (0.229, 0.224, 0.225)
 
     net.fc = nn.Identity()
     x = torch.randn(2, 3, 64, 64)
@@ -167,7 +171,9 @@ def test_msceleb_resnet18_gives_torchvisions_features(num_classes: int, prefix: 
 
 def test_create_backbone_reports_the_face_weights_it_used(tmp_path: Path) -> None:
     path, _ = msceleb_file(tmp_path / "resnet18_msceleb.pth")
-    model, used = create_backbone("resnet18", pretrained="file", pretrained_path=str(path), weights_format="msceleb_resnet18")
+    model, used = create_backbone(
+        "resnet18", pretrained="file", pretrained_path=str(path), weights_format="msceleb_resnet18"
+    )
     assert used == f"msceleb_resnet18:{path}"
     assert model.num_features == 512
     with pytest.raises(PretrainedWeightsError, match=r"classifier=resnet18_msceleb"):
@@ -176,10 +182,16 @@ def test_create_backbone_reports_the_face_weights_it_used(tmp_path: Path) -> Non
         create_backbone("resnet18", pretrained="file", pretrained_path=str(path), weights_format="vggface")
 
 
-@pytest.mark.parametrize(("arch", "expected"), [
-    ("resnet34", r"layer1\.2\.conv1\.weight \(64, 64, 3, 3\), which timm resnet18 does not have"),
-    ("resnet50", r"layer1\.0\.conv1\.weight has shape \(64, 64, 1, 1\) in the file but layer1\.0\.conv1\.weight is \(64, 64, 3, 3\)"),
-])
+@pytest.mark.parametrize(
+    ("arch", "expected"),
+    [
+        ("resnet34", r"layer1\.2\.conv1\.weight \(64, 64, 3, 3\), which timm resnet18 does not have"),
+        (
+            "resnet50",
+            r"layer1\.0\.conv1\.weight has shape \(64, 64, 1, 1\) in the file but layer1\.0\.conv1\.weight is \(64, 64, 3, 3\)",
+        ),
+    ],
+)
 def test_wrong_architecture_names_the_first_mismatched_key_and_shape(arch: str, expected: str, tmp_path: Path) -> None:
     path, _ = msceleb_file(tmp_path / f"{arch}.pth", arch=arch, num_classes=10)
     with pytest.raises(PretrainedWeightsError, match=expected) as error:
@@ -201,7 +213,9 @@ def test_vggface2_backbone_computes_the_caffe_network_on_rgb_input(name: str, re
     if name == "senet50":
         assert raw["layer1.0.conv4.weight"] == (16, 256, 1, 1) and raw["layer1.0.conv5.bias"] == (256,)
 
-    backbone, used = create_backbone(fmt.architecture, pretrained="file", pretrained_path=str(path), weights_format=fmt.name)
+    backbone, used = create_backbone(
+        fmt.architecture, pretrained="file", pretrained_path=str(path), weights_format=fmt.name
+    )
     assert used == f"{fmt.name}:{path}"
     backbone.eval()
     mean, std = backbone.pretrained_cfg["mean"], backbone.pretrained_cfg["std"]
@@ -221,7 +235,9 @@ def test_vggface2_backbone_computes_the_caffe_network_on_rgb_input(name: str, re
         plain = timm.create_model("resnet50", num_classes=0).eval()
         plain.load_state_dict(backbone.state_dict())
         with torch.no_grad():
-            assert not torch.allclose(plain(preprocess(images, input_size=64, mean=mean, std=std)), theirs, rtol=1e-2, atol=1e-2)
+            assert not torch.allclose(
+                plain(preprocess(images, input_size=64, mean=mean, std=std)), theirs, rtol=1e-2, atol=1e-2
+            )
 
 
 def test_vggface2_report_drops_only_the_identity_head(senet50_pickle: tuple[Path, CaffeResNet50]) -> None:
@@ -229,7 +245,8 @@ def test_vggface2_report_drops_only_the_identity_head(senet50_pickle: tuple[Path
     backbone = timm.create_model("legacy_seresnet50", num_classes=0)
     report = load_weights_file(backbone, path, backbone="legacy_seresnet50", weights_format="vggface2_senet50")
     assert set(report.dropped) == {"fc.weight", "fc.bias"}
-    assert report.missing and all(k.endswith("num_batches_tracked") for k in report.missing)  # Caffe has no step counter
+    # Caffe has no step counter
+    assert report.missing and all(k.endswith("num_batches_tracked") for k in report.missing)
     assert report.mapped == sum(not k.endswith("num_batches_tracked") for k in backbone.state_dict())
     assert "BGR -> RGB" in report.summary()
 
@@ -244,7 +261,10 @@ def test_vggface2_pickle_of_the_other_architecture_is_refused(resnet50_pickle: t
 
 @pytest.mark.parametrize("spelling", ["protocol5", "numpy1"])
 def test_weight_pickles_from_other_numpy_and_protocols_load(spelling: str, tmp_path: Path) -> None:
-    arrays = {"conv1.weight": np.arange(12, dtype=np.float32).reshape(1, 3, 2, 2), "bn1.running_var": np.ones(4, np.float32)}
+    arrays = {
+        "conv1.weight": np.arange(12, dtype=np.float32).reshape(1, 3, 2, 2),
+        "bn1.running_var": np.ones(4, np.float32),
+    }
     data = pickle.dumps(arrays, protocol=5 if spelling == "protocol5" else 2)
     if spelling == "numpy1":  # what numpy < 2 (and the original Python 2 export) writes
         data = data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
@@ -271,13 +291,23 @@ class _ExecPayload:
         return (exec, (f"open({str(self.marker)!r}, 'w').close()",))
 
 
-@pytest.mark.parametrize(("payload", "refused"), [(_SystemPayload, r"posix\.system|nt\.system"), (_ExecPayload, r"(builtins|__builtin__)\.exec")])
+@pytest.mark.parametrize(
+    ("payload", "refused"),
+    [(_SystemPayload, r"posix\.system|nt\.system"), (_ExecPayload, r"(builtins|__builtin__)\.exec")],
+)
 def test_pickle_with_a_code_payload_is_refused_and_runs_nothing(payload, refused: str, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     path = tmp_path / "senet50_ft_weight.pkl"
     # Hidden among real arrays, after them, as a tampered download would be.
-    path.write_bytes(pickle.dumps({"conv1.weight": np.zeros((64, 3, 7, 7), np.float32), "layer1.0.conv4.bias": payload(marker)}, protocol=2))
-    with pytest.raises(PretrainedWeightsError, match=rf"refusing to unpickle {re.escape(str(path))}: it references the global ({refused})"):
+    path.write_bytes(
+        pickle.dumps(
+            {"conv1.weight": np.zeros((64, 3, 7, 7), np.float32), "layer1.0.conv4.bias": payload(marker)}, protocol=2
+        )
+    )
+    with pytest.raises(
+        PretrainedWeightsError,
+        match=rf"refusing to unpickle {re.escape(str(path))}: it references the global ({refused})",
+    ):
         read_weight_pickle(path)
     with pytest.raises(PretrainedWeightsError, match="refusing to unpickle"):
         create_backbone("legacy_seresnet50", pretrained_path=str(path), weights_format="vggface2_senet50")
@@ -322,12 +352,19 @@ def test_converter_keeps_the_caffe_rgb_mapping(senet50_pickle: tuple[Path, Caffe
     out = tmp_path / "senet50_vggface2.safetensors"
     assert load_script("convert_backbone").main([str(path), str(out), "--format", "vggface2_senet50"]) == 0
     direct, _ = create_backbone("legacy_seresnet50", pretrained_path=str(path), weights_format="vggface2_senet50")
-    converted, used = create_backbone("legacy_seresnet50", pretrained="file", pretrained_path=str(out), weights_format="vggface2_senet50")
+    converted, used = create_backbone(
+        "legacy_seresnet50", pretrained="file", pretrained_path=str(out), weights_format="vggface2_senet50"
+    )
     assert used == f"vggface2_senet50:{out}"
-    assert converted.pretrained_cfg["mean"] == direct.pretrained_cfg["mean"] and converted.pretrained_cfg["std"] == direct.pretrained_cfg["std"]
+    assert (
+        converted.pretrained_cfg["mean"] == direct.pretrained_cfg["mean"]
+        and converted.pretrained_cfg["std"] == direct.pretrained_cfg["std"]
+    )
     for key, value in direct.state_dict().items():  # flipped once, at conversion, not again at load
         assert torch.equal(converted.state_dict()[key], value), key
-    with pytest.raises(PretrainedWeightsError, match=r"set classifier.backbone=legacy_seresnet50 \(classifier=senet50_vggface2\)"):
+    with pytest.raises(
+        PretrainedWeightsError, match=r"set classifier.backbone=legacy_seresnet50 \(classifier=senet50_vggface2\)"
+    ):
         create_backbone("resnet50", pretrained_path=str(out))
 
 
@@ -345,11 +382,14 @@ def test_face_presets_have_the_shape_of_the_others() -> None:
             assert cfg.backbone == FORMATS[cfg.weights_format].architecture and timm.is_model(cfg.backbone)
 
 
-@pytest.mark.parametrize(("preset", "env_var", "where"), [
-    ("resnet18_msceleb", "FER_MSCELEB_RESNET18", "SCN"),
-    ("resnet50_vggface2", "FER_VGGFACE2_RESNET50", "cydonia999/VGGFace2-pytorch"),
-    ("senet50_vggface2", "FER_VGGFACE2_SENET50", "cydonia999/VGGFace2-pytorch"),
-])
+@pytest.mark.parametrize(
+    ("preset", "env_var", "where"),
+    [
+        ("resnet18_msceleb", "FER_MSCELEB_RESNET18", "SCN"),
+        ("resnet50_vggface2", "FER_VGGFACE2_RESNET50", "cydonia999/VGGFace2-pytorch"),
+        ("senet50_vggface2", "FER_VGGFACE2_SENET50", "cydonia999/VGGFace2-pytorch"),
+    ],
+)
 def test_missing_face_weights_fail_early_naming_the_key_the_env_var_and_the_source(
     preset: str, env_var: str, where: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -360,7 +400,12 @@ def test_missing_face_weights_fail_early_naming_the_key_the_env_var_and_the_sour
     for part in (env_var, "classifier.pretrained_path", where, f"classifier={preset}"):
         assert part in str(error.value)
     with pytest.raises(PretrainedWeightsError, match=env_var):  # the same error from the builder itself
-        create_backbone(cfg.backbone, pretrained=cfg.pretrained, pretrained_path=cfg.pretrained_path, weights_format=cfg.weights_format)
+        create_backbone(
+            cfg.backbone,
+            pretrained=cfg.pretrained,
+            pretrained_path=cfg.pretrained_path,
+            weights_format=cfg.weights_format,
+        )
 
     monkeypatch.setenv(env_var, str(tmp_path / "nowhere.pkl"))
     with pytest.raises(PretrainedWeightsError, match=rf"nowhere\.pkl \(taken from \${env_var}\) does not exist"):
@@ -372,12 +417,16 @@ def test_missing_face_weights_fail_early_naming_the_key_the_env_var_and_the_sour
     assert check_pretrained_source(cfg) == f"{cfg.weights_format}:{present}"
 
 
-def test_experiment_uses_msceleb_when_its_file_is_set_else_the_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_experiment_uses_msceleb_when_its_file_is_set_else_the_hub(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     experiment = OmegaConf.load(REPO / "conf" / "experiment" / "rafdb_resnet18.yaml")
     overrides = [o for o in experiment.classifier_overrides if o.startswith("classifier.")]
     assert "classifier=resnet18_msceleb" in experiment.classifier_overrides
-    cfg = OmegaConf.merge(OmegaConf.load(CONF / "resnet18_msceleb.yaml"),
-                          OmegaConf.from_dotlist([o[len("classifier."):] for o in overrides]))
+    cfg = OmegaConf.merge(
+        OmegaConf.load(CONF / "resnet18_msceleb.yaml"),
+        OmegaConf.from_dotlist([o[len("classifier.") :] for o in overrides]),
+    )
     monkeypatch.delenv("FER_MSCELEB_RESNET18", raising=False)
     assert check_pretrained_source(cfg) == "timm-hub:resnet18"
     path, _ = msceleb_file(tmp_path / "resnet18_msceleb.pth", num_classes=10)
@@ -401,10 +450,15 @@ def test_timm_format_keeps_todays_behaviour_and_converts_too(tmp_path: Path) -> 
     save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(path))
     model, used = create_backbone("resnet10t", pretrained="none", pretrained_path=str(path))  # weights_format=timm
     assert used == f"file:{path}" and model.pretrained_cfg["mean"] == source.pretrained_cfg["mean"]
-    assert check_pretrained_source({"backbone": "resnet10t", "pretrained": "none", "pretrained_path": str(path)}) == f"file:{path}"
+    assert (
+        check_pretrained_source({"backbone": "resnet10t", "pretrained": "none", "pretrained_path": str(path)})
+        == f"file:{path}"
+    )
 
     out = tmp_path / "converted.safetensors"
-    assert load_script("convert_backbone").main([str(path), str(out), "--format", "timm", "--backbone", "resnet10t"]) == 0
+    assert (
+        load_script("convert_backbone").main([str(path), str(out), "--format", "timm", "--backbone", "resnet10t"]) == 0
+    )
     converted, used = create_backbone("resnet10t", pretrained="none", pretrained_path=str(out))
     assert used == f"file:{out}"
     for key, value in model.state_dict().items():
@@ -419,4 +473,5 @@ def test_resnet50_caffe_is_a_timm_name_with_the_caffe_layout() -> None:
     assert model.layer2[0].conv1.stride == (2, 2) and model.layer2[0].conv2.stride == (1, 1)
     assert model.maxpool.padding == 0 and model.maxpool.ceil_mode
     assert model.state_dict().keys() == timm.create_model("resnet50", num_classes=0).state_dict().keys()
-    assert model.pretrained_cfg["architecture"] == "resnet50_caffe" and model(torch.zeros(1, 3, 112, 112)).shape == (1, 2048)
+    features = model(torch.zeros(1, 3, 112, 112))
+    assert model.pretrained_cfg["architecture"] == "resnet50_caffe" and features.shape == (1, 2048)

@@ -30,7 +30,9 @@ def test_all_keys_map_with_nothing_missing_or_unexpected() -> None:
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_classifies_real_images_sensibly(model: torch.nn.Module, name: str) -> None:
     image = torch.from_numpy(getattr(skimage_data, name)()).permute(2, 0, 1)[None]
-    x = imagenet_normalize(F.interpolate(image.float(), size=(224, 224), mode="bilinear", antialias=True).round().to(torch.uint8))
+    x = imagenet_normalize(
+        F.interpolate(image.float(), size=(224, 224), mode="bilinear", antialias=True).round().to(torch.uint8)
+    )
     with torch.no_grad():
         top5 = model(x).softmax(-1).topk(5).indices[0].tolist()
     assert top5[0] in EXPECTED[name], top5
