@@ -113,13 +113,17 @@ def read_safetensors_metadata(path: Path | str, *, key: str, what: str) -> dict[
         with safe_open(str(path), framework="pt") as handle:
             header = handle.metadata() or {}
     except Exception as error:  # SafetensorError, OSError, header parse errors
-        raise CheckpointError(f"{path}: not {what}; it is not a readable safetensors file ({type(error).__name__}: {error})") from error
+        raise CheckpointError(
+            f"{path}: not {what}; it is not a readable safetensors file ({type(error).__name__}: {error})"
+        ) from error
     if key not in header:
         raise CheckpointError(f"{path}: a safetensors file, but not {what} (no {key!r} metadata)")
     try:
         value = json.loads(header[key])
     except json.JSONDecodeError as error:
-        raise CheckpointError(f"{path}: its {key!r} metadata is not valid JSON ({error}); the file is damaged or not {what}") from error
+        raise CheckpointError(
+            f"{path}: its {key!r} metadata is not valid JSON ({error}); the file is damaged or not {what}"
+        ) from error
     if not isinstance(value, dict):
         raise CheckpointError(f"{path}: its {key!r} metadata is not a JSON object; the file is damaged or not {what}")
     return value
@@ -128,8 +132,12 @@ def read_safetensors_metadata(path: Path | str, *, key: str, what: str) -> dict[
 # ----- metadata schemas: what a reader needs before it trusts a header -----------------------------
 def is_name_list(value: Any) -> bool:
     """A non-empty list of distinct, non-empty strings (class names)."""
-    return (isinstance(value, list) and bool(value) and all(isinstance(v, str) and v.strip() for v in value)
-            and len(set(value)) == len(value))
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(v, str) and v.strip() for v in value)
+        and len(set(value)) == len(value)
+    )
 
 
 def is_positive_int(value: Any) -> bool:
@@ -138,8 +146,11 @@ def is_positive_int(value: Any) -> bool:
 
 def is_number_triple(value: Any) -> bool:
     """Three finite numbers (per-channel normalisation)."""
-    return (isinstance(value, list) and len(value) == 3
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value))
+    return (
+        isinstance(value, list)
+        and len(value) == 3
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    )
 
 
 def require_metadata(path: Path | str, meta: dict[str, Any], fields: dict[str, tuple[str, Any]], *, what: str) -> None:

@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 
 import faces
-from classifier.transforms import TensorAugment
 from classifier.backbones import create_backbone
 from classifier.model import FERClassifier, preprocess
+from classifier.transforms import TensorAugment
 from faces.config import project_root
 from faces.torchdata import BatchedFaceDataset, EpochSampler, make_loader
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from classifier.transforms import TensorAugment
 from classifier.data import FaceDataModule
+from classifier.transforms import TensorAugment
 from faces.torchdata import EpochSampler, ShardSampler, class_balanced_weights
 from faces import SyntheticLeakError
 from faces.split import FaceSplit
