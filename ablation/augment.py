@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,17 +23,20 @@ from omegaconf import DictConfig, OmegaConf
 
 import faces
 from faces.errors import CheckpointError, FolderLockedError
+from faces.generated import COMMAND_KEY
 from faces.lock import folder_lock
 from vaegan.augment.perturbations import PERTURBATIONS, get_perturbation
 from vaegan.augment.render import RENDERS
 from vaegan.augment.run import (
     AugmentError,
+    GenerationWriteError,
     augment,
     check_generation_args,
     DuplicateFilter,
     check_out_dir,
     check_render_for,
     refuse_inside_dataset,
+    writing_into,
 )
 from vaegan.augment.targets import parse_target_count
 from vaegan.checkpoint import checkpoint_fingerprint, load_vaegan, read_vaegan_meta
@@ -113,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         report = run_cli(args, overrides)
+    except GenerationWriteError as error:  # a full disk: one line naming the file and folder, what is kept, how to finish
+        print(f"augment: error: {error.strerror}", file=sys.stderr)
+        return 1
     except (AugmentError, CheckpointError, faces.DatasetError, FolderLockedError, ValueError) as error:
         print(f"augment: error: {error}", file=sys.stderr)
         return 2
@@ -191,7 +198,7 @@ def augment_with_checkpoint(
     targets = parse_target_count(target_count, class_names=data.class_names, real_counts=fit.class_counts())
     check_out_dir(out_dir, {**known, "real_fingerprint": fit.fingerprint,
                             "source_ids_sha256": faces.sample_ids_fingerprint(fit.sample_ids)}, overwrite=overwrite)
-    with folder_lock(out_dir, what="augmentation"):  # one writer per OUT, the judge's training included
+    with writing_into(out_dir), folder_lock(out_dir, what="augmentation"):  # one writer per OUT, the judge's training included
         return _generate(checkpoint=checkpoint, data=data, fit=fit, data_cfg=data_cfg, paths_cfg=paths_cfg, targets=targets,
                          out_dir=out_dir, perturbation=perturbation, strength=strength, render=render, seed=seed, use_filter=use_filter,
                          judge=judge, judge_overrides=judge_overrides, min_confidence=min_confidence,
@@ -249,7 +256,9 @@ def _generate(*, checkpoint: Path, data: faces.FaceData, fit: faces.FaceSplit, d
         max_attempts_factor=max_attempts_factor, device=device, workers=workers, overwrite=overwrite,
         source_split={"dataset": data.dataset, "split_seed": data.split_seed, "val_fraction": data.val_fraction,
                       "val_folder": "val" in data.splits},
-        extra_record={"judge_quality": quality} if quality is not None else None,
+        # The command that made the set completes it after an interruption (faces.check_generated_complete says so).
+        extra_record={COMMAND_KEY: shlex.join(["python", *sys.argv]),
+                      **({"judge_quality": quality} if quality is not None else {})},
     )
     earlier = _report_of_unchanged_set(out_dir, perturbation=perturbation, strength=strength, render=render) \
         if generation_report and report.written_this_run == 0 else None

@@ -14,8 +14,11 @@ augmenter made (it has augment.json), and then only the files the augmenter writ
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import functools
+import hashlib
 import io
 import json
 import logging
@@ -31,7 +34,7 @@ import torch
 from einops import rearrange
 
 from faces import MANIFEST_FILE, SETTINGS_FILE, DatasetError, FaceSplit
-from faces.generated import read_generated_settings, sample_ids_fingerprint
+from faces.generated import FINISHED_KEY, TARGETS_KEY, WANTED_KEY, read_generated_settings, sample_ids_fingerprint
 from faces.io import write_json_atomic, write_text_atomic
 from faces.lock import LOCK_FILE, folder_lock
 
@@ -48,8 +51,10 @@ PROGRESS_FILE = "progress.json"
 PREVIEW_DIR = "previews"
 MANIFEST_COLUMNS = (
     "path", "class_name", "label", "strategy", "strength", "source_ids", "candidate", "seed",
-    "checkpoint_sha256", "judge_label", "judge_confidence", "source_distance",
+    "checkpoint_sha256", "judge_label", "judge_confidence", "source_distance", "sha256",
 )
+# Manifest values that may be NaN (no judge, no source): progress.json stores them as null (strict JSON).
+FLOAT_COLUMNS = ("judge_confidence", "source_distance")
 REJECT_REASONS = ("wrong_class", "low_confidence", "near_duplicate")
 REJECTED_EARLIER = -2  # candidates of a resumed batch that an earlier run already decided on
 JUDGE_DIR = "judge"  # OUT/judge: the quality filter's classifier, trained before augment.json exists
@@ -57,6 +62,10 @@ JUDGE_DIR = "judge"  # OUT/judge: the quality filter's classifier, trained befor
 
 class AugmentError(ValueError):
     """Bad arguments or an output folder that cannot be used as asked."""
+
+
+class GenerationWriteError(OSError):
+    """Writing into OUT failed (a full disk, a quota, a folder turned read-only); what was committed is kept."""
 
 
 @dataclass(frozen=True)
@@ -294,11 +303,20 @@ def _load_progress(out_dir: Path, class_names: Sequence[str]) -> tuple[dict[str,
             raise AugmentError(f"{path}: damaged progress record ({type(error).__name__}: {error}); rerun with --overwrite") from error
         for name, state in data["classes"].items():
             progress[name] = ClassProgress(**state)
+        # null in strict JSON is NaN in the manifest, as an uninterrupted run writes it.
+        rows = [{k: float("nan") if k in FLOAT_COLUMNS and v is None else v for k, v in row.items()} for row in rows]
     # The manifest may only list files that exist: a listed file that vanished is an error
     # (regenerating it would silently change which candidates were accepted).
     missing = [row["path"] for row in rows if not (out_dir / row["path"]).is_file()]
     if missing:
         raise AugmentError(f"{out_dir}: {len(missing)} listed image(s) are missing (e.g. {missing[0]}); rerun with --overwrite")
+    for row in rows:  # rows committed before manifests carried checksums
+        row.setdefault("sha256", file_sha256(out_dir / row["path"]))
+    # A run stopped between the manifest and progress.json leaves the manifest one batch ahead: put it back
+    # to what progress.json committed before that batch's files (orphans) are removed below.
+    manifest = out_dir / MANIFEST_FILE
+    if (rows or manifest.is_file()) and (not manifest.is_file() or manifest.read_text(encoding="utf-8") != manifest_text(rows)):
+        write_text_atomic(manifest, manifest_text(rows))
     # Files written by a run killed before it committed their batch are orphans: remove them,
     # the same batch is regenerated identically.
     listed = {row["path"] for row in rows}
@@ -315,16 +333,26 @@ def canonical_order(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda row: (int(row["label"]), int(row["candidate"])))
 
 
-def _commit(out_dir: Path, progress: dict[str, ClassProgress], rows: list[dict[str, Any]]) -> None:
-    """progress.json is the source of truth; manifest.csv is rewritten from it right after."""
-    rows = canonical_order(rows)
-    write_json_atomic(out_dir / PROGRESS_FILE, {"classes": {k: asdict(v) for k, v in progress.items()}, "rows": rows},
-                      indent=1, sort_keys=True)
+def manifest_text(rows: Sequence[dict[str, Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(out_dir / MANIFEST_FILE, buffer.getvalue())
+    writer.writerows(canonical_order(rows))
+    return buffer.getvalue()
+
+
+def _commit(out_dir: Path, progress: dict[str, ClassProgress], rows: list[dict[str, Any]]) -> None:
+    """progress.json is the source of truth for resuming; manifest.csv is written first, so progress never runs
+    ahead of it (a failure between the two leaves the manifest one batch ahead, which a resume rewrites)."""
+    rows = canonical_order(rows)
+    write_text_atomic(out_dir / MANIFEST_FILE, manifest_text(rows))
+    stored = [{k: None if k in FLOAT_COLUMNS and v != v else v for k, v in row.items()} for row in rows]
+    write_json_atomic(out_dir / PROGRESS_FILE, {"classes": {k: asdict(v) for k, v in progress.items()}, "rows": stored},
+                      indent=1, sort_keys=True, allow_nan=False)
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 @torch.no_grad()
@@ -582,8 +610,9 @@ def augment(
     out_dir = Path(out_dir)
     check_out_dir(out_dir, asdict(settings), overwrite=overwrite)  # before the lock creates anything in OUT
     # Provenance kept in augment.json that does not decide resumption (e.g. the judge's validation quality).
-    record = {"source_split": {**dict(source_split or {}), "fit_images": len(fit)}, **dict(extra_record or {})}
-    with folder_lock(out_dir, what="augmentation"):
+    record = {"source_split": {**dict(source_split or {}), "fit_images": len(fit)}, **dict(extra_record or {}),
+              **completion_record(fit, targets)}
+    with writing_into(out_dir), folder_lock(out_dir, what="augmentation"):
         return _augment_locked(
             model=model, checkpoint_sha256=checkpoint_sha256, fit=fit, out_dir=out_dir, targets=targets,
             perturbation=perturbation, strength=strength, seed=seed, batch_size=batch_size, judge=judge, render_mode=render_mode,
@@ -592,6 +621,40 @@ def augment(
             max_attempts_factor=max_attempts_factor, device=torch.device(device), workers=workers, overwrite=overwrite,
             preview_sources=preview_sources, preview_variants=preview_variants, settings=settings, record=record,
         )
+
+
+def completion_record(fit: FaceSplit, targets: Sequence[int]) -> dict[str, Any]:
+    """What augment.json says about the set's completeness until the run ends (faces.generated reads it): the
+    targets, the generated images each class wants, and finished=false (set true once every class is done)."""
+    real = fit.class_counts()
+    return {TARGETS_KEY: dict(zip(fit.class_names, map(int, targets))),
+            WANTED_KEY: {name: max(0, int(t) - real[c]) for c, (name, t) in enumerate(zip(fit.class_names, targets))},
+            FINISHED_KEY: False}
+
+
+def _mark_finished(out_dir: Path) -> None:
+    stored = read_settings(out_dir) or {}
+    write_json_atomic(out_dir / SETTINGS_FILE, {**stored, FINISHED_KEY: True}, indent=1, sort_keys=True)
+
+
+# errno values that mean "OUT cannot take more bytes or writes", not a bug: one line for the user, no traceback.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO})
+
+
+@contextlib.contextmanager
+def writing_into(out_dir: Path):
+    """Turn a failed write into OUT into a GenerationWriteError naming the file and the folder; what manifest.csv
+    lists is committed and complete, so the same command finishes the set once the cause is fixed."""
+    try:
+        yield
+    except OSError as error:
+        if isinstance(error, GenerationWriteError) or error.errno not in WRITE_ERRNOS:
+            raise
+        target = error.filename2 if str(error.filename or "").endswith(".tmp") and error.filename2 else error.filename
+        raise GenerationWriteError(
+            error.errno, f"cannot write {target or 'a file'} in {out_dir}: {error.strerror or error}. Everything "
+            f"{MANIFEST_FILE} lists is complete and kept; free space (or fix the folder) and re-run the same command to "
+            "finish the set") from error
 
 
 def _read_accepted(out_dir: Path, rows: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
@@ -640,6 +703,9 @@ def _augment_locked(*, model, checkpoint_sha256: str, fit: FaceSplit, out_dir: P
             futures, snapshot, n_rows = pending_batch
             for future in futures:
                 future.result()
+            for row in rows[:n_rows]:  # this batch's files, now on disk: the manifest records what they hold
+                if "sha256" not in row:
+                    row["sha256"] = file_sha256(out_dir / row["path"])
             _commit(out_dir, snapshot, rows[:n_rows])
 
         for item in plans:
@@ -682,6 +748,7 @@ def _augment_locked(*, model, checkpoint_sha256: str, fit: FaceSplit, out_dir: P
             _commit(out_dir, progress, rows)
     seconds = time.perf_counter() - started
     previews = preview_grids(out_dir=out_dir, rows=rows, fit=fit, sources=preview_sources, variants=preview_variants)
+    _mark_finished(out_dir)
     return AugmentReport(out_dir=out_dir, classes=class_reports(fit=fit, targets=targets, progress=progress),
                          written_this_run=written, seconds=seconds, previews=previews)
 

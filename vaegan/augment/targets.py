@@ -17,10 +17,15 @@ def parse_target_count(spec: str | int, *, class_names: Sequence[str], real_coun
         return [_positive(text, what="--target-count")] * len(class_names)
     targets = list(real_counts)
     index = {name.lower(): i for i, name in enumerate(class_names)}
+    given: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, _, value = item.partition("=")
         if name.strip().lower() not in index:
             raise ValueError(f"--target-count: unknown class {name.strip()!r}; the dataset's classes are {list(class_names)}")
+        if name.strip().lower() in given:
+            raise ValueError(f"--target-count: class {class_names[index[name.strip().lower()]]} is given twice ({given[name.strip().lower()]}, {item}); "
+                             "give each class once")
+        given[name.strip().lower()] = item
         targets[index[name.strip().lower()]] = _positive(value, what=f"--target-count for {name.strip()}")
     return targets
 
