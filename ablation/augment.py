@@ -12,32 +12,25 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
 import shlex
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 import faces
 from faces.errors import CheckpointError, FolderLockedError
 from faces.generated import COMMAND_KEY
 from faces.lock import folder_lock
-from vaegan.augment.perturbations import PERTURBATIONS, get_perturbation
+from vaegan.augment.perturbations import PERTURBATIONS
 from vaegan.augment.render import RENDERS
-from vaegan.augment.run import (
-    AugmentError,
-    GenerationWriteError,
-    augment,
-    check_generation_args,
-    DuplicateFilter,
-    check_out_dir,
-    check_render_for,
-    refuse_inside_dataset,
-    writing_into,
-)
+from vaegan.augment.filter import DuplicateFilter, QualityFilter
+from vaegan.augment.request import AugmentError, GenerationRequest, GenerationWriteError
+from vaegan.augment.run import augment
+from vaegan.augment.store import JUDGE_DIR, check_out_dir, refuse_inside_dataset, writing_into
 from vaegan.augment.targets import parse_target_count
 from vaegan.checkpoint import checkpoint_fingerprint, load_vaegan, read_vaegan_meta
 
@@ -87,16 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--report", action=argparse.BooleanOptionalAction, default=True,
                         help="measure the finished set (class fidelity, novelty, diversity, precision/recall) into OUT/generation_report.json (default: on)")
     parser.add_argument("--overwrite", action="store_true", help="replace an OUT made with other settings")
+    parser.add_argument("--quiet", action="store_true", help="no per-class progress bars (they show only on a terminal anyway)")
     return parser
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise AugmentError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    return device
 
 
 def data_config(cfg: DictConfig, *, meta: dict[str, Any], overrides: list[str]) -> DictConfig:
@@ -135,59 +120,60 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_cli(args: argparse.Namespace, overrides: list[str]):
-    meta = read_vaegan_meta(args.checkpoint)  # missing or not a checkpoint -> CheckpointError, before any work
-    cfg = compose_config("augment", overrides)
-    return augment_with_checkpoint(
-        checkpoint=args.checkpoint, data_cfg=data_config(cfg, meta=meta, overrides=overrides), paths_cfg=cfg.paths,
-        target_count=args.target_count, out_dir=args.out, strategy=args.strategy, strength=args.strength, render=args.render, seed=args.seed,
-        use_filter=args.filter, judge=args.judge, judge_overrides=list(cfg.judge.overrides),
-        min_confidence=args.min_confidence, min_source_distance=args.min_source_distance,
-        max_attempts_factor=args.max_attempts_factor, batch_size=args.batch_size, workers=args.workers,
-        device=args.device, overwrite=args.overwrite, generation_report=args.report,
+def request_from_args(args: argparse.Namespace) -> GenerationRequest:
+    """The CLI's flags as one GenerationRequest: every flag is checked here, once."""
+    return GenerationRequest(
+        target_count=args.target_count, strategy=args.strategy, strength=args.strength, render=args.render, seed=args.seed,
+        filter=args.filter, judge=args.judge, min_confidence=args.min_confidence, min_source_distance=args.min_source_distance,
+        max_attempts_factor=args.max_attempts_factor, out_dir=args.out, batch_size=args.batch_size, workers=args.workers,
+        device=args.device, report=args.report, overwrite=args.overwrite, progress_bar=not args.quiet,
     )
 
 
-def augment_with_checkpoint(
-    *, checkpoint: Path, data_cfg: DictConfig, paths_cfg: DictConfig, target_count: str | int, out_dir: Path | None = None,
-    strategy: str = "gaussian", strength: float | None = None, render: str | None = None, seed: int = 0, use_filter: bool = True,
-    judge: Path | None = None, judge_overrides: list[str] = (), min_confidence: float = 0.5,
-    min_source_distance: float = 0.02, max_attempts_factor: float = 10.0, batch_size: int = 256,
-    workers: int | None = None, device: str = "auto", overwrite: bool = False, generation_report: bool = True,
-):
-    """Everything `scripts/augment.py` does, callable from Python (the ablation uses it).
+def run_cli(args: argparse.Namespace, overrides: list[str]):
+    meta = read_vaegan_meta(args.checkpoint)  # missing or not a checkpoint -> CheckpointError, before any work
+    request = request_from_args(args)
+    cfg = compose_config("augment", overrides)
+    return augment_with_checkpoint(request, checkpoint=args.checkpoint, data_cfg=data_config(cfg, meta=meta, overrides=overrides),
+                                   paths_cfg=cfg.paths, judge_overrides=list(cfg.judge.overrides))
 
-    With `generation_report` (default) the finished set is measured into OUT/generation_report.json.
+
+@dataclass(frozen=True)
+class _Inputs:
+    """What a request is carried out on: the checkpoint, the data and its configs, and the resolved targets."""
+
+    checkpoint: Path
+    checkpoint_sha256: str
+    data: faces.FaceData
+    fit: faces.FaceSplit
+    targets: list[int]
+    data_cfg: DictConfig
+    paths_cfg: DictConfig
+    judge_overrides: tuple[str, ...]
+
+
+def augment_with_checkpoint(request: GenerationRequest, *, checkpoint: Path, data_cfg: DictConfig, paths_cfg: DictConfig,
+                            judge_overrides: Sequence[str] = ()):
+    """Everything `scripts/augment.py` does, callable from Python (the ablation uses it): the request (checked when it
+    was built) carried out with a VAE-GAN checkpoint on the data of `data_cfg`. With `request.report` (default) the
+    finished set is measured into OUT/generation_report.json.
     """
     checkpoint = Path(checkpoint)
-    perturbation = get_perturbation(strategy)
-    strength = perturbation.default_strength if strength is None else float(strength)
-    if not strength >= 0:
-        raise AugmentError(f"--strength={strength} must be >= 0")
-    check_generation_args(min_confidence=min_confidence, min_source_distance=min_source_distance,
-                          max_attempts_factor=max_attempts_factor, workers=workers, batch_size=batch_size)
-    render = check_render_for(perturbation, render)
     meta = read_vaegan_meta(checkpoint)  # missing or not a checkpoint -> CheckpointError
-    device = resolve_device(device)
-
     # Classes and image size are checked on the listing, before a single image is decoded.
     listing = faces.list_source(data_cfg)
-    if tuple(meta["class_names"]) != listing.class_names:
-        raise AugmentError(f"--checkpoint {checkpoint} was trained on classes {meta['class_names']}, "
-                           f"the data at {listing.root} has {list(listing.class_names)}")
     image_size = faces.resolve_image_size(data_cfg)
-    if meta.get("image_size") != image_size:
-        raise AugmentError(f"--checkpoint {checkpoint} was trained on {meta.get('image_size')}px images, "
-                           f"the data config gives {image_size}px (set data.image_size={meta.get('image_size')})")
+    _check_checkpoint_fits(checkpoint, meta=meta, listing=listing, image_size=image_size)
     sha = checkpoint_fingerprint(checkpoint)
-    out_dir = Path(out_dir) if out_dir else Path(paths_cfg.output_dir) / "generated" / (
-        f"{listing.dataset}-{perturbation.name}{'' if render == perturbation.render else '-' + render}-a{strength:g}-seed{seed}-{sha[:8]}")
-    refuse_inside_dataset(out_dir, dataset_root=listing.root)
-    # Refuse a foreign or mismatching OUT now, before anything is decoded or a judge trained for it
-    # (and before the lock creates OUT); the split-dependent settings are checked once the split is known.
-    known = {"checkpoint_sha256": sha, "strategy": perturbation.name, "strength": strength, "render": render, "seed": seed,
-             "batch_size": batch_size, "filter": bool(use_filter), "image_size": image_size}
-    check_out_dir(out_dir, known, overwrite=overwrite)
+    perturbation = request.perturbation
+    request = request.with_out_dir(request.out_dir or Path(paths_cfg.output_dir) / "generated" / (
+        f"{listing.dataset}-{perturbation.name}{'' if request.render == perturbation.render else '-' + request.render}"
+        f"-a{request.strength:g}-seed{request.seed}-{sha[:8]}"))
+    refuse_inside_dataset(request.out_dir, dataset_root=listing.root)
+    # Refuse a foreign or mismatching OUT now, before anything is decoded or a judge trained for it (and before the
+    # lock creates OUT); the settings that depend on the split and the judge are checked by the augmenter.
+    check_out_dir(request.out_dir, {**request.settings_so_far(), "checkpoint_sha256": sha, "image_size": image_size},
+                  overwrite=request.overwrite)
 
     data = faces.load_faces(data_cfg, cache_dir=paths_cfg.cache_dir, splits=("train",))
     fit, _ = data.train_val()
@@ -195,80 +181,80 @@ def augment_with_checkpoint(
     if meta.get("data_fingerprint") and meta["data_fingerprint"] not in (fit.fingerprint, data.train.fingerprint):
         log.warning("the fit split differs from the one the checkpoint was trained on (fingerprint %s vs %s): other "
                     "images, or another data.split_seed / data.val_fraction", str(meta["data_fingerprint"])[:12], fit.fingerprint[:12])
-    targets = parse_target_count(target_count, class_names=data.class_names, real_counts=fit.class_counts())
-    check_out_dir(out_dir, {**known, "real_fingerprint": fit.fingerprint,
-                            "source_ids_sha256": faces.sample_ids_fingerprint(fit.sample_ids)}, overwrite=overwrite)
-    with writing_into(out_dir), folder_lock(out_dir, what="augmentation"):  # one writer per OUT, the judge's training included
-        return _generate(checkpoint=checkpoint, data=data, fit=fit, data_cfg=data_cfg, paths_cfg=paths_cfg, targets=targets,
-                         out_dir=out_dir, perturbation=perturbation, strength=strength, render=render, seed=seed, use_filter=use_filter,
-                         judge=judge, judge_overrides=judge_overrides, min_confidence=min_confidence,
-                         min_source_distance=min_source_distance, max_attempts_factor=max_attempts_factor,
-                         batch_size=batch_size, workers=workers, device=device, overwrite=overwrite, sha=sha,
-                         generation_report=generation_report)
+    targets = parse_target_count(request.target_count, class_names=data.class_names, real_counts=fit.class_counts())
+    inputs = _Inputs(checkpoint=checkpoint, checkpoint_sha256=sha, data=data, fit=fit, targets=targets, data_cfg=data_cfg,
+                     paths_cfg=paths_cfg, judge_overrides=tuple(judge_overrides))
+    with writing_into(request.out_dir), folder_lock(request.out_dir, what="augmentation"):  # one writer, the judge's training included
+        return _generate(request, inputs)
 
 
-def _report_of_unchanged_set(out_dir: Path, *, perturbation, strength: float, render: str) -> dict[str, Any] | None:
+def _check_checkpoint_fits(checkpoint: Path, *, meta: dict[str, Any], listing, image_size: int) -> None:
+    if tuple(meta["class_names"]) != listing.class_names:
+        raise AugmentError(f"--checkpoint {checkpoint} was trained on classes {meta['class_names']}, "
+                           f"the data at {listing.root} has {list(listing.class_names)}")
+    if meta.get("image_size") != image_size:
+        raise AugmentError(f"--checkpoint {checkpoint} was trained on {meta.get('image_size')}px images, "
+                           f"the data config gives {image_size}px (set data.image_size={meta.get('image_size')})")
+
+
+def _report_of_unchanged_set(request: GenerationRequest) -> dict[str, Any] | None:
     """OUT's generation report if it measured exactly the set now in OUT (same strategy, strength and
     rendering, as many accepted samples as the manifest lists), else None."""
-    path = out_dir / REPORT_FILE
+    path = request.out_dir / REPORT_FILE
     try:
         earlier = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
     except ValueError:
         return None
     if not isinstance(earlier, dict) or (earlier.get("strategy"), earlier.get("strength"), earlier.get("render")) != (
-            perturbation.name, strength, render):
+            request.strategy, request.strength, request.render):
         return None
     measured = ((earlier.get("after_filter") or {}).get("overall") or {}).get("n_generated")
-    return earlier if measured == accepted_count(out_dir) else None
+    return earlier if measured == accepted_count(request.out_dir) else None
 
 
-def _generate(*, checkpoint: Path, data: faces.FaceData, fit: faces.FaceSplit, data_cfg: DictConfig, paths_cfg: DictConfig,
-              targets: list[int], out_dir: Path, perturbation, strength: float, render: str, seed: int, use_filter: bool,
-              judge: Path | None, judge_overrides, min_confidence: float, min_source_distance: float,
-              max_attempts_factor: float, batch_size: int, workers: int | None, device: torch.device, overwrite: bool,
-              sha: str, generation_report: bool = True):
-    model, _ = load_vaegan(checkpoint, map_location=device)
-    _, val = data.train_val()
+def _quality_filter(request: GenerationRequest, inputs: _Inputs, *, embed) -> tuple[QualityFilter | None, dict[str, Any] | None]:
+    """The filter's judge (given, or trained on the real train split into OUT/judge) with its own validation quality."""
+    if not request.filter:
+        return None, None
+    judge_path = request.judge or ensure_judge(
+        data_cfg=inputs.data_cfg, paths_cfg=inputs.paths_cfg, overrides=list(inputs.judge_overrides),
+        run_dir=request.out_dir / JUDGE_DIR, trainer="gpu" if request.torch_device.type == "cuda" else "cpu",
+        replace=request.overwrite)
+    judge_probabilities, judge_sha = load_judge(Path(judge_path), class_names=inputs.data.class_names, device=request.torch_device)
+    # A judge is only as good as its own validation recall: measured here, stored, and warned about.
+    quality = judge_quality(judge_probabilities, inputs.data.train_val()[1])
+    log.info("judge: validation mean class accuracy %.3f, recall %s", quality["validation_mean_class_accuracy"],
+             {k: round(v, 2) for k, v in quality["validation_recall"].items()})
+    if quality["weak_classes"]:
+        log.warning("WEAK JUDGE: validation recall below %g for %s; the filter's verdicts on those classes mean little",
+                    quality["recall_floor"], ", ".join(quality["weak_classes"]))
+    return QualityFilter(judge_probabilities=judge_probabilities, min_confidence=request.min_confidence,
+                         min_source_distance=request.min_source_distance, judge_sha256=judge_sha,
+                         duplicates=DuplicateFilter(embed=embed, fit=inputs.fit)), quality
 
-    score, judge_sha, quality = None, None, None
-    if use_filter:
-        judge_path = judge or ensure_judge(
-            data_cfg=data_cfg, paths_cfg=paths_cfg, overrides=list(judge_overrides), run_dir=out_dir / "judge",
-            trainer="gpu" if device.type == "cuda" else "cpu", replace=overwrite)
-        score, judge_sha = load_judge(Path(judge_path), class_names=data.class_names, device=device)
-        # A judge is only as good as its own validation recall: measured here, stored, and warned about.
-        quality = judge_quality(score, val)
-        log.info("judge: validation mean class accuracy %.3f, recall %s", quality["validation_mean_class_accuracy"],
-                 {k: round(v, 2) for k, v in quality["validation_recall"].items()})
-        if quality["weak_classes"]:
-            log.warning("WEAK JUDGE: validation recall below %g for %s; the filter's verdicts on those classes mean little",
-                        quality["recall_floor"], ", ".join(quality["weak_classes"]))
+
+def _generate(request: GenerationRequest, inputs: _Inputs):
+    model, _ = load_vaegan(inputs.checkpoint, map_location=request.torch_device)
+    data, fit = inputs.data, inputs.fit
     # The report's feature space, built once: the filter's near-duplicate test and the report share it.
-    embed = feature_embedder(device) if use_filter or generation_report else None
-    duplicates = DuplicateFilter(embed=embed, fit=fit) if use_filter else None
-    workers = min(16, os.cpu_count() or 1) if workers is None else workers
-    log.info("generating %s with %s (a=%g) into %s", dict(zip(data.class_names, targets)), perturbation.name, strength, out_dir)
-    report = augment(
-        model=model, checkpoint_sha256=sha, fit=fit, out_dir=out_dir, targets=targets, perturbation=perturbation,
-        strength=strength, render_mode=render, seed=seed, batch_size=batch_size, judge=score, judge_sha256=judge_sha,
-        duplicates=duplicates,
-        min_confidence=min_confidence, min_source_distance=min_source_distance,
-        max_attempts_factor=max_attempts_factor, device=device, workers=workers, overwrite=overwrite,
-        source_split={"dataset": data.dataset, "split_seed": data.split_seed, "val_fraction": data.val_fraction,
-                      "val_folder": "val" in data.splits},
-        # The command that made the set completes it after an interruption (faces.check_generated_complete says so).
-        extra_record={COMMAND_KEY: shlex.join(["python", *sys.argv]),
-                      **({"judge_quality": quality} if quality is not None else {})},
-    )
-    earlier = _report_of_unchanged_set(out_dir, perturbation=perturbation, strength=strength, render=render) \
-        if generation_report and report.written_this_run == 0 else None
+    embed = feature_embedder(request.torch_device) if request.filter or request.report else None
+    quality_filter, quality = _quality_filter(request, inputs, embed=embed)
+    log.info("generating %s with %s (a=%g) into %s", dict(zip(data.class_names, inputs.targets)), request.strategy,
+             request.strength, request.out_dir)
+    record = {"source_split": {"dataset": data.dataset, "split_seed": data.split_seed, "val_fraction": data.val_fraction,
+                               "val_folder": "val" in data.splits},
+              # The command that made the set completes it after an interruption (faces.check_generated_complete says so).
+              COMMAND_KEY: shlex.join(["python", *sys.argv]), **({"judge_quality": quality} if quality is not None else {})}
+    report = augment(request, model=model, checkpoint_sha256=inputs.checkpoint_sha256, fit=fit, targets=inputs.targets,
+                     quality=quality_filter, record=record)
+    earlier = _report_of_unchanged_set(request) if request.report and report.written_this_run == 0 else None
     if earlier is not None:  # a re-run of a finished set (e.g. by the ablation): the report on disk measures it
-        log.info("the set is unchanged; its generation report is %s\n%s", out_dir / REPORT_FILE, format_generation_report(earlier))
-    elif generation_report:
-        log.info("measuring the generated set (fidelity, novelty, diversity, precision/recall) into %s", out_dir / REPORT_FILE)
+        log.info("the set is unchanged; its generation report is %s\n%s", request.out_dir / REPORT_FILE,
+                 format_generation_report(earlier))
+    elif request.report:
+        log.info("measuring the generated set (fidelity, novelty, diversity, precision/recall) into %s", request.out_dir / REPORT_FILE)
         measured = write_generation_report(
-            out_dir=out_dir, model=model, fit=fit, val=val, targets=targets, perturbation=perturbation, strength=strength,
-            render=render, seed=seed, batch_size=batch_size, device=device, judge=score, cache_dir=paths_cfg.cache_dir,
-            judge_report=quality, embed=embed, real_features=duplicates.real_features if duplicates else None)
+            request, model=model, fit=fit, val=data.train_val()[1], targets=inputs.targets, cache_dir=inputs.paths_cfg.cache_dir,
+            judge=quality_filter, judge_report=quality, embed=embed)
         log.info("%s", format_generation_report(measured))
     return dataclasses.replace(report, judge_quality=quality)

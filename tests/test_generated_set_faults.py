@@ -22,8 +22,8 @@ import faces
 from ablation.augment import main as augment_main
 from ablation.config import compose_config
 from faces import DatasetError, load_generated
-from vaegan.augment.perturbations import get_perturbation
-from vaegan.augment.run import GenerationWriteError, augment
+from vaegan.augment.request import GenerationRequest, GenerationWriteError
+from vaegan.augment.run import augment
 from vaegan.augment.targets import parse_target_count
 from vaegan.checkpoint import save_vaegan
 from vaegan.model import VAEGAN
@@ -44,11 +44,10 @@ def model() -> VAEGAN:
     return VAEGAN(resolution=32, latent_dim=32, num_classes=7, base_channels=8, max_channels=32).eval()
 
 
-def run(model, fit, out: Path, **kwargs):
-    settings = dict(checkpoint_sha256="0" * 64, targets=[40] * 7, perturbation=get_perturbation("gaussian"), strength=1.0,
-                    seed=0, batch_size=16, workers=0, extra_record={"command": COMMAND})
-    settings.update(kwargs)
-    return augment(model=model, fit=fit, out_dir=out, **settings)
+def run(model, fit, out: Path):
+    request = GenerationRequest(target_count=40, strategy="gaussian", strength=1.0, seed=0, batch_size=16, workers=0,
+                                out_dir=out, filter=False)
+    return augment(request, model=model, checkpoint_sha256="0" * 64, fit=fit, targets=[40] * 7, record={"command": COMMAND})
 
 
 def files(out: Path) -> dict[str, bytes]:
