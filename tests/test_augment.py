@@ -437,3 +437,34 @@ def test_transfer_borrows_faces_of_larger_classes_and_decodes_them_with_the_mino
     for i in range(6):
         matches = [j for j in range(6) if torch.equal(codes[i], mu[j])]
         assert matches and all(labels[j] != labels[i] for j in matches)
+
+
+class Terminal:
+    """stderr as a terminal: tqdm draws its bars only there (disable=None)."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.text += text
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_progress_bars_per_class_only_on_a_terminal_and_not_when_quiet(model, fit, tmp_path: Path, monkeypatch, capsys) -> None:
+    import sys
+
+    run(model, fit, tmp_path / "plain", targets=[20] * 7)
+    assert "img/s" not in capsys.readouterr().err  # not a terminal (a log, CI): no bars
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    run(model, fit, tmp_path / "tty", targets=[20] * 7)
+    assert "Fear" in terminal.text and "candidates=" in terminal.text
+    terminal.text = ""
+    run(model, fit, tmp_path / "quiet", targets=[20] * 7, progress_bar=False)
+    assert terminal.text == ""

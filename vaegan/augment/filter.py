@@ -8,6 +8,7 @@ run decides exactly as a single run would.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import torch
@@ -86,27 +87,49 @@ def judge_batch(candidates: CandidateBatch, *, item: ClassPlan, quality: Quality
     candidates.reason, candidates.judge_label, candidates.judge_confidence, candidates.distance = reason, judge_label, judge_conf, distance
 
 
+def pixel_distances(images: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
+    """[n, m] mean absolute pixel difference (0..1) of each image to each reference, on the images' device."""
+    flat = rearrange(images.float(), "n c h w -> n (c h w)") / 255.0
+    refs = rearrange(references.to(images.device).float(), "n c h w -> n (c h w)") / 255.0
+    # L1 distance / number of values = mean absolute difference; chunked to bound memory.
+    return torch.cat([torch.cdist(chunk, refs, p=1) for chunk in flat.split(64)]) / flat.shape[1]
+
+
 def nearest_pixel_distance(images: torch.Tensor, references: torch.Tensor | None) -> torch.Tensor:
     """Mean absolute pixel difference (0..1) of each image to its nearest reference (inf with none)."""
     if references is None or references.shape[0] == 0:
-        return torch.full((images.shape[0],), float("inf"))
+        return torch.full((images.shape[0],), float("inf"), device=images.device)
     flat = rearrange(images.float(), "n c h w -> n (c h w)") / 255.0
-    refs = rearrange(references.float(), "n c h w -> n (c h w)") / 255.0
-    # L1 distance / number of values = mean absolute difference; chunked to bound memory.
+    refs = rearrange(references.to(images.device).float(), "n c h w -> n (c h w)") / 255.0
     return torch.cat([torch.cdist(chunk, refs, p=1).min(dim=1).values for chunk in flat.split(64)]) / flat.shape[1]
+
+
+def _keep_in_order(to_earlier: torch.Tensor, among: torch.Tensor, threshold: float) -> list[bool]:
+    """Greedy in candidate order: candidate j is a near-duplicate if it is closer than `threshold` to an earlier
+    sample (`to_earlier[j]`) or to a candidate kept before it (`among[j, kept]`). The distances are computed once,
+    as matrices; only this walk over them is sequential."""
+    kept: list[int] = []
+    duplicate = []
+    for j in range(len(to_earlier)):
+        nearest = min(float(to_earlier[j]), float(among[j, kept].min())) if kept else float(to_earlier[j])
+        duplicate.append(nearest < threshold)
+        if not duplicate[-1]:
+            kept.append(j)
+    return duplicate
 
 
 def _reject_copies_of_accepted(images: torch.Tensor, reason: torch.Tensor, *, accepted: torch.Tensor | None, min_distance: float) -> None:
     """In candidate order: a candidate the filter would accept is a near-duplicate if it is within
     `min_distance` of a sample accepted before it (earlier batches, runs, or this batch)."""
-    pool = accepted if accepted is not None else images[:0]
-    kept: list[int] = []
-    for i in (reason == -1).nonzero().flatten().tolist():
-        previous = torch.cat([pool, images[kept]]) if kept else pool
-        if float(nearest_pixel_distance(images[i : i + 1], previous)[0]) < min_distance:
+    alive = (reason == -1).nonzero().flatten()
+    if len(alive) == 0:
+        return
+    candidates = images[alive]
+    to_earlier = nearest_pixel_distance(candidates, accepted).cpu()
+    among = pixel_distances(candidates, candidates).cpu()
+    for i, duplicate in zip(alive.tolist(), _keep_in_order(to_earlier, among, min_distance)):
+        if duplicate:
             reason[i] = REJECT_REASONS.index("near_duplicate")
-        else:
-            kept.append(i)
 
 
 def _reject_feature_duplicates(candidates: CandidateBatch, reason: torch.Tensor, *, item: ClassPlan,
@@ -120,13 +143,12 @@ def _reject_feature_duplicates(candidates: CandidateBatch, reason: torch.Tensor,
     threshold = duplicates.thresholds[item.label]
     near_real = nearest_distances(features, duplicates.real_features) < threshold
     pool = item.accepted_features if item.accepted_features is not None else features[:0]
-    kept: list[int] = []
-    for j, i in enumerate(alive.tolist()):
-        previous = torch.cat([pool, features[kept]]) if kept else pool
-        if bool(near_real[j]) or float(nearest_distances(features[j : j + 1], previous)[0]) < threshold:
+    # A candidate near a real image is rejected outright and never becomes a reference for later ones.
+    to_earlier = torch.where(near_real, torch.tensor(-math.inf, dtype=torch.float64), nearest_distances(features, pool))
+    among = torch.cdist(features.double(), features.double())
+    for i, duplicate in zip(alive.tolist(), _keep_in_order(to_earlier, among, threshold)):
+        if duplicate:
             reason[i] = REJECT_REASONS.index("near_duplicate")
-        else:
-            kept.append(j)
     candidates.features = torch.full((len(reason), features.shape[1]), float("nan"), dtype=features.dtype)
     candidates.features[alive] = features
 
