@@ -2,7 +2,7 @@
 minority class and overall, for the candidates *before* the filter and for the accepted samples,
 class fidelity (GAN-test with the judge), novelty, diversity and k-NN precision/recall in the
 offline EfficientNet-Lite0 feature space (faces.features). The figures are defined in
-vaegan.augment.quality; this module feeds them the judge, which only the ablation floor has.
+vaegan.generation.quality; this module feeds them the judge, which only the ablation floor has.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import faces
 from classifier.metrics import confusion_matrix, per_class_metrics
 from faces.features import FEATURE_NETWORK, FeatureNetwork
 from faces.io import write_json_atomic
-from vaegan.augment.quality import NEAR_DUPLICATE_FRACTION, generation_figures
-from vaegan.augment.candidates import generate, plan
-from vaegan.augment.filter import QualityFilter
-from vaegan.augment.request import Embed, GenerationRequest, Judge
+from vaegan.generation.quality import NEAR_DUPLICATE_FRACTION, generation_figures
+from vaegan.generation.candidates import generate, plan
+from vaegan.generation.filter import QualityFilter
+from vaegan.generation.request import Embed, GenerationRequest, Judge
 
 log = logging.getLogger("augment")
 REPORT_FILE = "generation_report.json"

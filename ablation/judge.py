@@ -31,7 +31,7 @@ from classifier.train import run_training
 from faces.io import write_json_atomic
 from faces.lock import LOCK_FILE
 from faces.logs import quiet_lightning
-from vaegan.augment.request import AugmentError, Judge
+from vaegan.generation.request import AugmentError, Judge
 from vaegan.checkpoint import checkpoint_fingerprint
 
 from .config import compose_config

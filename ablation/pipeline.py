@@ -27,11 +27,11 @@ from faces.generated import read_generated_settings
 from faces.io import write_json_atomic, write_text_atomic
 from faces.lock import folder_lock
 from faces.runs import ERROR_FILE, METRICS_FILE, ROW_FILE, record_failure
-from vaegan.augment.perturbations import get_perturbation
-from vaegan.augment.request import GenerationRequest, check_render_for
+from vaegan.generation.perturbations import get_perturbation
+from vaegan.generation.request import GenerationRequest, check_render_for
 from vaegan.train import EXPORT_NAME, format_summary, train_vaegan
 
-from .augment import augment_with_checkpoint
+from .generate import augment_with_checkpoint
 from .config import compose_config
 from .judge import ensure_judge
 from .launch import PendingRun, check_launcher, launch_runs

@@ -36,13 +36,13 @@ from .split import FaceSplit
 
 MANIFEST_FILE = "manifest.csv"
 # The augmenter's settings record (strategy, strength, checkpoint, judge, filter): written by
-# vaegan.augment, read by reports that describe a generated set.
+# vaegan.generation, read by reports that describe a generated set.
 SETTINGS_FILE = "augment.json"
 REQUIRED_COLUMNS = ("path", "class_name")
 SOURCE_COLUMN = "source_ids"  # ';'-separated sample ids of the real images a generated image was made from
 GENERATED_LAYOUT = "augmentation-manifest"
 CHECKSUM_COLUMN = "sha256"  # sha256 of the file's bytes as the augmenter wrote them
-# augment.json's completeness record (written by vaegan.augment): per-class targets (real + generated),
+# augment.json's completeness record (written by vaegan.generation): per-class targets (real + generated),
 # generated images wanted per class, whether the run ended, and the command that made (and completes) the set.
 TARGETS_KEY, WANTED_KEY, FINISHED_KEY, COMMAND_KEY = "targets", "generated_wanted", "finished", "command"
 

@@ -15,13 +15,13 @@ import torch
 
 import faces
 from faces import SyntheticLeakError, load_generated, require_real
-from vaegan.augment.perturbations import PERTURBATIONS, get_perturbation
-from vaegan.augment.candidates import source_indices
-from vaegan.augment.filter import QualityFilter
-from vaegan.augment.request import AugmentError, GenerationRequest
-from vaegan.augment.run import augment
-from vaegan.augment.store import refuse_inside_dataset
-from vaegan.augment.targets import parse_target_count
+from vaegan.generation.perturbations import PERTURBATIONS, get_perturbation
+from vaegan.generation.candidates import source_indices
+from vaegan.generation.filter import QualityFilter
+from vaegan.generation.request import AugmentError, GenerationRequest
+from vaegan.generation.run import augment
+from vaegan.generation.store import refuse_inside_dataset
+from vaegan.generation.targets import parse_target_count
 from vaegan.model import VAEGAN
 
 
@@ -279,7 +279,7 @@ def test_bad_generation_arguments_are_refused_before_work(model, fit, tmp_path: 
 WORKER_PARENT = """
 import json, os, signal, sys
 import numpy as np
-from vaegan.augment.writer import PngWriterPool
+from vaegan.generation.writer import PngWriterPool
 from faces.workers import worker_report
 pool = PngWriterPool(workers=1)
 for future in pool.submit([sys.argv[1]], np.zeros((1, 8, 8, 3), dtype=np.uint8)):
@@ -318,8 +318,8 @@ def test_png_workers_die_with_a_killed_parent_and_do_not_import_torch(tmp_path: 
 
 
 def test_near_duplicate_filter_rejects_copies_of_any_real_image_and_of_earlier_samples() -> None:
-    from vaegan.augment.candidates import CandidateBatch, ClassPlan
-    from vaegan.augment.filter import REJECT_REASONS, judge_batch
+    from vaegan.generation.candidates import CandidateBatch, ClassPlan
+    from vaegan.generation.filter import REJECT_REASONS, judge_batch
 
     g = torch.Generator().manual_seed(0)
     real = torch.randint(0, 256, (5, 3, 16, 16), generator=g, dtype=torch.uint8)
@@ -339,7 +339,7 @@ def test_near_duplicate_filter_rejects_copies_of_any_real_image_and_of_earlier_s
 
 
 def test_residual_rendering_is_the_source_plus_the_decoders_change(model, fit) -> None:
-    from vaegan.augment.render import render, resize_float
+    from vaegan.generation.render import render, resize_float
     from vaegan.images import resize_uint8, to_model_range, to_uint8
 
     sources, labels = fit.images[:4], fit.labels[:4]
@@ -365,7 +365,7 @@ def test_residual_rendering_is_the_source_plus_the_decoders_change(model, fit) -
 
 
 def test_renderings_per_strategy_and_source_free_strategies_refuse_residual(model, fit, tmp_path: Path) -> None:
-    from vaegan.augment.request import check_render_for
+    from vaegan.generation.request import check_render_for
 
     assert {name: p.render for name, p in PERTURBATIONS.items()}["prior"] == "decoder"
     assert get_perturbation("reconstruct").render == "decoder" and get_perturbation("gaussian").render == "residual"
@@ -383,8 +383,8 @@ def test_renderings_per_strategy_and_source_free_strategies_refuse_residual(mode
 
 
 def test_feature_duplicate_filter_rejects_copies_of_other_classes_and_of_earlier_samples() -> None:
-    from vaegan.augment.candidates import CandidateBatch, ClassPlan
-    from vaegan.augment.filter import REJECT_REASONS, DuplicateFilter, judge_batch
+    from vaegan.generation.candidates import CandidateBatch, ClassPlan
+    from vaegan.generation.filter import REJECT_REASONS, DuplicateFilter, judge_batch
 
     g = torch.Generator().manual_seed(1)
     real = torch.randint(0, 256, (8, 3, 16, 16), generator=g, dtype=torch.uint8)
@@ -412,9 +412,9 @@ def test_feature_duplicate_filter_rejects_copies_of_other_classes_and_of_earlier
 
 
 def test_transfer_borrows_faces_of_larger_classes_and_decodes_them_with_the_minority_label(model, fit, tmp_path: Path) -> None:
-    from vaegan.augment.perturbations import perturb_codes
-    from vaegan.augment.candidates import donor_indices
-    from vaegan.augment.request import check_render_for
+    from vaegan.generation.perturbations import perturb_codes
+    from vaegan.generation.candidates import donor_indices
+    from vaegan.generation.request import check_render_for
 
     counts = fit.class_counts()
     fear = fit.class_names.index("Fear")

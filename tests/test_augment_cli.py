@@ -14,9 +14,9 @@ import torch
 
 import faces
 from ablation.config import compose_config
-from ablation.augment import augment_with_checkpoint
+from ablation.generate import augment_with_checkpoint
 from ablation.judge import ensure_judge
-from vaegan.augment.request import GenerationRequest
+from vaegan.generation.request import GenerationRequest
 from vaegan.checkpoint import save_vaegan
 from vaegan.model import VAEGAN
 
@@ -132,7 +132,7 @@ def test_a_judge_killed_mid_training_is_trained_again_from_scratch(tmp_path: Pat
     assert finished_judge(killed, trained_on=trained_on) == judge
     assert finished_judge(killed, trained_on={**trained_on, "data": {**trained_on["data"], "split_seed": 1}}) is None
     # A finished judge trained otherwise filtered the images beside it: refused (no training), unless replaced.
-    from vaegan.augment.request import AugmentError
+    from vaegan.generation.request import AugmentError
 
     with pytest.raises(AugmentError, match=r"finished quality-filter judge trained with other overrides.*--overwrite"):
         ensure_judge(data_cfg=cfg.data, paths_cfg=cfg.paths, overrides=[*overrides, "seed=1"], run_dir=killed)

@@ -19,12 +19,12 @@ import torch
 from PIL import Image
 
 import faces
-from ablation.augment import main as augment_main
+from ablation.generate import main as augment_main
 from ablation.config import compose_config
 from faces import DatasetError, load_generated
-from vaegan.augment.request import GenerationRequest, GenerationWriteError
-from vaegan.augment.run import augment
-from vaegan.augment.targets import parse_target_count
+from vaegan.generation.request import GenerationRequest, GenerationWriteError
+from vaegan.generation.run import augment
+from vaegan.generation.targets import parse_target_count
 from vaegan.checkpoint import save_vaegan
 from vaegan.model import VAEGAN
 

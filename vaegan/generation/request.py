@@ -1,6 +1,6 @@
 """What to generate and how: one frozen request, checked once where it is built, passed down whole.
 
-The augment CLI (ablation.augment) and the ablation build a GenerationRequest from their flags or
+The augment CLI (ablation.generate) and the ablation build a GenerationRequest from their flags or
 config; every check of a single setting runs in its constructor, so nothing below it checks again.
 AugmentSettings is the part of a request (plus the data and models it meets) that decides which
 images come out: an output folder is only resumed with equal settings.
@@ -35,7 +35,7 @@ Embed = Callable[[torch.Tensor], torch.Tensor]  # uint8 [N, 3, H, W] -> features
 
 
 def check_render_for(perturbation: Perturbation, render_mode: str | None) -> str:
-    """vaegan.augment.render.render_for, as the augmenter's own error."""
+    """vaegan.generation.render.render_for, as the augmenter's own error."""
     try:
         return render_for(perturbation, render_mode)
     except ValueError as error:
@@ -140,7 +140,7 @@ class AugmentSettings:
     checkpoint_sha256: str
     strategy: str
     strength: float
-    # How codes become images (vaegan.augment.render): "residual" or "decoder".
+    # How codes become images (vaegan.generation.render): "residual" or "decoder".
     render: str
     seed: int
     batch_size: int

@@ -1,5 +1,5 @@
 """`python scripts/augment.py --checkpoint PATH --target-count N [...] [hydra overrides]`: the augment
-CLI's composition. The generator's engine (vaegan.augment) is given the judge as a callable; this
+CLI's composition. The generator's engine (vaegan.generation) is given the judge as a callable; this
 module, above both model packages, is where a classifier becomes that judge.
 
 Argument checks, the data, the checkpoint and the judge are all settled before a single
@@ -25,13 +25,13 @@ import faces
 from faces.errors import CheckpointError, FolderLockedError
 from faces.generated import COMMAND_KEY
 from faces.lock import folder_lock
-from vaegan.augment.perturbations import PERTURBATIONS
-from vaegan.augment.render import RENDERS
-from vaegan.augment.filter import DuplicateFilter, QualityFilter
-from vaegan.augment.request import AugmentError, GenerationRequest, GenerationWriteError
-from vaegan.augment.run import augment
-from vaegan.augment.store import JUDGE_DIR, check_out_dir, refuse_inside_dataset, writing_into
-from vaegan.augment.targets import parse_target_count
+from vaegan.generation.perturbations import PERTURBATIONS
+from vaegan.generation.render import RENDERS
+from vaegan.generation.filter import DuplicateFilter, QualityFilter
+from vaegan.generation.request import AugmentError, GenerationRequest, GenerationWriteError
+from vaegan.generation.run import augment
+from vaegan.generation.store import JUDGE_DIR, check_out_dir, refuse_inside_dataset, writing_into
+from vaegan.generation.targets import parse_target_count
 from vaegan.checkpoint import checkpoint_fingerprint, load_vaegan, read_vaegan_meta
 
 from .config import compose_config

@@ -132,7 +132,7 @@ def plan(model, fit: FaceSplit, *, request: GenerationRequest, targets: Sequence
 
 def generate(model, item: ClassPlan, batch: int, *, request: GenerationRequest, image_size: int) -> CandidateBatch:
     """Decode candidate batch `batch` of a class; its noise and sources depend only on (seed, class, batch).
-    The request's rendering says how codes become images (vaegan.augment.render)."""
+    The request's rendering says how codes become images (vaegan.generation.render)."""
     perturbation, seed, batch_size, device = request.perturbation, request.seed, request.batch_size, request.torch_device
     candidates = list(range(batch * batch_size, (batch + 1) * batch_size))
     generator = _batch_generator(seed=seed, label=item.label, batch=batch)

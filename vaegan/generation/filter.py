@@ -25,7 +25,7 @@ REJECTED_EARLIER = -2  # candidates of a resumed batch that an earlier run alrea
 
 
 class DuplicateFilter:
-    """The generation report's near-duplicate rule (vaegan.augment.quality), applied while filtering: a
+    """The generation report's near-duplicate rule (vaegan.generation.quality), applied while filtering: a
     candidate closer than NEAR_DUPLICATE_FRACTION x its class's real spacing to any real training image
     (every class) or to a sample of its class accepted before it is rejected. One definition, so the
     report's after-filter near-duplicate share measures what the filter let through.
