@@ -165,10 +165,12 @@ def check_generated_complete(out_dir: Path | str, *, allow_incomplete: bool = Fa
     """Refuse a set whose augmenter run did not finish (unless `allow_incomplete`, which is logged and returned for
     the caller to record), naming the classes short and the command that completes it. Returns generated_completion."""
     status = generated_completion(out_dir)
-    if status["finished"] is not False:
-        return {**status, "allowed_incomplete": False}
     short = ", ".join(f"{name} has {have} of {wanted}" for name, (have, wanted) in sorted(status["short"].items())) \
         or "every class has its images, but the run stopped before it ended"
+    if status["finished"] and status["short"]:  # the filter rejected more than the budget allowed for
+        log.warning("generated set %s finished short of its targets (%s generated images); see its augment table", out_dir, short)
+    if status["finished"] is not False:
+        return {**status, "allowed_incomplete": False}
     command = status["command"] or "the scripts/augment.py command that made it, unchanged"
     if not allow_incomplete:
         raise DatasetError(f"generated set {out_dir} is unfinished (its run was interrupted; {SETTINGS_FILE} finished=false): "

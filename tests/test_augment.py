@@ -468,3 +468,22 @@ def test_progress_bars_per_class_only_on_a_terminal_and_not_when_quiet(model, fi
     terminal.text = ""
     run(model, fit, tmp_path / "quiet", targets=[20] * 7, progress_bar=False)
     assert terminal.text == ""
+
+
+def test_a_generation_request_is_checked_once_resolved_and_frozen(tmp_path: Path) -> None:
+    import dataclasses
+
+    request = GenerationRequest(target_count="Fear=10", strategy="prior", device="cpu")
+    assert (request.strength, request.render) == (get_perturbation("prior").default_strength, "decoder")
+    assert request.workers >= 1 and request.device == "cpu" and request.out_dir is None
+    moved = request.with_out_dir(tmp_path / "gen")
+    assert moved.out_dir == tmp_path / "gen" and request.out_dir is None and moved.render == "decoder"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        request.seed = 1
+    for kwargs, message in (({"seed": -1}, r"--seed=-1 must be a non-negative integer"),
+                            ({"strategy": "blur"}, r"--strategy: unknown perturbation strategy 'blur'"),
+                            ({"strength": -1.0}, r"--strength=-1.0 must be >= 0"),
+                            ({"strategy": "prior", "render": "residual"}, r"--render=residual: .*prior has none"),
+                            ({"batch_size": 0}, r"--batch-size=0 must be >= 1")):
+        with pytest.raises(AugmentError, match=message):
+            GenerationRequest(target_count=10, **kwargs)

@@ -112,6 +112,8 @@ class GenerationRequest:
             raise AugmentError(f"--workers={self.workers} must be >= 0 (0 writes PNGs in this process)")
         if self.batch_size < 1:
             raise AugmentError(f"--batch-size={self.batch_size} must be >= 1")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise AugmentError(f"--seed={self.seed!r} must be a non-negative integer (it seeds numpy's SeedSequence)")
 
     @functools.cached_property
     def perturbation(self) -> Perturbation:
