@@ -118,10 +118,13 @@ def plan(model, fit: FaceSplit, *, request: GenerationRequest, targets: Sequence
         members = donor_indices(fit.labels, label=label, counts=real_counts) if perturbation.donors else own
         if perturbation.sources and len(members) == 0:
             raise AugmentError(f"class {name} has no real training images to {'borrow' if perturbation.donors else 'perturb'}")
-        item = ClassPlan(label=label, name=name, need=need, members=members, source_images=fit.images[members],
-                         source_labels=fit.labels[members], class_images=fit.images[own] if perturbation.donors else None,
+        # The images a batch is compared with live on the device, beside the candidates it renders there.
+        earlier = (accepted or {}).get(name, torch.zeros((0, *fit.images.shape[1:]), dtype=torch.uint8))
+        item = ClassPlan(label=label, name=name, need=need, members=members, source_images=fit.images[members].to(device),
+                         source_labels=fit.labels[members],
+                         class_images=fit.images[own].to(device) if perturbation.donors else None,
                          budget=int(np.ceil(request.max_attempts_factor * (targets[label] - real_counts[label]))),
-                         accepted=(accepted or {}).get(name, torch.zeros((0, *fit.images.shape[1:]), dtype=torch.uint8)))
+                         accepted=earlier.to(device))
         if perturbation.sources:
             item.mu, item.logvar = _encode_sources(model, item.source_images, item.source_labels, device=device,
                                                       batch_size=request.batch_size)

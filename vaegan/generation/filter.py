@@ -68,14 +68,16 @@ def judge_batch(candidates: CandidateBatch, *, item: ClassPlan, quality: Quality
     judge_conf = torch.full((size,), float("nan"))
     distance = torch.full((size,), float("nan"))
     if candidates.sources:
-        distance = (candidates.images.float() - item.source_images[candidates.sources].float()).abs().mean(dim=(1, 2, 3)) / 255.0
+        sources = item.source_images[candidates.sources]
+        distance = ((candidates.images.float() - sources.float()).abs().mean(dim=(1, 2, 3)) / 255.0).cpu()
     if quality is not None:
         min_source_distance = quality.min_source_distance
         probs = quality.judge_probabilities(candidates.images).float().cpu()
         judge_label = probs.argmax(dim=1)
         judge_conf = probs[:, item.label]
         # A copy of *any* real training image of the class (not only its source) adds nothing oversampling lacks.
-        nearest_real = nearest_pixel_distance(candidates.images, item.source_images if item.class_images is None else item.class_images)
+        nearest_real = nearest_pixel_distance(candidates.images, item.source_images if item.class_images is None
+                                              else item.class_images).cpu()
         reason[(distance < min_source_distance) | (nearest_real < min_source_distance)] = REJECT_REASONS.index("near_duplicate")
         reason[judge_conf < quality.min_confidence] = REJECT_REASONS.index("low_confidence")
         reason[judge_label != item.label] = REJECT_REASONS.index("wrong_class")

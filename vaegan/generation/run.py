@@ -232,7 +232,7 @@ def _next_batch(run: _Run, item: ClassPlan, pool: PngWriterPool) -> list:
     if not accepted:
         return []
     paths = [run.out_dir / row["path"] for row in new_rows]
-    return pool.submit(paths, rearrange(candidates.images[accepted], "b c h w -> b h w c").numpy())
+    return pool.submit(paths, rearrange(candidates.images[accepted], "b c h w -> b h w c").cpu().numpy())  # what is written
 
 
 def _remember_accepted(item: ClassPlan, candidates: CandidateBatch, accepted: list[int]) -> None:
