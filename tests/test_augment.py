@@ -487,3 +487,10 @@ def test_a_generation_request_is_checked_once_resolved_and_frozen(tmp_path: Path
                             ({"batch_size": 0}, r"--batch-size=0 must be >= 1")):
         with pytest.raises(AugmentError, match=message):
             GenerationRequest(target_count=10, **kwargs)
+
+
+def test_target_count_per_class_sequence() -> None:
+    names, real = ("Surprise", "Fear", "Happiness"), [50, 10, 200]
+    assert parse_target_count((60, 80, 200), class_names=names, real_counts=real) == [60, 80, 200]
+    with pytest.raises(ValueError, match="2 targets for 3 classes"):
+        parse_target_count((60, 80), class_names=names, real_counts=real)

@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
-def parse_target_count(spec: str | int, *, class_names: Sequence[str], real_counts: Sequence[int]) -> list[int]:
+def parse_target_count(spec: str | int | Sequence[int], *, class_names: Sequence[str], real_counts: Sequence[int]) -> list[int]:
     """Target per class. Classes already at or above their target get no generated images.
 
     With a per-class spec, classes not named keep their real count (target = real count).
     """
+    if isinstance(spec, (tuple, list)):  # one target per class, e.g. from Python
+        if len(spec) != len(class_names):
+            raise ValueError(f"--target-count: {len(spec)} targets for {len(class_names)} classes {list(class_names)}")
+        return [_positive(str(value), what=f"--target-count for {name}") for name, value in zip(class_names, spec)]
     text = str(spec).strip()
     if text.lower() == "max":
         return [max(real_counts)] * len(class_names)
