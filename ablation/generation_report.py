@@ -2,7 +2,7 @@
 minority class and overall, for the candidates *before* the filter and for the accepted samples,
 class fidelity (GAN-test with the judge), novelty, diversity and k-NN precision/recall in the
 offline EfficientNet-Lite0 feature space (faces.features). The figures are defined in
-vaegan.augment.quality; this module feeds them the judge, which only the ablation floor has.
+vaegan.generation.quality; this module feeds them the judge, which only the ablation floor has.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ import faces
 from classifier.metrics import confusion_matrix, per_class_metrics
 from faces.features import FEATURE_NETWORK, FeatureNetwork
 from faces.io import write_json_atomic
-from vaegan.augment.perturbations import Perturbation
-from vaegan.augment.quality import NEAR_DUPLICATE_FRACTION, generation_figures
-from vaegan.augment.run import ClassProgress, Embed, Judge, generate, plan
+from vaegan.generation.quality import NEAR_DUPLICATE_FRACTION, generation_figures
+from vaegan.generation.candidates import generate, plan
+from vaegan.generation.filter import QualityFilter
+from vaegan.generation.request import Embed, GenerationRequest, Judge
 
 log = logging.getLogger("augment")
 REPORT_FILE = "generation_report.json"
@@ -74,20 +75,20 @@ def _predictions(judge: Judge | None, images: torch.Tensor) -> torch.Tensor | No
 
 @torch.no_grad()
 def write_generation_report(
-    *, out_dir: Path, model, fit: faces.FaceSplit, val: faces.FaceSplit, targets: Sequence[int], perturbation: Perturbation,
-    strength: float, render: str, seed: int, batch_size: int, device: torch.device, judge: Judge | None, cache_dir: Path | str,
-    judge_report: dict[str, Any] | None = None, embed: Embed | None = None, real_features: torch.Tensor | None = None,
+    request: GenerationRequest, *, model, fit: faces.FaceSplit, val: faces.FaceSplit, targets: Sequence[int],
+    cache_dir: Path | str, judge: QualityFilter | None = None, judge_report: dict[str, Any] | None = None,
+    embed: Embed | None = None,
 ) -> dict[str, Any]:
-    """Measure a finished generated set and write OUT/generation_report.json (atomically). `embed` and
-    `real_features` (every fit image's features) may come from the filter, which already built them."""
-    fresh = {name: ClassProgress() for name in fit.class_names}
-    plans = plan(model=model, fit=fit, targets=targets, progress=fresh, perturbation=perturbation, max_attempts_factor=1.0,
-                 device=device, batch_size=batch_size)
+    """Measure the finished generated set in request.out_dir and write OUT/generation_report.json (atomically).
+    `embed` and the judge's duplicate filter (every fit image's features) may come from the filter, which already
+    built them."""
+    out_dir, device = request.out_dir, request.torch_device
+    judge_probabilities = judge.judge_probabilities if judge is not None else None
+    real_features = judge.duplicates.real_features if judge is not None and judge.duplicates is not None else None
+    plans = plan(model, fit, request=request, targets=targets, done={})
     classes = [item.label for item in plans]
     # Before the filter: the first candidate batch of each class, exactly as the augmenter drew it.
-    candidates = [generate(model=model, item=item, batch=0, perturbation=perturbation, strength=strength, seed=seed,
-                           batch_size=batch_size, image_size=fit.image_size, device=device, render_mode=render).images
-                  for item in plans]
+    candidates = [generate(model, item, 0, request=request, image_size=fit.image_size).images for item in plans]
     before_images = torch.cat(candidates) if candidates else torch.zeros(0, 3, fit.image_size, fit.image_size, dtype=torch.uint8)
     before_labels = torch.cat([torch.full((c.shape[0],), item.label) for c, item in zip(candidates, plans)]) if candidates else torch.zeros(0, dtype=torch.long)
     if accepted_count(out_dir) > 0:
@@ -99,19 +100,20 @@ def write_generation_report(
     # Every real training image: per-class figures use their class's, near-duplicates are checked against all.
     real_features = embed(fit.images) if real_features is None else real_features
     real_labels = fit.labels
-    judge_report = judge_report if judge_report is not None else (judge_quality(judge, val) if judge is not None else None)
+    judge_report = judge_report if judge_report is not None else (
+        judge_quality(judge_probabilities, val) if judge_probabilities is not None else None)
     val_recall = [judge_report["validation_recall"][n] for n in fit.class_names] if judge_report else None
     report = {
         "feature_network": f"{FEATURE_NETWORK} (ImageNet, offline), {FEATURE_IMAGE_SIZE}px",
         "near_duplicate_rule": f"nearest real training image (any class) or earlier sample closer than {NEAR_DUPLICATE_FRACTION:g} x "
                                "the class's median real-to-real nearest-neighbour distance",
-        "strategy": perturbation.name, "strength": strength, "render": render, "judge": judge_report,
+        "strategy": request.strategy, "strength": request.strength, "render": request.render, "judge": judge_report,
         "before_filter": generation_figures(
             generated=embed(before_images), generated_labels=before_labels, real=real_features, real_labels=real_labels,
-            class_names=fit.class_names, classes=classes, judge_predictions=_predictions(judge, before_images), real_val_recall=val_recall),
+            class_names=fit.class_names, classes=classes, judge_predictions=_predictions(judge_probabilities, before_images), real_val_recall=val_recall),
         "after_filter": generation_figures(
             generated=embed(after_images), generated_labels=after_labels, real=real_features, real_labels=real_labels,
-            class_names=fit.class_names, classes=classes, judge_predictions=_predictions(judge, after_images), real_val_recall=val_recall),
+            class_names=fit.class_names, classes=classes, judge_predictions=_predictions(judge_probabilities, after_images), real_val_recall=val_recall),
     }
     write_json_atomic(out_dir / REPORT_FILE, report, indent=1, allow_nan=True)
     return report

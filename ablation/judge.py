@@ -31,7 +31,7 @@ from classifier.train import run_training
 from faces.io import checkpoint_fingerprint, plain, write_json_atomic
 from faces.lock import LOCK_FILE
 from faces.logs import quiet_lightning
-from vaegan.augment.run import AugmentError, Judge
+from vaegan.generation.request import AugmentError, Judge
 
 from .config import compose_config
 
@@ -45,15 +45,16 @@ _RUN_ENTRIES = frozenset({"checkpoints", "logs", "tensorboard", "cascade", "conf
 
 
 def load_judge(path: Path, *, class_names: tuple[str, ...], device: torch.device) -> tuple[Judge, str]:
-    """(score function, sha256 of the checkpoint) for a classifier checkpoint trained on real data."""
+    """(judge_probabilities: uint8 images -> class probabilities, sha256 of the checkpoint) for a classifier checkpoint
+    trained on real data."""
     path = resolve_checkpoint_path(path)
     model, meta = load_classifier(path, map_location=device)
     check_classes_match(meta, class_names, what=f"--judge {path}")
 
-    def judge(images: torch.Tensor) -> torch.Tensor:
+    def judge_probabilities(images: torch.Tensor) -> torch.Tensor:
         return predict_proba(model, images, meta=meta, device=device)
 
-    return judge, checkpoint_fingerprint(path)
+    return judge_probabilities, checkpoint_fingerprint(path)
 
 
 def _finished_record(run_dir: Path) -> dict[str, Any] | None:

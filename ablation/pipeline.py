@@ -27,11 +27,11 @@ from faces.generated import read_generated_settings
 from faces.io import write_json_atomic, write_text_atomic
 from faces.lock import folder_lock
 from faces.runs import ERROR_FILE, METRICS_FILE, ROW_FILE, record_failure
-from vaegan.augment.perturbations import get_perturbation
-from vaegan.augment.run import check_render_for
+from vaegan.generation.perturbations import get_perturbation
+from vaegan.generation.request import GenerationRequest, check_render_for
 from vaegan.train import EXPORT_NAME, format_summary, train_vaegan
 
-from .augment import augment_with_checkpoint
+from .generate import augment_with_checkpoint
 from .config import compose_config
 from .judge import ensure_judge
 from .launch import PendingRun, check_launcher, launch_runs
@@ -126,12 +126,12 @@ def ensure_generated(cfg: DictConfig, *, checkpoint: Path, strategies: list[str]
         strategy, render, name = generated_spec(spec)
         folder = out_dir / "generated" / name
         log.info("stage 2/3: generating with %s into %s", spec, folder)
-        report = augment_with_checkpoint(
-            checkpoint=checkpoint, data_cfg=cfg.data, paths_cfg=cfg.paths, target_count=a.target_count, out_dir=folder,
-            strategy=strategy, strength=a.strength, render=render, seed=int(a.seed), use_filter=bool(a.filter), judge=judge,
-            min_confidence=float(a.min_confidence), max_attempts_factor=float(a.max_attempts_factor),
-            batch_size=int(a.batch_size), workers=a.workers, device=device,
+        request = GenerationRequest(
+            target_count=a.target_count, out_dir=folder, strategy=strategy, strength=a.strength, render=render, seed=int(a.seed),
+            filter=bool(a.filter), judge=judge, min_confidence=float(a.min_confidence),
+            max_attempts_factor=float(a.max_attempts_factor), batch_size=int(a.batch_size), workers=a.workers, device=str(device),
         )
+        report = augment_with_checkpoint(request, checkpoint=checkpoint, data_cfg=cfg.data, paths_cfg=cfg.paths)
         log.info("%s\n%s", spec, report.table())
         folders[spec] = folder
     return folders

@@ -11,6 +11,13 @@ scores). augment.json records the image size and exactly which real images the s
 derived from (`source_ids_sha256`, a fingerprint of the sorted sample ids of the fit split, and
 `source_split`, how that split was carved out): `check_generated_sources` refuses a set made
 from a run's validation or test images, `load_generated` one made at another image size.
+
+Sets are verified file by file and refused unless finished: each manifest row carries its file's
+`sha256` (a changed file is refused by name and manifest line), and augment.json records the
+targets, the generated images each class wants and `finished` (false until the augmenter's run
+ended), so an interrupted set is refused naming the classes short and the command that
+completes it. Sets made before these records still load, with one warning saying what cannot be
+verified.
 """
 
 from __future__ import annotations
@@ -29,11 +36,15 @@ from .split import FaceSplit
 
 MANIFEST_FILE = "manifest.csv"
 # The augmenter's settings record (strategy, strength, checkpoint, judge, filter): written by
-# vaegan.augment, read by reports that describe a generated set.
+# vaegan.generation, read by reports that describe a generated set.
 SETTINGS_FILE = "augment.json"
 REQUIRED_COLUMNS = ("path", "class_name")
 SOURCE_COLUMN = "source_ids"  # ';'-separated sample ids of the real images a generated image was made from
 GENERATED_LAYOUT = "augmentation-manifest"
+CHECKSUM_COLUMN = "sha256"  # sha256 of the file's bytes as the augmenter wrote them
+# augment.json's completeness record (written by vaegan.generation): per-class targets (real + generated),
+# generated images wanted per class, whether the run ended, and the command that made (and completes) the set.
+TARGETS_KEY, WANTED_KEY, FINISHED_KEY, COMMAND_KEY = "targets", "generated_wanted", "finished", "command"
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +107,8 @@ def list_generated(out_dir: Path | str, *, class_names: Sequence[str]) -> Source
             if not path.is_file():
                 missing.append(f"{path} (line {lineno})")
                 continue
+            if CHECKSUM_COLUMN in reader.fieldnames:
+                _verify_checksum(path, row[CHECKSUM_COLUMN], where=f"{manifest}:{lineno}")
             records.append(ImageRecord(path=path, sample_id=f"generated/{rel}", label=index[name]))
     if missing:
         shown = "\n  ".join(missing[:10])
@@ -114,12 +127,80 @@ def list_generated(out_dir: Path | str, *, class_names: Sequence[str]) -> Source
     )
 
 
+def _verify_checksum(path: Path, expected: str | None, *, where: str) -> None:
+    if not expected:
+        raise DatasetError(f"{where}: {path} has no {CHECKSUM_COLUMN} in the manifest, although the set records checksums; "
+                           "the manifest was edited by hand: regenerate the set with scripts/augment.py")
+    actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    if actual != expected:
+        raise DatasetError(f"{where}: {path} changed after it was generated (its sha256 is {actual[:12]}…, the manifest "
+                           f"recorded {expected[:12]}…); it is not the augmenter's image. Restore it, or regenerate the set "
+                           "with scripts/augment.py (--overwrite)")
+
+
+def _manifest_columns(root: Path) -> list[str]:
+    with (root / MANIFEST_FILE).open(newline="", encoding="utf-8") as handle:
+        return next(csv.reader(handle), [])
+
+
+def generated_completion(out_dir: Path | str, *, counts: dict[str, int] | None = None) -> dict:
+    """What a generated set records about its completeness: {"finished": bool | None (None: made before sets recorded
+    it), "short": {class: (have, wanted)} for classes below what they want, "command": str | None}."""
+    root = Path(out_dir)
+    settings = read_generated_settings(root) or {}
+    if FINISHED_KEY not in settings:
+        return {"finished": None, "short": {}, "command": None}
+    if counts is None and not (root / MANIFEST_FILE).is_file():
+        counts = {}  # interrupted before its first batch was committed
+    if counts is None:
+        with (root / MANIFEST_FILE).open(newline="", encoding="utf-8") as handle:
+            names = [row.get("class_name") for row in csv.DictReader(handle)]
+        counts = {name: names.count(name) for name in set(names)}
+    wanted = settings.get(WANTED_KEY) or {}
+    short = {name: (counts.get(name, 0), int(n)) for name, n in wanted.items() if counts.get(name, 0) < int(n)}
+    return {"finished": bool(settings[FINISHED_KEY]), "short": short, "command": settings.get(COMMAND_KEY)}
+
+
+def check_generated_complete(out_dir: Path | str, *, allow_incomplete: bool = False) -> dict:
+    """Refuse a set whose augmenter run did not finish (unless `allow_incomplete`, which is logged and returned for
+    the caller to record), naming the classes short and the command that completes it. Returns generated_completion."""
+    status = generated_completion(out_dir)
+    short = ", ".join(f"{name} has {have} of {wanted}" for name, (have, wanted) in sorted(status["short"].items())) \
+        or "every class has its images, but the run stopped before it ended"
+    if status["finished"] and status["short"]:  # the filter rejected more than the budget allowed for
+        log.warning("generated set %s finished short of its targets (%s generated images); see its augment table", out_dir, short)
+    if status["finished"] is not False:
+        return {**status, "allowed_incomplete": False}
+    command = status["command"] or "the scripts/augment.py command that made it, unchanged"
+    if not allow_incomplete:
+        raise DatasetError(f"generated set {out_dir} is unfinished (its run was interrupted; {SETTINGS_FILE} finished=false): "
+                           f"{short} generated images. Complete it with: {command}  "
+                           "(or train on it as it is with balance.allow_incomplete_generated=true, which is recorded)")
+    log.warning("training on the UNFINISHED generated set %s as asked (allow_incomplete): %s generated images", out_dir, short)
+    return {**status, "allowed_incomplete": True}
+
+
+def _warn_unverifiable(root: Path, *, has_completion: bool) -> None:
+    """One warning for a set made before sets recorded their completeness and per-file checksums (or by hand)."""
+    has_checksums = CHECKSUM_COLUMN in _manifest_columns(root)
+    if has_completion and has_checksums:
+        return
+    lacks = [what for what, known in (("targets and finished flag", has_completion), (f"{CHECKSUM_COLUMN} column", has_checksums))
+             if not known]
+    cannot = [what for what, known in (("that it is complete", has_completion), ("that its files are unchanged", has_checksums))
+              if not known]
+    log.warning("generated set %s has no %s: cannot verify %s (it was made before sets recorded them, or by hand); "
+                "regenerate it with scripts/augment.py to have it checked", root, " and no ".join(lacks), " nor ".join(cannot))
+
+
 def load_generated(
-    out_dir: Path | str, *, class_names: Sequence[str], image_size: int, cache_dir: Path | str
+    out_dir: Path | str, *, class_names: Sequence[str], image_size: int, cache_dir: Path | str, allow_incomplete: bool = False
 ) -> FaceSplit:
     """The generated images as a FaceSplit named 'generated', all `is_synthetic`; for training only.
 
-    A set whose augment.json records another image size is refused (never silently resized).
+    A set whose augment.json records another image size is refused (never silently resized), an unfinished set
+    unless `allow_incomplete` (check_generated_complete), and a file whose bytes differ from its manifest
+    checksum always.
     """
     settings = read_generated_settings(out_dir) or {}
     made_at = settings.get("image_size")
@@ -128,7 +209,9 @@ def load_generated(
             f"{out_dir} holds {made_at}px images ({SETTINGS_FILE} image_size={made_at}), but this run uses "
             f"{image_size}px images (data.image_size={image_size}); generate the set at {image_size}px or set data.image_size={made_at}"
         )
+    check_generated_complete(out_dir, allow_incomplete=allow_incomplete)
     listing = list_generated(out_dir, class_names=class_names)
+    _warn_unverifiable(Path(out_dir), has_completion=FINISHED_KEY in settings)
     split = load_split(listing, "train", image_size=image_size, cache_dir=cache_dir)
     return FaceSplit(
         name="generated",

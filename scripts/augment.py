@@ -8,6 +8,6 @@ import sys
 
 if __name__ == "__main__":
     # Imports inside the guard: PNG-writer processes are spawned and re-import this file.
-    from ablation.augment import main
+    from ablation.generate import main
 
     sys.exit(main())

@@ -15,9 +15,13 @@ import torch
 
 import faces
 from faces import SyntheticLeakError, load_generated, require_real
-from vaegan.augment.perturbations import PERTURBATIONS, get_perturbation
-from vaegan.augment.run import AugmentError, augment, refuse_inside_dataset, source_indices
-from vaegan.augment.targets import parse_target_count
+from vaegan.generation.perturbations import PERTURBATIONS, get_perturbation
+from vaegan.generation.candidates import source_indices
+from vaegan.generation.filter import QualityFilter
+from vaegan.generation.request import AugmentError, GenerationRequest
+from vaegan.generation.run import augment
+from vaegan.generation.store import refuse_inside_dataset
+from vaegan.generation.targets import parse_target_count
 from vaegan.model import VAEGAN
 
 
@@ -38,7 +42,18 @@ def run(model, fit, out: Path, **kwargs):
     settings = dict(checkpoint_sha256="0" * 64, targets=[40] * 7, perturbation=get_perturbation("gaussian"),
                     strength=1.0, seed=0, batch_size=16, workers=0)
     settings.update(kwargs)
-    return augment(model=model, fit=fit, out_dir=out, **settings)
+    return run_request(model, fit, out, **settings)
+
+
+def run_request(model, fit, out: Path, *, checkpoint_sha256: str, targets: list[int], perturbation, judge=None,
+                judge_sha256: str | None = None, render_mode: str | None = None, source_split=None, **request):
+    """The engine's old keyword arguments as a GenerationRequest and a QualityFilter."""
+    request = GenerationRequest(target_count=tuple(targets), strategy=perturbation.name, render=render_mode, out_dir=out,
+                                filter=judge is not None, **request)
+    quality = None if judge is None else QualityFilter(judge_probabilities=judge, min_confidence=request.min_confidence,
+                                                       min_source_distance=request.min_source_distance, judge_sha256=judge_sha256)
+    return augment(request, model=model, checkpoint_sha256=checkpoint_sha256, fit=fit, targets=targets, quality=quality,
+                   record={"source_split": source_split} if source_split else None)
 
 
 def manifest_rows(out: Path) -> list[dict[str, str]]:
@@ -264,7 +279,7 @@ def test_bad_generation_arguments_are_refused_before_work(model, fit, tmp_path: 
 WORKER_PARENT = """
 import json, os, signal, sys
 import numpy as np
-from vaegan.augment.writer import PngWriterPool
+from vaegan.generation.writer import PngWriterPool
 from faces.workers import worker_report
 pool = PngWriterPool(workers=1)
 for future in pool.submit([sys.argv[1]], np.zeros((1, 8, 8, 3), dtype=np.uint8)):
@@ -303,7 +318,8 @@ def test_png_workers_die_with_a_killed_parent_and_do_not_import_torch(tmp_path: 
 
 
 def test_near_duplicate_filter_rejects_copies_of_any_real_image_and_of_earlier_samples() -> None:
-    from vaegan.augment.run import REJECT_REASONS, CandidateBatch, ClassPlan, judge_batch
+    from vaegan.generation.candidates import CandidateBatch, ClassPlan
+    from vaegan.generation.filter import REJECT_REASONS, judge_batch
 
     g = torch.Generator().manual_seed(0)
     real = torch.randint(0, 256, (5, 3, 16, 16), generator=g, dtype=torch.uint8)
@@ -316,13 +332,14 @@ def test_near_duplicate_filter_rejects_copies_of_any_real_image_and_of_earlier_s
                      source_labels=torch.ones(5, dtype=torch.long), accepted=earlier)
     candidates = CandidateBatch(batch=0, candidates=list(range(5)), images=images, sources=[0] * 5, partners=[0] * 5)
     always_fear = lambda x: torch.nn.functional.one_hot(torch.ones(len(x), dtype=torch.long), 3).float()  # noqa: E731
-    judge_batch(candidates, item=item, judge=always_fear, min_confidence=0.5, min_source_distance=0.02, undecided_from=0)
+    judge_batch(candidates, item=item, quality=QualityFilter(judge_probabilities=always_fear, min_confidence=0.5,
+                                                             min_source_distance=0.02), undecided_from=0)
     near = REJECT_REASONS.index("near_duplicate")
     assert candidates.reason.tolist() == [-1, near, -1, near, near]
 
 
 def test_residual_rendering_is_the_source_plus_the_decoders_change(model, fit) -> None:
-    from vaegan.augment.render import render, resize_float
+    from vaegan.generation.render import render, resize_float
     from vaegan.images import resize_uint8, to_model_range, to_uint8
 
     sources, labels = fit.images[:4], fit.labels[:4]
@@ -348,7 +365,7 @@ def test_residual_rendering_is_the_source_plus_the_decoders_change(model, fit) -
 
 
 def test_renderings_per_strategy_and_source_free_strategies_refuse_residual(model, fit, tmp_path: Path) -> None:
-    from vaegan.augment.run import check_render_for
+    from vaegan.generation.request import check_render_for
 
     assert {name: p.render for name, p in PERTURBATIONS.items()}["prior"] == "decoder"
     assert get_perturbation("reconstruct").render == "decoder" and get_perturbation("gaussian").render == "residual"
@@ -366,7 +383,8 @@ def test_renderings_per_strategy_and_source_free_strategies_refuse_residual(mode
 
 
 def test_feature_duplicate_filter_rejects_copies_of_other_classes_and_of_earlier_samples() -> None:
-    from vaegan.augment.run import REJECT_REASONS, CandidateBatch, ClassPlan, DuplicateFilter, judge_batch
+    from vaegan.generation.candidates import CandidateBatch, ClassPlan
+    from vaegan.generation.filter import REJECT_REASONS, DuplicateFilter, judge_batch
 
     g = torch.Generator().manual_seed(1)
     real = torch.randint(0, 256, (8, 3, 16, 16), generator=g, dtype=torch.uint8)
@@ -384,17 +402,19 @@ def test_feature_duplicate_filter_rejects_copies_of_other_classes_and_of_earlier
                      source_labels=labels[members], accepted=real[:0], accepted_features=duplicates.real_features[:0])
     candidates = CandidateBatch(batch=0, candidates=list(range(4)), images=images, sources=[0] * 4, partners=[0] * 4)
     always_fear = lambda x: torch.nn.functional.one_hot(torch.ones(len(x), dtype=torch.long), 3).float()  # noqa: E731
-    judge_batch(candidates, item=item, judge=always_fear, min_confidence=0.5, min_source_distance=0.02,
-                undecided_from=0, duplicates=duplicates)
+    judge_batch(candidates, item=item, quality=QualityFilter(judge_probabilities=always_fear, min_confidence=0.5,
+                                                             min_source_distance=0.02, duplicates=duplicates), undecided_from=0)
     near = REJECT_REASONS.index("near_duplicate")
     assert candidates.reason.tolist() == [-1, near, -1, near]
-    judge_batch(candidates, item=item, judge=always_fear, min_confidence=0.5, min_source_distance=0.02, undecided_from=0)
+    judge_batch(candidates, item=item, quality=QualityFilter(judge_probabilities=always_fear, min_confidence=0.5,
+                                                             min_source_distance=0.02), undecided_from=0)
     assert candidates.reason.tolist() == [-1, -1, -1, -1]  # without it, only the pixel test: both copies pass
 
 
 def test_transfer_borrows_faces_of_larger_classes_and_decodes_them_with_the_minority_label(model, fit, tmp_path: Path) -> None:
-    from vaegan.augment.perturbations import perturb_codes
-    from vaegan.augment.run import check_render_for, donor_indices
+    from vaegan.generation.perturbations import perturb_codes
+    from vaegan.generation.candidates import donor_indices
+    from vaegan.generation.request import check_render_for
 
     counts = fit.class_counts()
     fear = fit.class_names.index("Fear")
@@ -417,3 +437,60 @@ def test_transfer_borrows_faces_of_larger_classes_and_decodes_them_with_the_mino
     for i in range(6):
         matches = [j for j in range(6) if torch.equal(codes[i], mu[j])]
         assert matches and all(labels[j] != labels[i] for j in matches)
+
+
+class Terminal:
+    """stderr as a terminal: tqdm draws its bars only there (disable=None)."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.text += text
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_progress_bars_per_class_only_on_a_terminal_and_not_when_quiet(model, fit, tmp_path: Path, monkeypatch, capsys) -> None:
+    import sys
+
+    run(model, fit, tmp_path / "plain", targets=[20] * 7)
+    assert "img/s" not in capsys.readouterr().err  # not a terminal (a log, CI): no bars
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    run(model, fit, tmp_path / "tty", targets=[20] * 7)
+    assert "Fear" in terminal.text and "candidates=" in terminal.text
+    terminal.text = ""
+    run(model, fit, tmp_path / "quiet", targets=[20] * 7, progress_bar=False)
+    assert terminal.text == ""
+
+
+def test_a_generation_request_is_checked_once_resolved_and_frozen(tmp_path: Path) -> None:
+    import dataclasses
+
+    request = GenerationRequest(target_count="Fear=10", strategy="prior", device="cpu")
+    assert (request.strength, request.render) == (get_perturbation("prior").default_strength, "decoder")
+    assert request.workers >= 1 and request.device == "cpu" and request.out_dir is None
+    moved = request.with_out_dir(tmp_path / "gen")
+    assert moved.out_dir == tmp_path / "gen" and request.out_dir is None and moved.render == "decoder"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        request.seed = 1
+    for kwargs, message in (({"seed": -1}, r"--seed=-1 must be a non-negative integer"),
+                            ({"strategy": "blur"}, r"--strategy: unknown perturbation strategy 'blur'"),
+                            ({"strength": -1.0}, r"--strength=-1.0 must be >= 0"),
+                            ({"strategy": "prior", "render": "residual"}, r"--render=residual: .*prior has none"),
+                            ({"batch_size": 0}, r"--batch-size=0 must be >= 1")):
+        with pytest.raises(AugmentError, match=message):
+            GenerationRequest(target_count=10, **kwargs)
+
+
+def test_target_count_per_class_sequence() -> None:
+    names, real = ("Surprise", "Fear", "Happiness"), [50, 10, 200]
+    assert parse_target_count((60, 80, 200), class_names=names, real_counts=real) == [60, 80, 200]
+    with pytest.raises(ValueError, match="2 targets for 3 classes"):
+        parse_target_count((60, 80), class_names=names, real_counts=real)

@@ -14,8 +14,9 @@ import torch
 
 import faces
 from ablation.config import compose_config
-from ablation.augment import augment_with_checkpoint
+from ablation.generate import augment_with_checkpoint
 from ablation.judge import ensure_judge
+from vaegan.generation.request import GenerationRequest
 from vaegan.checkpoint import save_vaegan
 from vaegan.model import VAEGAN
 
@@ -45,9 +46,9 @@ def test_filtered_run_trains_a_judge_that_never_opens_test(tmp_path: Path, setup
     # The judge's run decoded only the train split: no test cache exists anywhere.
     assert not list(Path(cfg.paths.cache_dir).rglob("test-*.pt"))
     assert not (out / "judge" / "metrics.json").exists()
-    report = augment_with_checkpoint(checkpoint=checkpoint, data_cfg=cfg.data, paths_cfg=cfg.paths, target_count="Fear=12",
-                                     out_dir=out, judge=judge, min_confidence=0.0, max_attempts_factor=4, batch_size=16,
-                                     workers=0, device="cpu")
+    report = augment_with_checkpoint(GenerationRequest(target_count="Fear=12", out_dir=out, judge=judge, min_confidence=0.0,
+                                                      max_attempts_factor=4, batch_size=16, workers=0, device="cpu"),
+                                    checkpoint=checkpoint, data_cfg=cfg.data, paths_cfg=cfg.paths)
     with (out / "manifest.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     fear = report.classes[1]
@@ -66,9 +67,9 @@ def test_filtered_run_trains_a_judge_that_never_opens_test(tmp_path: Path, setup
     assert before["fidelity"]["judge_recall_real_val"] == quality["validation_recall"]["Fear"]
     # Re-running the finished set adds nothing, so its report is the one on disk (not measured again).
     written = (out / "generation_report.json").stat().st_mtime_ns
-    again = augment_with_checkpoint(checkpoint=checkpoint, data_cfg=cfg.data, paths_cfg=cfg.paths, target_count="Fear=12",
-                                    out_dir=out, judge=judge, min_confidence=0.0, max_attempts_factor=4, batch_size=16,
-                                    workers=0, device="cpu")
+    again = augment_with_checkpoint(GenerationRequest(target_count="Fear=12", out_dir=out, judge=judge, min_confidence=0.0,
+                                                      max_attempts_factor=4, batch_size=16, workers=0, device="cpu"),
+                                    checkpoint=checkpoint, data_cfg=cfg.data, paths_cfg=cfg.paths)
     assert again.written_this_run == 0 and (out / "generation_report.json").stat().st_mtime_ns == written
 
 
@@ -131,7 +132,7 @@ def test_a_judge_killed_mid_training_is_trained_again_from_scratch(tmp_path: Pat
     assert finished_judge(killed, trained_on=trained_on) == judge
     assert finished_judge(killed, trained_on={**trained_on, "data": {**trained_on["data"], "split_seed": 1}}) is None
     # A finished judge trained otherwise filtered the images beside it: refused (no training), unless replaced.
-    from vaegan.augment.run import AugmentError
+    from vaegan.generation.request import AugmentError
 
     with pytest.raises(AugmentError, match=r"finished quality-filter judge trained with other overrides.*--overwrite"):
         ensure_judge(data_cfg=cfg.data, paths_cfg=cfg.paths, overrides=[*overrides, "seed=1"], run_dir=killed)

@@ -31,7 +31,7 @@ from omegaconf import OmegaConf
 from safetensors.torch import save_file
 
 import faces
-from ablation.augment import main as augment_main
+from ablation.generate import main as augment_main
 from ablation.config import compose_config
 from classifier.evaluate import run_evaluation
 from classifier.train import run_training

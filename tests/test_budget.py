@@ -125,7 +125,7 @@ def test_a_weak_judge_is_warned_about() -> None:
 
     from ablation.generation_report import JUDGE_RECALL_FLOOR, judge_quality
     from faces.split import FaceSplit
-    from vaegan.augment.run import AugmentReport, ClassReport
+    from vaegan.generation.run import AugmentReport, ClassReport
 
     labels = torch.tensor([0, 0, 1, 1, 2, 2])
     val = FaceSplit(name="val", images=torch.zeros(6, 3, 8, 8, dtype=torch.uint8), labels=labels, is_synthetic=torch.zeros(6, dtype=torch.bool),

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from vaegan.augment.quality import class_figures, generation_figures, near_duplicates, precision_recall, real_spacing, wilson_interval
+from vaegan.generation.quality import class_figures, generation_figures, near_duplicates, precision_recall, real_spacing, wilson_interval
 
 
 def _cloud(n: int, *, seed: int, centre: float = 0.0, dim: int = 8) -> torch.Tensor:
@@ -78,7 +78,7 @@ def test_wilson_interval_brackets_the_proportion() -> None:
 def test_training_time_metric_uses_the_registry_perturbation(tiny_synthetic_root, tmp_path) -> None:
     from omegaconf import OmegaConf
 
-    from vaegan.augment.perturbations import get_perturbation, perturb_codes
+    from vaegan.generation.perturbations import get_perturbation, perturb_codes
     from vaegan.module import VAEGANModule
     from vaegan_helpers import tiny_config
 
@@ -112,7 +112,7 @@ def test_near_duplicates_of_another_class_count_when_every_real_image_is_given()
 def test_training_time_metrics_and_grids_use_the_augmenters_rendering(tiny_synthetic_root, tmp_path) -> None:
     from omegaconf import OmegaConf
 
-    from vaegan.augment.render import render
+    from vaegan.generation.render import render
     from vaegan.images import to_model_range, to_uint8
     from vaegan.module import VAEGANModule
     from vaegan_helpers import tiny_config

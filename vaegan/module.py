@@ -26,8 +26,8 @@ from torch import nn
 from . import losses as L
 from .grids import pick_per_class, save_class_grid
 from .images import to_model_range, to_uint8
-from .augment.perturbations import LatentBatch, Perturbation, class_scale_for, get_perturbation, perturb_codes
-from .augment.render import render, render_for
+from .generation.perturbations import LatentBatch, Perturbation, class_scale_for, get_perturbation, perturb_codes
+from .generation.render import render, render_for
 from .metrics import FRECHET_NAME, FeatureNetwork, diversity_ratio, per_class_frechet, reconstruction_l1, reconstruction_ssim
 from .model import VAEGAN
 
@@ -267,7 +267,7 @@ class VAEGANModule(pl.LightningModule):
 
     def _render(self, z: torch.Tensor, labels: torch.Tensor, *, sources: torch.Tensor, source_mu: torch.Tensor) -> torch.Tensor:
         """Codes -> float [-1, 1] images at the model's resolution with the augmenter's own rendering
-        (vaegan.augment.render); `sources` float [-1, 1] are the real images the codes were made from."""
+        (vaegan.generation.render); `sources` float [-1, 1] are the real images the codes were made from."""
         images = render(self.model, z=z, labels=labels, mode=self._render_mode(), image_size=self.model.resolution,
                         source_images=to_uint8(sources).cpu(), source_mu=source_mu, source_labels=labels)
         return to_model_range(images).to(self.device)

@@ -56,19 +56,20 @@ def resize_float(images: torch.Tensor, *, size: int) -> torch.Tensor:
 def render(model, *, z: torch.Tensor, labels: torch.Tensor, mode: str, image_size: int,
            source_images: torch.Tensor | None = None, source_mu: torch.Tensor | None = None,
            source_labels: torch.Tensor | None = None) -> torch.Tensor:
-    """uint8 `b 3 image_size image_size` on the CPU for codes `z` decoded with `labels`.
+    """uint8 `b 3 image_size image_size` on `z`'s device (the augmenter moves to the CPU only what it writes) for
+    codes `z` decoded with `labels`.
 
     ``residual`` needs each candidate's real source: `source_images` uint8 at `image_size`,
     `source_mu` its code and `source_labels` the label it was encoded with.
     """
     decoded = model.decode(z, labels.to(z.device))
     if check_render(mode) == "decoder":
-        return resize_uint8(to_uint8(decoded).cpu(), size=image_size)
+        return resize_uint8(to_uint8(decoded), size=image_size)
     if source_images is None or source_mu is None or source_labels is None:
         raise ValueError("the residual rendering needs each candidate's real source image, code and label "
                          "(a source-free strategy such as prior must use the decoder rendering)")
     if source_images.shape[-1] != image_size:
         raise ValueError(f"source images are {source_images.shape[-1]}px, the rendering asks for {image_size}px")
     change = decoded.float() - model.decode(source_mu, source_labels.to(z.device)).float()
-    base = to_model_range(source_images.cpu())
-    return to_uint8((base + resize_float(change.cpu(), size=image_size)).clamp_(-1.0, 1.0))
+    base = to_model_range(source_images.to(z.device))
+    return to_uint8((base + resize_float(change, size=image_size)).clamp_(-1.0, 1.0))

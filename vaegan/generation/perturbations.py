@@ -45,7 +45,7 @@ class Perturbation:
     apply: Callable[[LatentBatch, float], torch.Tensor]
     # Whether `apply` needs LatentBatch.class_scale (the class's covariance of real codes).
     class_statistics: bool = False
-    # How a code becomes an image unless the caller says otherwise (vaegan.augment.render.RENDERS):
+    # How a code becomes an image unless the caller says otherwise (vaegan.generation.render.RENDERS):
     # "residual" keeps the real source's details and adds the decoder's change; "decoder" is the
     # decoder's own image (the controls, whose point is the VAE-GAN's own look, and source-free draws).
     render: str = "residual"
