@@ -18,6 +18,7 @@ import faces
 from faces.config import trainer_uses_gpu
 from faces.lock import folder_lock
 from faces.logs import quiet_lightning
+from faces.runs import check_not_interrupted, clear_interruption
 from faces.summary import GroupThresholds, class_groups
 
 from .augment import TensorAugment
@@ -242,6 +243,7 @@ def fit(cfg: DictConfig, *, built: BuiltRun, run_dir: Path) -> tuple[pl.Trainer,
         num_sanity_val_steps=0, enable_model_summary=False,
     )
     trainer.fit(built.module, datamodule=built.datamodule)
+    check_not_interrupted(trainer)
     return trainer, best
 
 
@@ -294,6 +296,7 @@ def run_training(cfg: DictConfig, *, run_dir: Path) -> dict[str, Any]:
     spec = _check_config(cfg)  # bad names fail here, before any data or weights are touched
     # One writer per run folder: a second run on it gets an error naming this one's pid.
     with folder_lock(run_dir, what="classifier run"):
+        clear_interruption(run_dir)
         seed = int(cfg.seed)
         pl.seed_everything(seed, workers=True, verbose=False)
         cascade_from = cfg.classifier.get("cascade_from")
