@@ -29,6 +29,8 @@ class FaceSplit:
     class_names: tuple[str, ...]
     fingerprint: str = ""
     skipped: tuple[str, ...] = field(default=())
+    # Decoding notes by kind (faces.cache: exif_rotated, small, far_from_square) -> sample ids.
+    flagged: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.sample_ids)
