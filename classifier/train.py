@@ -19,6 +19,7 @@ from faces.config import trainer_uses_gpu
 from faces.lock import folder_lock
 from faces.logs import quiet_lightning
 from faces.runs import check_not_interrupted, clear_interruption
+from faces.split import warn_unvalidated_classes
 from faces.summary import GroupThresholds, class_groups
 
 from .augment import TensorAugment
@@ -165,6 +166,7 @@ def load_run_data(cfg: DictConfig, *, spec: BalanceSpec, evaluate_test: bool) ->
     data = faces.load_faces(cfg.data, cache_dir=cfg.paths.cache_dir, splits=("train", "test") if evaluate_test else ("train",))
     fit, val = data.train_val()
     faces.require_real(val, role="val")
+    warn_unvalidated_classes(fit, val)
     test = faces.require_real(data.test, role="test") if evaluate_test else None
     manifest = None
     if spec.synthetic:

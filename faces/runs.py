@@ -160,5 +160,4 @@ def check_writable(folder: Path | str, *, what: str = "the output folder") -> No
     if not existing.is_dir():
         raise UnwritableFolderError(f"cannot write to {folder}: {existing} is not a folder ({what})")
     if not os.access(existing, os.W_OK | os.X_OK) or not existing.stat().st_mode & 0o222:
-        where = "" if existing == folder else f" ({existing} is read-only)"
-        raise UnwritableFolderError(f"cannot write to {folder}{where}: {what} must be writable")
+        raise UnwritableFolderError(f"cannot write to {folder}: {existing} is read-only ({what})")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .cache import EXIF_ROTATED, NOT_SQUARE, SMALL
 from .plotting import pyplot
+from .split import warn_unvalidated_classes
 
 GROUPS = ("many", "medium", "few")
 
@@ -78,6 +79,7 @@ def summarize_dataset(data, *, thresholds: GroupThresholds = GroupThresholds()) 
     if "train" in data.splits:
         fit, val = data.train_val()
         counts["train (fit)"], counts["val (held out)"] = fit.class_counts(), val.class_counts()
+        without_val = warn_unvalidated_classes(fit, val)
     train = counts.get("train") or next(iter(counts.values()))
     summary = {
         "dataset": data.dataset,
@@ -96,6 +98,8 @@ def summarize_dataset(data, *, thresholds: GroupThresholds = GroupThresholds()) 
                          for kind in (EXIF_ROTATED, SMALL, NOT_SQUARE)},
         "ignored_non_images": len(data.ignored),
     }
+    if "train" in data.splits:
+        summary["classes_without_validation"] = without_val
     if data.dataset == "rafdb":
         summary["matches_official_counts"] = {
             split: counts[split] == list(RAFDB_OFFICIAL_COUNTS[split]) for split in ("train", "test") if split in counts
