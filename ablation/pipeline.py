@@ -158,13 +158,19 @@ def ensure_generated(cfg: DictConfig, *, checkpoint: Path, strategies: list[str]
     return folders
 
 
+def check_ablation(cfg: DictConfig) -> tuple[list[str], str | None]:
+    """Every check that needs no work (rows, seeds, launcher, DDP, a writable out_dir): (rows, launcher plugin or None)."""
+    rows = check_rows(cfg)
+    plugin = check_launcher(cfg, rows)
+    check_writable(Path(cfg.out_dir), what="the ablation's out_dir")
+    return rows, plugin
+
+
 def run_ablation(cfg: DictConfig) -> dict[str, Path]:
     """Run (or finish) the experiment described by an `ablate` config; returns the report paths."""
     started = time.perf_counter()
     out_dir = Path(cfg.out_dir)
-    rows = check_rows(cfg)
-    plugin = check_launcher(cfg, rows)  # None: stage 3 runs here, one run after another
-    check_writable(out_dir, what="the ablation's out_dir")
+    rows, plugin = check_ablation(cfg)  # plugin None: stage 3 runs here, one run after another
     # One writer per ablation folder: a second ablate.py on it gets an error naming this one's pid.
     with folder_lock(out_dir, what="ablation"):
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,7 @@ from safetensors.torch import save_file
 import faces
 from ablation.augment import main as augment_main
 from ablation.config import compose_config
+from ablation.pipeline import check_ablation
 from classifier.backbones import PretrainedWeightsError
 from classifier.evaluate import run_evaluation
 from classifier.train import run_training
@@ -296,6 +297,15 @@ def _ablation(*extra: str) -> Callable[[Env], list[str]]:
     return lambda env: [*env.data_args(), "rows=[none]", "trainer.enable_progress_bar=false", *extra]
 
 
+def _ablation_checks(*extra: str) -> Callable[[Env], Callable[[], object]]:
+    """The checks scripts/ablate.py runs before stage 1 (in-process; the subprocess cases show the exit status)."""
+    def build(env: Env) -> Callable[[], object]:
+        cfg = compose_config("ablate", _ablation(*extra)(env))
+        return lambda: check_ablation(cfg)
+
+    return build
+
+
 def _phone_photos(env: Env) -> list[str]:
     """A RAF-DB-class folder dataset with a sideways phone photo (EXIF orientation 6), a 1x1 and a 400x20 image."""
     from PIL import Image
@@ -382,20 +392,22 @@ SECOND_PROBE = [
     Case("min-image-size", _tiny_images, 1, (r"1 image\(s\) with a side under data\.min_image_size=16px: .*Fear/thumb\.png \(4x4\)",),
          error=faces.DatasetError, decodes=True, creates=("run/checkpoints",)),
     # 6. Seeds checked before stage 1; an ablation whose runs failed exits non-zero, naming them.
-    Case("ablate-negative-seed", script_case("ablate.py", _ablation("seeds=[-1]")), 1,
-         (r"seeds=\[-1\]: \[-1\] not integers in 0\.\.4294967295",), creates=("outputs/ablate/ablation",)),
+    Case("ablate-negative-seed", script_case("ablate.py", _ablation("seeds=[-1]")), 2,
+         (r"seeds=\[-1\]: \[-1\] not integers in 0\.\.4294967295",), creates=("outputs/ablate/ablation/ablate_config.yaml", "outputs/ablate/ablation/runs"), slow=True),
     Case("ablate-every-run-failed", script_case("ablate.py", _ablation("seeds=[0,1]", hydra_list("classifier_overrides", [*FAST, "train.lr=-1"]))),
          1, (r"2 run\(s\) failed", r"none seed 0: ValueError: train\.lr=-1", r"none seed 1: ValueError: train\.lr=-1"),
-         leaves=("outputs/ablate/ablation/runs/none/seed1/error.json",)),
+         leaves=("outputs/ablate/ablation/runs/none/seed1/error.json",), slow=True),
+    Case("ablate-seed-out-of-range", _ablation_checks("seeds=[0,4294967296,0.5]"), 1,
+         (r"seeds=\[0, 4294967296, 0\.5\]: \[4294967296, 0\.5\] not integers in 0\.\.4294967295",), error=ValueError),
     # Issue 21: DDP under ablate.py would re-run the whole ablation per rank: refused before any work.
-    Case("ablate-ddp-without-launcher", script_case("ablate.py", _ablation("seeds=[0]", "trainer=ddp_cpu", "trainer.devices=2")), 1,
+    Case("ablate-ddp-without-launcher", script_case("ablate.py", _ablation("seeds=[0]", "trainer=ddp_cpu", "trainer.devices=2")), 2,
          (r"trainer asks for 2 processes \(DDP\), but scripts/ablate\.py runs its stages in one process",
-          r"scripts/train_classifier\.py trainer=ddp"), creates=("outputs/ablate/ablation",)),
+          r"scripts/train_classifier\.py trainer=ddp"), creates=("outputs/ablate/ablation/ablate_config.yaml", "outputs/ablate/ablation/runs")),
     # 7. A read-only output folder: one line, exit 2, and what was in it is untouched.
     Case("read-only-output-dir", script_case("train_classifier.py", _read_only_outputs), 2,
          (r"(?m)^cannot write to .*outputs/train_classifier/\S+: .*outputs is read-only",), creates=("outputs/train_classifier",)),
-    Case("read-only-ablation-out-dir", script_case("ablate.py", _read_only_ablation), 2, (r"(?m)^cannot write to .*ablation: .*ablation is read-only",),
-         creates=("ablation/.lock", "ablation/ablate_config.yaml")),
+    Case("read-only-ablation-out-dir", script_case("ablate.py", _read_only_ablation), 2, (r"(?m)^scripts/ablate\.py: cannot write to .*ablation: .*ablation is read-only",),
+         creates=("ablation/.lock", "ablation/ablate_config.yaml"), slow=True),
     # Smaller ones: a class with no validation image is named; hub weights with no network fail at once.
     Case("single-image-class", _single_image_class, 0, (r"no validation image for class\(es\) Fear \(1 training image",),
          decodes=True),
