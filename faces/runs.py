@@ -135,12 +135,14 @@ def clear_interruption(run_dir: Path | str) -> None:
 
 def exit_interrupted(interrupted: RunInterrupted, *, run_dir: Path | str, resume: str, note: str = "",
                      mark: bool = True) -> NoReturn:
-    """Mark `run_dir` interrupted (`mark=False` on DDP ranks other than 0), say so with the resume command on
-    stderr, and exit 143 (SIGTERM) or 130 (SIGINT)."""
+    """Mark `run_dir` interrupted, say so with the resume command on stderr, and exit 143 (SIGTERM) or 130 (SIGINT).
+    `mark=False` (a DDP rank other than 0): exit with the same status, silently; rank 0 speaks for the run."""
     run_dir = Path(run_dir)
-    if mark and run_dir.is_dir():
+    if not mark:
+        sys.exit(interrupted.exit_status)
+    if run_dir.is_dir():
         record_interruption(run_dir, interrupted, resume=resume, note=note)
-    marked = f"{run_dir} is marked interrupted ({INTERRUPTED_FILE}), not finished" if mark and run_dir.is_dir() else f"{run_dir} is not finished"
+    marked = f"{run_dir} is marked interrupted ({INTERRUPTED_FILE}), not finished" if run_dir.is_dir() else f"{run_dir} is not finished"
     extra = f" {note}" if note else ""
     print(f"\nINTERRUPTED by {interrupted.signal_name}: {marked}.{extra}\nTo resume: {resume}", file=sys.stderr, flush=True)
     sys.exit(interrupted.exit_status)

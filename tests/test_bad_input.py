@@ -577,3 +577,55 @@ def test_one_writer_per_folder_and_a_killed_writers_lock_is_taken_over(tmp_path:
             pass
         assert (folder / LOCK_FILE).is_file()
     assert not (folder / LOCK_FILE).exists()
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.is_file() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigterm_ends_every_rank_of_a_ddp_run(env: Env) -> None:
+    """Issue 21: SIGTERM to rank 0 of `train_classifier.py trainer=ddp_cpu trainer.devices=2` ends both ranks within
+    seconds (exit 143, the folder marked interrupted), instead of leaving them hung in a collective."""
+    run = env.tmp / "run"
+    command = [sys.executable, str(REPO / "scripts" / "train_classifier.py"), *_classifier_run(env), "trainer=ddp_cpu", "trainer.devices=2"]
+    variables = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    with (env.tmp / "ddp.log").open("w") as log_file:
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=variables, cwd=REPO)
+        try:
+            deadline = time.monotonic() + 300
+            while not ((run / "tensorboard").is_dir() and _children(process.pid)) and process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+            ranks = _children(process.pid)
+            assert ranks, (env.tmp / "ddp.log").read_text()
+            time.sleep(2)  # both ranks in their training loop
+            process.send_signal(signal.SIGTERM)
+            rc = process.wait(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    output = (env.tmp / "ddp.log").read_text()
+    assert rc == 143, output
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in ranks) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in ranks if _alive(pid)], "a rank outlived rank 0"
+    assert "INTERRUPTED by SIGTERM" in output and (run / "interrupted.json").is_file() and not (run / "metrics.json").exists()
