@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from .errors import DatasetError
 from .io import atomic_path
@@ -73,8 +73,8 @@ def _decode(path: Path, *, size: int) -> tuple[np.ndarray, tuple[int, int, bool]
             raise ValueError(f"the header claims {width}x{height} pixels, over the {limit}-pixel limit "
                              "(a corrupt file or a decompression bomb); refusing to decode it")
         image.load()
-        rotated = image.getexif().get(ImageOps.ExifTags.Base.Orientation, 1) not in (1, None)
-        image = _to_rgb(ImageOps.exif_transpose(image))
+        rotated = image.getexif().get(ExifTags.Base.Orientation, 1) not in (1, None)
+        image = _to_rgb(ImageOps.exif_transpose(image) if rotated else image)
     width, height = image.size
     shown = (width, height, bool(rotated))
     if width != height:

@@ -86,7 +86,7 @@ def _raise_interrupted(signum: int, _frame: Any) -> None:
 
 def command_line(argv: list[str] | None = None) -> str:
     """This process's command (or `argv` in its place), as a user can paste it back into a shell."""
-    return shlex.join([os.path.basename(sys.executable) or "python", *(sys.argv if argv is None else argv)])
+    return shlex.join([sys.executable or "python", *(sys.argv if argv is None else argv)])
 
 
 def replace_argument(key: str, value: str | Path) -> list[str]:
