@@ -43,9 +43,10 @@ HEADLINE = (("accuracy", "accuracy"), ("mean_class_accuracy", "mean class acc.")
 # Tables read tail first: the few-shot classes are what the project is about.
 GROUPS_TAIL_FIRST = tuple(reversed(GROUPS))
 
-__all__ = ["CONFIG_FILE", "ERROR_FILE", "GROUPS", "GROUPS_TAIL_FIRST", "HEADLINE", "INTERRUPTED_FILE", "METRICS_FILE",
-           "ROW_FILE", "RunInterrupted", "check_not_interrupted", "clear_interruption", "command_line", "interrupt_signals",
-           "read_metrics", "UnwritableFolderError", "check_writable", "exit_interrupted", "record_failure", "record_interruption", "replace_argument", "write_metrics"]
+__all__ = ["CONFIG_FILE", "ERROR_FILE", "GROUPS", "GROUPS_TAIL_FIRST", "HEADLINE", "INTERRUPTED_FILE",
+           "METRICS_FILE", "ROW_FILE", "RunInterrupted", "UnwritableFolderError", "check_not_interrupted",
+           "check_writable", "clear_interruption", "command_line", "exit_interrupted", "interrupt_signals",
+           "read_metrics", "record_failure", "record_interruption", "replace_argument", "write_metrics"]
 
 
 def write_metrics(run_dir: Path | str, metrics: dict[str, Any]) -> Path:

@@ -11,23 +11,18 @@ folder interrupted (interrupted.json), prints where last.ckpt is and the `resume
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from pathlib import Path
-
 from faces.config import register_resolvers
+from faces.lock import is_rank_zero_process
 from faces.runs import RunInterrupted, command_line, exit_interrupted, interrupt_signals, replace_argument
 from vaegan.train import format_summary, train_vaegan
 
 register_resolvers()
-
-
-def is_rank_zero() -> bool:
-    return os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) in ("", "0")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train_vaegan")
@@ -42,7 +37,7 @@ def main(cfg: DictConfig) -> None:
             note, resume = f"Last checkpoint (end of the last finished epoch): {last}", command_line(replace_argument("resume", last))
         else:
             note, resume = "No checkpoint yet (it stopped in its first epoch): start again.", command_line()
-        exit_interrupted(interrupted, run_dir=output_dir, resume=resume, note=note, mark=is_rank_zero())
+        exit_interrupted(interrupted, run_dir=output_dir, resume=resume, note=note, mark=is_rank_zero_process())
     print(format_summary(result))
 
 
