@@ -26,7 +26,8 @@ from faces.config import trainer_device
 from faces.generated import read_generated_settings
 from faces.io import write_json_atomic, write_text_atomic
 from faces.lock import folder_lock
-from faces.runs import ERROR_FILE, METRICS_FILE, ROW_FILE, RunInterrupted, check_writable, clear_interruption, command_line, record_failure, record_interruption
+from faces.runs import (ERROR_FILE, METRICS_FILE, ROW_FILE, RunInterrupted, check_writable, clear_interruption, command_line,
+                        record_failure, record_interruption)
 from vaegan.augment.perturbations import get_perturbation
 from vaegan.augment.run import check_render_for
 from vaegan.train import EXPORT_NAME, format_summary, train_vaegan

@@ -8,8 +8,9 @@
     python scripts/ablate.py aggregate outputs/multirun/train_classifier/<time>   # table from any multirun
 
 Writes ablation.csv, ablation.md, per_class_recall.png, confusion_matrices.png and report.html
-into out_dir (outputs/ablate/<name>/); re-running skips finished stages and runs. Exit status: 0 when every
-run finished, 1 when any failed (listed), 2 for bad input (one line, before any work), 143 / 130 when SIGTERM / Ctrl-C stopped it. With `launcher=`
+into out_dir (outputs/ablate/<name>/); re-running skips finished stages and runs. Exit status: 0 when
+every run finished, 1 when any failed (listed), 2 for bad input (one line, before any work), 143 / 130
+when SIGTERM / Ctrl-C stopped it (out_dir gets interrupted.json). With `launcher=`
 (conf/launcher/) the classifier runs go to that Hydra launcher as one multirun of
 scripts/train_classifier.py, each job writing into out_dir/runs/<row>/seed<k>/ (ablation/launch.py).
 """
