@@ -119,6 +119,13 @@ def check_launcher(cfg: DictConfig, rows: Sequence[str]) -> str | None:
     """A missing plugin, an unknown option or an unusable row name fails here, before the VAE-GAN trains."""
     plugin = launcher_plugin(cfg)
     if plugin is None:
+        if world_size(cfg.trainer) > 1:
+            # Lightning starts DDP ranks by re-running this command: every rank would run the whole ablation
+            # (VAE-GAN, generated sets, every run) into one out_dir, and a signal to one left the others hung.
+            raise ValueError(f"trainer asks for {world_size(cfg.trainer)} processes (DDP), but scripts/ablate.py runs its stages in "
+                             "one process, and Lightning would start the other ranks by re-running the whole ablation; use one "
+                             "device per run (trainer=gpu or trainer=cpu), with launcher=submitit_local or launcher=submitit_slurm "
+                             "to run the rows x seeds side by side, or train one run with DDP: scripts/train_classifier.py trainer=ddp")
         return None
     if plugin.startswith("submitit"):
         try:
@@ -204,12 +211,20 @@ def launch_runs(cfg: DictConfig, pending: Sequence[PendingRun], *, out_dir: Path
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         assert process.stdout is not None
         last_error = ""
-        for line in process.stdout:
-            handle.write(line)
-            sys.stdout.write(line)
-            if _ERROR_LINE.match(line):
-                last_error = line.strip()
-        returncode = process.wait()
+        try:
+            for line in process.stdout:
+                handle.write(line)
+                sys.stdout.write(line)
+                if _ERROR_LINE.match(line):
+                    last_error = line.strip()
+            returncode = process.wait()
+        except BaseException:  # interrupted (SIGTERM, Ctrl-C): the multirun must not outlive the ablation
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            raise
     elapsed = time.perf_counter() - started
     finished = sum((run.run_dir / METRICS_FILE).is_file() for run in pending)
     (log.info if returncode == 0 else log.warning)(

@@ -26,11 +26,13 @@ from faces.config import trainer_device
 from faces.generated import read_generated_settings
 from faces.io import write_json_atomic, write_text_atomic
 from faces.lock import folder_lock
-from faces.runs import ERROR_FILE, METRICS_FILE, ROW_FILE, record_failure
+from faces.runs import (ERROR_FILE, METRICS_FILE, ROW_FILE, RunInterrupted, check_writable, clear_interruption, command_line,
+                        record_failure, record_interruption)
 from vaegan.generation.perturbations import get_perturbation
 from vaegan.generation.request import GenerationRequest, check_render_for
 from vaegan.train import EXPORT_NAME, format_summary, train_vaegan
 
+from .aggregate import collect_runs
 from .generate import augment_with_checkpoint
 from .config import compose_config
 from .judge import ensure_judge
@@ -57,11 +59,31 @@ def check_rows(cfg: DictConfig) -> list[str]:
         raise ValueError(f"unknown ablation row(s) {unknown}; rows are defined in row_specs: {sorted(cfg.row_specs)}")
     if not cfg.seeds:
         raise ValueError("seeds is empty; give at least one seed, e.g. seeds=[0,1,2]")
+    check_seeds(cfg.seeds)
     for row in rows:
         spec = cfg.row_specs[row].get("generated")
         folder = Path(cfg.out_dir) / "generated" / generated_spec(spec)[2] if spec else None
         classifier_config(cfg, row=row, seed=int(cfg.seeds[0]), generated_dir=folder)
     return rows
+
+
+# numpy's seed range, which every run's seed_everything must accept.
+SEED_RANGE = (0, 2**32 - 1)
+
+
+def check_seeds(seeds) -> None:
+    """seeds=[-1] or seeds=[0.5] fail here, before stage 1, not in every run after the VAE-GAN trained."""
+    bad = [s for s in seeds if not isinstance(s, int) or isinstance(s, bool) or not SEED_RANGE[0] <= s <= SEED_RANGE[1]]
+    if bad:
+        raise ValueError(f"seeds={list(seeds)}: {bad} not integers in {SEED_RANGE[0]}..{SEED_RANGE[1]} (numpy's seed range); "
+                         "e.g. seeds=[0,1,2]")
+
+
+def failed_runs(cfg: DictConfig) -> list[str]:
+    """'<row> seed <k>: <error>' for every run of this ablation's rows x seeds that failed (error.json)."""
+    wanted = {(str(row), int(seed)) for row in cfg.rows for seed in cfg.seeds}
+    return [f"{r.row} seed {r.seed}: {r.error}" for r in collect_runs(Path(cfg.out_dir) / "runs")
+            if r.status == "failed" and (r.row, r.seed) in wanted]
 
 
 def classifier_config(cfg: DictConfig, *, row: str, seed: int, generated_dir: Path | None) -> DictConfig:
@@ -137,12 +159,19 @@ def ensure_generated(cfg: DictConfig, *, checkpoint: Path, strategies: list[str]
     return folders
 
 
+def check_ablation(cfg: DictConfig) -> tuple[list[str], str | None]:
+    """Every check that needs no work (rows, seeds, launcher, DDP, a writable out_dir): (rows, launcher plugin or None)."""
+    rows = check_rows(cfg)
+    plugin = check_launcher(cfg, rows)
+    check_writable(Path(cfg.out_dir), what="the ablation's out_dir")
+    return rows, plugin
+
+
 def run_ablation(cfg: DictConfig) -> dict[str, Path]:
     """Run (or finish) the experiment described by an `ablate` config; returns the report paths."""
     started = time.perf_counter()
     out_dir = Path(cfg.out_dir)
-    rows = check_rows(cfg)
-    plugin = check_launcher(cfg, rows)  # None: stage 3 runs here, one run after another
+    rows, plugin = check_ablation(cfg)  # plugin None: stage 3 runs here, one run after another
     # One writer per ablation folder: a second ablate.py on it gets an error naming this one's pid.
     with folder_lock(out_dir, what="ablation"):
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -163,6 +192,7 @@ def run_ablation(cfg: DictConfig) -> dict[str, Path]:
                 continue
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / ERROR_FILE).unlink(missing_ok=True)
+            clear_interruption(run_dir)
             write_json_atomic(run_dir / ROW_FILE, {"row": row, "seed": seed})
             strategy = cfg.row_specs[row].get("generated")
             if plugin is None:
@@ -174,6 +204,9 @@ def run_ablation(cfg: DictConfig) -> dict[str, Path]:
                     continue
                 metrics = run_training(run_cfg, run_dir=run_dir)
                 log.info("%s seed %d\n%s", row, seed, format_metrics(metrics))
+            except RunInterrupted as interrupted:  # not a failure: the re-run starts this run again
+                record_interruption(run_dir, interrupted, resume=command_line())
+                raise
             except Exception as error:  # recorded, reported as failed, never dropped
                 log.error("run %s seed %d failed: %s", row, seed, error)
                 record_failure(run_dir, error, row=row, seed=seed)

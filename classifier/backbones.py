@@ -16,6 +16,8 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import socket
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -85,10 +87,26 @@ def resolve_pretrained(pretrained: str, pretrained_path: str | Path | None, *, w
     return pretrained
 
 
+HUB_PROBE_TIMEOUT_S = 5.0
+
+
 def check_hub_reachable(name: str) -> None:
-    """Hub weights under HF_HUB_OFFLINE=1 cannot be had: say so at once (timm would retry for ~47 s)."""
+    """Hub weights under HF_HUB_OFFLINE=1, or with no route to the hub, cannot be had: say so at once (timm would
+    retry for ~55 s). One TCP connection to the hub's endpoint (HF_ENDPOINT) decides; behind a proxy the hub
+    client's own connection is left to decide."""
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
         raise PretrainedWeightsError(f"classifier.pretrained=hub for {name}: HF_HUB_OFFLINE=1 is set, so hub weights cannot be fetched; {_OPTIONS}")
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return
+    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    url = urllib.parse.urlsplit(endpoint)
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=HUB_PROBE_TIMEOUT_S).close()
+    except OSError as error:
+        raise PretrainedWeightsError(
+            f"classifier.pretrained=hub for {name}: cannot reach the hub at {endpoint} ({type(error).__name__}: {error}); "
+            f"without a network set HF_HUB_OFFLINE=1 to use weights already in the hub cache; {_OPTIONS}") from error
 
 
 def create_backbone(

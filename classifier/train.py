@@ -20,6 +20,8 @@ from faces.features import IMAGENET_MEAN, IMAGENET_STD
 from faces.io import plain
 from faces.lock import folder_lock
 from faces.logs import quiet_lightning
+from faces.runs import check_not_interrupted, clear_interruption
+from faces.split import warn_unvalidated_classes
 from faces.summary import GroupThresholds, class_groups
 
 from .backbones import check_backbone_name, check_hub_reachable, check_pretrained_source, create_backbone
@@ -165,6 +167,7 @@ def load_run_data(cfg: DictConfig, *, spec: BalanceSpec, evaluate_test: bool) ->
     data = faces.load_faces(cfg.data, cache_dir=cfg.paths.cache_dir, splits=("train", "test") if evaluate_test else ("train",))
     fit, val = data.train_val()
     faces.require_real(val, role="val")
+    warn_unvalidated_classes(fit, val)
     test = faces.require_real(data.test, role="test") if evaluate_test else None
     manifest = None
     if spec.synthetic:
@@ -243,6 +246,7 @@ def fit(cfg: DictConfig, *, built: BuiltRun, run_dir: Path) -> tuple[pl.Trainer,
         num_sanity_val_steps=0, enable_model_summary=False,
     )
     trainer.fit(built.module, datamodule=built.datamodule)
+    check_not_interrupted(trainer)
     return trainer, best
 
 
@@ -295,6 +299,7 @@ def run_training(cfg: DictConfig, *, run_dir: Path) -> dict[str, Any]:
     spec = _check_config(cfg)  # bad names fail here, before any data or weights are touched
     # One writer per run folder: a second run on it gets an error naming this one's pid.
     with folder_lock(run_dir, what="classifier run"):
+        clear_interruption(run_dir)
         seed = int(cfg.seed)
         pl.seed_everything(seed, workers=True, verbose=False)
         cascade_from = cfg.classifier.get("cascade_from")

@@ -3,6 +3,11 @@
 A cache file is keyed by dataset, split, image size and a fingerprint of the source files
 (relative path, label, byte size, modification time, plus extras such as the label file),
 so editing, adding or relabelling a source image invalidates it. Epochs never touch JPEGs.
+
+Decoding applies EXIF orientation (phone photos are stored sideways with a rotation tag every
+viewer honours) and records each image's size; images much smaller than the target or far from
+square are counted and named in a warning (FaceSplit.flagged), and `data.min_image_size`
+refuses images whose shorter side is below it, by name.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from .errors import DatasetError
 from .io import atomic_path
@@ -27,8 +32,14 @@ from .split import FaceSplit
 log = logging.getLogger(__name__)
 
 # Bump when decoding changes (resize filter, crop rule) so old caches are not reused.
-# 2: 16-bit greyscale scaled to 8 bit (was clipped to white).
-CACHE_FORMAT = 2
+# 2: 16-bit greyscale scaled to 8 bit (was clipped to white). 3: EXIF orientation applied; source sizes kept.
+CACHE_FORMAT = 3
+# An image whose shorter side is under this fraction of the target side is upsampled a lot: warned about.
+SMALL_FRACTION = 0.5
+# Longer side / shorter side above this: the centre crop drops much of the picture (a face may be cut).
+FAR_FROM_SQUARE = 1.5
+# FaceSplit.flagged keys (data_summary counts them).
+EXIF_ROTATED, SMALL, NOT_SQUARE = "exif_rotated", "small", "far_from_square"
 # 16-bit greyscale modes; PIL's convert("RGB") clips them at 255 instead of scaling.
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 
@@ -42,13 +53,19 @@ def fingerprint_records(records: Sequence[ImageRecord], *, class_names: Sequence
 
 
 def decode_image(path: Path, *, size: int) -> np.ndarray:
-    """RGB uint8 [size, size, 3]: centre-crop to square (aligned faces already are), then resize.
+    """RGB uint8 [size, size, 3]: EXIF orientation applied, centre-crop to square (aligned faces already
+    are), then resize.
 
     Truncated files raise instead of being padded with grey, which PIL would otherwise do
     only when LOAD_TRUNCATED_IMAGES is set; we never set it. A header claiming more pixels
     than PIL's decompression-bomb limit raises before anything is decoded. 16-bit greyscale
     (PNG mode I;16) is scaled to 8 bit, not clipped.
     """
+    return _decode(path, size=size)[0]
+
+
+def _decode(path: Path, *, size: int) -> tuple[np.ndarray, tuple[int, int, bool]]:
+    """(pixels, (width, height as shown, whether EXIF orientation turned it))."""
     with Image.open(path) as image:
         width, height = image.size
         limit = Image.MAX_IMAGE_PIXELS
@@ -56,15 +73,17 @@ def decode_image(path: Path, *, size: int) -> np.ndarray:
             raise ValueError(f"the header claims {width}x{height} pixels, over the {limit}-pixel limit "
                              "(a corrupt file or a decompression bomb); refusing to decode it")
         image.load()
-        image = _to_rgb(image)
+        rotated = image.getexif().get(ExifTags.Base.Orientation, 1) not in (1, None)
+        image = _to_rgb(ImageOps.exif_transpose(image) if rotated else image)
     width, height = image.size
+    shown = (width, height, bool(rotated))
     if width != height:
         side = min(width, height)
         left, top = (width - side) // 2, (height - side) // 2
         image = image.crop((left, top, left + side, top + side))
     if image.size != (size, size):
         image = image.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=3.0)
-    return np.asarray(image, dtype=np.uint8)
+    return np.asarray(image, dtype=np.uint8), shown
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -82,9 +101,9 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _try_decode(path: Path, size: int) -> np.ndarray | str:
+def _try_decode(path: Path, size: int) -> tuple[np.ndarray, tuple[int, int, bool]] | str:
     try:
-        return decode_image(path, size=size)
+        return _decode(path, size=size)
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         return f"{type(error).__name__}: {error}"
 
@@ -103,8 +122,11 @@ def load_split(
     cache_dir: Path | str,
     skip_unreadable: bool = False,
     num_workers: int | None = None,
+    min_image_size: int | None = None,
 ) -> FaceSplit:
     """The decoded split from the cache, decoding (once) and caching it when needed."""
+    if min_image_size is not None and (not isinstance(min_image_size, int) or isinstance(min_image_size, bool) or min_image_size < 1):
+        raise DatasetError(f"data.min_image_size={min_image_size!r} must be a positive integer (pixels) or null (off)")
     records = listing.records(split)
     fingerprint = fingerprint_records(records, class_names=listing.class_names, extra=listing.extra_fingerprint)
     path = cache_file(cache_dir=Path(cache_dir), listing=listing, split=split, image_size=image_size, fingerprint=fingerprint)
@@ -117,6 +139,8 @@ def load_split(
         log.info("decoded %d %s images of %s into %s", len(cached["sample_ids"]), split, listing.dataset, path)
     if cached["skipped"]:
         log.warning("%s/%s: skipped %d unreadable image(s) (data.skip_unreadable=true)", listing.dataset, split, len(cached["skipped"]))
+    flagged = check_image_sizes(cached, records=records, where=f"{listing.dataset}/{split}", image_size=image_size,
+                                min_image_size=min_image_size)
     return FaceSplit(
         name=split,
         images=cached["images"],
@@ -126,7 +150,40 @@ def load_split(
         class_names=listing.class_names,
         fingerprint=fingerprint,
         skipped=tuple(cached["skipped"]),
+        flagged=flagged,
     )
+
+
+def check_image_sizes(cached: dict, *, records: Sequence[ImageRecord], where: str, image_size: int,
+                      min_image_size: int | None) -> dict[str, tuple[str, ...]]:
+    """Name the images EXIF orientation turned, those much smaller than `image_size` and those far from square
+    (a warning each, with names); with `min_image_size`, refuse every image whose shorter side is below it."""
+    paths = {record.sample_id: record.path for record in records}
+    sizes = cached["source_sizes"].tolist()
+    ids = cached["sample_ids"]
+    small = [(i, w, h) for i, (w, h) in zip(ids, sizes) if min(w, h) < SMALL_FRACTION * image_size]
+    oblong = [(i, w, h) for i, (w, h) in zip(ids, sizes) if max(w, h) > FAR_FROM_SQUARE * min(w, h)]
+
+    def named(items: list[tuple[str, int, int]]) -> str:
+        shown = ", ".join(f"{paths.get(i, i)} ({w}x{h})" for i, w, h in items[:5])
+        return shown + (f" and {len(items) - 5} more" if len(items) > 5 else "")
+
+    if min_image_size is not None:
+        refused = [(i, w, h) for i, (w, h) in zip(ids, sizes) if min(w, h) < min_image_size]
+        if refused:
+            raise DatasetError(f"{where}: {len(refused)} image(s) with a side under data.min_image_size={min_image_size}px: "
+                               f"{named(refused)}; remove them or lower data.min_image_size")
+    if cached["exif_rotated"]:
+        log.info("%s: %d image(s) turned upright by their EXIF orientation tag", where, len(cached["exif_rotated"]))
+    if small:
+        log.warning("%s: %d image(s) much smaller than the %dpx target (shorter side < %d px), upsampled a lot: %s; "
+                    "data.min_image_size=N refuses images under N px", where, len(small), image_size,
+                    round(SMALL_FRACTION * image_size), named(small))
+    if oblong:
+        log.warning("%s: %d image(s) far from square (sides over %.1f:1), centre-cropped to their middle square: %s; "
+                    "crop them to the face", where, len(oblong),
+                    FAR_FROM_SQUARE, named(oblong))
+    return {EXIF_ROTATED: tuple(cached["exif_rotated"]), SMALL: tuple(i for i, _, _ in small), NOT_SQUARE: tuple(i for i, _, _ in oblong)}
 
 
 def _decode_records(
@@ -149,12 +206,14 @@ def _decode_records(
         )
     kept = [(record, result) for record, result in zip(records, results) if not isinstance(result, str)]
     if kept:
-        images = torch.from_numpy(np.stack([array for _, array in kept])).permute(0, 3, 1, 2).contiguous()
+        images = torch.from_numpy(np.stack([array for _, (array, _) in kept])).permute(0, 3, 1, 2).contiguous()
     else:
         images = torch.zeros((0, 3, image_size, image_size), dtype=torch.uint8)
     return {
         "format": CACHE_FORMAT,
         "images": images,
+        "source_sizes": torch.tensor([[w, h] for _, (_, (w, h, _)) in kept], dtype=torch.long).reshape(-1, 2),
+        "exif_rotated": [record.sample_id for record, (_, (_, _, rotated)) in kept if rotated],
         "labels": torch.tensor([record.label for record, _ in kept], dtype=torch.long),
         "sample_ids": [record.sample_id for record, _ in kept],
         "skipped": [record.sample_id for record, _ in failures],

@@ -7,11 +7,15 @@ composes a config, so importing the data layer has no side effects.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from .runs import UnwritableFolderError, check_writable
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 GPU_ACCELERATORS = ("gpu", "cuda")
@@ -37,3 +41,21 @@ def trainer_uses_gpu(trainer_cfg: Mapping[str, Any] | None) -> bool:
 def trainer_device(trainer_cfg: Mapping[str, Any] | None) -> str:
     """The torch device type of a trainer config: "cuda" or "cpu" (for work done outside Lightning)."""
     return "cuda" if trainer_uses_gpu(trainer_cfg) else "cpu"
+
+
+class WritableOutput(Callback):
+    """Hydra callback (conf/hydra/default.yaml): an unwritable run or sweep folder ends the command with one
+    line, "cannot write to ...", and exit status 2, before Hydra itself fails on it with a traceback."""
+
+    def _check(self, folder: Any, what: str) -> None:
+        try:
+            check_writable(str(folder), what=what)
+        except UnwritableFolderError as error:
+            sys.stderr.write(f"{error}\n")
+            sys.exit(2)
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config.hydra.run.dir, "the run folder (hydra.run.dir, under paths.output_dir)")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config.hydra.sweep.dir, "the sweep folder (hydra.sweep.dir, under paths.output_dir)")

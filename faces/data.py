@@ -124,6 +124,7 @@ def load_faces(
         split: load_split(
             listing, split, image_size=image_size, cache_dir=cache_dir,
             skip_unreadable=bool(_get(cfg, "skip_unreadable", False)), num_workers=_get(cfg, "num_workers"),
+            min_image_size=_get(cfg, "min_image_size"),
         )
         for split in wanted
     }

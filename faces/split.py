@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -11,6 +12,7 @@ import torch
 from .errors import SyntheticLeakError
 
 EVALUATION_ROLES = ("val", "test")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,8 @@ class FaceSplit:
     class_names: tuple[str, ...]
     fingerprint: str = ""
     skipped: tuple[str, ...] = field(default=())
+    # Decoding notes by kind (faces.cache: exif_rotated, small, far_from_square) -> sample ids.
+    flagged: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.sample_ids)
@@ -117,3 +121,15 @@ def stratified_split(
         held_out.append(members[:n_held])
         keep.append(members[n_held:])
     return torch.cat(keep).sort().values, torch.cat(held_out).sort().values
+
+
+def warn_unvalidated_classes(fit: FaceSplit, val: FaceSplit) -> list[str]:
+    """Name (in a warning) and return the classes that have training images but no validation image: a class with
+    a single training image keeps it for fitting, so model selection and early stopping cannot see that class."""
+    fit_counts, val_counts = fit.class_counts(), val.class_counts()
+    missing = [name for name, n_fit, n_val in zip(fit.class_names, fit_counts, val_counts) if n_fit and not n_val]
+    if missing:
+        shown = ", ".join(f"{name} ({fit_counts[fit.class_names.index(name)]} training image(s))" for name in missing)
+        log.warning("no validation image for class(es) %s: model selection and early stopping ignore them; a class needs "
+                    "at least 2 training images to give one to validation", shown)
+    return missing

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from .cache import EXIF_ROTATED, NOT_SQUARE, SMALL
 from .plotting import pyplot
+from .split import warn_unvalidated_classes
 
 GROUPS = ("many", "medium", "few")
 
@@ -76,6 +79,7 @@ def summarize_dataset(data, *, thresholds: GroupThresholds = GroupThresholds()) 
     if "train" in data.splits:
         fit, val = data.train_val()
         counts["train (fit)"], counts["val (held out)"] = fit.class_counts(), val.class_counts()
+        without_val = warn_unvalidated_classes(fit, val)
     train = counts.get("train") or next(iter(counts.values()))
     summary = {
         "dataset": data.dataset,
@@ -89,8 +93,13 @@ def summarize_dataset(data, *, thresholds: GroupThresholds = GroupThresholds()) 
         "groups": dict(zip(data.class_names, class_groups(train, thresholds=thresholds))),
         "group_thresholds": {"many": thresholds.many, "few": thresholds.few},
         "skipped_unreadable": {name: len(split.skipped) for name, split in data.splits.items()},
+        # Decoding notes (faces.cache): turned upright by EXIF orientation, much smaller than image_size, far from square.
+        "decode_notes": {kind: {name: len(split.flagged.get(kind, ())) for name, split in data.splits.items()}
+                         for kind in (EXIF_ROTATED, SMALL, NOT_SQUARE)},
         "ignored_non_images": len(data.ignored),
     }
+    if "train" in data.splits:
+        summary["classes_without_validation"] = without_val
     if data.dataset == "rafdb":
         summary["matches_official_counts"] = {
             split: counts[split] == list(RAFDB_OFFICIAL_COUNTS[split]) for split in ("train", "test") if split in counts
@@ -119,6 +128,10 @@ def format_summary(summary: dict) -> str:
     )
     if "matches_official_counts" in summary:
         lines.append(f"matches RAF-DB official counts: {summary['matches_official_counts']}")
+    notes = {kind: sum(per_split.values()) for kind, per_split in summary.get("decode_notes", {}).items()}
+    if any(notes.values()):
+        lines.append(f"images turned upright by their EXIF orientation: {notes.get(EXIF_ROTATED, 0)}; much smaller than "
+                     f"{summary['image_size']}px: {notes.get(SMALL, 0)}; far from square: {notes.get(NOT_SQUARE, 0)} (named in the log)")
     skipped = sum(summary["skipped_unreadable"].values())
     if skipped or summary["ignored_non_images"]:
         lines.append(f"skipped unreadable images: {skipped}; ignored non-image files: {summary['ignored_non_images']}")

@@ -37,6 +37,11 @@ def spawn_pool(workers: int) -> ProcessPoolExecutor:
     )
 
 
+def die_with_parent() -> None:
+    """Make this process exit when its parent does (e.g. a DDP rank whose rank 0 was killed)."""
+    _die_with_parent(os.getppid())
+
+
 def _die_with_parent(parent_pid: int) -> None:
     if sys.platform.startswith("linux"):
         try:

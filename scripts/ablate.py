@@ -8,7 +8,9 @@
     python scripts/ablate.py aggregate outputs/multirun/train_classifier/<time>   # table from any multirun
 
 Writes ablation.csv, ablation.md, per_class_recall.png, confusion_matrices.png and report.html
-into out_dir (outputs/ablate/<name>/); re-running skips finished stages and runs. With `launcher=`
+into out_dir (outputs/ablate/<name>/); re-running skips finished stages and runs. Exit status: 0 when
+every run finished, 1 when any failed (listed), 2 for bad input (one line, before any work), 143 / 130
+when SIGTERM / Ctrl-C stopped it (out_dir gets interrupted.json). With `launcher=`
 (conf/launcher/) the classifier runs go to that Hydra launcher as one multirun of
 scripts/train_classifier.py, each job writing into out_dir/runs/<row>/seed<k>/ (ablation/launch.py).
 """
@@ -40,16 +42,33 @@ def main() -> None:
     import hydra
     from omegaconf import DictConfig
 
-    from ablation.pipeline import run_ablation
+    from ablation.pipeline import check_ablation, failed_runs, run_ablation
     from faces.config import register_resolvers
+    from faces.runs import RunInterrupted, command_line, exit_interrupted, interrupt_signals
 
     register_resolvers()
 
     @hydra.main(version_base="1.3", config_path="../conf", config_name="ablate")
     def run(cfg: DictConfig) -> None:
-        paths = run_ablation(cfg)
+        try:  # bad input: one line and exit status 2, before any work
+            check_ablation(cfg)
+        except (ValueError, ImportError, PermissionError) as error:
+            print(f"scripts/ablate.py: {error}", file=sys.stderr)
+            sys.exit(2)
+        try:
+            with interrupt_signals():
+                paths = run_ablation(cfg)
+        except RunInterrupted as interrupted:
+            exit_interrupted(interrupted, run_dir=Path(cfg.out_dir), resume=command_line(),
+                             note="Re-running the same command skips every finished stage and run.")
         print(paths["markdown"].read_text())
         print(f"report: {paths['html']}")
+        failed = failed_runs(cfg)
+        if failed:
+            shown = "\n  ".join(failed)
+            print(f"{len(failed)} run(s) failed (error.json in each run folder; re-running the command retries them):\n  {shown}",
+                  file=sys.stderr)
+            sys.exit(1)
 
     run()
 

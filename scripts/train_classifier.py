@@ -11,7 +11,8 @@
 Writes metrics.json, config.yaml, confusion_matrix.png, per_class_recall.png, logs/metrics.csv,
 tensorboard/ and checkpoints/best.safetensors to outputs/train_classifier/<time>/ (a sweep:
 outputs/multirun/train_classifier/<time>/<job>/, which `scripts/ablate.py aggregate` reads).
-A run that fails leaves error.json there instead of metrics.json.
+A run that fails leaves error.json there instead of metrics.json; one stopped by SIGTERM or Ctrl-C
+leaves interrupted.json (with the command that starts it again in its folder) and exits 143 / 130.
 
 `+ablation_run=<row>/seed<k>` is how `scripts/ablate.py launcher=...` hands a run to a Hydra
 launcher: the job then trains the config the ablation wrote into its folder (ablation/launch.py).
@@ -32,7 +33,7 @@ from classifier.outputs import format_metrics
 from classifier.train import run_training, world_size
 from classifier.trainer import is_global_zero
 from faces.config import register_resolvers
-from faces.runs import record_failure
+from faces.runs import RunInterrupted, command_line, exit_interrupted, interrupt_signals, record_failure, replace_argument
 
 register_resolvers()
 log = logging.getLogger("train_classifier")
@@ -48,15 +49,27 @@ def check_multirun_devices(cfg: DictConfig) -> None:
                          "let the launcher spread the jobs, or run a DDP job on its own (without -m)")
 
 
+def resume_command(cfg: DictConfig, run_dir: Path) -> str:
+    if cfg.get(LAUNCH_KEY):
+        return "re-run the scripts/ablate.py command that launched this run (it skips finished runs)"
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        return command_line()
+    return command_line(replace_argument("hydra.run.dir", run_dir))
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train_classifier")
 def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     row = None
     try:
-        if cfg.get(LAUNCH_KEY):  # a stage-3 run of scripts/ablate.py launcher=...: its folder holds its config
-            cfg, row = load_launched_run(run_dir)
-        check_multirun_devices(cfg)
-        metrics = run_training(cfg, run_dir=run_dir)
+        with interrupt_signals():
+            if cfg.get(LAUNCH_KEY):  # a stage-3 run of scripts/ablate.py launcher=...: its folder holds its config
+                cfg, row = load_launched_run(run_dir)
+            check_multirun_devices(cfg)
+            metrics = run_training(cfg, run_dir=run_dir)
+    except RunInterrupted as interrupted:
+        exit_interrupted(interrupted, run_dir=run_dir, resume=resume_command(cfg, run_dir), mark=is_global_zero(),
+                         note="A classifier run keeps no mid-run checkpoint: it starts again from its first epoch.")
     except Exception as error:
         # In a multirun sweep the failure stays visible: `ablate.py aggregate` reports it as failed.
         if is_global_zero():

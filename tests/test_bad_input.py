@@ -16,9 +16,11 @@ import importlib.util
 import json
 import os
 import re
+import signal
 import struct
 import subprocess
 import sys
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +35,8 @@ from safetensors.torch import save_file
 import faces
 from ablation.generate import main as augment_main
 from ablation.config import compose_config
+from ablation.pipeline import check_ablation
+from classifier.backbones import PretrainedWeightsError
 from classifier.evaluate import run_evaluation
 from classifier.train import run_training
 from faces.classes import RAFDB_CLASSES
@@ -141,6 +145,8 @@ class Case:
     decodes: bool = False                        # whether decoding (a cache file) is allowed before the failure
     creates: tuple[str, ...] = ()                # paths (relative to tmp) that must NOT exist afterwards
     error: type[BaseException] = Exception
+    leaves: tuple[str, ...] = ()                 # globs (relative to tmp) that MUST match afterwards (e.g. an interrupted marker)
+    slow: bool = False
 
 
 def augment_case(make_args: Callable[[Env], list[str]]) -> Callable[[Env], Callable[[], int]]:
@@ -233,6 +239,182 @@ def _evaluate_forged(env: Env) -> Callable[[], object]:
     return lambda: run_evaluation(cfg, checkpoint=cfg.checkpoint, run_dir=env.tmp / "evaluation")
 
 
+# ----- the second probe (issue 23): entry points run as the user runs them, in a subprocess ----------------
+def run_script(env: Env, script: str, args: list[str], *, extra_env: dict[str, str | None] | None = None,
+               interrupt: tuple[signal.Signals, str] | None = None, timeout: float = 300) -> int:
+    """Run scripts/<script> with `args`, print its output (the case reads it) and return its exit status.
+    `interrupt=(signal, glob)`: once `glob` (relative to tmp) matches, i.e. the work has begun, send the signal."""
+    variables = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
+                 "PYTHONUNBUFFERED": "1"}
+    for key, value in (extra_env or {}).items():
+        variables.pop(key, None) if value is None else variables.__setitem__(key, value)
+    log_path = env.tmp.parent / f"{env.tmp.name}-{script}.log"
+    with log_path.open("w") as log_file:
+        process = subprocess.Popen([sys.executable, str(REPO / "scripts" / script), *args], stdout=log_file, stderr=subprocess.STDOUT,
+                                   env=variables, cwd=REPO)
+        try:
+            if interrupt is not None:
+                signum, ready = interrupt
+                deadline = time.monotonic() + timeout
+                while not list(env.tmp.glob(ready)) and process.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                process.send_signal(signum)
+            rc = process.wait(timeout=timeout)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    print(log_path.read_text())
+    return rc
+
+
+def script_case(script: str, make_args: Callable[[Env], list[str]], **options) -> Callable[[Env], Callable[[], int]]:
+    def build(env: Env) -> Callable[[], int]:
+        args = make_args(env)
+        return lambda: run_script(env, script, args, **options)
+
+    return build
+
+
+# A classifier run long enough to be interrupted: 2 batches an epoch, many epochs.
+LONG = [*FAST[:-1], "train.epochs=500", "trainer.enable_progress_bar=false"]
+
+
+def _classifier_run(env: Env) -> list[str]:
+    return [*env.data_args(), *LONG, f"hydra.run.dir={env.tmp / 'run'}"]
+
+
+def _vaegan_run(env: Env) -> list[str]:
+    return [*env.data_args(), "vaegan=small", "epochs=500", "batch_size=64", "trainer.enable_progress_bar=false",
+            f"hydra.run.dir={env.tmp / 'vaegan'}"]
+
+
+def hydra_list(key: str, items: list[str]) -> str:
+    return f"{key}=[" + ",".join(f"'{item}'" for item in items) + "]"
+
+
+def _ablation(*extra: str) -> Callable[[Env], list[str]]:
+    return lambda env: [*env.data_args(), "rows=[none]", "trainer.enable_progress_bar=false", *extra]
+
+
+def _ablation_checks(*extra: str) -> Callable[[Env], Callable[[], object]]:
+    """The checks scripts/ablate.py runs before stage 1 (in-process; the subprocess cases show the exit status)."""
+    def build(env: Env) -> Callable[[], object]:
+        cfg = compose_config("ablate", _ablation(*extra)(env))
+        return lambda: check_ablation(cfg)
+
+    return build
+
+
+def _phone_photos(env: Env) -> list[str]:
+    """A RAF-DB-class folder dataset with a sideways phone photo (EXIF orientation 6), a 1x1 and a 400x20 image."""
+    from PIL import Image
+
+    dataset = rafdb_classes_folder(env.tmp / "dataset", size=32)
+    pixels = torch.zeros((32, 32, 3), dtype=torch.uint8)
+    pixels[:, 16:] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(pixels.numpy()).save(dataset / "train" / "Fear" / "phone.jpg", format="JPEG", exif=exif.tobytes())
+    Image.fromarray(torch.full((1, 1, 3), 128, dtype=torch.uint8).numpy()).save(dataset / "train" / "Anger" / "dot.png")
+    Image.fromarray(torch.full((20, 400, 3), 128, dtype=torch.uint8).numpy()).save(dataset / "train" / "Sadness" / "strip.png")
+    return [*folder_data_args(env, dataset), f"hydra.run.dir={env.tmp / 'summary'}"]
+
+
+def _tiny_images(env: Env) -> Callable[[], object]:
+    dataset = rafdb_classes_folder(env.tmp / "dataset", size=32)
+    write_image(dataset / "train" / "Fear" / "thumb.png", seed=7, size=4, fmt="PNG")
+    cfg = compose_config("train_classifier", [*folder_data_args(env, dataset, "data.min_image_size=16"), *FAST])
+    return lambda: run_training(cfg, run_dir=env.tmp / "run")
+
+
+def _single_image_class(env: Env) -> Callable[[], object]:
+    dataset = rafdb_classes_folder(env.tmp / "dataset", size=32)
+    (dataset / "train" / "Fear" / "1.png").unlink()  # Fear keeps one training image: it has none to give validation
+    cfg = compose_config("train_classifier", [*folder_data_args(env, dataset), *FAST])
+    return lambda: run_training(cfg, run_dir=env.tmp / "run")
+
+
+def _hub_unreachable(env: Env) -> Callable[[], object]:
+    """classifier.pretrained=hub without HF_HUB_OFFLINE and without a route to the hub (an endpoint that refuses at
+    once stands in for "no network", deterministically): refused at the first connection, before decoding."""
+    cfg = compose_config("train_classifier", [*env.data_args(), *FAST, "classifier.pretrained=hub"])
+
+    def call() -> object:
+        saved = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "HF_ENDPOINT")}
+        os.environ.pop("HF_HUB_OFFLINE", None)
+        os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
+        try:
+            return run_training(cfg, run_dir=env.tmp / "run")
+        finally:
+            for key, value in saved.items():
+                os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+
+    return call
+
+
+def _read_only_outputs(env: Env) -> list[str]:
+    outputs = env.tmp / "outputs"
+    outputs.mkdir()
+    (outputs / "earlier.txt").write_text("an earlier result")
+    outputs.chmod(0o555)
+    return env.data_args()
+
+
+def _read_only_ablation(env: Env) -> list[str]:
+    out = env.tmp / "ablation"
+    out.mkdir()
+    out.chmod(0o555)
+    return [*env.data_args(), "rows=[none]", "seeds=[0]", f"out_dir={out}", f"hydra.run.dir={env.tmp / 'hydra'}"]
+
+
+SECOND_PROBE = [
+    # 1. An interrupted run is not a success: 143 / 130, the folder marked, the resume command printed.
+    Case("sigterm-train-classifier", script_case("train_classifier.py", _classifier_run, interrupt=(signal.SIGTERM, "run/tensorboard")),
+         143, (r"INTERRUPTED by SIGTERM: .*run is marked interrupted \(interrupted\.json\)",
+               r"To resume: \S*python\S* .*train_classifier\.py .*hydra\.run\.dir=.*run"),
+         decodes=True, creates=("run/metrics.json",), leaves=("run/interrupted.json", "run/tensorboard")),
+    Case("ctrl-c-train-vaegan", script_case("train_vaegan.py", _vaegan_run, interrupt=(signal.SIGINT, "vaegan/checkpoints/last.ckpt")),
+         130, (r"INTERRUPTED by SIGINT", r"Last checkpoint .*: .*vaegan/checkpoints/last\.ckpt",
+               r"To resume: \S*python\S* .*train_vaegan\.py .*resume=.*vaegan/checkpoints/last\.ckpt"),
+         decodes=True, creates=("vaegan/vaegan.safetensors",), leaves=("vaegan/interrupted.json", "vaegan/checkpoints/last.ckpt"),
+         slow=True),
+    Case("sigterm-ablate", script_case("ablate.py", _ablation("seeds=[0]", hydra_list("classifier_overrides", LONG)),
+                                       interrupt=(signal.SIGTERM, "outputs/ablate/ablation/runs/none/seed0/tensorboard")),
+         143, (r"INTERRUPTED by SIGTERM: .*ablation is marked interrupted", r"To resume: \S*python\S* .*ablate\.py"),
+         decodes=True, creates=("outputs/ablate/ablation/runs/none/seed0/metrics.json",),
+         leaves=("outputs/ablate/ablation/interrupted.json", "outputs/ablate/ablation/runs/none/seed0/interrupted.json"), slow=True),
+    # 5. Phone photos upright and counted; degenerate images named; data.min_image_size refuses them by name.
+    Case("exif-and-degenerate-images-summary", script_case("data_summary.py", _phone_photos), 0,
+         (r"turned upright by their EXIF orientation: 1; much smaller than 32px: 1; far from square: 1",
+          r"much smaller than the 32px target.*dot\.png \(1x1\)", r"far from square.*strip\.png \(400x20\)"),
+         decodes=True, leaves=("summary/summary.json",)),
+    Case("min-image-size", _tiny_images, 1, (r"1 image\(s\) with a side under data\.min_image_size=16px: .*Fear/thumb\.png \(4x4\)",),
+         error=faces.DatasetError, decodes=True, creates=("run/checkpoints",)),
+    # 6. Seeds checked before stage 1; an ablation whose runs failed exits non-zero, naming them.
+    Case("ablate-negative-seed", script_case("ablate.py", _ablation("seeds=[-1]")), 2,
+         (r"seeds=\[-1\]: \[-1\] not integers in 0\.\.4294967295",), creates=("outputs/ablate/ablation/ablate_config.yaml", "outputs/ablate/ablation/runs"), slow=True),
+    Case("ablate-every-run-failed", script_case("ablate.py", _ablation("seeds=[0,1]", hydra_list("classifier_overrides", [*FAST, "train.lr=-1"]))),
+         1, (r"2 run\(s\) failed", r"none seed 0: ValueError: train\.lr=-1", r"none seed 1: ValueError: train\.lr=-1"),
+         leaves=("outputs/ablate/ablation/runs/none/seed1/error.json",), slow=True),
+    Case("ablate-seed-out-of-range", _ablation_checks("seeds=[0,4294967296,0.5]"), 1,
+         (r"seeds=\[0, 4294967296, 0\.5\]: \[4294967296, 0\.5\] not integers in 0\.\.4294967295",), error=ValueError),
+    # Issue 21: DDP under ablate.py would re-run the whole ablation per rank: refused before any work.
+    Case("ablate-ddp-without-launcher", script_case("ablate.py", _ablation("seeds=[0]", "trainer=ddp_cpu", "trainer.devices=2")), 2,
+         (r"trainer asks for 2 processes \(DDP\), but scripts/ablate\.py runs its stages in one process",
+          r"scripts/train_classifier\.py trainer=ddp"), creates=("outputs/ablate/ablation/ablate_config.yaml", "outputs/ablate/ablation/runs")),
+    # 7. A read-only output folder: one line, exit 2, and what was in it is untouched.
+    Case("read-only-output-dir", script_case("train_classifier.py", _read_only_outputs), 2,
+         (r"(?m)^cannot write to .*outputs/train_classifier/\S+: .*outputs is read-only",), creates=("outputs/train_classifier",)),
+    Case("read-only-ablation-out-dir", script_case("ablate.py", _read_only_ablation), 2, (r"(?m)^scripts/ablate\.py: cannot write to .*ablation: .*ablation is read-only",),
+         creates=("ablation/.lock", "ablation/ablate_config.yaml"), slow=True),
+    # Smaller ones: a class with no validation image is named; hub weights with no network fail at once.
+    Case("single-image-class", _single_image_class, 0, (r"no validation image for class\(es\) Fear \(1 training image",),
+         decodes=True),
+    Case("hub-unreachable", _hub_unreachable, 1, (r"classifier\.pretrained=hub .*cannot reach the hub at http://127\.0\.0\.1:9",
+                                                  r"HF_HUB_OFFLINE=1"), error=PretrainedWeightsError),
+]
+
 CASES = [
     # Argument values, checked before the checkpoint, the data or OUT are touched.
     Case("min-confidence-above-1", augment_case(lambda e: e.augment("--target-count", "10", "--min-confidence", "5")),
@@ -294,8 +476,11 @@ def snapshot(folder: Path) -> dict[str, str]:
             for p in folder.rglob("*") if p.is_file() and not p.is_symlink()}
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input(case: Case, env: Env, capsys: pytest.CaptureFixture) -> None:
+CASES += SECOND_PROBE
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c.slow else c for c in CASES], ids=[c.id for c in CASES])
+def test_bad_input(case: Case, env: Env, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture) -> None:
     call = case.run(env)
     before = snapshot(env.tmp)
     message = ""
@@ -309,7 +494,7 @@ def test_bad_input(case: Case, env: Env, capsys: pytest.CaptureFixture) -> None:
         assert isinstance(error, case.error), f"{type(error).__name__}: {error}"
         rc, message = 1, f"{type(error).__name__}: {error}"
     captured = capsys.readouterr()
-    message += captured.err + captured.out
+    message += captured.err + captured.out + caplog.text
     assert rc == case.rc, message
     for pattern in case.says:
         assert re.search(pattern, message), f"{pattern!r} not in: {message}"
@@ -320,6 +505,8 @@ def test_bad_input(case: Case, env: Env, capsys: pytest.CaptureFixture) -> None:
         assert not list(env.cache.rglob("*.pt")), "failed only after decoding images"
     for rel in case.creates:
         assert not (env.tmp / rel).exists(), f"{rel} was created"
+    for pattern in case.leaves:
+        assert list(env.tmp.glob(pattern)), f"nothing matches {pattern}"
     after = snapshot(env.tmp)
     lost = [rel for rel, digest in before.items() if after.get(rel) != digest]
     assert not lost, f"changed or deleted: {lost}"
@@ -390,3 +577,55 @@ def test_one_writer_per_folder_and_a_killed_writers_lock_is_taken_over(tmp_path:
             pass
         assert (folder / LOCK_FILE).is_file()
     assert not (folder / LOCK_FILE).exists()
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.is_file() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigterm_ends_every_rank_of_a_ddp_run(env: Env) -> None:
+    """Issue 21: SIGTERM to rank 0 of `train_classifier.py trainer=ddp_cpu trainer.devices=2` ends both ranks within
+    seconds (exit 143, the folder marked interrupted), instead of leaving them hung in a collective."""
+    run = env.tmp / "run"
+    command = [sys.executable, str(REPO / "scripts" / "train_classifier.py"), *_classifier_run(env), "trainer=ddp_cpu", "trainer.devices=2"]
+    variables = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    with (env.tmp / "ddp.log").open("w") as log_file:
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=variables, cwd=REPO)
+        try:
+            deadline = time.monotonic() + 300
+            while not ((run / "tensorboard").is_dir() and _children(process.pid)) and process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+            ranks = _children(process.pid)
+            assert ranks, (env.tmp / "ddp.log").read_text()
+            time.sleep(2)  # both ranks in their training loop
+            process.send_signal(signal.SIGTERM)
+            rc = process.wait(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    output = (env.tmp / "ddp.log").read_text()
+    assert rc == 143, output
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in ranks) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in ranks if _alive(pid)], "a rank outlived rank 0"
+    assert "INTERRUPTED by SIGTERM" in output and (run / "interrupted.json").is_file() and not (run / "metrics.json").exists()

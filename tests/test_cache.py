@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,57 @@ def test_decompression_bomb_is_named_and_skippable(tmp_path: Path, cache_dir: Pa
         load_faces(_cfg(root), cache_dir=cache_dir)
     data = load_faces({**_cfg(root), "skip_unreadable": True}, cache_dir=cache_dir)
     assert set(data.train.skipped) == {"train/a/bomb.png", "train/a/big.png"} and len(data.train) == 4
+
+
+def _phone_photo(path: Path) -> None:
+    """A 32x16 JPEG stored sideways (left half black, right half white) with EXIF orientation 6 (turn 90° clockwise)."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.zeros((16, 32, 3), dtype=np.uint8)
+    pixels[:, 16:] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(pixels).save(path, format="JPEG", quality=95, exif=exif.tobytes())
+
+
+def test_exif_orientation_is_applied_and_counted(tmp_path: Path, cache_dir: Path) -> None:
+    """A phone photo with EXIF orientation 6 is decoded as every viewer shows it (upright, 16x32), and counted."""
+    from faces.summary import format_summary, summarize_dataset
+
+    root = build_class_folders(tmp_path / "d", counts={"train": (2, 2), "test": (1, 1)}, folder_names=("a", "b"), size=16)
+    _phone_photo(root / "train" / "a" / "phone.jpg")
+    data = load_faces(_cfg(root), cache_dir=cache_dir)
+    image = data.train.images[data.train.sample_ids.index("train/a/phone.jpg")].float().mean(0)  # [16, 16]
+    # Turned clockwise, the stored left (black) half is on top: the top rows dark, the bottom rows light.
+    assert image[:3].mean() < 60 and image[-3:].mean() > 190
+    assert data.train.flagged["exif_rotated"] == ("train/a/phone.jpg",)
+    summary = summarize_dataset(data)
+    assert summary["decode_notes"]["exif_rotated"] == {"train": 1, "test": 0}
+    assert "turned upright by their EXIF orientation: 1" in format_summary(summary)
+
+
+def test_degenerate_images_are_named_and_min_image_size_refuses_them(tmp_path: Path, cache_dir: Path, caplog) -> None:
+    """A 1x1 and a 400x20 PNG: warned about by name and counted; data.min_image_size refuses them by name."""
+    import logging
+
+    import numpy as np
+    from PIL import Image
+
+    from faces import DatasetError
+
+    root = build_class_folders(tmp_path / "d", counts={"train": (2, 2), "test": (1, 1)}, folder_names=("a", "b"), size=32)
+    Image.fromarray(np.full((1, 1, 3), 128, dtype=np.uint8)).save(root / "train" / "a" / "dot.png")
+    Image.fromarray(np.full((20, 400, 3), 128, dtype=np.uint8)).save(root / "train" / "b" / "strip.png")
+    with caplog.at_level(logging.WARNING, logger="faces.cache"):
+        data = load_faces(_cfg(root), cache_dir=cache_dir)
+    assert data.train.flagged["small"] == ("train/a/dot.png",)
+    assert data.train.flagged["far_from_square"] == ("train/b/strip.png",)
+    assert re.search(r"1 image\(s\) much smaller than the 16px target.*dot\.png \(1x1\)", caplog.text)
+    assert re.search(r"1 image\(s\) far from square.*strip\.png \(400x20\)", caplog.text)
+    # The refusal is checked on every load, also when the split comes from the cache.
+    with pytest.raises(DatasetError, match=r"2 image\(s\) with a side under data\.min_image_size=24px: .*dot\.png \(1x1\), .*strip\.png \(400x20\)"):
+        load_faces({**_cfg(root), "min_image_size": 24}, cache_dir=cache_dir)
+    assert len(load_faces({**_cfg(root), "min_image_size": 1}, cache_dir=cache_dir).train) == 6
+    with pytest.raises(DatasetError, match=r"data\.min_image_size=0 must be a positive integer"):
+        load_faces({**_cfg(root), "min_image_size": 0}, cache_dir=cache_dir)

@@ -18,6 +18,7 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from faces.io import plain
 from faces.lock import folder_lock
 from faces.logs import quiet_lightning
+from faces.runs import check_not_interrupted, clear_interruption
 
 from .checkpoint import check_resume_checkpoint, save_vaegan
 from .data import VAEGANDataModule, load_vaegan_faces
@@ -87,6 +88,7 @@ def train_vaegan(cfg: DictConfig | dict, *, output_dir: Path | str, callbacks: S
     # One writer per run folder (a second run on it names this one's pid); the EMA decoder stays in eval on purpose.
     quiet_lightning(frozen_eval_modules=True)
     with folder_lock(output_dir, what="VAE-GAN training"):
+        clear_interruption(output_dir)
         pl.seed_everything(int(config["seed"]), workers=True)
 
         fit, val, data = load_vaegan_faces(config["data"], cache_dir=config["paths"]["cache_dir"])
@@ -104,6 +106,7 @@ def train_vaegan(cfg: DictConfig | dict, *, output_dir: Path | str, callbacks: S
             last_path = Path(last.last_model_path or last.best_model_path or output_dir / "checkpoints" / "last.ckpt")
             kept = last_path if last_path.is_file() else "none yet (it failed in the first epoch)"
             raise NonFiniteLossError(f"{error} Last good checkpoint: {kept}") from error
+        check_not_interrupted(trainer)
 
         if trainer.is_global_zero:
             module.save_grids(tag="final")
