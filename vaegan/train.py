@@ -13,9 +13,9 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from faces.lock import folder_lock
+from faces.loggers import build_loggers
 from faces.logs import quiet_lightning
 
 from .checkpoint import check_resume_checkpoint, save_vaegan
@@ -72,7 +72,7 @@ def build_trainer(config: dict[str, Any], *, output_dir: Path, callbacks: Sequen
         num_sanity_val_steps=0,
         use_distributed_sampler=False,  # faces.torchdata.EpochSampler shards by rank itself
         callbacks=[last, best, *callbacks],
-        logger=[CSVLogger(output_dir, name="logs", version=""), TensorBoardLogger(output_dir, name="tensorboard", version="")],
+        logger=build_loggers(config.get("logger"), save_dir=output_dir),  # conf/logger/
         default_root_dir=output_dir,
     )
     return trainer, last, best
