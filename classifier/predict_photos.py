@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageOps
 from torch import nn
+from tqdm import tqdm
 
 from faces.align import FaceAligner, template_for
 from faces.io import write_png_atomic, write_text_atomic
@@ -176,10 +177,11 @@ def annotate(image: np.ndarray, marks: list) -> np.ndarray:
 
 
 def predict_sources(sources: list[Source], *, predictor: PhotoPredictor, every: int = 1,
-                    annotate_dir: Path | None = None) -> list[dict[str, Any]]:
-    """All rows for all sources; an unreadable one gets a row naming the error and the rest go on."""
+                    annotate_dir: Path | None = None, progress: bool | None = None) -> list[dict[str, Any]]:
+    """All rows for all sources; an unreadable one gets a row naming the error and the rest go on.
+    `progress`: a bar over the files; None shows it only on a terminal (tqdm's disable=None)."""
     rows: list[dict[str, Any]] = []
-    for source in sources:
+    for source in tqdm(sources, desc="predict", unit="file", dynamic_ncols=True, disable=None if progress is None else not progress):
         try:
             if source.video:
                 pictures = video_frames(source.path, every=every)

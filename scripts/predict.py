@@ -8,7 +8,8 @@ CKPT is a classifier run folder or its checkpoints/best.safetensors. Faces are f
 bundled Haar cascades (offline), levelled on the eyes and cropped like the training data
 (classifier/predict_photos.py, faces/align.py). One CSV row per face: file, frame, box, class and every
 class's probability; an image without a face or an unreadable file gets a row saying so. The CSV is
-written atomically when all inputs are done.
+written atomically when all inputs are done. A progress bar over the files shows on a terminal; --quiet
+prints errors only.
 """
 
 from __future__ import annotations
@@ -47,10 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=int, default=1, metavar="N", help="videos: classify every N-th frame (default: 1)")
     parser.add_argument("--min-face", type=int, default=40, metavar="PX", help="smallest face side to detect (default: 40)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary; errors only")
     args = parser.parse_args(argv)
     if args.every < 1:
         parser.error(f"--every must be >= 1, got {args.every}")
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.ERROR if args.quiet else logging.INFO, format="%(message)s")
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
     try:
         check_checkpoint_argument(args.checkpoint)
@@ -61,8 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     except (PredictInputError, CheckpointError, DetectorUnavailableError) as error:
         print(f"fer-predict: error: {error}", file=sys.stderr)
         return 2
-    rows = predict_sources(sources, predictor=predictor, every=args.every, annotate_dir=args.annotate)
+    rows = predict_sources(sources, predictor=predictor, every=args.every, annotate_dir=args.annotate,
+                           progress=False if args.quiet else None)
     out = write_predictions(args.out, rows, columns=predictor.columns())
+    if args.quiet:
+        return 0
     status = Counter("unreadable" if r["status"].startswith("unreadable") else r["status"] for r in rows)
     print(f"{len(sources)} input file(s): {status[STATUS_OK]} face(s) classified, {status[STATUS_NO_FACE]} picture(s) "
           f"without a face, {status['unreadable']} unreadable file(s){' (flip TTA)' if args.tta else ''}")

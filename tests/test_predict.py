@@ -94,15 +94,16 @@ def test_predict_folder_with_faces_blanks_and_a_broken_file(run_dir: Path, tmp_p
     assert "3 face(s) classified, 1 picture(s) without a face, 1 unreadable" in capsys.readouterr().out
 
 
-def test_flip_tta_gives_a_mirrored_crop_the_same_probabilities(run_dir: Path, tmp_path: Path) -> None:
+def test_flip_tta_gives_a_mirrored_crop_the_same_probabilities(run_dir: Path, tmp_path: Path, capsys) -> None:
     crop = astronaut()[60:180, 165:285]
     Image.fromarray(crop).save(tmp_path / "a.png")
     Image.fromarray(np.ascontiguousarray(crop[:, ::-1])).save(tmp_path / "b.png")
     probs = {}
     for tta in (False, True):
         out = tmp_path / f"tta{tta}.csv"
-        predict_main()([str(run_dir), str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--aligned", "--out", str(out)]
-                       + (["--tta"] if tta else []))
+        predict_main()([str(run_dir), str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--aligned", "--out", str(out),
+                        "--quiet"] + (["--tta"] if tta else []))
+        assert capsys.readouterr() == ("", "")  # --quiet: the CSV, and nothing on the console
         rows = read_rows(out)
         probs[tta] = [np.array([float(v) for k, v in r.items() if k.startswith("p_")]) for r in rows]
         assert [r["x"] for r in rows] == ["0", "0"]  # --aligned: the whole picture is the face
