@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from contextlib import ExitStack
 from types import TracebackType
+from typing import Self
 
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -23,7 +24,7 @@ class StageProgress:
         self.bar: tqdm | None = None
         self._stack = ExitStack()
 
-    def __enter__(self) -> StageProgress:
+    def __enter__(self) -> Self:
         return self
 
     def start(self, *, total: int, done: int, description: str = "stage 3/3") -> None:

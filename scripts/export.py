@@ -18,7 +18,12 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> int:
     from classifier.checkpoint import load_classifier
-    from classifier.export import FORMATS, ExportError, check_output_path, export_classifier
+    from classifier.export import (
+        FORMATS,
+        ExportError,
+        check_output_path,
+        export_classifier,
+    )
     from faces.errors import CheckpointError
 
     parser = argparse.ArgumentParser(prog="fer-export", description=__doc__.split("\n\n")[0])

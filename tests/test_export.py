@@ -9,17 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
 from deploy_helpers import astronaut, write_checkpoint
+from torch import nn
 
 onnxruntime = pytest.importorskip("onnxruntime", reason="ONNX export needs the deploy extra (onnx, onnxruntime, onnxscript)")
 pytest.importorskip("onnxscript", reason="torch's ONNX exporter needs onnxscript (the deploy extra)")
 
-from classifier.checkpoint import load_classifier  # noqa: E402
-from classifier.export import ExportError, export_classifier, read_onnx_meta  # noqa: E402
-from classifier.model import preprocess  # noqa: E402
-from classifier.predict import predict_proba  # noqa: E402
+from classifier.checkpoint import load_classifier
+from classifier.export import ExportError, export_classifier, read_onnx_meta
+from classifier.model import preprocess
+from classifier.predict import predict_proba
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "export.py"
 
@@ -52,7 +51,7 @@ def test_onnx_export_matches_torch_and_carries_its_preprocessing(run_dir: Path, 
     crops = torch.nn.functional.interpolate(crops.float(), size=(40, 40), mode="area").round().to(torch.uint8)
     x = preprocess(crops, input_size=meta["input_size"], mean=meta["mean"], std=meta["std"]).numpy()
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    logits, probs = session.run(None, {"images": x})
+    _, probs = session.run(None, {"images": x})
     assert probs.shape == (3, 7)  # a batch size the export never saw: the batch dimension is dynamic
     expected = predict_proba(model, crops, meta=ckpt_meta).numpy()
     np.testing.assert_allclose(probs, expected, atol=1e-4, rtol=1e-4)

@@ -8,11 +8,11 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from classifier_helpers import tiny_cfg
 from hydra import compose, initialize_config_dir
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from classifier.train import run_training
-from classifier_helpers import tiny_cfg
 from faces.config import CONF_DIR
 from faces.loggers import build_loggers
 

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from deploy_helpers import astronaut, pasted_faces, write_checkpoint
+from PIL import Image
 
 cv2 = pytest.importorskip("cv2", reason="face detection needs opencv-python-headless (the deploy extra)")
 
-from faces.align import FaceAligner, template_for  # noqa: E402
+from faces.align import FaceAligner, template_for
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "predict.py"
 
@@ -37,7 +36,7 @@ def test_astronaut_face_is_found_and_its_eyes_levelled() -> None:
     image = astronaut()
     faces = FaceAligner(size=100, template=template_for("rafdb"))(image)
     assert len(faces) == 1
-    x, y, w, h = faces[0].box
+    x, y, w, _ = faces[0].box
     assert 150 < x < 210 and 40 < y < 100 and 70 < w < 130  # her face, not the flag or the suit
     assert faces[0].eyes_found and faces[0].crop.shape == (100, 100, 3)
 
@@ -142,8 +141,8 @@ def test_bad_input_fails_clearly_and_keeps_the_old_csv(run_dir: Path, tmp_path: 
 
     Image.fromarray(astronaut()).save(tmp_path / "a.jpg")
     foreign = tmp_path / "vaegan.safetensors"
-    from safetensors.torch import save_file
     import torch
+    from safetensors.torch import save_file
 
     save_file({"w": torch.zeros(2)}, str(foreign), metadata={"other": "{}"})
     assert main([str(foreign), str(tmp_path / "a.jpg"), "--out", str(out)]) == 2
