@@ -57,6 +57,7 @@ def test_onnx_export_matches_torch_and_carries_its_preprocessing(run_dir: Path, 
     np.testing.assert_allclose(probs, expected, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow  # ~20 s on 2 loaded cores (torch.export tracing)
 def test_pt2_export_reloads_with_torch_alone(run_dir: Path, tmp_path: Path) -> None:
     model, meta = load_classifier(run_dir)
     report = export_classifier(model, meta, tmp_path / "model.pt2", fmt="pt2")
