@@ -15,6 +15,9 @@ from typing import Self
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+# Loggers with their own console handler: the root (Hydra's) and Lightning's ("GPU available: ...").
+_CONSOLE_LOGGERS = ("", "pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric")
+
 
 class StageProgress:
     """`with StageProgress(enabled=...) as progress:` then start(total, done), running(label), finished()."""
@@ -34,7 +37,7 @@ class StageProgress:
         self.bar = self._stack.enter_context(tqdm(total=total, initial=done, desc=description, unit="run", smoothing=0,
                                                   dynamic_ncols=True, disable=None if self.enabled is None else not self.enabled))
         if not self.bar.disable:  # log lines through tqdm.write, above the bar
-            self._stack.enter_context(logging_redirect_tqdm(loggers=[logging.getLogger()]))
+            self._stack.enter_context(logging_redirect_tqdm(loggers=[logging.getLogger(name) for name in _CONSOLE_LOGGERS]))
 
     def running(self, label: str) -> None:
         if self.bar is not None:
