@@ -37,6 +37,7 @@ from .generate import augment_with_checkpoint
 from .config import compose_config
 from .judge import ensure_judge
 from .launch import PendingRun, check_launcher, launch_runs
+from .progress import StageProgress
 from .report import write_report
 
 log = logging.getLogger("ablate")
@@ -173,7 +174,7 @@ def run_ablation(cfg: DictConfig) -> dict[str, Path]:
     out_dir = Path(cfg.out_dir)
     rows, plugin = check_ablation(cfg)  # plugin None: stage 3 runs here, one run after another
     # One writer per ablation folder: a second ablate.py on it gets an error naming this one's pid.
-    with folder_lock(out_dir, what="ablation"):
+    with folder_lock(out_dir, what="ablation"), StageProgress(enabled=cfg.get("progress")) as progress:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out_dir / "ablate_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
@@ -185,6 +186,8 @@ def run_ablation(cfg: DictConfig) -> dict[str, Path]:
 
         runs = [(row, int(seed)) for row in rows for seed in cfg.seeds]
         pending: list[PendingRun] = []
+        if plugin is None:
+            progress.start(total=len(runs), done=sum((out_dir / "runs" / r / f"seed{s}" / METRICS_FILE).is_file() for r, s in runs))
         for number, (row, seed) in enumerate(runs, start=1):
             run_dir = out_dir / "runs" / row / f"seed{seed}"
             if (run_dir / METRICS_FILE).is_file():
@@ -197,6 +200,7 @@ def run_ablation(cfg: DictConfig) -> dict[str, Path]:
             strategy = cfg.row_specs[row].get("generated")
             if plugin is None:
                 log.info("stage 3/3: run %d/%d %s seed %d (%.0fs so far)", number, len(runs), row, seed, time.perf_counter() - started)
+                progress.running(f"{row} seed {seed}")
             try:
                 run_cfg = classifier_config(cfg, row=row, seed=seed, generated_dir=generated.get(str(strategy)) if strategy else None)
                 if plugin is not None:  # handed to the launcher below, all pending runs at once
@@ -210,6 +214,7 @@ def run_ablation(cfg: DictConfig) -> dict[str, Path]:
             except Exception as error:  # recorded, reported as failed, never dropped
                 log.error("run %s seed %d failed: %s", row, seed, error)
                 record_failure(run_dir, error, row=row, seed=seed)
+            progress.finished()
         if pending:
             launch_runs(cfg, pending, out_dir=out_dir)
 

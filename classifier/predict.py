@@ -39,3 +39,13 @@ def predict_proba(
 ) -> torch.Tensor:
     """Softmax probabilities [N, C] in `meta['class_names']` order."""
     return predict_logits(model, images_uint8, meta=meta, batch_size=batch_size, device=device).softmax(dim=1)
+
+
+def predict_proba_flip(
+    model: nn.Module, images_uint8: torch.Tensor, *, meta: dict[str, Any], batch_size: int = 256,
+    device: str | torch.device | None = None,
+) -> torch.Tensor:
+    """Horizontal-flip test-time augmentation: the mean of the probabilities of each image and of its
+    mirror image (faces are near-symmetric and training flips them, so both views are in-distribution)."""
+    kwargs = {"meta": meta, "batch_size": batch_size, "device": device}
+    return (predict_proba(model, images_uint8, **kwargs) + predict_proba(model, images_uint8.flip(-1), **kwargs)) / 2

@@ -19,6 +19,7 @@ from faces.config import trainer_uses_gpu
 from faces.features import IMAGENET_MEAN, IMAGENET_STD
 from faces.io import plain
 from faces.lock import folder_lock
+from faces.loggers import build_loggers
 from faces.logs import quiet_lightning
 from faces.runs import check_not_interrupted, clear_interruption
 from faces.split import warn_unvalidated_classes
@@ -233,10 +234,7 @@ def fit(cfg: DictConfig, *, built: BuiltRun, run_dir: Path) -> tuple[pl.Trainer,
     budget = built.budget
     if budget.early_stop_patience:
         callbacks.append(pl.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=budget.early_stop_patience))
-    loggers = [
-        pl.loggers.CSVLogger(save_dir=str(run_dir), name="logs", version=""),
-        pl.loggers.TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False),
-    ]
+    loggers = build_loggers(cfg.get("logger"), save_dir=run_dir)  # conf/logger/: logger=[csv,tensorboard] by default
     extra = {k: cfg.train[k] for k in ("limit_train_batches", "limit_val_batches") if cfg.train.get(k) is not None}
     quiet_lightning()
     trainer = pl.Trainer(

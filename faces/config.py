@@ -17,7 +17,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from .runs import UnwritableFolderError, check_writable
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+# The checkout's conf/ (editable install, or scripts run from a clone); an installed wheel ships the same
+# folder as fer_longtail/conf beside this package (pyproject.toml, [tool.setuptools.package-dir]).
+_CHECKOUT_CONF = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = _CHECKOUT_CONF if _CHECKOUT_CONF.is_dir() else _CHECKOUT_CONF.parent / "fer_longtail" / "conf"
 GPU_ACCELERATORS = ("gpu", "cuda")
 
 

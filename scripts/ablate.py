@@ -73,7 +73,12 @@ def main() -> None:
     run()
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The `fer-ablate` command: `aggregate FOLDER`, or the Hydra ablation."""
     if len(sys.argv) > 1 and sys.argv[1] == "aggregate":
         sys.exit(aggregate(sys.argv[2:]))
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -82,6 +82,11 @@ def main(cfg: DictConfig) -> None:
         print(f"run: {run_dir}")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The `fer-evaluate` command: a positional checkpoint, then Hydra."""
     sys.argv = _positional_checkpoint_to_override(sys.argv)
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -13,10 +13,10 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from faces.io import plain
 from faces.lock import folder_lock
+from faces.loggers import build_loggers
 from faces.logs import quiet_lightning
 from faces.runs import check_not_interrupted, clear_interruption
 
@@ -70,7 +70,7 @@ def build_trainer(config: dict[str, Any], *, output_dir: Path, callbacks: Sequen
         num_sanity_val_steps=0,
         use_distributed_sampler=False,  # faces.torchdata.EpochSampler shards by rank itself
         callbacks=[last, best, *callbacks],
-        logger=[CSVLogger(output_dir, name="logs", version=""), TensorBoardLogger(output_dir, name="tensorboard", version="")],
+        logger=build_loggers(config.get("logger"), save_dir=output_dir),  # conf/logger/
         default_root_dir=output_dir,
     )
     return trainer, last, best
