@@ -314,7 +314,7 @@ def paired_comparisons(records: Sequence[RunRecord], summaries: Sequence[RowSumm
 def paired_rows(comparisons: Sequence[PairedDifference], *, percent: bool = True) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of the comparison table: one line per (row, baseline), a column pair per metric."""
     scale = 100.0 if percent else 1.0
-    header = ["row", "vs", "seeds", *(f"Δ {title} [95 % CI]" for _, title in PAIRED_METRICS), *(f"{title}" for _, title in PAIRED_METRICS)]
+    header = ["row", "vs", "seeds", *(f"Δ {title} [95 % CI]" for _, title in PAIRED_METRICS), *(f"verdict: {title}" for _, title in PAIRED_METRICS)]
     lines: dict[tuple[str, str], dict[str, PairedDifference]] = {}
     for c in comparisons:
         lines.setdefault((c.row, c.baseline), {})[c.metric] = c
