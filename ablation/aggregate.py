@@ -62,7 +62,8 @@ def row_label(metrics: dict[str, Any]) -> str:
         settings = read_generated_settings(generated) if generated else None
         strategy = (settings or {}).get("strategy", "?")
         loss = balance.get("loss", "ce")
-        return f"synthetic[{strategy}]" + ("" if loss in (None, "ce", "none") else f"+{loss}")
+        # `synthetic` names its loss (balance.loss=...); the other generated-data strategies are named themselves.
+        return f"{name}[{strategy}]" + ("" if loss in (None, "ce", "none") or name != "synthetic" else f"+{loss}")
     return name
 
 
