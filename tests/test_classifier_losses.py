@@ -141,3 +141,35 @@ def test_unknown_strategy_and_loss_list_the_choices() -> None:
     assert set(LOSSES) >= {"ce", "reweight", "focal", "weighted_cluster", "balanced_softmax", "logit_adjust", "ldam_drw"}
 
 
+
+
+def test_strategy_registry_is_the_one_source_and_parameters_are_checked() -> None:
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import MissingConfigException
+
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    # every registered strategy is a balance= choice, and the choices are exactly the strategies (no _params)
+    assert {p.stem for p in (conf / "balance").glob("*.yaml")} == set(STRATEGIES)
+    with initialize_config_dir(version_base="1.3", config_dir=str(conf)):
+        with pytest.raises(MissingConfigException) as error:
+            compose("train_classifier", ["balance=smote"])
+        assert "oversample" in str(error.value) and "_params" not in str(error.value) and "common" not in str(error.value)
+        # the YAML names the strategy only; what it runs comes from the registry
+        cfg = compose("train_classifier", ["balance=logit_adjust_posthoc", "balance.tau=0.5"])
+    spec = resolve_balance(cfg.balance)
+    assert (spec.loss, spec.loss_args) == ("logit_adjust", {"tau": 0.5, "mode": "posthoc"})
+    assert L.LOSSES["focal"].parameters == {"gamma": 2.0}
+    with pytest.raises(ValueError, match=r"balance=focal uses loss focal, which takes no \['tau'\]; its parameters are \['gamma'\]"):
+        resolve_balance({"name": "focal", "tau": 2.0})
+    with pytest.raises(ValueError, match=r"drw_start=1.5 is a fraction of the epochs"):
+        resolve_balance({"name": "ldam_drw", "drw_start": 1.5})
+    with pytest.raises(ValueError, match=r"balance.synthetic_start=1.0 is a fraction of the optimiser steps"):
+        resolve_balance({"name": "synthetic_deferred", "generated_dir": "x", "synthetic_start": 1.0})
+    with pytest.raises(ValueError, match=r"balance.replace_prob is set but balance.sampler=none"):
+        resolve_balance({"name": "synthetic", "generated_dir": "x", "replace_prob": 0.5})
+    with pytest.raises(ValueError, match=r"sampler=replace swaps real images"):
+        resolve_balance({"name": "none", "sampler": "replace"})
+    spec = resolve_balance({"name": "synthetic_ldam_drw", "generated_dir": "x", "synthetic_weight": 0.5})
+    assert (spec.loss, spec.synthetic_start, spec.loss_counts, spec.synthetic_weight) == ("ldam_drw", 0.8, "real", 0.5)
