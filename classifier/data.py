@@ -116,12 +116,23 @@ class GeneratedMixSampler(Sampler[int]):
         return math.ceil(self.num_samples / self.world_size)
 
 
-def generated_only_for_filled_classes(real: FaceSplit, generated: FaceSplit) -> FaceSplit:
-    """CAS's training split (Ravuri & Vinyals 2019): for every class the generated set fills (the classes
-    below the augmenter's target), only its generated images; the real images of the other classes."""
-    filled = torch.unique(generated.labels)
-    keep = torch.nonzero(~torch.isin(real.labels, filled)).flatten()
-    return real.subset(keep, name=f"{real.name}-filled-classes").concat(generated, name="cas")
+def generated_only_for_filled_classes(real: FaceSplit, generated: FaceSplit, *, targets: Mapping[str, int] | None = None) -> FaceSplit:
+    """CAS's training split (Ravuri & Vinyals 2019): for every class below the augmenter's target, only its
+    generated images; the real images of the classes at or above it. `targets` ({class: target count},
+    recorded by the augmenter) decides which classes are below; without it, the classes the set has samples of."""
+    names = real.class_names
+    counts = real.class_counts()
+    if targets:
+        below = [k for k, name in enumerate(names) if name in targets and counts[k] < int(targets[name])]
+    else:
+        below = torch.unique(generated.labels).tolist()
+    have = set(torch.unique(generated.labels).tolist())
+    empty = [names[k] for k in below if k not in have]
+    if empty:
+        raise ValueError(f"balance=cas: class(es) {empty} are below the target but the generated set has no sample of them, "
+                         "so a classifier trained on generated data alone cannot learn them; CAS is not defined for this set")
+    keep = torch.nonzero(~torch.isin(real.labels, torch.tensor(below, dtype=real.labels.dtype))).flatten()
+    return real.subset(keep, name=f"{real.name}-at-or-above-target").concat(generated, name="cas")
 
 
 class FaceDataModule(pl.LightningDataModule):

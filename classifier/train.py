@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import faces
 from faces.config import trainer_uses_gpu
+from faces.generated import read_generated_settings
 from faces.lock import folder_lock
 from faces.logs import quiet_lightning
 from faces.summary import GroupThresholds, class_groups
@@ -172,7 +173,11 @@ def load_run_data(cfg: DictConfig, *, spec: BalanceSpec, evaluate_test: bool) ->
         generated = faces.load_generated(spec.generated_dir, class_names=data.class_names, image_size=fit.image_size, cache_dir=cfg.paths.cache_dir)
         manifest = faces.manifest_fingerprint(spec.generated_dir)
         log.info("balance=synthetic: %d generated samples %s added to %d real", len(generated), generated.class_counts(), len(fit))
-        fit = generated_only_for_filled_classes(fit, generated) if spec.generated_replaces_real else fit.concat(generated, name="train+generated")
+        if spec.generated_replaces_real:  # CAS: the classes below the augmenter's target train on generated images only
+            targets = (read_generated_settings(spec.generated_dir) or {}).get("targets")
+            fit = generated_only_for_filled_classes(fit, generated, targets=targets)
+        else:
+            fit = fit.concat(generated, name="train+generated")
     train_counts = data.train.class_counts()
     thresholds = GroupThresholds(**plain(cfg.data.groups)) if cfg.data.get("groups") else GroupThresholds()
     return RunData(data=data, fit=fit, val=val, test=test, manifest=manifest, train_counts=train_counts,

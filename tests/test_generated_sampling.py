@@ -142,3 +142,13 @@ def test_cas_trains_on_no_real_image_of_the_classes_below_the_target(tiny_synthe
     expected = [n - v for n, v in zip(run.train_counts, run.val.class_counts())]
     assert [c for k, c in enumerate(fit_real) if k not in filled] == [c for k, c in enumerate(expected) if k not in filled]
     assert not run.val.is_synthetic.any() and all(run.val.class_counts())
+
+
+def test_cas_takes_the_classes_below_the_recorded_targets_and_refuses_one_without_samples() -> None:
+    from classifier.data import generated_only_for_filled_classes
+
+    real, generated = mixed_split(real=[60, 20, 6], generated=[0, 0, 0]), mixed_split(real=[0, 0, 0], generated=[0, 14, 54])
+    cas = generated_only_for_filled_classes(real, generated, targets={"Big": 60, "Mid": 34, "Rare": 60})
+    assert cas.class_counts() == [60, 14, 54] and not cas.is_synthetic[cas.labels > 0].logical_not().any()
+    with pytest.raises(ValueError, match=r"\['Mid'\] are below the target but the generated set has no sample"):
+        generated_only_for_filled_classes(real, mixed_split(real=[0, 0, 0], generated=[0, 0, 54]), targets={"Mid": 34, "Rare": 60})
