@@ -28,7 +28,7 @@ from .generation_report import REPORT_FILE as GENERATION_REPORT_FILE
 from .generation_report import format_figure
 
 from .aggregate import (
-    PAIRED_METHOD, RowSummary, RunRecord, collect_runs, is_cas, markdown_grid, mean_std, paired_comparisons, paired_rows, runs_csv, summarise,
+    PAIRED_METHOD, PAIRED_METRICS, PairedDifference, RowSummary, RunRecord, collect_runs, is_cas, markdown_grid, mean_std, paired_comparisons, paired_rows, runs_csv, summarise,
     table_rows,
 )
 
@@ -328,7 +328,24 @@ def comparison_section(records: Sequence[RunRecord], summaries: Sequence[RowSumm
         Text(f"Differences in percentage points, {PAIRED_METHOD}. A row **beats** its baseline only where the 95 % interval "
              "excludes 0 (and is **worse** where it lies below 0); otherwise no difference is shown at this number of seeds."),
         Table(header, [[(c, c in ("beats", "worse")) for c in row] for row in rows], css="paired"),
+        Text(generated_answer(records, comparisons)),
     ])
+
+
+def generated_answer(records: Sequence[RunRecord], comparisons: Sequence[PairedDifference]) -> str:
+    """The plain answer: which rows on generated data beat every baseline, per metric."""
+    generated = {r.row for r in records if r.status == "ok" and (r.metrics.get("balance") or {}).get("synthetic") and not is_cas(r)}
+    baselines = sorted({c.baseline for c in comparisons})
+    answers = []
+    for metric, title in PAIRED_METRICS:
+        winners = []
+        for row in sorted(generated):
+            verdicts = [c.verdict for c in comparisons if c.row == row and c.metric == metric]
+            if len(verdicts) == len(baselines) and set(verdicts) == {"beats"}:
+                winners.append(row)
+        answers.append(f"on {title}: {', '.join(winners) if winners else 'none'}")
+    return (f"Does a row on generated data beat {' and '.join(baselines)} (interval above 0 against each)? "
+            + "; ".join(answers) + f" (of {len(generated)} generated-data row(s)).")
 
 
 def problem_sections(records: Sequence[RunRecord]) -> list[Section]:

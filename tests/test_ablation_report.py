@@ -11,6 +11,7 @@ import pytest
 
 from ablation.aggregate import collect_runs, markdown_table, mean_std, summarise
 from ablation.report import write_report
+from faces.runs import ROW_FILE
 
 CLASSES = ["Surprise", "Fear", "Happiness"]
 
@@ -125,15 +126,19 @@ def test_paired_interval_on_hand_made_numbers() -> None:
 
 def test_report_compares_every_row_with_oversample_and_the_best_loss_based_row(tmp_path: Path) -> None:
     root = tmp_path / "runs"
-    values = {"none": (0.50, 0.52, 0.51), "oversample": (0.60, 0.63, 0.61), "reweight": (0.58, 0.60, 0.57), "focal": (0.40, 0.41, 0.45)}
+    values = {"none": (0.50, 0.52, 0.51), "oversample": (0.60, 0.63, 0.61), "reweight": (0.58, 0.60, 0.57), "focal": (0.40, 0.41, 0.45),
+              "oversample_synthetic": (0.66, 0.68, 0.67), "cas": (0.90, 0.90, 0.90)}
     for row, mcas in values.items():
         for seed, mca in enumerate(mcas):
             write_run(root / row / f"seed{seed}", balance=row, seed=seed, accuracy=0.7, mca=mca, f1=0.5, recalls=[0.7, mca, 0.9])
+            path = root / row / f"seed{seed}" / "metrics.json"
+            metrics = json.loads(path.read_text())
             if row in ("reweight", "focal"):  # loss-based rows
-                path = root / row / f"seed{seed}" / "metrics.json"
-                metrics = json.loads(path.read_text())
                 metrics["balance"]["loss"] = row
-                path.write_text(json.dumps(metrics))
+            if row in ("oversample_synthetic", "cas"):  # rows on generated data; CAS is a figure of the set, not a row
+                metrics["balance"].update(synthetic=True, sampler="replace" if row != "cas" else "none", generated_replaces_real=row == "cas")
+            path.write_text(json.dumps(metrics))
+            (path.parent / ROW_FILE).write_text(json.dumps({"row": row, "seed": seed}))  # as scripts/ablate.py writes it
     paths = write_report(root, out_dir=tmp_path / "report", row_order=list(values))
     md = paths["markdown"].read_text()
     assert "## Paired differences against oversample and the best loss-based row" in md and "paired t-interval" in md
@@ -142,5 +147,8 @@ def test_report_compares_every_row_with_oversample_and_the_best_loss_based_row(t
     assert any(" | oversample | 3 | -10.3 [" in line and line.endswith("| **worse** | **worse** |") for line in lines), lines
     assert any(" | reweight | 3 | -7.3 [" in line for line in lines), lines
     assert not any(line.startswith("| oversample | oversample |") for line in md.splitlines())
+    assert ("Does a row on generated data beat oversample and reweight (interval above 0 against each)? on mean class acc.: "
+            "oversample_synthetic; on few-class recall: oversample_synthetic (of 1 generated-data row(s))") in md
+    assert not any(line.startswith("| cas |") for line in md.splitlines())  # not a row of the table or the comparisons
     page = paths["html"].read_text()
-    assert "<table class='paired'>" in page and page.count("<tr>") == 1 + 4  # the main table alone uses plain rows
+    assert "<table class='paired'>" in page and page.count("<tr>") == 1 + 5  # the main table alone uses plain rows
