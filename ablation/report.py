@@ -368,17 +368,13 @@ def _cas_runs(records: Sequence[RunRecord], folder: str) -> list[RunRecord]:
     return [r for r in records if r.status == "ok" and is_cas(r) and Path((r.metrics.get("balance") or {}).get("generated_dir") or "").name == folder]
 
 
-def cas_summary(records: Sequence[RunRecord], folder: str) -> str | None:
+def cas_summary(records: Sequence[RunRecord], folder: str, *, filled: Sequence[str]) -> str | None:
     """CAS of one generated set beside its fidelity: mean class accuracy over seeds, recall of each filled class,
     and the same figures of the real-data `none` row (Ravuri & Vinyals 2019 compare CAS with real data)."""
     runs = _cas_runs(records, folder)
     if not runs:
         return None
     mean, std = mean_std([r.value("mean_class_accuracy") for r in runs])
-    generated = runs[0].metrics.get("counts", {}).get("fit") or []
-    train = runs[0].metrics.get("counts", {}).get("train") or []
-    names = runs[0].metrics.get("class_names", [])
-    filled = [n for n, f, t in zip(names, generated, train) if f and t and f != t] or names
     reference = [r for r in records if r.status == "ok" and r.row == "none"]
     recall = ", ".join(f"{n} {100 * mean_std([r.recall(n) for r in runs])[0]:.1f}"
                        + (f" (real data: {100 * mean_std([r.recall(n) for r in reference])[0]:.1f})" if reference else "") for n in filled)
@@ -408,7 +404,7 @@ def generation_report_sections(records: Sequence[RunRecord]) -> list[Section]:
         return []
     lines = []
     for name, report in generation:
-        cas = cas_summary(records, name)
+        cas = cas_summary(records, name, filled=list(report["before_filter"]["classes"]))
         lines.append(_set_summary(name, report) + (f". {cas}" if cas else ""))
     sections = [Section(title="Generated sets (per-class figures in report.html)", only="markdown", blocks=[Bullets(lines)])]
     for name, report in generation:
@@ -419,7 +415,7 @@ def generation_report_sections(records: Sequence[RunRecord]) -> list[Section]:
             rows = [[*row, f"{mean_std([r.recall(row[0]) for r in cas_runs])[0]:.2f}"] for row in rows]
         judge = report.get("judge") or {}
         weak = f" WEAK on {', '.join(judge['weak_classes'])}" if judge.get("weak_classes") else ""
-        cas = cas_summary(records, name)
+        cas = cas_summary(records, name, filled=list(report["before_filter"]["classes"]))
         sections.append(Section(
             title=f"Generated set {name}: {report['strategy']} a={report['strength']:g}, {report.get('render', 'decoder')} rendering",
             only="html", blocks=[
