@@ -195,7 +195,9 @@ def build_run(cfg: DictConfig, *, spec: BalanceSpec, run: RunData, cascade_from:
     budget = budget_for(cfg, num_train=len(run.fit))
     log.info("budget: %d epochs x %d steps (%d head-only epochs, %.2g warm-up), input %dpx: %s",
              budget.epochs, budget.steps_per_epoch, budget.freeze_epochs, budget.warmup_epochs, input_size, input_size_rule)
-    counts = run.fit.class_counts() if spec.loss_counts == "fit" else torch.bincount(run.fit.labels[~run.fit.is_synthetic], minlength=len(class_names)).tolist()
+    # The loss's class statistics: what the model is fitted on, or the real long tail (balance.loss_counts=real).
+    real_counts = torch.bincount(run.fit.labels[~run.fit.is_synthetic], minlength=len(class_names)).tolist()
+    counts = run.fit.class_counts() if spec.loss_counts == "fit" else real_counts
     criterion = create_loss(spec.loss, class_counts=counts, feature_dim=model.num_features, **spec.loss_args)
     channels_last = trainer_uses_gpu(cfg.trainer)
     if channels_last:
