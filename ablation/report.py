@@ -327,7 +327,11 @@ def comparison_section(records: Sequence[RunRecord], summaries: Sequence[RowSumm
     return Section(title="Paired differences against oversample and the best loss-based row", blocks=[
         Text(f"Differences in percentage points, {PAIRED_METHOD}. A row **beats** its baseline only where the 95 % interval "
              "excludes 0 (and is **worse** where it lies below 0); otherwise no difference is shown at this number of seeds."),
-        Table(header, [[(c, c in ("beats", "worse")) for c in row] for row in rows], css="paired"),
+        Table(header, [[(c, c in ("beats", "worse")) for c in row] for row in rows], css="paired", only="html"),
+        # Markdown: one line per comparison (ablation.md keeps a single table, the results, whose rows tools read)
+        Bullets([f"{row} vs {baseline} ({seeds} seeds): " + "; ".join(
+            f"{title} {diff} **{verdict}**" for (_, title), diff, verdict in zip(PAIRED_METRICS, cells, cells[len(PAIRED_METRICS):]))
+            for row, baseline, seeds, *cells in rows], only="markdown"),
         Text(generated_answer(records, comparisons)),
     ])
 

@@ -114,7 +114,9 @@ class BalanceSpec:
         return LOSSES[self.loss].head
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Flat, as metrics.json and checkpoint metadata record it: the loss's parameters beside the rest."""
+        record = asdict(self)
+        return {**{k: v for k, v in record.items() if k != "loss_args"}, **record["loss_args"]}
 
 
 def _choose(value: str, choices: Any, *, key: str) -> str:

@@ -47,7 +47,7 @@ def test_study_runs_end_to_end_and_resumes(tmp_path: Path, tiny_synthetic_root: 
     assert [f for f, real in zip(cas["counts"]["fit"], real_fit) if real >= 30] == [real for real in real_fit if real >= 30]
     md = paths["markdown"].read_text()
     assert "## Paired differences against oversample and the best loss-based row" in md
-    assert "| oversample_synthetic | oversample | 2 |" in md and "| oversample_synthetic | balanced_softmax | 2 |" in md
+    assert "- oversample_synthetic vs oversample (2 seeds): " in md and "- oversample_synthetic vs balanced_softmax (2 seeds): " in md
     assert "CAS (trained on generated images only" in md and not any(line.startswith("| cas |") for line in md.splitlines())
     filled = md.split("recall of the filled classes: ")[1].split("\n")[0]
     assert "Fear" in filled and "Happiness" not in filled  # the classes the set fills, not the majority
