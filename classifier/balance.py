@@ -145,7 +145,7 @@ def _check_sampling(spec: BalanceSpec) -> None:
     if not spec.synthetic_weight >= 0.0:
         raise ValueError(f"balance.synthetic_weight={spec.synthetic_weight} must be >= 0 (1: a generated sample counts as a real one)")
     probs = spec.replace_prob.values() if isinstance(spec.replace_prob, dict) else [spec.replace_prob]
-    if any(p is not None and not 0.0 <= float(p) <= 1.0 for p in probs):
+    if any(p is not None and (isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= float(p) <= 1.0) for p in probs):
         raise ValueError(f"balance.replace_prob={spec.replace_prob} must be probabilities in [0, 1] (one number or per class)")
     if spec.replace_prob is not None and spec.sampler != "replace":
         raise ValueError(f"balance.replace_prob is set but balance.sampler={spec.sampler}; it applies to sampler=replace only")
