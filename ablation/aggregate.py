@@ -62,7 +62,8 @@ def row_label(metrics: dict[str, Any]) -> str:
         settings = read_generated_settings(generated) if generated else None
         strategy = (settings or {}).get("strategy", "?")
         loss = balance.get("loss", "ce")
-        return f"synthetic[{strategy}]" + ("" if loss in (None, "ce", "none") else f"+{loss}")
+        # `synthetic` names its loss (balance.loss=...); the other generated-data strategies are named themselves.
+        return f"{name}[{strategy}]" + ("" if loss in (None, "ce", "none") or name != "synthetic" else f"+{loss}")
     return name
 
 
@@ -206,11 +207,125 @@ def table_rows(summaries: Sequence[RowSummary], *, class_names: Sequence[str], p
     return ["row", "runs ok", *(title for _, title in titles)], rows
 
 
+def markdown_grid(header: Sequence[str], rows: Sequence[Sequence[tuple[str, bool]]]) -> str:
+    """A Markdown table; a cell is (text, bold)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(f"**{text}**" if bold else text for text, bold in cells) + " |" for cells in rows]
+    return "\n".join(lines)
+
+
 def markdown_table(summaries: Sequence[RowSummary], *, class_names: Sequence[str], percent: bool = True) -> str:
     """mean ± std per column, best mean per column in bold; rows with failures say so."""
     header, rows = table_rows(summaries, class_names=class_names, percent=percent)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for r in rows:
-        cells = [f"**{text}**" if bold else text for text, bold in r.cells]
-        lines.append(f"| {r.row} | {r.runs} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return markdown_grid(header, [[(r.row, False), (r.runs, False), *r.cells] for r in rows])
+
+
+# ----- paired comparisons over seeds ----------------------------------------------------------------
+# Two-sided 95 % quantiles of Student's t, t_{0.975, df}, for df = 1..30 (beyond: a Cornish-Fisher expansion).
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+# The columns a comparison reports: mean class accuracy and few-class recall (mean recall of the few classes).
+PAIRED_METRICS = (("mean_class_accuracy", "mean class acc."), ("few_acc", "few-class recall"))
+PAIRED_METHOD = ("paired t-interval: the rows share seeds, so each seed gives one difference (row − baseline); "
+                 "mean difference ± t(0.975, n−1) · sd / √n over the n seeds both rows finished")
+
+
+def t_quantile_975(df: int) -> float:
+    if df < 1:
+        raise ValueError(f"a t-interval needs at least 2 paired values (df={df})")
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = 1.959964
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """row − baseline on one metric, paired by seed: mean and 95 % t-interval (nan with fewer than 2 seeds)."""
+
+    row: str
+    baseline: str
+    metric: str
+    seeds: int
+    mean: float
+    low: float
+    high: float
+
+    @property
+    def verdict(self) -> str:
+        """'beats' / 'worse' only when the interval excludes 0."""
+        if self.seeds < 2 or not math.isfinite(self.low):
+            return "too few seeds"
+        return "beats" if self.low > 0 else "worse" if self.high < 0 else "no difference shown"
+
+
+def paired_difference(row: dict[int, float], baseline: dict[int, float]) -> tuple[int, float, float, float]:
+    """(seeds, mean, low, high) of row[s] − baseline[s] over the seeds where both are finite."""
+    seeds = sorted(s for s in set(row) & set(baseline) if math.isfinite(row[s]) and math.isfinite(baseline[s]))
+    d = np.array([row[s] - baseline[s] for s in seeds], dtype=float)
+    if d.size == 0:
+        return 0, math.nan, math.nan, math.nan
+    if d.size < 2:
+        return 1, float(d[0]), math.nan, math.nan
+    half = t_quantile_975(d.size - 1) * float(d.std(ddof=1)) / math.sqrt(d.size)
+    return int(d.size), float(d.mean()), float(d.mean()) - half, float(d.mean()) + half
+
+
+def is_cas(record: RunRecord) -> bool:
+    """A CAS run (trained on generated images only for the filled classes): an evaluation figure of the
+    generator, shown beside fidelity, never a row of the comparison."""
+    return bool((record.metrics.get("balance") or {}).get("generated_replaces_real"))
+
+
+def is_loss_based(record: RunRecord) -> bool:
+    """A row that re-balances through its loss alone: real data only, uniform sampling, a loss other than CE."""
+    balance = record.metrics.get("balance") or {}
+    return not balance.get("synthetic") and balance.get("sampler", "none") == "none" and balance.get("loss", "ce") not in ("ce", "none")
+
+
+def _per_seed(records: Sequence[RunRecord], row: str, metric: str) -> dict[int, float]:
+    value = (lambda r: r.group(metric[: -len("_acc")])) if metric.endswith("_acc") else (lambda r: r.value(metric))
+    return {int(r.seed): value(r) for r in records if r.row == row and r.status == "ok" and r.seed is not None}
+
+
+def comparison_baselines(records: Sequence[RunRecord], summaries: Sequence[RowSummary]) -> list[str]:
+    """`oversample` and the loss-based row with the best mean class accuracy, where they finished runs."""
+    finished = {r.row for r in records if r.status == "ok"}
+    loss_rows = {r.row for r in records if r.status == "ok" and is_loss_based(r)}
+    ranked = [s for s in summaries if s.row in loss_rows and math.isfinite(s.columns["mean_class_accuracy"][0])]
+    best = max(ranked, key=lambda s: s.columns["mean_class_accuracy"][0]).row if ranked else None
+    return [b for b in ("oversample", best) if b is not None and b in finished]
+
+
+def paired_comparisons(records: Sequence[RunRecord], summaries: Sequence[RowSummary]) -> list[PairedDifference]:
+    """Every row against each baseline, on each of PAIRED_METRICS (CAS runs are not rows)."""
+    records = [r for r in records if not is_cas(r)]
+    rows = [s.row for s in summaries if any(r.row == s.row for r in records)]
+    out = []
+    for baseline in comparison_baselines(records, summaries):
+        for row in rows:
+            if row == baseline:
+                continue
+            for metric, _ in PAIRED_METRICS:
+                n, mean, low, high = paired_difference(_per_seed(records, row, metric), _per_seed(records, baseline, metric))
+                out.append(PairedDifference(row=row, baseline=baseline, metric=metric, seeds=n, mean=mean, low=low, high=high))
+    return out
+
+
+def paired_rows(comparisons: Sequence[PairedDifference], *, percent: bool = True) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the comparison table: one line per (row, baseline), a column pair per metric."""
+    scale = 100.0 if percent else 1.0
+    header = ["row", "vs", "seeds", *(f"Δ {title} [95 % CI]" for _, title in PAIRED_METRICS), *(f"verdict: {title}" for _, title in PAIRED_METRICS)]
+    lines: dict[tuple[str, str], dict[str, PairedDifference]] = {}
+    for c in comparisons:
+        lines.setdefault((c.row, c.baseline), {})[c.metric] = c
+    rows = []
+    for (row, baseline), by_metric in lines.items():
+        cells = []
+        for metric, _ in PAIRED_METRICS:
+            c = by_metric[metric]
+            interval = f" [{c.low * scale:+.1f}, {c.high * scale:+.1f}]" if math.isfinite(c.low) else ""
+            cells.append("–" if not math.isfinite(c.mean) else f"{c.mean * scale:+.1f}{interval}")
+        seeds = max(c.seeds for c in by_metric.values())
+        rows.append([row, baseline, str(seeds), *cells, *(by_metric[m].verdict for m, _ in PAIRED_METRICS)])
+    return header, rows

@@ -1,4 +1,10 @@
-"""ablation.csv, ablation.md, plots and report.html for a folder of runs."""
+"""ablation.csv, ablation.md, plots and report.html for a folder of runs.
+
+One report model: `build_report` turns the runs into a `Report` (the setup lines and a list of
+sections, each a list of blocks: text, bullets, tables, images, details), and `render_markdown` and
+`render_html` write that one model in each format. A block marked `only="html"` (plots, per-class
+tables, configurations) or `only="markdown"` (one-line summaries of them) appears in one format.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import json
 import math
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +27,10 @@ from faces.runs import CONFIG_FILE
 from .generation_report import REPORT_FILE as GENERATION_REPORT_FILE
 from .generation_report import format_figure
 
-from .aggregate import RowSummary, RunRecord, collect_runs, markdown_table, runs_csv, summarise, table_rows
+from .aggregate import (
+    PAIRED_METHOD, PAIRED_METRICS, PairedDifference, RowSummary, RunRecord, collect_runs, is_cas, markdown_grid, mean_std, paired_comparisons, paired_rows, runs_csv, summarise,
+    table_rows,
+)
 
 CSV_FILE = "ablation.csv"
 MARKDOWN_FILE = "ablation.md"
@@ -171,17 +181,286 @@ def generation_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]
     return header, rows
 
 
-def html_table(summaries: Sequence[RowSummary], *, class_names: Sequence[str]) -> str:
-    """The same table as ablation.md, rendered from the row summaries (best mean per column in bold)."""
+# ----- the report model: sections as data, rendered to Markdown and HTML ------------------------------
+Cell = tuple[str, bool]  # (text, bold)
+
+
+@dataclass(frozen=True)
+class Text:
+    text: str
+    only: str | None = None  # "markdown" | "html" | None (both)
+
+
+@dataclass(frozen=True)
+class Bullets:
+    items: list[str]
+    only: str | None = None
+
+
+@dataclass(frozen=True)
+class Table:
+    header: list[str]
+    rows: list[list[Cell]]
+    css: str = ""  # an HTML class for the table's rows (the main table has none)
+    only: str | None = None
+
+
+@dataclass(frozen=True)
+class Image:
+    path: Path
+    width: str = "100%"
+    only: str | None = "html"
+
+
+@dataclass(frozen=True)
+class Details:
+    summary: str
+    text: str
+    only: str | None = "html"
+
+
+Block = Text | Bullets | Table | Image | Details
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    blocks: list[Block]
+    bad: bool = False  # a warning (failures, collapsed runs): marked in HTML
+    level: int = 2
+    only: str | None = None
+
+
+@dataclass
+class Report:
+    title: str
+    setup: list[str]
+    sections: list[Section] = field(default_factory=list)
+
+
+def _shown(item: Section | Block, fmt: str) -> bool:
+    return item.only in (None, fmt)
+
+
+def render_markdown(report: Report) -> str:
+    md = [f"# {report.title}", "", *(f"- {line}" for line in report.setup), ""]
+    for section in (s for s in report.sections if _shown(s, "markdown")):
+        blocks = [b for b in section.blocks if _shown(b, "markdown")]
+        if section.blocks and not blocks:  # a section with nothing for this format (a title alone still shows)
+            continue
+        if section.title:
+            md += [f"{'#' * section.level} {section.title}", ""]
+        for block in blocks:
+            if isinstance(block, Text):
+                md.append(block.text)
+            elif isinstance(block, Bullets):
+                md += [f"- {item}" for item in block.items]
+            elif isinstance(block, Table):
+                md.append(markdown_grid(block.header, block.rows))
+            md.append("")
+    return "\n".join(md)
+
+
+def _html_block(block: Block, *, bad: bool) -> str:
+    cls = " class='bad'" if bad else ""
+    if isinstance(block, Text):
+        return f"<p>{html.escape(block.text).replace('**', '')}</p>"
+    if isinstance(block, Bullets):
+        return "<ul>" + "".join(f"<li{cls}>{html.escape(item).replace('**', '')}</li>" for item in block.items) + "</ul>"
+    if isinstance(block, Table):
+        tr = f"<tr class='{block.css}'>" if block.css else "<tr>"
+        table = f"<table class='{block.css}'>" if block.css else "<table>"
+
+        def cell(text: str, bold: bool, tag: str = "td") -> str:
+            text = html.escape(text)
+            return f"<{tag}>{'<b>' + text + '</b>' if bold else text}</{tag}>"
+
+        lines = [tr + "".join(cell(h, False, "th") for h in block.header) + "</tr>"]
+        lines += [tr + "".join(cell(t, b) for t, b in row) + "</tr>" for row in block.rows]
+        return table + "".join(lines) + "</table>"
+    if isinstance(block, Image):
+        return _img(block.path, width=block.width)
+    return f"<details><summary>{html.escape(block.summary)}</summary><pre>{html.escape(block.text)}</pre></details>"
+
+
+STYLE = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;font-size:13px}"
+         "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}td:first-child,th:first-child{text-align:left}"
+         "pre{background:#f6f6f6;padding:8px;font-size:12px;overflow:auto}.bad{color:#b00}")
+
+
+def render_html(report: Report) -> str:
+    page = ["<!doctype html><html><head><meta charset='utf-8'>", f"<title>{html.escape(report.title)}</title>",
+            f"<style>{STYLE}</style></head><body>",
+            f"<h1>{html.escape(report.title)}</h1><ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in report.setup) + "</ul>"]
+    for section in (s for s in report.sections if _shown(s, "html")):
+        blocks = [b for b in section.blocks if _shown(b, "html")]
+        if section.blocks and not blocks:  # a section with nothing for this format (a title alone still shows)
+            continue
+        if section.title:
+            page.append(f"<h{section.level}{' class=' + repr('bad') if section.bad else ''}>{html.escape(section.title)}</h{section.level}>")
+        page += [_html_block(b, bad=section.bad) for b in blocks]
+    page.append("</body></html>")
+    return "\n".join(page)
+
+
+# ----- the sections ----------------------------------------------------------------------------------
+ONE_SEED = ("One seed per row: single runs differ by a few points between machines of the same kind (the same seed-0 demo "
+            "gave `none` 52.2 and 49.5 mean class accuracy on two of them), so no gap in this table is evidence; "
+            "`experiment=study` runs 5 seeds with paired intervals.")
+
+
+def results_section(summaries: Sequence[RowSummary], *, class_names: Sequence[str], seeds: int) -> Section:
     header, rows = table_rows(summaries, class_names=class_names)
+    return Section(title="", blocks=[
+        *([Text(f"**{ONE_SEED}**")] if seeds == 1 else []),
+        Text("Test-set numbers in %, mean ± sample std over seeds (the mean alone where one run finished); best mean per column "
+             "in **bold**. Group columns are mean class accuracy over the few / medium / many classes (by train count)."),
+        Table(header, [[(r.row, False), (r.runs, False), *r.cells] for r in rows]),
+    ])
 
-    def cell(text: str, *, bold: bool = False, tag: str = "td") -> str:
-        text = html.escape(text)
-        return f"<{tag}>{'<b>' + text + '</b>' if bold else text}</{tag}>"
 
-    lines = ["<tr>" + "".join(cell(h, tag="th") for h in header) + "</tr>"]
-    lines += ["<tr>" + cell(r.row) + cell(r.runs) + "".join(cell(t, bold=b) for t, b in r.cells) + "</tr>" for r in rows]
-    return "<table>" + "".join(lines) + "</table>"
+def comparison_section(records: Sequence[RunRecord], summaries: Sequence[RowSummary]) -> Section | None:
+    comparisons = paired_comparisons(records, summaries)
+    if not comparisons:
+        return None
+    header, rows = paired_rows(comparisons)
+    return Section(title="Paired differences against oversample and the best loss-based row", blocks=[
+        Text(f"Differences in percentage points, {PAIRED_METHOD}. A row **beats** its baseline only where the 95 % interval "
+             "excludes 0 (and is **worse** where it lies below 0); otherwise no difference is shown at this number of seeds."),
+        Table(header, [[(c, c in ("beats", "worse")) for c in row] for row in rows], css="paired", only="html"),
+        # Markdown: one line per comparison (ablation.md keeps a single table, the results, whose rows tools read)
+        Bullets([f"{row} vs {baseline} ({seeds} seeds): " + "; ".join(
+            f"{title} {diff} **{verdict}**" for (_, title), diff, verdict in zip(PAIRED_METRICS, cells, cells[len(PAIRED_METRICS):]))
+            for row, baseline, seeds, *cells in rows], only="markdown"),
+        Text(generated_answer(records, comparisons)),
+    ])
+
+
+def generated_answer(records: Sequence[RunRecord], comparisons: Sequence[PairedDifference]) -> str:
+    """The plain answer: which rows on generated data beat every baseline, per metric."""
+    generated = {r.row for r in records if r.status == "ok" and (r.metrics.get("balance") or {}).get("synthetic") and not is_cas(r)}
+    baselines = sorted({c.baseline for c in comparisons})
+    answers = []
+    for metric, title in PAIRED_METRICS:
+        winners = []
+        for row in sorted(generated):
+            verdicts = [c.verdict for c in comparisons if c.row == row and c.metric == metric]
+            if len(verdicts) == len(baselines) and set(verdicts) == {"beats"}:
+                winners.append(row)
+        answers.append(f"on {title}: {', '.join(winners) if winners else 'none'}")
+    return (f"Does a row on generated data beat {' and '.join(baselines)} (interval above 0 against each)? "
+            + "; ".join(answers) + f" (of {len(generated)} generated-data row(s)).")
+
+
+def problem_sections(records: Sequence[RunRecord]) -> list[Section]:
+    failures = [r for r in records if r.status != "ok"]
+    collapsed = [r for r in records if r.status == "ok" and r.collapsed]
+    reasons = {r.path: "; ".join((r.metrics.get("collapse") or {}).get("reasons", [])) for r in collapsed}
+    sections = []
+    if failures:
+        sections.append(Section(title="Runs that did not finish", bad=True, blocks=[
+            Bullets([f"{r.row} seed {r.seed}: **{r.status}** — {r.error}" for r in failures], only="html"),
+            Bullets([f"{r.row} seed {r.seed}: **{r.status}** — {r.error} ({r.path})" for r in failures], only="markdown")]))
+    if collapsed:
+        sections.append(Section(title="Runs that collapsed (finished, but learned nothing: not results)", bad=True, blocks=[
+            Bullets([f"{r.row} seed {r.seed}: {reasons[r.path]}" for r in collapsed], only="html"),
+            Bullets([f"{r.row} seed {r.seed}: {reasons[r.path]} ({r.path})" for r in collapsed], only="markdown")]))
+    return sections
+
+
+def _cas_runs(records: Sequence[RunRecord], folder: str) -> list[RunRecord]:
+    return [r for r in records if r.status == "ok" and is_cas(r) and Path((r.metrics.get("balance") or {}).get("generated_dir") or "").name == folder]
+
+
+def cas_summary(records: Sequence[RunRecord], folder: str, *, filled: Sequence[str]) -> str | None:
+    """CAS of one generated set beside its fidelity: mean class accuracy over seeds, recall of each filled class,
+    and the same figures of the real-data `none` row (Ravuri & Vinyals 2019 compare CAS with real data)."""
+    runs = _cas_runs(records, folder)
+    if not runs:
+        return None
+    mean, std = mean_std([r.value("mean_class_accuracy") for r in runs])
+    reference = [r for r in records if r.status == "ok" and r.row == "none"]
+    recall = ", ".join(f"{n} {100 * mean_std([r.recall(n) for r in runs])[0]:.1f}"
+                       + (f" (real data: {100 * mean_std([r.recall(n) for r in reference])[0]:.1f})" if reference else "") for n in filled)
+    real = f"; the same classifier on real data (row none): {100 * mean_std([r.value('mean_class_accuracy') for r in reference])[0]:.1f}" if reference else ""
+    return (f"CAS (trained on generated images only for the classes the set fills, real images for the others; tested on the real "
+            f"test split; never used for selection): mean class accuracy {100 * mean:.1f} ± {100 * std:.1f} over {len(runs)} seed(s){real}; "
+            f"recall of the filled classes: {recall}")
+
+
+def _set_summary(name: str, report: dict[str, Any]) -> str:
+    before, after = report["before_filter"]["overall"], report["after_filter"]["overall"]
+    judge = report.get("judge") or {}
+    return (f"{name} ({report['strategy']} a={report['strength']:g}, {report.get('render', 'decoder')} rendering): "
+            "before → after the filter, mean fidelity ratio "
+            f"{format_figure(before.get('fidelity_ratio_mean'))} → {format_figure(after.get('fidelity_ratio_mean'))}, diversity ratio "
+            f"{format_figure(before.get('diversity_ratio_mean'))} → {format_figure(after.get('diversity_ratio_mean'))}, near-duplicate share "
+            f"{format_figure(before.get('near_duplicate_share_mean'))} → {format_figure(after.get('near_duplicate_share_mean'))} "
+            f"(n {before['n_generated']} → {after['n_generated']}); judge validation mean class accuracy "
+            f"{format_figure(judge.get('validation_mean_class_accuracy'))}"
+            + (f", WEAK on {', '.join(judge['weak_classes'])}" if judge.get("weak_classes") else ""))
+
+
+def generation_report_sections(records: Sequence[RunRecord]) -> list[Section]:
+    """Markdown: one line per generated set (and its CAS); HTML: a section per set with the per-class table and CAS."""
+    generation = generation_sections(records)
+    if not generation:
+        return []
+    lines = []
+    for name, report in generation:
+        cas = cas_summary(records, name, filled=list(report["before_filter"]["classes"]))
+        lines.append(_set_summary(name, report) + (f". {cas}" if cas else ""))
+    sections = [Section(title="Generated sets (per-class figures in report.html)", only="markdown", blocks=[Bullets(lines)])]
+    for name, report in generation:
+        header, rows = generation_table(report)
+        cas_runs = _cas_runs(records, name)
+        if cas_runs:  # CAS recall of each filled class, beside its fidelity
+            header = [*header, "CAS recall"]
+            rows = [[*row, f"{mean_std([r.recall(row[0]) for r in cas_runs])[0]:.2f}"] for row in rows]
+        judge = report.get("judge") or {}
+        weak = f" WEAK on {', '.join(judge['weak_classes'])}" if judge.get("weak_classes") else ""
+        cas = cas_summary(records, name, filled=list(report["before_filter"]["classes"]))
+        sections.append(Section(
+            title=f"Generated set {name}: {report['strategy']} a={report['strength']:g}, {report.get('render', 'decoder')} rendering",
+            only="html", blocks=[
+                Text(f"Before → after the filter, in {report['feature_network']} features; near-duplicate: {report['near_duplicate_rule']}. "
+                     f"Judge validation mean class accuracy {format_figure(judge.get('validation_mean_class_accuracy'))}.{weak}"),
+                *([Text(cas)] if cas else []),
+                Table(header, [[(c, False) for c in row] for row in rows], css="generation"),
+            ]))
+    return sections
+
+
+def figure_sections(plots: Sequence[Path], grids: Sequence[tuple[str, Path]], configs: Sequence[tuple[str, str]]) -> list[Section]:
+    sections = [Section(title=p.stem.replace("_", " "), blocks=[Image(p)], only="html") for p in plots]
+    if grids:
+        sections.append(Section(title="Generated samples (each row: a real source image, then its accepted variants)", only="html",
+                                blocks=[]))
+        sections += [Section(title=name, level=3, blocks=[Image(p, width="600px")], only="html") for name, p in grids]
+    sections.append(Section(title="Configurations", only="html", blocks=[Details(row, text) for row, text in configs]))
+    return sections
+
+
+def build_report(records: Sequence[RunRecord], *, class_names: Sequence[str], row_order: Sequence[str] | None, title: str,
+                 extra_setup: dict[str, Any] | None, figures: list[Section]) -> Report:
+    """The whole report as data. CAS runs are not rows: they appear in the generation sections."""
+    summaries = summarise([r for r in records if not is_cas(r)], class_names=class_names, row_order=row_order)
+    comparison = comparison_section(records, summaries)
+    seeds = len({r.seed for r in records if r.status == "ok"})
+    sections = [results_section(summaries, class_names=class_names, seeds=seeds), *([comparison] if comparison else []),
+                *problem_sections(records), *generation_report_sections(records), *figures]
+    return Report(title=title, setup=describe_setup(records, extra=extra_setup), sections=sections)
+
+
+def _copy_grids(sample_grids: dict[str, Path] | None, out: Path) -> list[tuple[str, Path]]:
+    grids = []
+    for name, grid in (sample_grids or {}).items():
+        if Path(grid).is_file():
+            target = out / "samples" / f"{name}.png"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(grid, target)
+            grids.append((name, target))
+    return grids
 
 
 def write_report(
@@ -197,92 +476,21 @@ def write_report(
         raise FileNotFoundError(f"{root}: no run folders (metrics.json or error.json) found")
     first = _first_ok(records)
     class_names = list(first.metrics["class_names"]) if first else []
-    summaries = summarise(records, class_names=class_names, row_order=row_order)
-    table = markdown_table(summaries, class_names=class_names)
-    setup = describe_setup(records, extra=extra_setup)
-    failures = [r for r in records if r.status != "ok"]
-    collapsed = [r for r in records if r.status == "ok" and r.collapsed]
-
     paths = {"csv": out / CSV_FILE, "markdown": out / MARKDOWN_FILE, "html": out / HTML_FILE}
     paths["csv"].write_text(runs_csv(records, class_names=class_names))
-    md = [f"# {title}", "", *(f"- {line}" for line in setup), "",
-          "Test-set numbers in %, mean ± sample std over seeds (the mean alone where one run finished); best mean per column in **bold**. "
-          "Group columns are mean class accuracy over the few / medium / many classes (by train count).", "", table, ""]
-    if failures:
-        md += ["## Runs that did not finish", ""] + [f"- {r.row} seed {r.seed}: **{r.status}** — {r.error} ({r.path})" for r in failures] + [""]
-    generation = generation_sections(records)
-    if generation:  # the per-class tables are in report.html; here one line per set
-        md += ["## Generated sets (per-class figures in report.html)", ""]
-        for name, report in generation:
-            before, after = report["before_filter"]["overall"], report["after_filter"]["overall"]
-            judge = report.get("judge") or {}
-            md.append(f"- {name} ({report['strategy']} a={report['strength']:g}, {report.get('render', 'decoder')} rendering): "
-                      "before → after the filter, mean fidelity ratio "
-                      f"{format_figure(before.get('fidelity_ratio_mean'))} → {format_figure(after.get('fidelity_ratio_mean'))}, diversity ratio "
-                      f"{format_figure(before.get('diversity_ratio_mean'))} → {format_figure(after.get('diversity_ratio_mean'))}, near-duplicate share "
-                      f"{format_figure(before.get('near_duplicate_share_mean'))} → {format_figure(after.get('near_duplicate_share_mean'))} "
-                      f"(n {before['n_generated']} → {after['n_generated']}); judge validation mean class accuracy "
-                      f"{format_figure(judge.get('validation_mean_class_accuracy'))}"
-                      + (f", WEAK on {', '.join(judge['weak_classes'])}" if judge.get("weak_classes") else ""))
-        md.append("")
-    if collapsed:
-        md += ["## Runs that collapsed (finished, but learned nothing: not results)", ""] + [
-            f"- {r.row} seed {r.seed}: " + "; ".join((r.metrics.get("collapse") or {}).get("reasons", [])) + f" ({r.path})" for r in collapsed] + [""]
-    paths["markdown"].write_text("\n".join(md))
-
     plots = []
+    summaries = summarise([r for r in records if not is_cas(r)], class_names=class_names, row_order=row_order)
     if class_names:
-        rows = [s.row for s in summaries]
         paths["recall_plot"] = plot_recall_bars(summaries, class_names=class_names, path=out / RECALL_PLOT)
-        paths["confusion_plot"] = plot_confusions(records, rows=rows, class_names=class_names, path=out / CONFUSION_PLOT)
+        paths["confusion_plot"] = plot_confusions(records, rows=[s.row for s in summaries], class_names=class_names, path=out / CONFUSION_PLOT)
         plots = [paths["recall_plot"], paths["confusion_plot"]]
-    grids = []
-    for name, grid in (sample_grids or {}).items():
-        if Path(grid).is_file():
-            target = out / "samples" / f"{name}.png"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(grid, target)
-            grids.append((name, target))
-
     configs = []
     for s in summaries:
         run = next((r for r in records if r.row == s.row and (r.path / CONFIG_FILE).is_file()), None)
         if run is not None:
             configs.append((s.row, (run.path / CONFIG_FILE).read_text()))
-    page = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title>",
-        "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;font-size:13px}"
-        "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}td:first-child,th:first-child{text-align:left}"
-        "pre{background:#f6f6f6;padding:8px;font-size:12px;overflow:auto}.bad{color:#b00}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1><ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in setup) + "</ul>",
-        "<p>Test-set numbers in %, mean ± sample std over seeds; best mean per column in bold.</p>",
-        html_table(summaries, class_names=class_names),
-    ]
-    if failures:
-        page.append("<h2 class='bad'>Runs that did not finish</h2><ul>" + "".join(
-            f"<li class='bad'>{html.escape(f'{r.row} seed {r.seed}: {r.status} — {r.error}')}</li>" for r in failures) + "</ul>")
-    if collapsed:
-        page.append("<h2 class='bad'>Runs that collapsed (finished, but learned nothing: not results)</h2><ul>" + "".join(
-            f"<li class='bad'>{html.escape(r.row)} seed {r.seed}: {html.escape('; '.join((r.metrics.get('collapse') or {}).get('reasons', [])))}</li>"
-            for r in collapsed) + "</ul>")
-    page += [f"<h2>{html.escape(p.stem.replace('_', ' '))}</h2>{_img(p)}" for p in plots]
-    for name, report in generation:
-        header, rows = generation_table(report)
-        judge = report.get("judge") or {}
-        page.append(f"<h2>Generated set {html.escape(name)}: {html.escape(report['strategy'])} a={report['strength']:g}, "
-                    f"{html.escape(str(report.get('render', 'decoder')))} rendering</h2>"
-                    f"<p>Before → after the filter, in {html.escape(report['feature_network'])} features; near-duplicate: "
-                    f"{html.escape(report['near_duplicate_rule'])}. Judge validation mean class accuracy "
-                    f"{format_figure(judge.get('validation_mean_class_accuracy'))}"
-                    + (f" <b class='bad'>WEAK on {html.escape(', '.join(judge['weak_classes']))}</b>" if judge.get("weak_classes") else "")
-                    + "</p><table class='generation'><tr class='generation'>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"
-                    + "".join("<tr class='generation'>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
-    if grids:
-        page.append("<h2>Generated samples (each row: a real source image, then its accepted variants)</h2>")
-        page += [f"<h3>{html.escape(name)}</h3>{_img(p, width='600px')}" for name, p in grids]
-    page.append("<h2>Configurations</h2>")
-    page += [f"<details><summary>{html.escape(row)}</summary><pre>{html.escape(text)}</pre></details>" for row, text in configs]
-    page.append("</body></html>")
-    paths["html"].write_text("\n".join(page))
+    report = build_report(records, class_names=class_names, row_order=row_order, title=title, extra_setup=extra_setup,
+                          figures=figure_sections(plots, _copy_grids(sample_grids, out), configs))
+    paths["markdown"].write_text(render_markdown(report))
+    paths["html"].write_text(render_html(report))
     return paths

@@ -11,7 +11,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from .losses import BalancingLoss
+from .losses import BalancingLoss, sample_weighted_loss
 from .metrics import confusion_matrix_metric, metrics_from_confusion
 from .model import FERClassifier, preprocess
 from .transforms import TensorAugment
@@ -40,6 +40,7 @@ class FERLitModule(pl.LightningModule):
         self, *, model: FERClassifier, criterion: BalancingLoss | None, class_names: Sequence[str], groups: Sequence[str],
         input_size: int, mean: Sequence[float], std: Sequence[float], optim: dict[str, Any],
         augment: TensorAugment | None, channels_last: bool = False, monitor: str = "val/mean_class_accuracy",
+        generated_weight: float = 1.0,
     ) -> None:
         super().__init__()
         self.model = model
@@ -52,6 +53,7 @@ class FERLitModule(pl.LightningModule):
         self.augment = augment
         self.channels_last = channels_last
         self.monitor = monitor
+        self.generated_weight = generated_weight  # loss weight of a generated sample (balance.synthetic_weight)
         self.val_confusion = confusion_matrix_metric(len(class_names))
         self.test_confusion = confusion_matrix_metric(len(class_names))
         self.last_val_metrics: dict[str, Any] = {}
@@ -62,14 +64,14 @@ class FERLitModule(pl.LightningModule):
 
     # ----- data on device -------------------------------------------------------------------
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        images, labels = batch
+        images, labels, *tags = batch  # training batches with generated samples also carry their tags
         x = images.float().div_(255.0)
         if self.trainer.training and self.augment is not None:
             x = self.augment(x)
         x = preprocess(x, input_size=self.input_size, mean=self.mean, std=self.std)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return x, labels
+        return x, labels, *tags
 
     # ----- training ---------------------------------------------------------------------------
     @property
@@ -81,7 +83,7 @@ class FERLitModule(pl.LightningModule):
         self.criterion.on_epoch_start(epoch=self.current_epoch, max_epochs=self.trainer.max_epochs)
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        x, y = batch
+        x, y, *tags = batch
         if self.backbone_frozen:
             # Stage 1: the ImageNet features stay as they are (BatchNorm statistics included) while the
             # new head learns; no backward pass through the backbone, which also makes it cheap.
@@ -92,7 +94,8 @@ class FERLitModule(pl.LightningModule):
             self.model.backbone.train()
             features = self.model.features(x)
         logits = self.model.classify(features)
-        loss, parts = self.criterion(logits=logits, features=features, targets=y)
+        loss, parts = sample_weighted_loss(self.criterion, logits=logits, features=features, targets=y,
+                                           generated=tags[0] if tags else None, generated_weight=self.generated_weight)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite training loss {loss.item()} at epoch {self.current_epoch}, step {batch_idx}")
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)

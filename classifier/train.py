@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 import faces
 from faces.config import trainer_uses_gpu
 from faces.features import IMAGENET_MEAN, IMAGENET_STD
+from faces.generated import read_generated_settings
 from faces.io import plain
 from faces.lock import folder_lock
 from faces.loggers import build_loggers
@@ -29,7 +30,7 @@ from .backbones import check_backbone_name, check_hub_reachable, check_pretraine
 from .balance import BalanceSpec, resolve_balance
 from .budget import TrainingBudget, collapse_report, plan_budget, resolve_input_size
 from .checkpoint import BEST_CHECKPOINT, load_classifier, read_meta, resolve_checkpoint_path, save_classifier
-from .data import FaceDataModule
+from .data import FaceDataModule, generated_only_for_filled_classes
 from .losses import create_loss
 from .metrics import minority_report
 from .model import FERClassifier
@@ -174,10 +175,15 @@ def load_run_data(cfg: DictConfig, *, spec: BalanceSpec, evaluate_test: bool) ->
     if spec.synthetic:
         # A generated set made from this run's validation (or test) images is refused, naming the image and the split_seed to use.
         faces.check_generated_sources(spec.generated_dir, fit_ids=fit.sample_ids, val_ids=val.sample_ids, test_ids=test.sample_ids if test is not None else (), split_seed=data.split_seed)
-        generated = faces.load_generated(spec.generated_dir, class_names=data.class_names, image_size=fit.image_size, cache_dir=cfg.paths.cache_dir)
+        generated = faces.load_generated(spec.generated_dir, class_names=data.class_names, image_size=fit.image_size, cache_dir=cfg.paths.cache_dir,
+                                         allow_incomplete=spec.allow_incomplete_generated)
         manifest = faces.manifest_fingerprint(spec.generated_dir)
         log.info("balance=synthetic: %d generated samples %s added to %d real", len(generated), generated.class_counts(), len(fit))
-        fit = fit.concat(generated, name="train+generated")
+        if spec.generated_replaces_real:  # CAS: the classes below the augmenter's target train on generated images only
+            targets = (read_generated_settings(spec.generated_dir) or {}).get("targets")
+            fit = generated_only_for_filled_classes(fit, generated, targets=targets)
+        else:
+            fit = fit.concat(generated, name="train+generated")
     train_counts = data.train.class_counts()
     thresholds = GroupThresholds(**plain(cfg.data.groups)) if cfg.data.get("groups") else GroupThresholds()
     return RunData(data=data, fit=fit, val=val, test=test, manifest=manifest, train_counts=train_counts,
@@ -195,7 +201,10 @@ def build_run(cfg: DictConfig, *, spec: BalanceSpec, run: RunData, cascade_from:
     budget = budget_for(cfg, num_train=len(run.fit))
     log.info("budget: %d epochs x %d steps (%d head-only epochs, %.2g warm-up), input %dpx: %s",
              budget.epochs, budget.steps_per_epoch, budget.freeze_epochs, budget.warmup_epochs, input_size, input_size_rule)
-    criterion = create_loss(spec=spec, class_counts=run.fit.class_counts(), feature_dim=model.num_features)
+    # The loss's class statistics: what the model is fitted on, or the real long tail (balance.loss_counts=real).
+    real_counts = torch.bincount(run.fit.labels[~run.fit.is_synthetic], minlength=len(class_names)).tolist()
+    counts = run.fit.class_counts() if spec.loss_counts == "fit" else real_counts
+    criterion = create_loss(spec.loss, class_counts=counts, feature_dim=model.num_features, **spec.loss_args)
     channels_last = trainer_uses_gpu(cfg.trainer)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -206,10 +215,12 @@ def build_run(cfg: DictConfig, *, spec: BalanceSpec, run: RunData, cascade_from:
     module = FERLitModule(
         model=model, criterion=criterion, class_names=class_names, groups=run.groups, input_size=input_size,
         mean=mean, std=std, optim=optim, augment=augment, channels_last=channels_last, monitor=str(cfg.train.monitor),
+        generated_weight=spec.synthetic_weight,
     )
     datamodule = FaceDataModule(
         train=run.fit, val=run.val, test=run.test, batch_size=int(cfg.train.batch_size), eval_batch_size=int(cfg.train.eval_batch_size),
-        seed=int(cfg.seed), sampler=spec.sampler,
+        seed=int(cfg.seed), sampler=spec.sampler, start_step=int(round(spec.synthetic_start * budget.total_steps)),
+        steps_per_epoch=budget.steps_per_epoch, replace_prob=spec.replace_prob,
     )
     meta = {
         "class_names": list(class_names), "image_size": run.fit.image_size, "input_size": input_size,

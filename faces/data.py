@@ -87,7 +87,7 @@ def list_source(cfg: Mapping[str, Any]) -> SourceListing:
     if name == "synthetic":
         return list_synthetic_faces(
             root=_get(cfg, "root"), preset=_get(cfg, "preset", "small"), seed=int(_get(cfg, "seed", 0)),
-            image_size=_get(cfg, "image_size"), num_workers=_get(cfg, "num_workers"),
+            image_size=_get(cfg, "image_size"), num_workers=_get(cfg, "num_workers"), test_per_class=_get(cfg, "test_per_class"),
         )
     if name == "rafdb":
         return list_rafdb(_get(cfg, "root"))

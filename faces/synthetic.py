@@ -73,11 +73,35 @@ def scaled_counts(counts: tuple[int, ...], *, total: int, minimum: int = 2) -> t
     return tuple(floors)
 
 
-def preset_counts(preset: SyntheticPreset) -> dict[str, tuple[int, ...]]:
+def preset_counts(preset: SyntheticPreset, *, test_per_class: int | None = None) -> dict[str, tuple[int, ...]]:
+    """Per-split class counts; `test_per_class` raises every test class to at least that many faces
+    (the training split never changes)."""
+    test = scaled_counts(RAFDB_OFFICIAL_COUNTS["test"], total=preset.test_total)
     return {
         "train": scaled_counts(RAFDB_OFFICIAL_COUNTS["train"], total=preset.train_total),
-        "test": scaled_counts(RAFDB_OFFICIAL_COUNTS["test"], total=preset.test_total),
+        "test": tuple(max(n, int(test_per_class or 0)) for n in test),
     }
+
+
+def check_test_per_class(value: object) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 100_000:
+        raise DatasetError(f"data.test_per_class={value!r} must be null or an integer in 1..100000 (test faces per class, at least)")
+    return value
+
+
+def _tasks(split: str, counts: tuple[int, ...], base: tuple[int, ...]) -> list[tuple[str, int, int]]:
+    """(split, index, label) of every face. The preset's faces keep their indices (so their images); the
+    faces a larger test split adds get indices after them, so it is a superset of the preset's."""
+    tasks, index = [], 0
+    for label, count in enumerate(base):
+        tasks += [(split, index + i, label) for i in range(count)]
+        index += count
+    for label, (count, preset) in enumerate(zip(counts, base)):
+        tasks += [(split, index + i, label) for i in range(count - preset)]
+        index += count - preset
+    return tasks
 
 
 def get_preset(name: str) -> SyntheticPreset:
@@ -99,15 +123,23 @@ def _render_chunk(tasks: list[tuple[str, int, int, int, int, str]]) -> None:
 
 
 def ensure_synthetic_faces(
-    *, root: Path | str, preset: str, seed: int, image_size: int | None = None, num_workers: int | None = None
+    *, root: Path | str, preset: str, seed: int, image_size: int | None = None, num_workers: int | None = None,
+    test_per_class: int | None = None,
 ) -> Path:
-    """Render the preset into `root/<preset>-<size>px-seed<seed>` once; return that folder."""
+    """Render the preset into `root/<preset>-<size>px-seed<seed>[-test<N>]` once; return that folder.
+
+    `test_per_class=N` gives every test class at least N faces (a test split that resolves a few
+    points: the `small` preset has 17 Fear test faces, so its recall moves in 5.9-point steps); the
+    training split is the preset's, file for file and byte for byte."""
     spec = get_preset(preset)
     size = int(image_size or spec.image_size)
-    counts = preset_counts(spec)
-    target = Path(root).expanduser() / f"{spec.name}-{size}px-seed{seed}"
+    test_per_class = check_test_per_class(test_per_class)
+    counts = preset_counts(spec, test_per_class=test_per_class)
+    target = Path(root).expanduser() / (f"{spec.name}-{size}px-seed{seed}" + (f"-test{test_per_class}" if test_per_class else ""))
     meta = {"generator_version": GENERATOR_VERSION, "renderer_sha256": _RENDERER_SHA, "preset": asdict(spec), "seed": seed, "image_size": size,
             "counts": {k: list(v) for k, v in counts.items()}, "classes": list(RAFDB_CLASSES)}
+    if test_per_class:
+        meta["test_per_class"] = test_per_class
     meta_path = target / META_FILE
     if meta_path.is_file():
         if json.loads(meta_path.read_text()) == meta:
@@ -116,14 +148,9 @@ def ensure_synthetic_faces(
     elif target.exists() and any(target.iterdir()):
         raise DatasetError(f"{target} exists but is not a synthetic-faces folder (no {META_FILE}); refusing to overwrite it")
 
-    tasks = []
-    for split, split_counts in counts.items():
-        index = 0
-        for label, count in enumerate(split_counts):
-            for _ in range(count):
-                name = f"{split}_{index:05d}.png"
-                tasks.append((split, index, label, seed, size, f"{RAFDB_CLASSES[label]}/{name}"))
-                index += 1
+    base = preset_counts(spec)
+    tasks = [(split, index, label, seed, size, f"{RAFDB_CLASSES[label]}/{split}_{index:05d}.png")
+             for name, split_counts in counts.items() for split, index, label in _tasks(name, split_counts, base[name])]
 
     # Render into a sibling temp folder and rename at the end: an interrupted run never
     # leaves a half-written dataset that looks complete.
@@ -154,6 +181,7 @@ def ensure_synthetic_faces(
 
 
 def list_synthetic_faces(*, root: Path | str, preset: str, seed: int, image_size: int | None = None,
-                         num_workers: int | None = None) -> SourceListing:
-    folder = ensure_synthetic_faces(root=root, preset=preset, seed=seed, image_size=image_size, num_workers=num_workers)
+                         num_workers: int | None = None, test_per_class: int | None = None) -> SourceListing:
+    folder = ensure_synthetic_faces(root=root, preset=preset, seed=seed, image_size=image_size, num_workers=num_workers,
+                                    test_per_class=test_per_class)
     return list_image_folder(folder, class_names=RAFDB_CLASSES, dataset=f"synthetic-{preset}", layout="synthetic-faces")

@@ -11,6 +11,7 @@ import pytest
 
 from ablation.aggregate import collect_runs, markdown_table, mean_std, summarise
 from ablation.report import write_report
+from faces.runs import ROW_FILE
 
 CLASSES = ["Surprise", "Fear", "Happiness"]
 
@@ -104,3 +105,49 @@ def test_failed_multirun_job_is_labelled_from_its_hydra_config(tmp_path: Path) -
     [record] = collect_runs(tmp_path / "multirun")
     assert (record.row, record.seed, record.status) == ("focal", 3, "failed")
     assert record.error == "RuntimeError: CUDA error: device-side assert"
+
+
+def test_paired_interval_on_hand_made_numbers() -> None:
+    from ablation.aggregate import PairedDifference, paired_difference
+
+    # d = [0.10, 0.08, 0.10]: mean 0.09333, sd 0.011547, t(0.975, 2) = 4.303 -> half width 0.028687
+    n, mean, low, high = paired_difference({0: 0.70, 1: 0.74, 2: 0.72, 7: 0.9}, {0: 0.60, 1: 0.66, 2: 0.62})
+    assert n == 3 and mean == pytest.approx(0.093333, abs=1e-6)
+    assert (low, high) == (pytest.approx(0.064646, abs=1e-5), pytest.approx(0.122020, abs=1e-5))
+    verdict = lambda *v: PairedDifference(row="r", baseline="b", metric="m", seeds=v[0], mean=v[1], low=v[2], high=v[3]).verdict  # noqa: E731
+    assert verdict(n, mean, low, high) == "beats"
+    assert verdict(*paired_difference({0: 0.60, 1: 0.66, 2: 0.62}, {0: 0.70, 1: 0.74, 2: 0.72})) == "worse"
+    # d = [0.05, -0.03, 0.04]: mean 0.02, sd 0.043589 -> [-0.0883, 0.1283] contains 0
+    n, mean, low, high = paired_difference({0: 0.55, 1: 0.47, 2: 0.54}, {0: 0.50, 1: 0.50, 2: 0.50})
+    assert (low, high) == (pytest.approx(-0.088287, abs=1e-5), pytest.approx(0.128287, abs=1e-5))
+    assert verdict(n, mean, low, high) == "no difference shown"
+    assert verdict(*paired_difference({0: 0.9}, {0: 0.1})) == "too few seeds"
+
+
+def test_report_compares_every_row_with_oversample_and_the_best_loss_based_row(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    values = {"none": (0.50, 0.52, 0.51), "oversample": (0.60, 0.63, 0.61), "reweight": (0.58, 0.60, 0.57), "focal": (0.40, 0.41, 0.45),
+              "oversample_synthetic": (0.66, 0.68, 0.67), "cas": (0.90, 0.90, 0.90)}
+    for row, mcas in values.items():
+        for seed, mca in enumerate(mcas):
+            write_run(root / row / f"seed{seed}", balance=row, seed=seed, accuracy=0.7, mca=mca, f1=0.5, recalls=[0.7, mca, 0.9])
+            path = root / row / f"seed{seed}" / "metrics.json"
+            metrics = json.loads(path.read_text())
+            if row in ("reweight", "focal"):  # loss-based rows
+                metrics["balance"]["loss"] = row
+            if row in ("oversample_synthetic", "cas"):  # rows on generated data; CAS is a figure of the set, not a row
+                metrics["balance"].update(synthetic=True, sampler="replace" if row != "cas" else "none", generated_replaces_real=row == "cas")
+            path.write_text(json.dumps(metrics))
+            (path.parent / ROW_FILE).write_text(json.dumps({"row": row, "seed": seed}))  # as scripts/ablate.py writes it
+    paths = write_report(root, out_dir=tmp_path / "report", row_order=list(values))
+    md = paths["markdown"].read_text()
+    assert "## Paired differences against oversample and the best loss-based row" in md and "paired t-interval" in md
+    # none vs oversample: d = [-0.10, -0.11, -0.10] -> worse; vs reweight (best loss row): d = [-0.08, -0.08, -0.06]
+    assert "- none vs oversample (3 seeds): mean class acc. -10.3 [-11.8, -8.9] **worse**; few-class recall -10.3 [" in md
+    assert "- none vs reweight (3 seeds): mean class acc. -7.3 [" in md
+    assert "- oversample vs oversample" not in md and "- focal vs focal" not in md
+    assert ("Does a row on generated data beat oversample and reweight (interval above 0 against each)? on mean class acc.: "
+            "oversample_synthetic; on few-class recall: oversample_synthetic (of 1 generated-data row(s))") in md
+    assert not any(line.startswith("| cas |") for line in md.splitlines())  # not a row of the table or the comparisons
+    page = paths["html"].read_text()
+    assert "<table class='paired'>" in page and page.count("<tr>") == 1 + 5  # the main table alone uses plain rows

@@ -68,16 +68,18 @@ def test_posthoc_logit_adjustment_changes_predictions_as_the_formula_says() -> N
     assert L.posthoc_logit_adjust(logits, prior=prior, tau=0.0).argmax(1).tolist() == [0, 0, 0]
     # the strategy puts exactly -tau * log prior into the model's evaluation-time bias
     spec = resolve_balance({"name": "logit_adjust_posthoc", "tau": 0.5})
-    bias = create_loss(spec=spec, class_counts=[70, 10, 20], feature_dim=4).posthoc_logit_bias()
+    bias = create_loss(spec.loss, class_counts=[70, 10, 20], feature_dim=4, **spec.loss_args).posthoc_logit_bias()
     assert torch.allclose(bias, -0.5 * torch.tensor([0.7, 0.1, 0.2]).log(), atol=1e-6)
-    assert create_loss(spec=resolve_balance({"name": "logit_adjust"}), class_counts=[70, 10, 20], feature_dim=4).posthoc_logit_bias() is None
+    plain = resolve_balance({"name": "logit_adjust"})
+    assert create_loss(plain.loss, class_counts=[70, 10, 20], feature_dim=4, **plain.loss_args).posthoc_logit_bias() is None
 
 
 def test_ldam_margins_and_drw_schedule() -> None:
     m = L.ldam_margins(COUNTS, max_margin=0.5)
     assert float(m.max()) == pytest.approx(0.5) and int(m.argmax()) == 1
     assert m[0] / m[1] == pytest.approx((10 / 100) ** 0.25, rel=1e-5)
-    loss = create_loss(spec=resolve_balance({"name": "ldam_drw", "drw_start": 0.5}), class_counts=COUNTS, feature_dim=4)
+    spec = resolve_balance({"name": "ldam_drw", "drw_start": 0.5})
+    loss = create_loss(spec.loss, class_counts=COUNTS, feature_dim=4, **spec.loss_args)
     loss.on_epoch_start(epoch=4, max_epochs=10)
     assert not loss.ldam.reweighting
     loss.on_epoch_start(epoch=5, max_epochs=10)
@@ -121,8 +123,8 @@ def test_every_loss_is_finite_and_differentiable() -> None:
     logits = torch.randn(8, 3, requires_grad=True)
     targets = torch.tensor([0, 1, 2, 0, 0, 1, 2, 0])
     for name in STRATEGIES:
-        spec = resolve_balance({"name": name, "generated_dir": "x" if name == "synthetic" else None})
-        value, _ = create_loss(spec=spec, class_counts=COUNTS, feature_dim=5)(logits=logits, features=features, targets=targets)
+        spec = resolve_balance({"name": name, "generated_dir": "x" if STRATEGIES[name].synthetic else None})
+        value, _ = create_loss(spec.loss, class_counts=COUNTS, feature_dim=5, **spec.loss_args)(logits=logits, features=features, targets=targets)
         value.backward()
         assert torch.isfinite(value), name
 
@@ -135,7 +137,39 @@ def test_unknown_strategy_and_loss_list_the_choices() -> None:
     with pytest.raises(ValueError, match="needs balance.generated_dir"):
         resolve_balance({"name": "synthetic"})
     spec = resolve_balance({"name": "synthetic", "generated_dir": "x", "loss": "reweight", "weighting": "effective_number"})
-    assert (spec.loss, spec.synthetic, spec.weighting) == ("reweight", True, "effective_number")
+    assert (spec.loss, spec.synthetic, spec.loss_args["weighting"]) == ("reweight", True, "effective_number")
     assert set(LOSSES) >= {"ce", "reweight", "focal", "weighted_cluster", "balanced_softmax", "logit_adjust", "ldam_drw"}
 
 
+
+
+def test_strategy_registry_is_the_one_source_and_parameters_are_checked() -> None:
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import MissingConfigException
+
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    # every registered strategy is a balance= choice, and the choices are exactly the strategies (no _params)
+    assert {p.stem for p in (conf / "balance").glob("*.yaml")} == set(STRATEGIES)
+    with initialize_config_dir(version_base="1.3", config_dir=str(conf)):
+        with pytest.raises(MissingConfigException) as error:
+            compose("train_classifier", ["balance=smote"])
+        assert "oversample" in str(error.value) and "_params" not in str(error.value) and "common" not in str(error.value)
+        # the YAML names the strategy only; what it runs comes from the registry
+        cfg = compose("train_classifier", ["balance=logit_adjust_posthoc", "balance.tau=0.5"])
+    spec = resolve_balance(cfg.balance)
+    assert (spec.loss, spec.loss_args) == ("logit_adjust", {"tau": 0.5, "mode": "posthoc"})
+    assert L.LOSSES["focal"].parameters == {"gamma": 2.0}
+    with pytest.raises(ValueError, match=r"balance=focal uses loss focal, which takes no \['tau'\]; its parameters are \['gamma'\]"):
+        resolve_balance({"name": "focal", "tau": 2.0})
+    with pytest.raises(ValueError, match=r"drw_start=1.5 is a fraction of the epochs"):
+        resolve_balance({"name": "ldam_drw", "drw_start": 1.5})
+    with pytest.raises(ValueError, match=r"balance.synthetic_start=1.0 is a fraction of the optimiser steps"):
+        resolve_balance({"name": "synthetic_deferred", "generated_dir": "x", "synthetic_start": 1.0})
+    with pytest.raises(ValueError, match=r"balance.replace_prob is set but balance.sampler=none"):
+        resolve_balance({"name": "synthetic", "generated_dir": "x", "replace_prob": 0.5})
+    with pytest.raises(ValueError, match=r"sampler=replace swaps real images"):
+        resolve_balance({"name": "none", "sampler": "replace"})
+    spec = resolve_balance({"name": "synthetic_ldam_drw", "generated_dir": "x", "synthetic_weight": 0.5})
+    assert (spec.loss, spec.synthetic_start, spec.loss_counts, spec.synthetic_weight) == ("ldam_drw", 0.8, "real", 0.5)

@@ -46,7 +46,7 @@ def generated_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))
 def test_every_strategy_trains_with_finite_loss(strategy: str, tiny_synthetic_root: Path, tmp_path: Path, generated_dir: Path) -> None:
-    extra = [f"balance.generated_dir={generated_dir}"] if strategy == "synthetic" else []
+    extra = [f"balance.generated_dir={generated_dir}"] if STRATEGIES[strategy].synthetic else []
     cfg = tiny_cfg(tiny_synthetic_root, tmp_path, f"balance={strategy}", *extra)
     metrics = run_training(cfg, run_dir=tmp_path / "run")
     losses = epoch_losses(tmp_path / "run")

@@ -8,7 +8,7 @@ from . import ce, focal, ldam, logit_adjust, weighted_cluster  # noqa: F401  (ea
 from .focal import focal_loss
 from .ldam import LDAMLoss, ldam_margins
 from .logit_adjust import balanced_softmax_loss, logit_adjusted_cross_entropy, posthoc_logit_adjust, posthoc_logit_bias
-from .registry import LOSSES, BalancingLoss, LossOption, create_loss, register_loss
+from .registry import LOSSES, BalancingLoss, LossOption, create_loss, register_loss, sample_weighted_loss
 from .weighted_cluster import WeightedClusterLoss, weighted_cluster_class_weights, weighted_cluster_loss
 from .weights import class_prior, effective_number_weights, inverse_frequency_weights
 
@@ -29,6 +29,7 @@ __all__ = [
     "posthoc_logit_adjust",
     "posthoc_logit_bias",
     "register_loss",
+    "sample_weighted_loss",
     "weighted_cluster_class_weights",
     "weighted_cluster_loss",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -21,5 +23,9 @@ def focal_loss(
 
 @register_loss("focal", description="focal loss, down-weights easy examples (balance.gamma)", reference="Lin et al. 2017, ICCV")
 class FocalLoss(BalancingLoss):
+    def __init__(self, *, class_counts: Sequence[int], feature_dim: int, gamma: float = 2.0) -> None:
+        super().__init__(class_counts=class_counts, feature_dim=feature_dim)
+        self.gamma = gamma
+
     def forward(self, *, logits: torch.Tensor, features: torch.Tensor, targets: torch.Tensor):
-        return focal_loss(logits, targets, gamma=self.spec.gamma), {}
+        return focal_loss(logits, targets, gamma=self.gamma), {}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -43,14 +42,18 @@ class LDAMLoss(nn.Module):
 @register_loss("ldam_drw", description="label-distribution-aware margins on a cosine head, deferred re-weighting late in training",
                reference="Cao et al. 2019, NeurIPS", head="cosine")
 class LDAMDRW(BalancingLoss):
-    def __init__(self, *, spec: Any, class_counts: Sequence[int], feature_dim: int) -> None:
-        super().__init__(spec=spec, class_counts=class_counts, feature_dim=feature_dim)
-        self.ldam = LDAMLoss(class_counts=class_counts, max_margin=spec.max_margin, scale=spec.scale)
-        self.ldam.class_weight.copy_(effective_number_weights(class_counts, beta=spec.beta))
+    def __init__(self, *, class_counts: Sequence[int], feature_dim: int, max_margin: float = 0.5, scale: float = 30.0,
+                 beta: float = 0.9999, drw_start: float = 0.8) -> None:
+        super().__init__(class_counts=class_counts, feature_dim=feature_dim)
+        if not 0.0 <= drw_start <= 1.0:
+            raise ValueError(f"drw_start={drw_start} is a fraction of the epochs, in [0, 1]")
+        self.drw_start = drw_start
+        self.ldam = LDAMLoss(class_counts=class_counts, max_margin=max_margin, scale=scale)
+        self.ldam.class_weight.copy_(effective_number_weights(class_counts, beta=beta))
 
     def on_epoch_start(self, *, epoch: int, max_epochs: int) -> None:
         """DRW: switch the re-weighting on at `drw_start` of the epochs."""
-        switch = int(round(self.spec.drw_start * max_epochs))
+        switch = int(round(self.drw_start * max_epochs))
         if epoch >= switch and not self.ldam.reweighting:
             log.info("LDAM-DRW: deferred re-weighting on from epoch %d", epoch)
         self.ldam.reweighting = epoch >= switch

@@ -3,10 +3,15 @@ training-time or post hoc. One formula for the post-hoc bias, used by the loss a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
 from .registry import BalancingLoss, register_loss
+
+# train: the adjusted loss; posthoc: plain CE, the prior removed at prediction time.
+LOGIT_ADJUST_MODES = ("train", "posthoc")
 
 
 def logit_adjusted_cross_entropy(
@@ -41,10 +46,16 @@ class BalancedSoftmax(BalancingLoss):
 @register_loss("logit_adjust", description="logit adjustment by tau*log prior, training-time or post-hoc (balance.mode)",
                reference="Menon et al. 2021, ICLR")
 class LogitAdjustment(BalancingLoss):
+    def __init__(self, *, class_counts: Sequence[int], feature_dim: int, tau: float = 1.0, mode: str = "train") -> None:
+        super().__init__(class_counts=class_counts, feature_dim=feature_dim)
+        if mode not in LOGIT_ADJUST_MODES:
+            raise ValueError(f"mode={mode!r} is not a known choice; choose one of {list(LOGIT_ADJUST_MODES)}")
+        self.tau, self.mode = tau, mode
+
     def forward(self, *, logits: torch.Tensor, features: torch.Tensor, targets: torch.Tensor):
-        if self.spec.mode == "posthoc":  # train with plain CE; the prior is removed at prediction time
+        if self.mode == "posthoc":  # train with plain CE; the prior is removed at prediction time
             return F.cross_entropy(logits.float(), targets), {}
-        return logit_adjusted_cross_entropy(logits.float(), targets, prior=self.prior, tau=self.spec.tau), {}
+        return logit_adjusted_cross_entropy(logits.float(), targets, prior=self.prior, tau=self.tau), {}
 
     def posthoc_logit_bias(self) -> torch.Tensor | None:
-        return posthoc_logit_bias(self.prior, tau=self.spec.tau) if self.spec.mode == "posthoc" else None
+        return posthoc_logit_bias(self.prior, tau=self.tau) if self.mode == "posthoc" else None

@@ -58,15 +58,16 @@ def weighted_cluster_loss(
                description="softmax + weighted-cluster loss: a learned center per class, weighted by class share (balance.center_weight)",
                reference="Ngo & Yoon 2020, Sensors")
 class SoftmaxWeightedCluster(BalancingLoss):
-    def __init__(self, *, spec: Any, class_counts: Sequence[int], feature_dim: int) -> None:
-        super().__init__(spec=spec, class_counts=class_counts, feature_dim=feature_dim)
+    def __init__(self, *, class_counts: Sequence[int], feature_dim: int, center_weight: float = 0.01, center_lr: float = 0.5) -> None:
+        super().__init__(class_counts=class_counts, feature_dim=feature_dim)
+        self.center_weight, self.center_lr = center_weight, center_lr
         self.cluster = WeightedClusterLoss(class_counts=class_counts, feature_dim=feature_dim)
 
     def forward(self, *, logits: torch.Tensor, features: torch.Tensor, targets: torch.Tensor):
         ce = F.cross_entropy(logits.float(), targets)
         cluster = self.cluster(features, targets)
-        return ce + self.spec.center_weight * cluster, {"ce": ce.detach(), "weighted_cluster": cluster.detach()}
+        return ce + self.center_weight * cluster, {"ce": ce.detach(), "weighted_cluster": cluster.detach()}
 
     def param_groups(self) -> list[dict[str, Any]]:
         # The centres learn at their own rate and without weight decay (decay would pull them to the origin).
-        return [{"params": [self.cluster.centers], "lr": self.spec.center_lr, "weight_decay": 0.0, "name": "centers"}]
+        return [{"params": [self.cluster.centers], "lr": self.center_lr, "weight_decay": 0.0, "name": "centers"}]
