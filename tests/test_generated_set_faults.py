@@ -211,3 +211,13 @@ def _checkpoint(tmp_path: Path, root: Path) -> tuple[Path, list[str]]:
     checkpoint = save_vaegan(tmp_path / "vaegan.safetensors", model=model, config={"name": "tiny"}, class_names=data.class_names,
                              extra={"image_size": 32, "data_fingerprint": data.train.fingerprint, "data": dict(cfg.data)})
     return checkpoint, data_args
+
+
+def test_the_classifier_asks_for_an_unfinished_set_only_when_told() -> None:
+    """balance.allow_incomplete_generated is the one switch the loader's refusal names; it is off by default and
+    recorded with the run's balance settings (metrics.json) when on."""
+    from classifier.balance import resolve_balance
+
+    assert resolve_balance({"name": "synthetic", "generated_dir": "set"}).allow_incomplete_generated is False
+    spec = resolve_balance({"name": "synthetic", "generated_dir": "set", "allow_incomplete_generated": True})
+    assert spec.as_dict()["allow_incomplete_generated"] is True
