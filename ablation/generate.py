@@ -26,6 +26,7 @@ from faces.errors import CheckpointError, FolderLockedError
 from faces.generated import COMMAND_KEY
 from faces.io import checkpoint_fingerprint
 from faces.lock import folder_lock
+from faces.runs import RunInterrupted, command_line, interrupt_signals
 from vaegan.generation.perturbations import PERTURBATIONS
 from vaegan.generation.render import RENDERS
 from vaegan.generation.filter import DuplicateFilter, QualityFilter
@@ -102,7 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     from hydra.errors import HydraException
 
     try:
-        report = run_cli(args, overrides)
+        with interrupt_signals():
+            report = run_cli(args, overrides)
+    except RunInterrupted as interrupted:  # SIGTERM from a scheduler or Ctrl-C: never exit 0 as if the set were made
+        print(f"augment: INTERRUPTED by {interrupted.signal_name}: the set is not finished (augment.json records "
+              f"finished=false); everything manifest.csv lists is kept.\nTo resume: {command_line()}", file=sys.stderr)
+        return interrupted.exit_status
     except GenerationWriteError as error:  # a full disk: one line naming the file and folder, what is kept, how to finish
         print(f"augment: error: {error.strerror}", file=sys.stderr)
         return 1

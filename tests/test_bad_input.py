@@ -289,6 +289,11 @@ def _vaegan_run(env: Env) -> list[str]:
             f"hydra.run.dir={env.tmp / 'vaegan'}"]
 
 
+def _augment_run(env: Env) -> list[str]:
+    """A set far too large to finish before the signal: it arrives once the first batch is committed."""
+    return env.augment("--target-count", "Fear=100000", "--no-report", "--quiet", "--out", str(env.tmp / "gen"))
+
+
 def hydra_list(key: str, items: list[str]) -> str:
     return f"{key}=[" + ",".join(f"'{item}'" for item in items) + "]"
 
@@ -384,6 +389,9 @@ SECOND_PROBE = [
          143, (r"INTERRUPTED by SIGTERM: .*ablation is marked interrupted", r"To resume: \S*python\S* .*ablate\.py"),
          decodes=True, creates=("outputs/ablate/ablation/runs/none/seed0/metrics.json",),
          leaves=("outputs/ablate/ablation/interrupted.json", "outputs/ablate/ablation/runs/none/seed0/interrupted.json"), slow=True),
+    Case("sigterm-augment", script_case("augment.py", _augment_run, interrupt=(signal.SIGTERM, "gen/manifest.csv")),
+         143, (r"augment: INTERRUPTED by SIGTERM: the set is not finished", r"To resume: \S*python\S* .*augment\.py .*--out"),
+         decodes=True, leaves=("gen/manifest.csv", "gen/augment.json")),
     # 5. Phone photos upright and counted; degenerate images named; data.min_image_size refuses them by name.
     Case("exif-and-degenerate-images-summary", script_case("data_summary.py", _phone_photos), 0,
          (r"turned upright by their EXIF orientation: 1; much smaller than 32px: 1; far from square: 1",
