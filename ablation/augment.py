@@ -46,7 +46,7 @@ from .generation_report import (
     judge_quality,
     write_generation_report,
 )
-from .judge import ensure_judge, load_judge
+from .judge import ensure_judge, judge_trainer, load_judge
 
 log = logging.getLogger("augment")
 
@@ -227,7 +227,7 @@ def _generate(*, checkpoint: Path, data: faces.FaceData, fit: faces.FaceSplit, d
     if use_filter:
         judge_path = judge or ensure_judge(
             data_cfg=data_cfg, paths_cfg=paths_cfg, overrides=list(judge_overrides), run_dir=out_dir / "judge",
-            trainer="gpu" if device.type == "cuda" else "cpu", replace=overwrite)
+            trainer=judge_trainer(device), replace=overwrite)
         score, judge_sha = load_judge(Path(judge_path), class_names=data.class_names, device=device)
         # A judge is only as good as its own validation recall: measured here, stored, and warned about.
         quality = judge_quality(score, val)

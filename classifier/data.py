@@ -8,6 +8,7 @@ sample exactly once.
 from __future__ import annotations
 
 import pytorch_lightning as pl
+import torch
 from torch.utils.data import DataLoader
 
 from faces import FaceSplit
@@ -38,6 +39,10 @@ class FaceDataModule(pl.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         return bool(trainer is not None and trainer.accelerator.__class__.__name__ == "CUDAAccelerator")
 
+    def _device(self) -> torch.device | None:
+        """On a GPU the splits live on it and batches are indexed there (faces.torchdata.DeviceBatches)."""
+        return self.trainer.strategy.root_device if self._pin() else None
+
     def train_dataloader(self) -> DataLoader:
         rank, world = self._rank()
         split = self.train_set.split
@@ -47,14 +52,15 @@ class FaceDataModule(pl.LightningDataModule):
         sampler = EpochSampler(num_items=len(split), seed=self.seed, weights=weights, rank=rank, world_size=world)
         per_rank = len(sampler)
         return make_loader(
-            self.train_set, sampler=sampler, batch_size=self.batch_size, drop_last=per_rank > self.batch_size, pin_memory=self._pin()
+            self.train_set, sampler=sampler, batch_size=self.batch_size, drop_last=per_rank > self.batch_size, pin_memory=self._pin(),
+            device=self._device(),
         )
 
     def _eval_loader(self, dataset: BatchedFaceDataset) -> DataLoader:
         rank, world = self._rank()
         return make_loader(
             dataset, sampler=ShardSampler(num_items=len(dataset), rank=rank, world_size=world),
-            batch_size=self.eval_batch_size, pin_memory=self._pin(),
+            batch_size=self.eval_batch_size, pin_memory=self._pin(), device=self._device(),
         )
 
     def val_dataloader(self) -> DataLoader:

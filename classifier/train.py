@@ -11,11 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 import faces
-from faces.config import trainer_uses_gpu
 from faces.lock import folder_lock
 from faces.logs import quiet_lightning
 from faces.summary import GroupThresholds, class_groups
@@ -32,7 +30,7 @@ from .metrics import minority_report
 from .model import FERClassifier
 from .module import BestWeights, FERLitModule
 from .outputs import write_run_outputs
-from .trainer import plain, trainer_kwargs
+from .trainer import plain, trainer_kwargs, training_fast_path
 
 log = logging.getLogger(__name__)
 # The module (not the datamodule) owns on_after_batch_transfer on purpose: augmentation needs the device.
@@ -99,6 +97,7 @@ def _check_config(cfg: DictConfig) -> BalanceSpec:
     if check_pretrained_source(cfg.classifier).startswith("timm-hub:"):
         check_hub_reachable(str(cfg.classifier.backbone))
     check_backbone_name(str(cfg.classifier.backbone))
+    training_fast_path(cfg.classifier, cfg.trainer)  # a bad classifier.cpu_precision fails here
     t = cfg.train
     check_train_numbers(t)
     if int(t.freeze_epochs) >= int(t.epochs) and int(t.epochs) > 0 and int(t.freeze_epochs) > 0:
@@ -191,16 +190,15 @@ def build_run(cfg: DictConfig, *, spec: BalanceSpec, run: RunData, cascade_from:
     log.info("budget: %d epochs x %d steps (%d head-only epochs, %.2g warm-up), input %dpx: %s",
              budget.epochs, budget.steps_per_epoch, budget.freeze_epochs, budget.warmup_epochs, input_size, input_size_rule)
     criterion = create_loss(spec=spec, class_counts=run.fit.class_counts(), feature_dim=model.num_features)
-    channels_last = trainer_uses_gpu(cfg.trainer)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    fast = training_fast_path(cfg.classifier, cfg.trainer)  # the module applies channels_last in its setup
     aug_cfg = plain(cfg.train.augment)
     augment = TensorAugment(**{k: v for k, v in aug_cfg.items() if k != "enabled"}) if aug_cfg.get("enabled", True) else None
     optim = {k: plain(cfg.train[k]) for k in ("lr", "backbone_lr_mult", "weight_decay")}
     optim.update(freeze_epochs=budget.freeze_epochs, warmup_epochs=budget.warmup_epochs)
     module = FERLitModule(
         model=model, criterion=criterion, class_names=class_names, groups=run.groups, input_size=input_size,
-        mean=mean, std=std, optim=optim, augment=augment, channels_last=channels_last, monitor=str(cfg.train.monitor),
+        mean=mean, std=std, optim=optim, augment=augment, channels_last=fast.channels_last, monitor=str(cfg.train.monitor),
+        train_autocast=fast.autocast,
     )
     datamodule = FaceDataModule(
         train=run.fit, val=run.val, test=run.test, batch_size=int(cfg.train.batch_size), eval_batch_size=int(cfg.train.eval_batch_size),
