@@ -6,16 +6,23 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.strategies import DDPStrategy
 
 from faces.config import trainer_uses_gpu
 
 log = logging.getLogger(__name__)
 
 CPU_PRECISIONS = ("32-true", "bf16-mixed")
+# How long a DDP rank waits in a collective for the others (torch's default: 30 minutes). A rank that
+# dies of an exception leaves the others waiting this long, then they fail too: the longest legitimate
+# wait here is rank 0 writing a checkpoint, seconds. The non-finite loss check raises on all ranks at
+# once (FERLitModule._check_finite), so the one error a rank can meet alone by design does not wait at all.
+DDP_TIMEOUT = timedelta(minutes=10)
 
 
 def plain(cfg: Any) -> Any:
@@ -48,8 +55,9 @@ def trainer_kwargs(trainer_cfg: DictConfig, *, freeze_epochs: int = 0) -> dict[s
         if message:
             log.warning(message)
     # Stage 1 runs the frozen backbone under no_grad: DDP must be told some parameters get no gradient.
-    if kwargs.get("strategy") == "ddp" and freeze_epochs > 0:
-        kwargs["strategy"] = "ddp_find_unused_parameters_true"
+    strategy = kwargs.get("strategy")
+    if strategy in ("ddp", "ddp_find_unused_parameters_true"):
+        kwargs["strategy"] = DDPStrategy(find_unused_parameters=strategy != "ddp" or freeze_epochs > 0, timeout=DDP_TIMEOUT)
     return kwargs
 
 

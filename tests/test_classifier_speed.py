@@ -17,7 +17,7 @@ from classifier.balance import resolve_balance
 from classifier.model import FERClassifier
 from classifier.predict import predict_logits, predict_proba
 from classifier.train import build_run, fit, load_run_data, run_training
-from classifier.trainer import deterministic_setting, trainer_kwargs, training_fast_path
+from classifier.trainer import DDP_TIMEOUT, deterministic_setting, trainer_kwargs, training_fast_path
 from classifier_helpers import tiny_cfg
 from faces import load_faces
 from faces.torchdata import BatchedFaceDataset, DeviceBatches, EpochSampler, ShardSampler, make_loader
@@ -34,6 +34,13 @@ def test_deterministic_true_becomes_warn_on_gpu_only() -> None:
     assert deterministic_setting("warn", gpu=True) == ("warn", None)
     assert deterministic_setting(False, gpu=True) == (False, None)
     assert trainer_kwargs(OmegaConf.create({"accelerator": "cpu", "deterministic": True}))["deterministic"] is True
+
+
+def test_ddp_ranks_wait_for_each_other_at_most_the_timeout() -> None:
+    cfg = OmegaConf.create({"accelerator": "cpu", "strategy": "ddp", "devices": 2})
+    for freeze_epochs, unused in ((0, False), (2, True)):  # a frozen stage leaves the backbone without gradients
+        strategy = trainer_kwargs(cfg, freeze_epochs=freeze_epochs)["strategy"]
+        assert strategy._timeout == DDP_TIMEOUT and strategy._ddp_kwargs.get("find_unused_parameters", False) is unused
 
 
 def test_fast_path_per_model_and_bad_values() -> None:
