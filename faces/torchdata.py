@@ -128,6 +128,7 @@ class DeviceBatches:
             raise ValueError(f"batch_size={batch_size}; it must be >= 1")
         self.dataset = dataset
         self.sampler = sampler
+        self.batch_sampler = None  # Lightning reads a DataLoader's sampler attributes as a pair
         self.batch_size = batch_size
         self.drop_last = drop_last
         self.device = torch.device(device)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import timm
 import torch
 from omegaconf import OmegaConf
@@ -95,6 +96,21 @@ def test_device_batches_equal_the_host_loader(tiny_synthetic_root: Path, tmp_pat
                 assert dx.dtype == torch.uint8 and torch.equal(hx, dx) and torch.equal(hy, dy)
     shard = ShardSampler(num_items=len(train), rank=0, world_size=1)
     assert sum(len(y) for _, y in make_loader(dataset, sampler=shard, batch_size=50, device="cpu")) == len(train)
+
+
+def test_lightning_trains_from_device_batches(tiny_synthetic_root: Path, tmp_path: Path) -> None:
+    """What FaceDataModule serves on a GPU, run through Lightning on the CPU: sized, and re-shuffled per epoch."""
+    cfg = tiny_cfg(tiny_synthetic_root, tmp_path, "train.epochs=2")
+    spec = resolve_balance(cfg.balance)
+    built = build_run(cfg, spec=spec, run=load_run_data(cfg, spec=spec, evaluate_test=False), cascade_from=None)
+    dm = built.datamodule
+    sampler = EpochSampler(num_items=len(dm.train_set), seed=0)
+    train = DeviceBatches(dm.train_set, sampler=sampler, batch_size=16, drop_last=True, device="cpu")
+    val = DeviceBatches(dm.val_set, sampler=ShardSampler(num_items=len(dm.val_set)), batch_size=64, device="cpu")
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=2, limit_train_batches=2, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    trainer.fit(built.module, train_dataloaders=train, val_dataloaders=val)
+    assert trainer.global_step == 4 and sampler.epoch == 1 and built.module.last_val_metrics["num_samples"] == len(dm.val_set)
 
 
 def test_fast_path_same_seed_same_result(tiny_synthetic_root: Path, tmp_path: Path) -> None:
