@@ -11,6 +11,7 @@ import pytest
 import pytorch_lightning as pl
 import timm
 import torch
+from classifier_helpers import tiny_cfg
 from omegaconf import OmegaConf
 
 from ablation.judge import judge_trainer
@@ -18,10 +19,20 @@ from classifier.balance import resolve_balance
 from classifier.model import FERClassifier
 from classifier.predict import predict_logits, predict_proba
 from classifier.train import build_run, fit, load_run_data, run_training
-from classifier.trainer import DDP_TIMEOUT, deterministic_setting, trainer_kwargs, training_fast_path
-from classifier_helpers import tiny_cfg
+from classifier.trainer import (
+    DDP_TIMEOUT,
+    deterministic_setting,
+    trainer_kwargs,
+    training_fast_path,
+)
 from faces import load_faces
-from faces.torchdata import BatchedFaceDataset, DeviceBatches, EpochSampler, ShardSampler, make_loader
+from faces.torchdata import (
+    BatchedFaceDataset,
+    DeviceBatches,
+    EpochSampler,
+    ShardSampler,
+    make_loader,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
