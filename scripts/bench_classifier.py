@@ -6,7 +6,8 @@ batch already on the device; the difference is what the data path costs.
     python scripts/bench_classifier.py --matrix --threads 2                    # CPU fast paths per model (BENCHMARKS.md)
 
 Both modes run the identical step: uint8 -> device -> batched augmentation -> normalise -> forward,
-backward and AdamW update (bf16 autocast and channels_last on CUDA). Weights are random (speed does
+backward and AdamW update (bf16 autocast and channels_last on CUDA, plain fp32 on CPU; the per-model CPU
+fast paths are --matrix's subject). Weights are random (speed does
 not depend on them), so the benchmark runs offline.
 
 --matrix times that step (on a fixed uint8 batch, no loader) per model and per CPU path:
@@ -155,7 +156,9 @@ def main() -> None:
         while True:
             sampler = EpochSampler(num_items=len(train), seed=0)
             sampler.set_epoch(epoch)
-            for images, labels in make_loader(dataset, sampler=sampler, batch_size=args.batch_size, drop_last=True, pin_memory=cuda):
+            # As FaceDataModule serves it: on CUDA the split lives on the GPU (DeviceBatches); on CPU a host gather.
+            for images, labels in make_loader(dataset, sampler=sampler, batch_size=args.batch_size, drop_last=True,
+                                              pin_memory=cuda, device=device if cuda else None):
                 yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             epoch += 1
 
