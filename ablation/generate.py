@@ -45,7 +45,7 @@ from .generation_report import (
     judge_quality,
     write_generation_report,
 )
-from .judge import ensure_judge, load_judge
+from .judge import ensure_judge, judge_trainer, load_judge
 
 log = logging.getLogger("augment")
 
@@ -225,7 +225,7 @@ def _quality_filter(request: GenerationRequest, inputs: _Inputs, *, embed) -> tu
         return None, None
     judge_path = request.judge or ensure_judge(
         data_cfg=inputs.data_cfg, paths_cfg=inputs.paths_cfg, overrides=list(inputs.judge_overrides),
-        run_dir=request.out_dir / JUDGE_DIR, trainer="gpu" if request.torch_device.type == "cuda" else "cpu",
+        run_dir=request.out_dir / JUDGE_DIR, trainer=judge_trainer(request.torch_device),
         replace=request.overwrite)
     judge_probabilities, judge_sha = load_judge(Path(judge_path), class_names=inputs.data.class_names, device=request.torch_device)
     # A judge is only as good as its own validation recall: measured here, stored, and warned about.

@@ -57,6 +57,17 @@ def load_judge(path: Path, *, class_names: tuple[str, ...], device: torch.device
     return judge_probabilities, checkpoint_fingerprint(path)
 
 
+def judge_trainer(device: torch.device) -> str | DictConfig:
+    """The trainer a judge trains with for `--device`: trainer=cpu, or trainer=gpu on exactly that GPU
+    (`cuda:1` trains on GPU 1; Lightning's devices=1 would take GPU 0, which may be another job's)."""
+    if device.type != "cuda":
+        return "cpu"
+    trainer = compose_config("train_classifier", ["trainer=gpu"]).trainer
+    trainer.devices = [device.index if device.index is not None else torch.cuda.current_device()]
+    return trainer
+
+
+
 def _finished_record(run_dir: Path) -> dict[str, Any] | None:
     """The completion marker of `run_dir`'s judge if its training finished (marker and checkpoint agree)."""
     marker, checkpoint = run_dir / MARKER_FILE, run_dir / BEST_CHECKPOINT

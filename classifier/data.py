@@ -162,6 +162,10 @@ class FaceDataModule(pl.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         return bool(trainer is not None and trainer.accelerator.__class__.__name__ == "CUDAAccelerator")
 
+    def _device(self) -> torch.device | None:
+        """On a GPU the splits live on it and batches are indexed there (faces.torchdata.DeviceBatches)."""
+        return self.trainer.strategy.root_device if self._pin() else None
+
     def train_sampler(self, *, rank: int = 0, world: int = 1) -> Sampler[int]:
         split = self.train_set.split
         if self.sampler == "replace" or self.start_step > 0:
@@ -181,14 +185,15 @@ class FaceDataModule(pl.LightningDataModule):
         sampler = self.train_sampler(rank=rank, world=world)
         per_rank = len(sampler)
         return make_loader(
-            self.train_set, sampler=sampler, batch_size=self.batch_size, drop_last=per_rank > self.batch_size, pin_memory=self._pin()
+            self.train_set, sampler=sampler, batch_size=self.batch_size, drop_last=per_rank > self.batch_size, pin_memory=self._pin(),
+            device=self._device(),
         )
 
     def _eval_loader(self, dataset: BatchedFaceDataset) -> DataLoader:
         rank, world = self._rank()
         return make_loader(
             dataset, sampler=ShardSampler(num_items=len(dataset), rank=rank, world_size=world),
-            batch_size=self.eval_batch_size, pin_memory=self._pin(),
+            batch_size=self.eval_batch_size, pin_memory=self._pin(), device=self._device(),
         )
 
     def val_dataloader(self) -> DataLoader:

@@ -60,9 +60,16 @@ class FERClassifier(nn.Module):
         return self.backbone(x)
 
     def classify(self, features: torch.Tensor) -> torch.Tensor:
-        """Raw logits from pooled features (no post-hoc bias): what every training loss sees."""
-        return self.head(self.dropout(features))
+        """Raw logits from pooled features (no post-hoc bias): what every training loss sees.
+
+        fp32 even under bf16 autocast: the logits, the post-hoc bias added to them and every
+        probability and argmax taken from them then do not depend on bf16 rounding (bf16's spacing
+        near a logit of 8 is 0.06, enough to flip close calls), so a GPU run and a CPU run predict
+        alike up to the backbone's own rounding. The head is one small matmul: no speed is lost.
+        """
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            return self.head(self.dropout(features.float()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.classify(self.features(x))
-        return logits if self.training else logits + self.logit_bias.to(logits.dtype)
+        return logits if self.training else logits + self.logit_bias

@@ -4,6 +4,7 @@ are reduced over all ranks before anything is computed from them."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -35,12 +36,18 @@ def fine_tune_lr_factor(step: int, *, steps_per_epoch: int, freeze_epochs: int, 
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+# How often (steps) the training loss's finiteness is read back on the host: reading it every step
+# would wait for the device at every step (a GPU then idles while the next batch is prepared).
+FINITE_CHECK_EVERY = 50
+
+
 class FERLitModule(pl.LightningModule):
     def __init__(
         self, *, model: FERClassifier, criterion: BalancingLoss | None, class_names: Sequence[str], groups: Sequence[str],
         input_size: int, mean: Sequence[float], std: Sequence[float], optim: dict[str, Any],
         augment: TensorAugment | None, channels_last: bool = False, monitor: str = "val/mean_class_accuracy",
         generated_weight: float = 1.0,
+        train_autocast: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -54,6 +61,10 @@ class FERLitModule(pl.LightningModule):
         self.channels_last = channels_last
         self.monitor = monitor
         self.generated_weight = generated_weight  # loss weight of a generated sample (balance.synthetic_weight)
+        # CPU fast path (classifier/trainer.py training_fast_path): bf16 autocast of the training forward
+        # only; evaluation stays fp32. On a GPU, trainer.precision=bf16-mixed autocasts every step instead.
+        self.train_autocast = train_autocast
+        self._nonfinite: torch.Tensor | None = None  # device-side "some step's loss was not finite" flag
         self.val_confusion = confusion_matrix_metric(len(class_names))
         self.test_confusion = confusion_matrix_metric(len(class_names))
         self.last_val_metrics: dict[str, Any] = {}
@@ -61,6 +72,11 @@ class FERLitModule(pl.LightningModule):
         bias = criterion.posthoc_logit_bias() if criterion is not None else None
         if bias is not None:
             self.model.logit_bias.copy_(bias)
+
+    def setup(self, stage: str) -> None:
+        # Before the strategy wraps the model (DDP): the reducer's buckets then see the NHWC parameters.
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
 
     # ----- data on device -------------------------------------------------------------------
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
@@ -89,19 +105,54 @@ class FERLitModule(pl.LightningModule):
             # new head learns; no backward pass through the backbone, which also makes it cheap.
             self.model.backbone.eval()
             with torch.no_grad():
-                features = self.model.features(x)
+                features = self._train_features(x)
         else:
             self.model.backbone.train()
-            features = self.model.features(x)
+            features = self._train_features(x)
         logits = self.model.classify(features)
         loss, parts = sample_weighted_loss(self.criterion, logits=logits, features=features, targets=y,
                                            generated=tags[0] if tags else None, generated_weight=self.generated_weight)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite training loss {loss.item()} at epoch {self.current_epoch}, step {batch_idx}")
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
+        self._check_finite(loss, batch_idx=batch_idx)
+        # The per-step value is this rank's (no collective per step) and stays off the progress bar (which
+        # would read it back every step); the epoch means are reduced over ranks once, at the epoch's end.
+        # Same CSV columns as logging "train/loss" on step and epoch.
+        self.log("train/loss_step", loss, on_step=True, on_epoch=False, batch_size=len(y))
+        self.log("train/loss_epoch", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
         for name, value in parts.items():
             self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
         return loss
+
+    def _train_features(self, x: torch.Tensor) -> torch.Tensor:
+        autocast = torch.autocast(device_type=x.device.type, dtype=self.train_autocast) if self.train_autocast else contextlib.nullcontext()
+        with autocast:
+            return self.model.features(x)
+
+    def _check_finite(self, loss: torch.Tensor, *, batch_idx: int) -> None:
+        """Raise FloatingPointError, on every rank at the same step, once a training loss was not finite.
+
+        The flag stays on the device and is read every FINITE_CHECK_EVERY steps and at the epoch's end
+        (a diverged run trains at most that many steps more). It is summed over ranks before it is read,
+        so all ranks raise together: one rank raising alone would leave the others waiting forever in
+        their next collective.
+        """
+        bad = ~torch.isfinite(loss.detach())
+        self._nonfinite = bad if self._nonfinite is None else self._nonfinite | bad
+        if (batch_idx + 1) % FINITE_CHECK_EVERY == 0:
+            self._raise_if_nonfinite(f"epoch {self.current_epoch}, steps {batch_idx + 1 - FINITE_CHECK_EVERY}..{batch_idx}")
+
+    def _raise_if_nonfinite(self, where: str) -> None:
+        if self._nonfinite is None:
+            return
+        flag = self._nonfinite.to(torch.float32)
+        self._nonfinite = None
+        if self.trainer.world_size > 1:
+            flag = self.trainer.strategy.reduce(flag, reduce_op="sum")
+        if flag.item() > 0:
+            raise FloatingPointError(f"non-finite training loss in {where} (on {int(flag.item())} of {self.trainer.world_size} "
+                                     "rank(s)): training diverged; lower train.lr or check the data")
+
+    def on_train_epoch_end(self) -> None:
+        self._raise_if_nonfinite(f"the last steps of epoch {self.current_epoch}")
 
     def configure_optimizers(self) -> Any:
         o = self.optim

@@ -7,6 +7,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from faces.features import cuda_fast_math
+
 from .model import preprocess
 
 
@@ -15,19 +17,27 @@ def predict_logits(
     model: nn.Module, images_uint8: torch.Tensor, *, meta: dict[str, Any], batch_size: int = 256,
     device: str | torch.device | None = None,
 ) -> torch.Tensor:
-    """Logits [N, C] (post-hoc logit adjustment included, if the run used it), on the CPU."""
+    """Logits [N, C] (post-hoc logit adjustment included, if the run used it), fp32, on the CPU.
+
+    On CUDA the backbone runs in bf16 autocast, channels_last (TF32 convolutions); the head and the post-hoc bias
+    stay fp32 (FERClassifier.classify), so probabilities and argmax ties do not hang on bf16 rounding.
+    """
     if images_uint8.dtype != torch.uint8 or images_uint8.ndim != 4 or images_uint8.shape[1] != 3:
         raise ValueError(f"images must be uint8 [N, 3, H, W], got {images_uint8.dtype} {tuple(images_uint8.shape)}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval().to(device)
     outputs = []
-    use_bf16 = device.type == "cuda"
-    for start in range(0, len(images_uint8), batch_size):
-        x = preprocess(images_uint8[start : start + batch_size].to(device, non_blocking=True),
-                       input_size=int(meta["input_size"]), mean=meta["mean"], std=meta["std"])
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            outputs.append(model(x).float().cpu())
+    cuda = device.type == "cuda"
+    if cuda:
+        model.to(memory_format=torch.channels_last)
+    with cuda_fast_math(device):
+        for start in range(0, len(images_uint8), batch_size):
+            x = preprocess(images_uint8[start : start + batch_size].to(device, non_blocking=True),
+                           input_size=int(meta["input_size"]), mean=meta["mean"], std=meta["std"])
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cuda):
+                logits = model(x.contiguous(memory_format=torch.channels_last) if cuda else x)
+            outputs.append(logits.float().cpu())
     model.train(was_training)
     num_classes = len(meta["class_names"])
     return torch.cat(outputs) if outputs else torch.zeros(0, num_classes)

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 import faces
@@ -36,7 +35,7 @@ from .metrics import minority_report
 from .model import FERClassifier
 from .module import BestWeights, FERLitModule
 from .outputs import write_run_outputs
-from .trainer import trainer_kwargs
+from .trainer import trainer_kwargs, training_fast_path
 from .transforms import TensorAugment
 
 log = logging.getLogger(__name__)
@@ -104,6 +103,7 @@ def _check_config(cfg: DictConfig) -> BalanceSpec:
     if check_pretrained_source(cfg.classifier).startswith("timm-hub:"):
         check_hub_reachable(str(cfg.classifier.backbone))
     check_backbone_name(str(cfg.classifier.backbone))
+    training_fast_path(cfg.classifier, cfg.trainer)  # a bad classifier.cpu_precision fails here
     t = cfg.train
     check_train_numbers(t)
     if int(t.freeze_epochs) >= int(t.epochs) and int(t.epochs) > 0 and int(t.freeze_epochs) > 0:
@@ -205,16 +205,15 @@ def build_run(cfg: DictConfig, *, spec: BalanceSpec, run: RunData, cascade_from:
     real_counts = torch.bincount(run.fit.labels[~run.fit.is_synthetic], minlength=len(class_names)).tolist()
     counts = run.fit.class_counts() if spec.loss_counts == "fit" else real_counts
     criterion = create_loss(spec.loss, class_counts=counts, feature_dim=model.num_features, **spec.loss_args)
-    channels_last = trainer_uses_gpu(cfg.trainer)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    fast = training_fast_path(cfg.classifier, cfg.trainer)  # the module applies channels_last in its setup
     aug_cfg = plain(cfg.train.augment)
     augment = TensorAugment(**{k: v for k, v in aug_cfg.items() if k != "enabled"}) if aug_cfg.get("enabled", True) else None
     optim = {k: plain(cfg.train[k]) for k in ("lr", "backbone_lr_mult", "weight_decay")}
     optim.update(freeze_epochs=budget.freeze_epochs, warmup_epochs=budget.warmup_epochs)
     module = FERLitModule(
         model=model, criterion=criterion, class_names=class_names, groups=run.groups, input_size=input_size,
-        mean=mean, std=std, optim=optim, augment=augment, channels_last=channels_last, monitor=str(cfg.train.monitor),
+        mean=mean, std=std, optim=optim, augment=augment, channels_last=fast.channels_last, monitor=str(cfg.train.monitor),
+        train_autocast=fast.autocast,
         generated_weight=spec.synthetic_weight,
     )
     datamodule = FaceDataModule(

@@ -12,6 +12,8 @@ imports the other.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -79,6 +81,23 @@ def imagenet_normalize(images: torch.Tensor) -> torch.Tensor:
     return (x - mean) / std
 
 
+@contextlib.contextmanager
+def cuda_fast_math(device: torch.device) -> Iterator[None]:
+    """On CUDA, TF32 for fp32 convolutions (Ampere/Hopper tensor cores) while the block runs, whatever a
+    caller set globally; the previous setting comes back afterwards. Matmuls keep full fp32 on purpose:
+    the only fp32 matmul left in these networks is the classifier's head, whose logits must not differ
+    from a CPU run's (FERClassifier.classify). On other devices: nothing."""
+    if device.type != "cuda":
+        yield
+        return
+    previous = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = previous
+
+
 FEATURE_NETWORK = ARCHITECTURE
 
 
@@ -97,10 +116,16 @@ class FeatureNetwork(nn.Module):
     def forward(self, images: torch.Tensor, *, batch_size: int = 128) -> torch.Tensor:
         """float [-1, 1] images (or uint8 [0, 255]) -> float64 features [N, 1280]."""
         out = []
-        for start in range(0, images.shape[0], batch_size):
-            chunk = images[start : start + batch_size]
-            x = chunk.float() / 255.0 if chunk.dtype == torch.uint8 else (chunk.float().clamp(-1, 1) + 1) / 2
-            if x.shape[-1] != self.image_size:
-                x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
-            out.append(self.network(imagenet_normalize(x)).double())
-        return torch.cat(out) if out else torch.zeros(0, self.network.num_features, dtype=torch.float64)
+        device = next(self.network.parameters()).device
+        cuda = device.type == "cuda"
+        if cuda:  # NHWC convolutions are cuDNN's fast path for this depthwise-separable network
+            self.network.to(memory_format=torch.channels_last)
+        with cuda_fast_math(device):
+            for start in range(0, images.shape[0], batch_size):
+                chunk = images[start : start + batch_size].to(device, non_blocking=True)
+                x = chunk.float() / 255.0 if chunk.dtype == torch.uint8 else (chunk.float().clamp(-1, 1) + 1) / 2
+                if x.shape[-1] != self.image_size:
+                    x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+                x = imagenet_normalize(x)
+                out.append(self.network(x.contiguous(memory_format=torch.channels_last) if cuda else x).double())
+        return torch.cat(out) if out else torch.zeros(0, self.network.num_features, dtype=torch.float64, device=device)

@@ -4,6 +4,12 @@ Batches come straight from the uint8 tensors: a whole batch is one index op, no 
 per-sample work. Samplers are deterministic in (seed, epoch) and shard by rank themselves, so
 the same code serves one process and DDP, and a run resumed at epoch k sees exactly the batches
 an uninterrupted run would have seen. Evaluation roles refuse generated samples.
+
+Two ways to serve batches: `make_loader` without a device gives a DataLoader that gathers each batch
+on the host (one index op on the main thread; pinned when CUDA is present, so the copy to the GPU is
+asynchronous), which is right on CPU, where a worker process would only take a core from the model.
+With `device=` it gives `DeviceBatches`: the split's uint8 tensors are copied to the device once and
+every batch is an index op there, so a GPU step waits neither for a host gather nor for a copy.
 """
 
 from __future__ import annotations
@@ -108,10 +114,47 @@ class ShardSampler(Sampler[int]):
         return len(self.indices)
 
 
+class DeviceBatches:
+    """Batches of `dataset` in `sampler`'s order, indexed on `device` from uint8 tensors copied there once.
+
+    The same batches as `make_loader`'s DataLoader (same sampler, `batch_size`, `drop_last`), already on
+    the device. `sampler` is exposed so Lightning calls its `set_epoch` each epoch as for a DataLoader.
+    Memory: the split's uint8 images once per process (RAF-DB's 12,271 train faces at 100 px: 368 MB).
+    """
+
+    def __init__(self, dataset: BatchedFaceDataset, *, sampler: Sampler[int], batch_size: int, drop_last: bool = False,
+                 device: torch.device | str) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size}; it must be >= 1")
+        self.dataset = dataset
+        self.sampler = sampler
+        self.batch_sampler = None  # Lightning reads a DataLoader's sampler attributes as a pair
+        self.batch_size = batch_size
+        self.drop_last = drop_last
+        self.device = torch.device(device)
+        self.images = dataset.split.images.to(self.device)
+        self.labels = dataset.split.labels.to(self.device)
+
+    def __len__(self) -> int:
+        n = len(self.sampler)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = torch.as_tensor(list(self.sampler), dtype=torch.long).to(self.device)
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            index = order[start : start + self.batch_size]
+            yield self.images[index], self.labels[index]
+
+
 def make_loader(
-    dataset: BatchedFaceDataset, *, sampler: Sampler[int], batch_size: int, drop_last: bool = False, pin_memory: bool = False
-) -> DataLoader:
+    dataset: BatchedFaceDataset, *, sampler: Sampler[int], batch_size: int, drop_last: bool = False, pin_memory: bool | None = None,
+    device: torch.device | str | None = None,
+) -> DataLoader | DeviceBatches:
+    """A DataLoader gathering batches on the host (`pin_memory`: None = pin when CUDA is available), or,
+    with `device`, `DeviceBatches` serving them from a copy of the split on that device."""
+    if device is not None:
+        return DeviceBatches(dataset, sampler=sampler, batch_size=batch_size, drop_last=drop_last, device=device)
     return DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, collate_fn=keep_batch, drop_last=drop_last,
-        num_workers=0, pin_memory=pin_memory,
+        num_workers=0, pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
     )

@@ -3,15 +3,25 @@ batch already on the device; the difference is what the data path costs.
 
     python scripts/bench_classifier.py                                          # CPU: resnet18, 64px, small preset
     python scripts/bench_classifier.py --backbone resnet18 --image-size 112 --batch-size 256 --preset full --steps 100   # GPU (bf16, channels_last)
+    python scripts/bench_classifier.py --matrix --threads 2                    # CPU fast paths per model (BENCHMARKS.md)
 
 Both modes run the identical step: uint8 -> device -> batched augmentation -> normalise -> forward,
-backward and AdamW update (bf16 autocast and channels_last on CUDA). Weights are random (speed does
+backward and AdamW update (bf16 autocast and channels_last on CUDA, plain fp32 on CPU; the per-model CPU
+fast paths are --matrix's subject). Weights are random (speed does
 not depend on them), so the benchmark runs offline.
+
+--matrix times that step (on a fixed uint8 batch, no loader) per model and per CPU path:
+fp32, fp32 + channels_last, bf16 autocast, bf16 autocast + channels_last (the choices behind
+classifier.cpu_precision / classifier.cpu_channels_last). The variants are interleaved, round after
+round, and the best round of each is kept: on a shared machine a burst of load from another job
+then hits every variant alike instead of one, so the ratios are more trustworthy than the absolute
+figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import time
@@ -38,11 +48,76 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--cache-dir", default=os.path.join(project_root(), ".cache", "faces"))
     p.add_argument("--data-dir", default=os.path.join(project_root(), "data", "synthetic_faces"))
+    p.add_argument("--matrix", action="store_true", help="CPU fast-path matrix: every --models x (fp32 | bf16) x (contiguous | channels_last)")
+    p.add_argument("--models", default="efficientnet_lite0,resnet18", help="--matrix: comma-separated timm backbones")
+    p.add_argument("--rounds", type=int, default=3, help="--matrix: interleaved rounds; the best round per variant counts")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     return p.parse_args()
+
+
+MATRIX = (("fp32", False), ("fp32 channels_last", True), ("bf16 autocast", False), ("bf16 channels_last", True))
+
+
+def cpu_matrix(args: argparse.Namespace) -> None:
+    """Training images/s of the classifier's step per model x CPU path, interleaved rounds, best of `rounds`."""
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (args.batch_size, 3, args.image_size, args.image_size), dtype=torch.uint8, generator=generator)
+    labels = torch.randint(0, 7, (args.batch_size,), generator=generator)
+    augment = TensorAugment()
+    runs = {}
+    for name in args.models.split(","):
+        for variant, channels_last in MATRIX:
+            torch.manual_seed(0)
+            backbone, _ = create_backbone(name, pretrained="none")
+            model = FERClassifier(backbone=backbone, num_classes=7).train()
+            if channels_last:
+                model = model.to(memory_format=torch.channels_last)
+            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+            runs[(name, variant)] = (model, optimizer, channels_last, variant.startswith("bf16"), backbone.pretrained_cfg)
+
+    def step(key: tuple[str, str]) -> None:
+        model, optimizer, channels_last, bf16, cfg = runs[key]
+        x = preprocess(augment(images.float().div(255.0)), input_size=args.image_size, mean=cfg["mean"], std=cfg["std"])
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device_type="cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+            features = model.features(x)
+        loss = F.cross_entropy(model.classify(features), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    best = {key: 0.0 for key in runs}
+    for key in runs:
+        for _ in range(args.warmup):
+            step(key)
+    for _ in range(args.rounds):
+        for key in runs:  # interleaved: every variant once per round
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                step(key)
+            best[key] = max(best[key], args.steps * args.batch_size / (time.perf_counter() - start))
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"device: CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads; torch {torch.__version__}; "
+          f"load average (1 min) at the end: {load:.2f}")
+    print(f"step: uint8 -> augment -> preprocess -> forward -> cross-entropy -> backward -> AdamW; random init; "
+          f"batch {args.batch_size} at {args.image_size}px; best of {args.rounds} interleaved rounds x {args.steps} steps "
+          f"after {args.warmup} warm-up; training images/s")
+    names = [variant for variant, _ in MATRIX]
+    print("| model | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for name in args.models.split(","):
+        row = [best[(name, variant)] for variant in names]
+        print(f"| {name} | " + " | ".join(f"{v:.1f} ({v / row[0]:.2f}x)" for v in row) + " |")
 
 
 def main() -> None:
     args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.matrix:
+        cpu_matrix(args)
+        return
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
     cuda = device.type == "cuda"
     if cuda:
@@ -81,7 +156,9 @@ def main() -> None:
         while True:
             sampler = EpochSampler(num_items=len(train), seed=0)
             sampler.set_epoch(epoch)
-            for images, labels in make_loader(dataset, sampler=sampler, batch_size=args.batch_size, drop_last=True, pin_memory=cuda):
+            # As FaceDataModule serves it: on CUDA the split lives on the GPU (DeviceBatches); on CPU a host gather.
+            for images, labels in make_loader(dataset, sampler=sampler, batch_size=args.batch_size, drop_last=True,
+                                              pin_memory=cuda, device=device if cuda else None):
                 yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             epoch += 1
 
