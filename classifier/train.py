@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 import faces
-from faces.config import trainer_uses_gpu
 from faces.features import IMAGENET_MEAN, IMAGENET_STD
 from faces.generated import read_generated_settings
 from faces.io import plain
