@@ -101,7 +101,7 @@ class VAEGANModule(pl.LightningModule):
         precision = str(self.trainer.precision)
         if precision.startswith("16"):
             raise ValueError(f"trainer.precision={precision} is not supported (fp16 needs loss scaling); use bf16-mixed or 32-true")
-        if self.device.type == "cuda":
+        if self._channels_last():
             self.model.to(memory_format=torch.channels_last)
         for module in self._aux.values():
             module.to(self.device)
@@ -120,7 +120,12 @@ class VAEGANModule(pl.LightningModule):
 
     def _prepare(self, images: torch.Tensor) -> torch.Tensor:
         x = to_model_range(images)
-        return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x
+        return x.contiguous(memory_format=torch.channels_last) if self._channels_last() else x
+
+    def _channels_last(self) -> bool:
+        """config channels_last: true | false | auto (CUDA only; on CPU it is a measured choice, BENCHMARKS.md)."""
+        choice = self.config.get("channels_last", "auto")
+        return self.device.type == "cuda" if choice == "auto" else bool(choice)
 
     def _guard(self, values: dict[str, torch.Tensor], *, step: int) -> None:
         """One host sync per step: stop with the name of the first non-finite value."""
