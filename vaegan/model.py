@@ -135,6 +135,11 @@ class Decoder(nn.Module):
             for level in reversed(range(1, levels))
         )
         self.to_rgb = nn.Conv2d(widths[1], 3 * 4, 3, padding=1)  # 4 = the 2x2 block each output paints
+        # ICNR initialisation (Aitken et al. 2017): the four sub-pixel kernels of a colour start equal, so the
+        # untrained layer is a nearest-neighbour upsampling instead of a checkerboard the GAN must unlearn.
+        with torch.no_grad():
+            self.to_rgb.weight.copy_(self.to_rgb.weight[::4].repeat_interleave(4, dim=0))
+            self.to_rgb.bias.copy_(self.to_rgb.bias[::4].repeat_interleave(4))
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         embedding = self.label_embedding(labels)
