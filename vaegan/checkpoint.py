@@ -69,12 +69,6 @@ def read_vaegan_meta(path: Path | str) -> dict[str, Any]:
     missing = [key for key in ("architecture", "class_names", "image_size") if key not in meta]
     if missing:
         raise CheckpointError(f"{path}: VAE-GAN checkpoint metadata lacks {missing}; the file is damaged or was not written by save_vaegan")
-    version = meta.get("architecture_version", 1)  # files from before the version was recorded are version 1
-    if version != ARCHITECTURE_VERSION:
-        raise CheckpointError(
-            f"{path}: a VAE-GAN of architecture version {version!r}; this code builds version {ARCHITECTURE_VERSION} "
-            "(space-to-depth stems, sub-pixel output, the discriminator's expression classifier) and cannot load it. "
-            "Retrain: python scripts/train_vaegan.py (or delete the ablation's vaegan/ folder and re-run scripts/ablate.py)")
     require_metadata(path, meta, {
         "class_names": ("a list of distinct class names", is_name_list),
         "image_size": ("a positive integer", is_positive_int),
@@ -82,6 +76,12 @@ def read_vaegan_meta(path: Path | str) -> dict[str, Any]:
                          lambda v: isinstance(v, dict) and set(v) <= set(ARCHITECTURE_KEYS)
                          and all(is_positive_int(x) for x in v.values())),
     }, what=WHAT)
+    version = meta.get("architecture_version", 1)  # files from before the version was recorded are version 1
+    if version != ARCHITECTURE_VERSION:
+        raise CheckpointError(
+            f"{path}: a VAE-GAN of architecture version {version!r}; this code builds version {ARCHITECTURE_VERSION} "
+            "(space-to-depth stems, sub-pixel output, the discriminator's expression classifier) and cannot load it. "
+            "Retrain: python scripts/train_vaegan.py (or delete the ablation's vaegan/ folder and re-run scripts/ablate.py)")
     if meta["architecture"].get("num_classes") != len(meta["class_names"]):
         raise CheckpointError(f"{path}: metadata architecture.num_classes={meta['architecture'].get('num_classes')!r} but "
                               f"{len(meta['class_names'])} class names; the file is damaged or was not written by save_vaegan")
