@@ -495,5 +495,5 @@ class VAEGANModule(pl.LightningModule):
             mu = torch.stack([encoded[c][1][i] for c, i in picks])
             flipped = self.model.decode(mu, torch.full((len(picks),), target, device=self.device, dtype=torch.long))
             rows += [x.float().cpu(), flipped.float().cpu()]
-            names += [f"{self.class_names[target]}: sources", f"{self.class_names[target]}: flipped"]
+            names += ["sources", f"as {self.class_names[target]}"]
         return rows, names
