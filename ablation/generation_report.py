@@ -24,7 +24,12 @@ from vaegan.augment.perturbations import Perturbation
 from vaegan.augment.quality import NEAR_DUPLICATE_FRACTION, generation_figures
 from vaegan.augment.run import ClassProgress, Embed, Judge, generate, plan
 from vaegan.images import resize_uint8, to_model_range, to_uint8
-from vaegan.metrics import KID_NAME, label_flip_figures, per_class_kid, reconstruction_fidelity
+from vaegan.metrics import (
+    KID_NAME,
+    label_flip_figures,
+    per_class_kid,
+    reconstruction_fidelity,
+)
 
 log = logging.getLogger("augment")
 REPORT_FILE = "generation_report.json"
@@ -97,7 +102,7 @@ def generator_figures(*, model, fit: faces.FaceSplit, val: faces.FaceSplit, clas
         return torch.cat([resize_uint8(to_uint8(model.decode(z[i : i + batch_size], labels[i : i + batch_size].to(device))).cpu(),
                                        size=fit.image_size) for i in range(0, len(z), batch_size)])
 
-    predict = lambda images: judge(images).argmax(dim=1).cpu()  # noqa: E731
+    predict = lambda images: judge(images).argmax(dim=1).cpu()
     mu = encode(val.images, val.labels)
     reconstructed = decode(mu, val.labels)
     figures: dict[str, Any] = {

@@ -307,7 +307,7 @@ class VAEGANModule(pl.LightningModule):
         identity kept by label flips and per-class KID of prior samples. Writes grids/figures_<epoch>.json
         with the sample sizes."""
         model, names = self.model, self.class_names
-        classify = lambda images: torch.cat([model.discriminator.classify(images[i : i + 256]).argmax(1)  # noqa: E731
+        classify = lambda images: torch.cat([model.discriminator.classify(images[i : i + 256]).argmax(1)
                                              for i in range(0, len(images), 256)]).cpu()
         labels_cpu = labels.cpu()
         figures: dict[str, Any] = {"judge": "the discriminator's expression classifier (trained with the generator)"}
