@@ -10,6 +10,8 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
 
+from ablation.generation_report import generator_figures
+from faces import FaceSplit
 from faces.errors import CheckpointError
 from faces.io import save_safetensors
 from vaegan import load_vaegan, save_vaegan
@@ -142,3 +144,35 @@ def test_swapped_label_loss_changes_the_decodes_of_a_changed_label(tiny_syntheti
     without = _swapped_decodes(tiny_synthetic_root, tmp_path, label_weight="0.0")
     with_loss = _swapped_decodes(tiny_synthetic_root, tmp_path, label_weight="5.0")
     assert (with_loss - without).abs().mean() > 1e-3
+
+
+class _CopyingGenerator(torch.nn.Module):
+    """A 'VAE-GAN' whose code is the image itself and whose decoder ignores the label: dec(mu(x), y') = x."""
+
+    resolution, latent_dim = 8, 3 * 8 * 8
+
+    def encode(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return images.flatten(1), torch.zeros_like(images.flatten(1))
+
+    def decode(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return z.clamp(-1, 1).view(-1, 3, 8, 8)
+
+
+def _split(name: str, per_class: int, seed: int):
+    grey, labels = _colour_faces(per_class)
+    images = (grey * 255).round().clamp(0, 255).to(torch.uint8)
+    return FaceSplit(name=name, images=images, labels=labels, is_synthetic=torch.zeros(len(labels), dtype=torch.bool),
+                     sample_ids=tuple(f"{name}_{seed}_{i}" for i in range(len(labels))), class_names=NAMES)
+
+
+def test_the_generation_reports_generator_section_on_a_copying_label_blind_generator() -> None:
+    fit, val = _split("train", 10, 0), _split("val", 6, 1)
+    judge = lambda images: torch.nn.functional.one_hot(_judge(images.float() / 255), len(NAMES)).float()  # noqa: E731
+    embed = lambda images: images.float().flatten(1)  # noqa: E731
+    figures = generator_figures(model=_CopyingGenerator(), fit=fit, val=val, classes=[0, 1, 2], judge=judge, embed=embed,
+                                real_features=embed(fit.images), device=torch.device("cpu"), seed=0)
+    assert all(figures["reconstruction_fidelity"][name]["ratio"] == 1.0 for name in NAMES)
+    for name in ("a", "b", "c"):
+        flip = figures["label_flip"][name]
+        assert flip["n"] == 3 * 6 and flip["accuracy"] == 0.0 and flip["source_kept"] == 1.0 and flip["identity_kept"] == 1.0
+        assert figures["prior_fidelity"][name]["n"] == 64 and figures["kid_efficientnet_lite0_prior"][name]["n_real"] == 10
