@@ -20,10 +20,17 @@ import faces
 from classifier.metrics import confusion_matrix, per_class_metrics
 from faces.features import FEATURE_NETWORK, FeatureNetwork
 from faces.io import write_json_atomic
-from vaegan.generation.quality import NEAR_DUPLICATE_FRACTION, generation_figures
 from vaegan.generation.candidates import generate, plan
 from vaegan.generation.filter import QualityFilter
+from vaegan.generation.quality import NEAR_DUPLICATE_FRACTION, generation_figures
 from vaegan.generation.request import Embed, GenerationRequest, Judge
+from vaegan.images import resize_uint8, to_model_range, to_uint8
+from vaegan.metrics import (
+    KID_NAME,
+    label_flip_figures,
+    per_class_kid,
+    reconstruction_fidelity,
+)
 
 log = logging.getLogger("augment")
 REPORT_FILE = "generation_report.json"
@@ -31,6 +38,10 @@ FEATURE_IMAGE_SIZE = 96  # the VAE-GAN's Fréchet metric uses the same size (met
 # A judge whose validation recall on a class is below this cannot tell whether a sample carries
 # the class: its verdicts on that class are reported, but flagged as not meaningful.
 JUDGE_RECALL_FLOOR = 0.5
+# Label-flip figures: this many real validation faces of every other class are decoded with each minority label.
+FLIP_SOURCES_PER_CLASS = 16
+# Prior samples per minority class for its KID (unbiased at this size; the Fréchet figure is not).
+PRIOR_SAMPLES_PER_CLASS = 64
 
 
 def judge_validation_recall(judge: Judge, val: faces.FaceSplit) -> list[float]:
@@ -69,6 +80,59 @@ def feature_embedder(device: torch.device) -> Embed:
     return lambda images: network(images.to(device)).cpu()
 
 
+@torch.no_grad()
+def generator_figures(*, model, fit: faces.FaceSplit, val: faces.FaceSplit, classes: Sequence[int], judge: Judge, embed: Embed,
+                      real_features: torch.Tensor, device: torch.device, seed: int, batch_size: int = 256) -> dict[str, Any]:
+    """Whether the generator itself does its job, judged by the real-data judge on real validation faces
+    (issue 22; no rendering trick involved, every image is the decoder's own, resized to the data's size):
+
+    - reconstruction_fidelity per class: judge recall on dec(mu(x), y) / on x;
+    - label_flip per minority class y': faces of the other classes decoded as dec(mu(x), y'), judged y'
+      (accuracy), still judged their own class (source_kept), and nearer their source than two real
+      faces of y' typically are (identity_kept);
+    - kid per minority class: prior samples dec(z ~ N(0, I), y') against the class's real training faces.
+    """
+    names = fit.class_names
+    resolution = model.resolution
+
+    def encode(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return torch.cat([model.encode(to_model_range(resize_uint8(images[i : i + batch_size], size=resolution)).to(device),
+                                       labels[i : i + batch_size].to(device))[0] for i in range(0, len(images), batch_size)])
+
+    def decode(z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return torch.cat([resize_uint8(to_uint8(model.decode(z[i : i + batch_size], labels[i : i + batch_size].to(device))).cpu(),
+                                       size=fit.image_size) for i in range(0, len(z), batch_size)])
+
+    predict = lambda images: judge(images).argmax(dim=1).cpu()
+    mu = encode(val.images, val.labels)
+    reconstructed = decode(mu, val.labels)
+    figures: dict[str, Any] = {
+        "reconstruction_fidelity": reconstruction_fidelity(reconstructed_predictions=predict(reconstructed),
+                                                           real_predictions=predict(val.images), labels=val.labels, class_names=names)}
+    sources = torch.cat([torch.cat([(val.labels == c).nonzero().flatten()[:FLIP_SOURCES_PER_CLASS]
+                                    for c in range(len(names)) if c != target]) for target in classes]) if classes else torch.zeros(0, dtype=torch.long)
+    targets = torch.cat([torch.full((sum(min(FLIP_SOURCES_PER_CLASS, int((val.labels == c).sum())) for c in range(len(names)) if c != t),), t)
+                         for t in classes]) if classes else torch.zeros(0, dtype=torch.long)
+    flipped = decode(mu[sources.to(device)], targets)
+    figures["label_flip"] = label_flip_figures(
+        predictions=predict(flipped), target_labels=targets, source_labels=val.labels[sources], class_names=names,
+        flipped_features=embed(flipped), source_features=embed(val.images[sources]), real_features=real_features,
+        real_labels=fit.labels)
+    generator = torch.Generator(device=device).manual_seed(seed + 4242)
+    prior_labels = torch.tensor(classes, dtype=torch.long).repeat_interleave(PRIOR_SAMPLES_PER_CLASS)
+    prior = decode(torch.randn(len(prior_labels), model.latent_dim, generator=generator, device=device), prior_labels)
+    figures[KID_NAME + "_prior"] = per_class_kid(generated=embed(prior), generated_labels=prior_labels, real=real_features,
+                                                 real_labels=fit.labels, class_names=names)
+    prior_predictions = predict(prior)
+    figures["prior_fidelity"] = {}
+    for c in classes:
+        recall = float((prior_predictions[prior_labels == c] == c).double().mean())
+        real_recall = figures["reconstruction_fidelity"][names[c]]["judge_recall_real"]
+        figures["prior_fidelity"][names[c]] = {"judge_recall": recall, "ratio": recall / real_recall if real_recall else math.nan,
+                                               "n": PRIOR_SAMPLES_PER_CLASS}
+    return figures
+
+
 def _predictions(judge: Judge | None, images: torch.Tensor) -> torch.Tensor | None:
     return None if judge is None or images.shape[0] == 0 else judge(images).argmax(dim=1).cpu()
 
@@ -100,6 +164,7 @@ def write_generation_report(
     # Every real training image: per-class figures use their class's, near-duplicates are checked against all.
     real_features = embed(fit.images) if real_features is None else real_features
     real_labels = fit.labels
+    before_features = embed(before_images)
     judge_report = judge_report if judge_report is not None else (
         judge_quality(judge_probabilities, val) if judge_probabilities is not None else None)
     val_recall = [judge_report["validation_recall"][n] for n in fit.class_names] if judge_report else None
@@ -109,12 +174,17 @@ def write_generation_report(
                                "the class's median real-to-real nearest-neighbour distance",
         "strategy": request.strategy, "strength": request.strength, "render": request.render, "judge": judge_report,
         "before_filter": generation_figures(
-            generated=embed(before_images), generated_labels=before_labels, real=real_features, real_labels=real_labels,
+            generated=before_features, generated_labels=before_labels, real=real_features, real_labels=real_labels,
             class_names=fit.class_names, classes=classes, judge_predictions=_predictions(judge_probabilities, before_images), real_val_recall=val_recall),
         "after_filter": generation_figures(
             generated=embed(after_images), generated_labels=after_labels, real=real_features, real_labels=real_labels,
             class_names=fit.class_names, classes=classes, judge_predictions=_predictions(judge_probabilities, after_images), real_val_recall=val_recall),
     }
+    report["before_filter"]["kid"] = per_class_kid(generated=before_features, generated_labels=before_labels,
+                                                   real=real_features, real_labels=real_labels, class_names=fit.class_names)
+    if judge_probabilities is not None:
+        report["generator"] = generator_figures(model=model, fit=fit, val=val, classes=classes, judge=judge_probabilities,
+                                                embed=embed, real_features=real_features, device=device, seed=request.seed)
     write_json_atomic(out_dir / REPORT_FILE, report, indent=1, allow_nan=True)
     return report
 
@@ -141,6 +211,17 @@ def format_generation_report(report: dict[str, Any]) -> str:
             f"{pair(b['diversity_ratio'], a.get('diversity_ratio')):>15}"
             f"{pair(b['novelty']['near_duplicate_share'], a.get('novelty', {}).get('near_duplicate_share')):>15}"
             f"{pair(a.get('precision'), a.get('recall'), sep=' / '):>16}")
+    generator = report.get("generator")
+    if generator:
+        lines.append("the generator's own images (decoder, judged by the judge on real val faces):")
+        lines.append(f"{'class':<11}{'recon fid':>10}{'flip acc':>9}{'src kept':>9}{'identity':>9}{'prior fid':>10}{'KID prior':>10}")
+        for name, flip in generator["label_flip"].items():
+            if name not in generator["prior_fidelity"]:
+                continue
+            lines.append(f"{name:<11}{format_figure(generator['reconstruction_fidelity'][name]['ratio']):>10}"
+                         f"{format_figure(flip['accuracy']):>9}{format_figure(flip['source_kept']):>9}"
+                         f"{format_figure(flip['identity_kept']):>9}{format_figure(generator['prior_fidelity'][name]['ratio']):>10}"
+                         f"{format_figure(generator[KID_NAME + '_prior'][name]['kid'], 3):>10}  (n flip {flip['n']})")
     judge = report.get("judge")
     if judge:
         lines.append(f"judge: validation mean class accuracy {judge['validation_mean_class_accuracy']:.3f}; "

@@ -154,7 +154,7 @@ def test_bad_config_fails_before_work(override: str, message: str) -> None:
 
 def test_default_config_composes() -> None:
     cfg = compose_config()
-    assert cfg.vaegan.name == "small" and cfg.vaegan.resolution == 32 and cfg.trainer.accelerator == "cpu"
+    assert cfg.vaegan.name == "small" and cfg.vaegan.resolution == "auto" and cfg.trainer.accelerator == "cpu"
     assert cfg.data.name == "synthetic" and cfg.seed == 0 and cfg.resume is None
     base = compose_config("vaegan=base", "trainer=gpu")
     assert base.vaegan.resolution == 64 and base.trainer.precision == "bf16-mixed"

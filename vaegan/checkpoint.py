@@ -24,7 +24,7 @@ from faces.io import (
     save_safetensors,
 )
 
-from .model import ARCHITECTURE_KEYS, VAEGAN
+from .model import ARCHITECTURE_KEYS, ARCHITECTURE_VERSION, VAEGAN
 
 FORMAT = "fer-longtail-vaegan"
 FORMAT_VERSION = 1
@@ -46,6 +46,7 @@ def save_vaegan(
         "format_version": FORMAT_VERSION,
         "config": json_safe(dict(config)),
         "architecture": dict(model.architecture),
+        "architecture_version": ARCHITECTURE_VERSION,
         "class_names": list(class_names),
         "resolution": model.resolution,
         "latent_dim": model.latent_dim,
@@ -69,6 +70,12 @@ def read_vaegan_meta(path: Path | str) -> dict[str, Any]:
                          lambda v: isinstance(v, dict) and set(v) <= set(ARCHITECTURE_KEYS)
                          and all(is_positive_int(x) for x in v.values())),
     }, what=WHAT)
+    version = meta.get("architecture_version", 1)  # files from before the version was recorded are version 1
+    if version != ARCHITECTURE_VERSION:
+        raise CheckpointError(
+            f"{path}: a VAE-GAN of architecture version {version!r}; this code builds version {ARCHITECTURE_VERSION} "
+            "(space-to-depth stems, sub-pixel output, the discriminator's expression classifier) and cannot load it. "
+            "Retrain: python scripts/train_vaegan.py (or delete the ablation's vaegan/ folder and re-run scripts/ablate.py)")
     if meta["architecture"].get("num_classes") != len(meta["class_names"]):
         raise CheckpointError(f"{path}: metadata architecture.num_classes={meta['architecture'].get('num_classes')!r} but "
                               f"{len(meta['class_names'])} class names; the file is damaged or was not written by save_vaegan")
@@ -132,8 +139,14 @@ def check_resume_checkpoint(path: Path | str, *, config: Mapping[str, Any]) -> d
         ) from error
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "hyper_parameters" not in checkpoint:
         raise CheckpointError(f"resume={path}: not a VAE-GAN training checkpoint (expected Lightning's last.ckpt/best.ckpt)")
+    version = checkpoint["hyper_parameters"].get("architecture_version", 1)
+    if version != ARCHITECTURE_VERSION:
+        raise CheckpointError(f"resume={path}: a VAE-GAN of architecture version {version!r}; this code trains version "
+                              f"{ARCHITECTURE_VERSION} and cannot continue it. Retrain from scratch (drop resume=)")
     stored = checkpoint["hyper_parameters"].get("config", {})
     stored_model, expected_model = stored.get("vaegan", {}), dict(config.get("vaegan", {}))
+    if expected_model.get("resolution") == "auto":  # resolved from the data; the stored value is the resolved one
+        expected_model.pop("resolution")
     differences = config_differences(stored_model, expected_model, keys=[*ARCHITECTURE_KEYS, "name"])
     differences += config_differences(stored, dict(config), keys=["batch_size"])
     if differences:

@@ -1,19 +1,24 @@
 """Sample-quality metrics on held-out real train images: L1, SSIM, LPIPS (when available), a
-Fréchet distance in EfficientNet-Lite0 feature space (per class and overall), and a collapse
-indicator. The Fréchet distance is *not* FID: it uses an offline ImageNet EfficientNet-Lite0
-instead of Inception, so it is named after its network (`frechet_efficientnet_lite0`)."""
+Fréchet distance and KID in EfficientNet-Lite0 feature space (per class and overall), a collapse
+indicator, and the generator's own figures (reconstruction fidelity, label-flip accuracy, identity
+kept). Neither distance is FID/Inception-KID: they use an offline ImageNet EfficientNet-Lite0 instead
+of Inception, so they are named after it (`frechet_efficientnet_lite0`, `kid_efficientnet_lite0`)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 
+import warnings
+
 import torch
 from torchmetrics.functional.image import structural_similarity_index_measure
+from torchmetrics.image.kid import KernelInceptionDistance
 
 from faces.features import FEATURE_NETWORK, FeatureNetwork  # noqa: F401  (re-exported: the metrics' feature space)
 
 FRECHET_NAME = f"frechet_{FEATURE_NETWORK}"
+KID_NAME = f"kid_{FEATURE_NETWORK}"
 
 
 def reconstruction_l1(reconstructed: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
@@ -84,4 +89,109 @@ def diversity_ratio(
         result[name] = generated_spread / real_spread if real_spread > 0 else math.nan
     defined = [v for v in result.values() if not math.isnan(v)]
     result["overall"] = sum(defined) / len(defined) if defined else math.nan
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------
+# Does the generator do its job? (issue 22) Figures on *predictions* of some judge, so the VAE-GAN's
+# validation can use its discriminator's classifier and the generation report the real-data judge.
+
+
+def _recall(predictions: torch.Tensor, labels: torch.Tensor, label: int) -> tuple[float, int]:
+    rows = labels == label
+    n = int(rows.sum())
+    return (float((predictions[rows] == label).double().mean()) if n else math.nan), n
+
+
+def reconstruction_fidelity(*, reconstructed_predictions: torch.Tensor, real_predictions: torch.Tensor, labels: torch.Tensor,
+                            class_names: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Per class: the judge's recall on dec(mu(x), y) of real faces x of the class / its recall on x itself.
+
+    1 means the round trip through the generator keeps everything the judge reads the expression from.
+    """
+    result = {}
+    for label, name in enumerate(class_names):
+        recall_reconstructed, n = _recall(reconstructed_predictions, labels, label)
+        recall_real, _ = _recall(real_predictions, labels, label)
+        ratio = recall_reconstructed / recall_real if n and recall_real > 0 else math.nan
+        result[name] = {"ratio": ratio, "judge_recall_reconstructed": recall_reconstructed, "judge_recall_real": recall_real, "n": n}
+    return result
+
+
+def median_pairwise_distance(features: torch.Tensor) -> float:
+    """Median Euclidean distance over distinct pairs (two different real faces of a class); NaN below 2."""
+    n = features.shape[0]
+    if n < 2:
+        return math.nan
+    distances = torch.cdist(features.double(), features.double())
+    return float(distances[torch.triu(torch.ones(n, n, dtype=torch.bool), diagonal=1)].median())
+
+
+def label_flip_figures(*, predictions: torch.Tensor, target_labels: torch.Tensor, source_labels: torch.Tensor,
+                       class_names: Sequence[str], flipped_features: torch.Tensor | None = None,
+                       source_features: torch.Tensor | None = None, real_features: torch.Tensor | None = None,
+                       real_labels: torch.Tensor | None = None) -> dict[str, dict[str, float]]:
+    """Per target class y': real faces of other classes decoded as dec(mu(x), y').
+
+    accuracy: share the judge reads as y' (chance is 1/K for a decoder that ignores its label);
+    source_kept: share still read as the source's class; identity_kept: share nearer their own source
+    face (features) than two different real faces of y' typically are (the class's median real-to-real
+    distance): a new face of y' with the source's identity, not a copy of some other face. Without
+    features the identity figures are NaN.
+    """
+    with_features = flipped_features is not None
+    distance_to_source = (flipped_features.double() - source_features.double()).norm(dim=1) if with_features else None
+    result = {}
+    for label, name in enumerate(class_names):
+        rows = target_labels == label
+        n = int(rows.sum())
+        class_median = median_pairwise_distance(real_features[real_labels == label]) if with_features else math.nan
+        if not n:
+            result[name] = {"accuracy": math.nan, "source_kept": math.nan, "identity_kept": math.nan, "n": 0,
+                            "class_median_distance": class_median}
+            continue
+        result[name] = {
+            "accuracy": float((predictions[rows] == label).double().mean()),
+            "source_kept": float((predictions[rows] == source_labels[rows]).double().mean()),
+            "identity_kept": float((distance_to_source[rows] < class_median).double().mean()) if math.isfinite(class_median) else math.nan,
+            "median_distance_to_source": float(distance_to_source[rows].median()) if with_features else math.nan,
+            "class_median_distance": class_median,
+            "n": n, "chance": 1.0 / len(class_names),
+        }
+    return result
+
+
+class _Precomputed(torch.nn.Module):
+    """KID's `feature=` network when the features are already computed by FeatureNetwork (no second pass)."""
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features
+
+
+def kid(generated: torch.Tensor, real: torch.Tensor, *, max_subset_size: int = 100, subsets: int = 50, seed: int = 0) -> dict[str, float]:
+    """Kernel inception distance (Binkowski et al. 2018, unbiased MMD^2, cubic polynomial kernel) with
+    torchmetrics' KernelInceptionDistance on features of the offline feature network, so it is named
+    after that network. Unbiased at any sample size (unlike the Fréchet distance): subset_size is
+    min(max_subset_size, both sizes). NaN below 2 samples on either side."""
+    size = min(max_subset_size, generated.shape[0], real.shape[0])
+    if size < 2:
+        return {"kid": math.nan, "kid_std": math.nan, "subset_size": size}
+    with warnings.catch_warnings():  # "will save all extracted features in buffer": a few hundred rows here
+        warnings.simplefilter("ignore", UserWarning)
+        metric = KernelInceptionDistance(feature=_Precomputed(), subsets=subsets, subset_size=size)
+    metric.update(real.double(), real=True)
+    metric.update(generated.double(), real=False)
+    with torch.random.fork_rng(devices=[]):  # its subsets are drawn from the global generator: same seed, same figure
+        torch.manual_seed(seed)
+        mean, std = metric.compute()
+    return {"kid": float(mean), "kid_std": float(std), "subset_size": size}
+
+
+def per_class_kid(*, generated: torch.Tensor, generated_labels: torch.Tensor, real: torch.Tensor, real_labels: torch.Tensor,
+                  class_names: Sequence[str]) -> dict[str, dict[str, float]]:
+    """{class: {kid, kid_std, subset_size, n_generated, n_real}}."""
+    result = {}
+    for label, name in enumerate(class_names):
+        g, r = generated[generated_labels == label], real[real_labels == label]
+        result[name] = {**kid(g, r), "n_generated": int(g.shape[0]), "n_real": int(r.shape[0])}
     return result

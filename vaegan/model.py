@@ -12,6 +12,7 @@ import copy
 import math
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
@@ -20,6 +21,10 @@ RESOLUTIONS = (32, 64, 128)
 LATENT_DIMS = (32, 64, 128, 256, 512)
 # Everything that shapes the weights; a checkpoint must agree on all of these to load.
 ARCHITECTURE_KEYS = ("resolution", "latent_dim", "num_classes", "base_channels", "max_channels", "embed_dim")
+# The layout of the weights: 2 = space-to-depth stems in encoder and discriminator, a sub-pixel last
+# decoder level and the discriminator's auxiliary expression classifier (issue 22). A file of another
+# version cannot be loaded into this code: vaegan.checkpoint refuses it and says to retrain.
+ARCHITECTURE_VERSION = 2
 # Encoder log-variance is clamped: exp(logvar) of an untrained or diverging encoder would
 # otherwise overflow to Inf and poison the KL term (a classic VAE-GAN NaN source).
 LOGVAR_RANGE = (-12.0, 8.0)
@@ -29,6 +34,16 @@ def _check_choice(name: str, value: object, choices: tuple[int, ...]) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value not in choices:
         raise ValueError(f"{name}={value!r} is not supported; choose one of {list(choices)}")
     return value
+
+
+def resolution_for(image_size: int) -> int:
+    """The generator resolution for data of `image_size` px: the smallest supported one that does not
+    lose the data's detail (32 -> 32, 48 -> 64, 64 -> 64, 100 -> 128), 128 above that.
+
+    RAF-DB's 100 px faces go to 128 rather than 64: at 64 the brows, lids and lip corners that carry
+    an expression are 1-2 px wide again, the failure README measured at 32 px for 64 px data.
+    """
+    return next((r for r in RESOLUTIONS if r >= image_size), RESOLUTIONS[-1])
 
 
 def _channels(*, base_channels: int, max_channels: int, levels: int) -> list[int]:
@@ -41,11 +56,12 @@ def _num_downsamplings(resolution: int) -> int:
 
 
 class Encoder(nn.Module):
-    """q(z | x, y): strided convs down to 4x4, then a linear head for mean and log-variance.
+    """q(z | x, y): a space-to-depth stem, strided convs down to 4x4, then a linear head for mean and log-variance.
 
-    The label enters after the convolutions (concatenated to the flattened features), so the
-    latent code need not carry the expression: the decoder gets it from the label instead,
-    which is what lets a perturbed code of a minority face stay in its class.
+    The stem folds each 2x2 pixel block into channels (pixel_unshuffle) and convolves at half
+    resolution: a full-resolution conv costs 4x as much per output for what a 2x2 block already
+    says. The label enters after the convolutions (concatenated to the flattened features), so the
+    latent code need not carry the expression: the decoder gets it from the label instead.
     """
 
     def __init__(
@@ -54,8 +70,8 @@ class Encoder(nn.Module):
         super().__init__()
         levels = _num_downsamplings(resolution)
         widths = _channels(base_channels=base_channels, max_channels=max_channels, levels=levels)
-        layers: list[nn.Module] = [nn.Conv2d(3, widths[0], 3, padding=1), nn.LeakyReLU(0.2, inplace=True)]
-        for level in range(levels):
+        layers: list[nn.Module] = [nn.PixelUnshuffle(2), nn.Conv2d(12, widths[1], 3, padding=1), nn.LeakyReLU(0.2, inplace=True)]
+        for level in range(1, levels):
             layers += [
                 nn.Conv2d(widths[level], widths[level + 1], 4, stride=2, padding=1, bias=False),
                 nn.BatchNorm2d(widths[level + 1]),
@@ -67,8 +83,11 @@ class Encoder(nn.Module):
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = rearrange(self.features(images), "b c h w -> b (c h w)")
-        h = torch.cat([h, self.label_embedding(labels).to(h.dtype)], dim=1)
-        mu, logvar = rearrange(self.head(h), "b (two d) -> two b d", two=2)
+        # The head runs in fp32 even under bf16 autocast: near |mu| ~ 2 bf16's spacing (~0.016) reaches
+        # the posterior sigma, so a*sigma perturbations of the codes would drown in rounding.
+        with torch.autocast(device_type=h.device.type, enabled=False):
+            h = torch.cat([h.float(), self.label_embedding(labels).float()], dim=1)
+            mu, logvar = rearrange(self.head(h), "b (two d) -> two b d", two=2)
         return mu, logvar.clamp(*LOGVAR_RANGE)
 
 
@@ -95,7 +114,12 @@ class ConditionalUpBlock(nn.Module):
 
 
 class Decoder(nn.Module):
-    """p(x | z, y): [z, embed(y)] -> 4x4 map -> label-modulated upsampling blocks -> tanh image."""
+    """p(x | z, y): [z, embed(y)] -> 4x4 map -> label-modulated upsampling blocks to half resolution ->
+    a sub-pixel output layer (conv to 4x3 channels + pixel_shuffle) -> tanh image.
+
+    The last level is sub-pixel (Shi et al. 2016): the conv runs at half resolution and each of its
+    outputs paints a 2x2 block, a quarter of the cost of a full-resolution conv block.
+    """
 
     def __init__(
         self, *, resolution: int, latent_dim: int, num_classes: int, base_channels: int, max_channels: int, embed_dim: int
@@ -108,9 +132,14 @@ class Decoder(nn.Module):
         self.stem_norm = nn.BatchNorm2d(widths[-1])
         self.blocks = nn.ModuleList(
             ConditionalUpBlock(in_channels=widths[level + 1], out_channels=widths[level], embed_dim=embed_dim)
-            for level in reversed(range(levels))
+            for level in reversed(range(1, levels))
         )
-        self.to_rgb = nn.Conv2d(widths[0], 3, 3, padding=1)
+        self.to_rgb = nn.Conv2d(widths[1], 3 * 4, 3, padding=1)  # 4 = the 2x2 block each output paints
+        # ICNR initialisation (Aitken et al. 2017): the four sub-pixel kernels of a colour start equal, so the
+        # untrained layer is a nearest-neighbour upsampling instead of a checkerboard the GAN must unlearn.
+        with torch.no_grad():
+            self.to_rgb.weight.copy_(self.to_rgb.weight[::4].repeat_interleave(4, dim=0))
+            self.to_rgb.bias.copy_(self.to_rgb.bias[::4].repeat_interleave(4))
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         embedding = self.label_embedding(labels)
@@ -118,31 +147,37 @@ class Decoder(nn.Module):
         h = torch.relu(self.stem_norm(rearrange(h, "b (c h w) -> b c h w", h=4, w=4)))
         for block in self.blocks:
             h = block(h, embedding)
-        return torch.tanh(self.to_rgb(h))
+        return torch.tanh(F.pixel_shuffle(self.to_rgb(h), 2))
 
 
 class ProjectionDiscriminator(nn.Module):
-    """D(x, y) = psi(phi(x)) + <embed(y), phi(x)>, spectrally normalised (Miyato et al. 2018).
+    """D(x, y) = psi(phi(x)) + <embed(y), phi(x)>, spectrally normalised (Miyato et al. 2018), with an
+    auxiliary expression classifier C(x) on the same pooled features (AC-GAN / AttGAN).
 
-    `features(x)` exposes the penultimate block: Larsen's learned similarity metric compares
-    real and reconstructed images there instead of pixel by pixel.
+    `features(x)` exposes the block with 8x8 maps: Larsen's learned similarity metric compares
+    real and reconstructed images there instead of pixel by pixel. `classify(x)` gives C's logits:
+    C learns the expression from real images only, and the decoder is trained so that C reads the
+    *asked-for* label on dec(z, y') (the swapped-label loss of `vaegan.module`).
     """
 
     def __init__(self, *, resolution: int, num_classes: int, base_channels: int, max_channels: int) -> None:
         super().__init__()
         levels = _num_downsamplings(resolution)
         widths = _channels(base_channels=base_channels, max_channels=max_channels, levels=levels)
-        self.stem = nn.Sequential(spectral_norm(nn.Conv2d(3, widths[0], 3, padding=1)), nn.LeakyReLU(0.2))
+        # Space-to-depth stem, as in the encoder: the first conv runs at half resolution.
+        self.stem = nn.Sequential(nn.PixelUnshuffle(2), spectral_norm(nn.Conv2d(12, widths[1], 3, padding=1)), nn.LeakyReLU(0.2))
         self.blocks = nn.ModuleList(
             nn.Sequential(
                 spectral_norm(nn.Conv2d(widths[level], widths[level + 1], 4, stride=2, padding=1)), nn.LeakyReLU(0.2)
             )
-            for level in range(levels)
+            for level in range(1, levels)
         )
         # The block whose output is the similarity feature: the one producing 8x8 maps.
-        self.feature_block = levels - 2
+        self.feature_block = levels - 3
         self.linear = spectral_norm(nn.Linear(widths[-1], 1))
         self.class_projection = spectral_norm(nn.Embedding(num_classes, widths[-1]))
+        # Not spectrally normalised: a Lipschitz bound would only slow the classifier, whose loss is CE.
+        self.classifier = nn.Linear(widths[-1], num_classes)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         h = self.stem(images)
@@ -150,18 +185,31 @@ class ProjectionDiscriminator(nn.Module):
             h = block(h)
         return h
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor, *, return_features: bool = False):
-        features = self.features(images)
+    def _pooled(self, features: torch.Tensor) -> torch.Tensor:
         h = features
         for block in self.blocks[self.feature_block + 1 :]:
             h = block(h)
-        pooled = h.sum(dim=(2, 3))  # sum pooling, as in the projection discriminator paper
+        return h.sum(dim=(2, 3))  # sum pooling, as in the projection discriminator paper
+
+    def classify(self, images: torch.Tensor) -> torch.Tensor:
+        """Expression logits `b num_classes` of the auxiliary classifier."""
+        return self.classifier(self._pooled(self.features(images)).float())
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor, *, return_features: bool = False,
+                return_class_logits: bool = False):
+        features = self.features(images)
+        pooled = self._pooled(features)
         logits = self.linear(pooled).squeeze(1) + (self.class_projection(labels).to(pooled.dtype) * pooled).sum(dim=1)
-        return (logits, features) if return_features else logits
+        out = (logits,)
+        if return_features:
+            out += (features,)
+        if return_class_logits:
+            out += (self.classifier(pooled.float()),)
+        return out if len(out) > 1 else logits
 
 
 class VAEGAN(nn.Module):
-    """Encoder, class-conditional decoder, projection discriminator and an EMA copy of the decoder.
+    """Encoder, class-conditional decoder, projection discriminator (with its auxiliary classifier) and an EMA copy of the decoder.
 
     `encode(images, labels)` uses the label (a conditional VAE); `decode(z, labels)` uses the
     EMA decoder by default, which is what sampling and augmentation should see (smoother

@@ -1,15 +1,17 @@
 """LightningModule: manual optimisation of encoder, decoder and discriminator (Larsen et al. 2016).
 
-Per batch, with x real, y its label, z ~ q(z|x,y) and (z_p, y_p) a prior draw:
+Per batch, with x real, y its label, z ~ q(z|x,y), (z_p, y_p) a prior draw and y' != y a swapped label:
 
-    discriminator  <- hinge(D(x, y), D(dec(z, y), y), D(dec(z_p, y_p), y_p))        fakes detached
+    discriminator  <- hinge(D(x, y), D(dec(z, y), y), D(dec(z_p, y_p), y_p), D(dec(z, y'), y'))   fakes detached
+                      + classifier_weight * CE(C(x), y)                       C: D's expression classifier, real faces only
     encoder        <- kl_weight * KL + recon                                          no GAN gradient
-    decoder        <- recon + adversarial_weight * hinge_G(D(dec(z, y)), D(dec(z_p, y_p)))
+    decoder        <- recon + adversarial_weight * hinge_G(all three fakes)
+                      + label_weight * CE(C([dec(z_p, y_p), dec(z, y')]), [y_p, y'])   AttGAN's swapped-label loss
     recon = l1 * |dec(z,y) - x| + feature * ||D_l(dec(z,y)) - D_l(x)||^2 + lpips * LPIPS
 
-Keeping the adversarial gradient out of the encoder (backward with `inputs=`) stops the
+Keeping the adversarial and label gradients out of the encoder (backward with `inputs=`) stops the
 encoder from hiding information from D, a known cause of reconstructions degrading once the
-GAN term starts; the GAN term itself ramps in after a warm-up.
+GAN term starts; the GAN and label terms ramp in after a warm-up.
 """
 
 from __future__ import annotations
@@ -21,15 +23,29 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from faces.io import write_json_atomic
 
 from . import losses as L
 from .grids import pick_per_class, save_class_grid
 from .images import to_model_range, to_uint8
 from .generation.perturbations import LatentBatch, Perturbation, class_scale_for, get_perturbation, perturb_codes
 from .generation.render import render, render_for
-from .metrics import FRECHET_NAME, FeatureNetwork, diversity_ratio, per_class_frechet, reconstruction_l1, reconstruction_ssim
-from .model import VAEGAN
+from .metrics import (
+    FRECHET_NAME,
+    KID_NAME,
+    FeatureNetwork,
+    diversity_ratio,
+    label_flip_figures,
+    per_class_frechet,
+    per_class_kid,
+    reconstruction_fidelity,
+    reconstruction_l1,
+    reconstruction_ssim,
+)
+from .model import ARCHITECTURE_VERSION, VAEGAN, resolution_for
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +64,12 @@ def build_model(*, model_cfg: dict[str, Any], num_classes: int) -> VAEGAN:
 class VAEGANModule(pl.LightningModule):
     """`config` is the whole run config as plain types (so last.ckpt loads with weights_only=True)."""
 
-    def __init__(self, *, config: dict[str, Any], class_names: list[str], image_size: int, data_fingerprint: str) -> None:
+    def __init__(self, *, config: dict[str, Any], class_names: list[str], image_size: int, data_fingerprint: str,
+                 architecture_version: int = ARCHITECTURE_VERSION) -> None:
         super().__init__()
+        if config["vaegan"]["resolution"] == "auto":  # the data's own resolution (vaegan.model.resolution_for)
+            config = {**config, "vaegan": {**config["vaegan"], "resolution": resolution_for(image_size)}}
+        # Saved with the resolved config and architecture_version: resume refuses a checkpoint of another layout.
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.config = config
@@ -81,7 +101,7 @@ class VAEGANModule(pl.LightningModule):
         precision = str(self.trainer.precision)
         if precision.startswith("16"):
             raise ValueError(f"trainer.precision={precision} is not supported (fp16 needs loss scaling); use bf16-mixed or 32-true")
-        if self.device.type == "cuda":
+        if self._channels_last():
             self.model.to(memory_format=torch.channels_last)
         for module in self._aux.values():
             module.to(self.device)
@@ -100,17 +120,22 @@ class VAEGANModule(pl.LightningModule):
 
     def _prepare(self, images: torch.Tensor) -> torch.Tensor:
         x = to_model_range(images)
-        return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x
+        return x.contiguous(memory_format=torch.channels_last) if self._channels_last() else x
+
+    def _channels_last(self) -> bool:
+        """config channels_last: true | false | auto (CUDA only; on CPU it is a measured choice, BENCHMARKS.md)."""
+        choice = self.config.get("channels_last", "auto")
+        return self.device.type == "cuda" if choice == "auto" else bool(choice)
 
     def _guard(self, values: dict[str, torch.Tensor], *, step: int) -> None:
-        """One host sync per optimiser: stop with the name of the first non-finite value."""
+        """One host sync per step: stop with the name of the first non-finite value."""
         stacked = torch.stack([v.detach().float().reshape(()) for v in values.values()])
         if bool(torch.isfinite(stacked).all()):
             return
-        bad = [f"{name}={float(v):.4g}" for name, v in values.items() if not math.isfinite(float(v.detach()))]
+        bad = [f"{name}={float(v.detach()):.4g}" for name, v in values.items() if not math.isfinite(float(v.detach()))]
         raise NonFiniteLossError(
             f"non-finite {', '.join(bad)} at step {step} (epoch {self.current_epoch}); training stopped before "
-            "applying the update."
+            "applying the encoder and decoder update."
         )
 
     def _clip(self, parameters) -> torch.Tensor:
@@ -127,33 +152,38 @@ class VAEGANModule(pl.LightningModule):
         opt_encoder, opt_decoder, opt_discriminator = self.optimizers()
         model = self.model
         x = self._prepare(images)
-        n = x.shape[0]
+        n, num_classes = x.shape[0], model.num_classes
         generator = torch.Generator(device=x.device).manual_seed(int(self.config["seed"]) * 1_000_003 + step)
         noise = torch.randn(n, model.latent_dim, generator=generator, device=x.device)
         z_prior = torch.randn(n, model.latent_dim, generator=generator, device=x.device)
         # Prior labels follow the batch's class mix, so D sees real and fake of each class equally often.
         labels_prior = labels[torch.randperm(n, generator=generator, device=x.device)]
+        # A different label for every real face (y' != y): its code decoded with y' must show y' (AttGAN/StarGAN).
+        labels_swapped = (labels + torch.randint(1, num_classes, (n,), generator=generator, device=x.device)) % num_classes
 
         mu, logvar = model.encoder(x, labels)
         z = model.reparameterize(mu, logvar, noise=noise)
-        both_labels = torch.cat([labels, labels_prior])
-        decoded = model.decoder(torch.cat([z, z_prior]), both_labels)
-        reconstructed = decoded[:n]  # decoded[n:] are the prior samples; D and the GAN term use both halves
+        fake_labels = torch.cat([labels, labels_prior, labels_swapped])
+        decoded = model.decoder(torch.cat([z, z_prior, z]), fake_labels)
+        # decoded[:n] reconstructions, [n:2n] prior samples, [2n:] swapped-label decodes; D and the GAN term use all three.
+        reconstructed = decoded[:n]
 
-        # Discriminator: real vs (reconstructions + prior samples), fakes detached.
-        logits = model.discriminator(torch.cat([x, decoded.detach()]), torch.cat([labels, both_labels]))
+        # Discriminator: real vs the three kinds of fake (detached), and its expression classifier on real faces only.
+        logits, class_logits = model.discriminator(torch.cat([x, decoded.detach()]), torch.cat([labels, fake_labels]),
+                                                   return_class_logits=True)
         d_real, d_fake = logits[:n], logits[n:]
-        loss_d = L.hinge_discriminator_loss(d_real, d_fake)
+        loss_d_hinge = L.hinge_discriminator_loss(d_real, d_fake)
+        loss_d_class = F.cross_entropy(class_logits[:n].float(), labels)
+        loss_d = loss_d_hinge + self.loss_cfg["classifier_weight"] * loss_d_class
         opt_discriminator.zero_grad(set_to_none=True)
         self.manual_backward(loss_d)
         norm_d = self._clip(model.discriminator.parameters())
-        self._guard({"discriminator_hinge_loss": loss_d, "discriminator_grad_norm": norm_d}, step=step)
         opt_discriminator.step()
 
         # Encoder and decoder, against the updated discriminator. D's parameters get no gradient
         # here (backward `inputs=`), and real features are a fixed target.
-        logits_g, features = model.discriminator(
-            torch.cat([x, decoded]), torch.cat([labels, both_labels]), return_features=True
+        logits_g, features, class_logits_g = model.discriminator(
+            torch.cat([x, decoded]), torch.cat([labels, fake_labels]), return_features=True, return_class_logits=True
         )
         fake_logits = logits_g[n:]
         features_real, features_reconstructed = features[:n].detach(), features[n : 2 * n]
@@ -161,8 +191,11 @@ class VAEGANModule(pl.LightningModule):
         loss_feature = L.feature_reconstruction_loss(features_reconstructed, features_real)
         loss_kl = L.kl_divergence(mu, logvar)
         loss_adv = L.hinge_generator_loss(fake_logits)
+        # The decoder must draw the label it is given wherever the code does not fix the image: on prior
+        # samples and on swapped-label decodes, D's classifier must read the asked-for label.
+        loss_label = F.cross_entropy(class_logits_g[2 * n :].float(), fake_labels[n:])
         reconstruction = self.loss_cfg["pixel_l1_weight"] * loss_l1 + self.loss_cfg["feature_weight"] * loss_feature
-        values = {"l1": loss_l1, "feature": loss_feature, "kl": loss_kl, "adversarial": loss_adv}
+        values = {"l1": loss_l1, "feature": loss_feature, "kl": loss_kl, "adversarial": loss_adv, "label": loss_label}
         if "lpips_loss" in self._aux:
             loss_lpips = self._aux["lpips_loss"](reconstructed.float(), x.float()).mean()
             reconstruction = reconstruction + self.loss_cfg["lpips_weight"] * loss_lpips
@@ -170,31 +203,37 @@ class VAEGANModule(pl.LightningModule):
         kl_weight = L.kl_weight_at(
             step=step, weight=self.loss_cfg["kl_weight"], warmup_steps=self._epochs_to_steps(self.loss_cfg["kl_warmup_epochs"])
         )
-        adversarial_weight = L.adversarial_weight_at(
-            step=step, weight=self.loss_cfg["adversarial_weight"],
-            start_step=self._epochs_to_steps(self.loss_cfg["adversarial_start_epochs"]),
-            ramp_steps=self._epochs_to_steps(self.loss_cfg["adversarial_ramp_epochs"]),
-        )
+        schedule = dict(start_step=self._epochs_to_steps(self.loss_cfg["adversarial_start_epochs"]),
+                        ramp_steps=self._epochs_to_steps(self.loss_cfg["adversarial_ramp_epochs"]))
+        adversarial_weight = L.adversarial_weight_at(step=step, weight=self.loss_cfg["adversarial_weight"], **schedule)
+        # Same schedule as the GAN term: D's classifier first learns the expressions from real faces.
+        label_weight = L.adversarial_weight_at(step=step, weight=self.loss_cfg["label_weight"], **schedule)
         encoder_params = list(model.encoder.parameters())
         decoder_params = list(model.decoder.parameters())
         opt_encoder.zero_grad(set_to_none=True)
         opt_decoder.zero_grad(set_to_none=True)
-        if adversarial_weight > 0:
-            self.manual_backward(adversarial_weight * loss_adv, inputs=decoder_params, retain_graph=True)
+        if adversarial_weight > 0 or label_weight > 0:
+            self.manual_backward(adversarial_weight * loss_adv + label_weight * loss_label, inputs=decoder_params,
+                                 retain_graph=True)
         self.manual_backward(reconstruction + kl_weight * loss_kl, inputs=encoder_params + decoder_params)
         norm_e, norm_g = self._clip(encoder_params), self._clip(decoder_params)
-        self._guard({**values, "encoder_grad_norm": norm_e, "decoder_grad_norm": norm_g}, step=step)
+        # One host sync per step (not one per optimiser): D's values of this step are checked here too, so
+        # a non-finite D update is applied in memory only; training stops and is never saved with it.
+        self._guard({"discriminator_hinge_loss": loss_d_hinge, "discriminator_class_loss": loss_d_class,
+                     "discriminator_grad_norm": norm_d, **values, "encoder_grad_norm": norm_e, "decoder_grad_norm": norm_g},
+                    step=step)
         opt_encoder.step()
         opt_decoder.step()
         model.update_ema(decay=self._ema_decay(step))
 
         self.log_dict(
             {"train/l1": loss_l1, "train/feature": loss_feature, "train/kl": loss_kl, "train/adversarial": loss_adv,
-             "train/discriminator": loss_d, "train/d_real": d_real.float().mean(), "train/d_fake": d_fake.float().mean(),
-             "train/kl_weight": kl_weight, "train/adversarial_weight": adversarial_weight},
+             "train/label": loss_label, "train/discriminator": loss_d_hinge, "train/discriminator_class": loss_d_class,
+             "train/d_real": d_real.float().mean(), "train/d_fake": d_fake.float().mean(),
+             "train/kl_weight": kl_weight, "train/adversarial_weight": adversarial_weight, "train/label_weight": label_weight},
             on_step=True, on_epoch=True, batch_size=n,
         )
-        self.log_dict({"l1": loss_l1, "kl": loss_kl, "d": loss_d}, prog_bar=True, on_step=True, on_epoch=False, logger=False)
+        self.log_dict({"l1": loss_l1, "kl": loss_kl, "d": loss_d_hinge}, prog_bar=True, on_step=True, on_epoch=False, logger=False)
 
     def _ema_decay(self, step: int) -> float:
         # Warm-up form (as in many EMA implementations): early averages would otherwise be
@@ -249,10 +288,59 @@ class VAEGANModule(pl.LightningModule):
         if lpips_model is not None:
             metrics["val/lpips"] = lpips_model(recon, real).mean()
         metrics.update(self._sample_metrics(real=real, labels=labels, mu=mu, logvar=torch.cat(self._val_parts["logvar"])))
+        metrics.update(self._generator_figures(real=real, recon=recon, labels=labels, mu=mu))
         self.log_dict(metrics, prog_bar=False, sync_dist=False)
         self.log("val_l1", metrics["val/l1"], prog_bar=True, logger=False)
         if self.trainer.is_global_zero and self.output_dir is not None:
             self.save_grids(tag=f"epoch{self.current_epoch + 1:03d}")
+
+    def _flip_sources(self, labels: torch.Tensor, target: int) -> torch.Tensor:
+        """Rows of real faces of the other classes to decode with `target` (the first few of each class, so every
+        source class is present)."""
+        per_class = self.config["metrics"]["flip_sources_per_class"]
+        return torch.cat([(labels == c).nonzero().flatten()[:per_class] for c in range(len(self.class_names)) if c != target])
+
+    def _generator_figures(self, *, real: torch.Tensor, recon: torch.Tensor, labels: torch.Tensor, mu: torch.Tensor) -> dict[str, float]:
+        """Whether the generator does its job, judged by D's expression classifier (an in-training judge: the
+        decoder is trained to satisfy it, so these read high; ablation's generation report uses the real-data
+        judge): reconstruction fidelity and label-flip accuracy per class, and with the feature network the
+        identity kept by label flips and per-class KID of prior samples. Writes grids/figures_<epoch>.json
+        with the sample sizes."""
+        model, names = self.model, self.class_names
+        classify = lambda images: torch.cat([model.discriminator.classify(images[i : i + 256]).argmax(1)
+                                             for i in range(0, len(images), 256)]).cpu()
+        labels_cpu = labels.cpu()
+        figures: dict[str, Any] = {"judge": "the discriminator's expression classifier (trained with the generator)"}
+        figures["reconstruction_fidelity"] = reconstruction_fidelity(
+            reconstructed_predictions=classify(recon), real_predictions=classify(real), labels=labels_cpu, class_names=names)
+        rows = [self._flip_sources(labels, target) for target in range(len(names))]
+        sources = torch.cat(rows)
+        targets = torch.cat([torch.full((len(r),), t, device=labels.device) for t, r in enumerate(rows)])
+        flipped = torch.cat([model.decode(mu[sources[i : i + 256]], targets[i : i + 256]) for i in range(0, len(sources), 256)])
+        flip_predictions = classify(flipped)
+        use_features = self.config["metrics"]["frechet"]
+        flip = dict(predictions=flip_predictions, target_labels=targets.cpu(), source_labels=labels_cpu[sources.cpu()], class_names=names)
+        if use_features:
+            real_features = self._real_val_features
+            figures["label_flip"] = label_flip_figures(
+                **flip, flipped_features=self._feature_network()(flipped).cpu(), source_features=real_features[sources.cpu()],
+                real_features=real_features, real_labels=labels_cpu)
+            figures[f"{KID_NAME}_prior"] = per_class_kid(generated=self._prior_features, generated_labels=self._prior_labels,
+                                                          real=real_features, real_labels=labels_cpu, class_names=names)
+        else:
+            figures["label_flip"] = label_flip_figures(**flip)
+        out: dict[str, float] = {}
+        for name in names:
+            for key, value in (("aux_reconstruction_fidelity", figures["reconstruction_fidelity"][name]["ratio"]),
+                               ("aux_label_flip_accuracy", figures["label_flip"][name]["accuracy"]),
+                               ("identity_kept", figures["label_flip"][name]["identity_kept"]),
+                               (f"{KID_NAME}_prior", figures[f"{KID_NAME}_prior"][name]["kid"] if use_features else math.nan)):
+                if math.isfinite(value):
+                    out[f"val/{key}/{name}"] = value
+        if self.trainer.is_global_zero and self.output_dir is not None:
+            write_json_atomic(self.output_dir / "grids" / f"figures_epoch{self.current_epoch + 1:03d}.json", figures,
+                              indent=1, allow_nan=True)
+        return out
 
     def _perturbation(self) -> tuple[Perturbation, float]:
         """The augmenter's perturbation (grid.perturbation, grid.strength) from the one registry."""
@@ -304,6 +392,7 @@ class VAEGANModule(pl.LightningModule):
         # Perturbed encodings of the held-out images with the augmenter's own perturbation (one registry).
         perturbed = self._render(self._perturb(mu, logvar, labels, generator=generator), labels, sources=real, source_mu=mu)
         prior_features, perturbed_features = network(prior).cpu(), network(perturbed).cpu()
+        self._prior_features, self._prior_labels = prior_features, sample_labels.cpu()  # for the per-class KID
         labels_cpu, sample_labels_cpu = labels.cpu(), sample_labels.cpu()
         out: dict[str, float] = {}
         for kind, feats, feat_labels in (("prior", prior_features, sample_labels_cpu), ("perturbed", perturbed_features, labels_cpu)):
@@ -366,6 +455,7 @@ class VAEGANModule(pl.LightningModule):
             prior = self.model.decode(torch.randn(k, self.model.latent_dim, generator=generator, device=self.device), y)
             perturbed = self._render(perturbed_codes, y, sources=anchor_x.expand(k, -1, -1, -1), source_mu=anchor_mu.expand(k, -1))
             sample_rows.append(torch.cat([prior, anchor_x, perturbed]).float().cpu())
+        flip_rows, flip_names = self._label_flip_rows(encoded, fit_counts=fit_counts, k=k)
         self.model.train(was_training)
         grids = self.output_dir / "grids"
         # During fit current_epoch is the epoch in progress; after fit it already counts all of them.
@@ -383,4 +473,27 @@ class VAEGANModule(pl.LightningModule):
                                    title=title, column_labels=columns)
             (grids / f"{name}.png").write_bytes(path.read_bytes())
             paths.append(path)
+        if flip_rows:
+            path = save_class_grid(rows=flip_rows, class_names=flip_names, path=grids / f"label_flip_{tag}.png",
+                                   title=f"epoch {epoch}: real faces of other classes | the same codes decoded with the "
+                                         "minority label (EMA decoder, z = mu)", column_labels=[])
+            (grids / "label_flip.png").write_bytes(path.read_bytes())
         return paths[0], paths[1]
+
+    def _label_flip_rows(self, encoded: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]], *, fit_counts: list[int],
+                         k: int) -> tuple[list[torch.Tensor], list[str]]:
+        """Two rows per minority class (every class smaller than the largest): k real faces of the other
+        classes (the larger first, taken in turn) and dec(mu, minority label) of each."""
+        rows, names = [], []
+        largest = max(fit_counts)
+        for target in [c for c in range(len(self.class_names)) if fit_counts[c] < largest]:
+            donors = [c for c in sorted(encoded, key=lambda c: -fit_counts[c]) if c != target]
+            picks = [(c, i) for i in range(k) for c in donors if i < encoded[c][0].shape[0]][:k]
+            if not picks:
+                continue
+            x = torch.stack([encoded[c][0][i] for c, i in picks])
+            mu = torch.stack([encoded[c][1][i] for c, i in picks])
+            flipped = self.model.decode(mu, torch.full((len(picks),), target, device=self.device, dtype=torch.long))
+            rows += [x.float().cpu(), flipped.float().cpu()]
+            names += ["sources", f"as {self.class_names[target]}"]
+        return rows, names

@@ -22,7 +22,7 @@ from faces.runs import check_not_interrupted, clear_interruption
 
 from .checkpoint import check_resume_checkpoint, save_vaegan
 from .data import VAEGANDataModule, load_vaegan_faces
-from .model import LATENT_DIMS, RESOLUTIONS
+from .model import LATENT_DIMS, RESOLUTIONS, resolution_for
 from .module import NonFiniteLossError, VAEGANModule
 
 log = logging.getLogger(__name__)
@@ -39,18 +39,38 @@ class TrainResult:
     seconds: float
 
 
+def check_single_device(trainer: dict[str, Any]) -> None:
+    """Refuse a multi-process trainer before any work: the VAE-GAN trains on one device.
+
+    It optimises manually with one backward per part (the discriminator, then encoder and decoder
+    with `inputs=`); DDP's reducer expects every parameter to take part in one reduction per step
+    and stops on the first step ("parameters that were not used in producing the loss", the pattern
+    of Lightning #4953). A 64 px VAE-GAN fills one GPU on its own, so one device is the design.
+    """
+    strategy, devices = str(trainer.get("strategy", "auto")), trainer.get("devices", 1)
+    count = len(devices) if isinstance(devices, (list, tuple)) else devices if isinstance(devices, int) else 1
+    if any(name in strategy for name in ("ddp", "fsdp", "deepspeed")) or count > 1 or int(trainer.get("num_nodes", 1)) > 1:
+        raise ValueError(
+            f"trainer.strategy={strategy!r}, trainer.devices={devices!r}: the VAE-GAN trains on one device only (manual "
+            "optimisation with one backward per part cannot run under DDP's gradient reducer). Use trainer=gpu or "
+            "trainer=cpu (trainer.devices=1); data-parallel training is for the classifier (scripts/train_classifier.py)")
+
+
 def validate_config(config: dict[str, Any]) -> None:
     """Fail before any work on values the model cannot use, naming the value and the choices."""
     model = config["vaegan"]
-    if model.get("resolution") not in RESOLUTIONS:
-        raise ValueError(f"vaegan.resolution={model.get('resolution')!r} is not supported; choose one of {list(RESOLUTIONS)}")
+    if model.get("resolution") not in (*RESOLUTIONS, "auto"):
+        raise ValueError(f"vaegan.resolution={model.get('resolution')!r} is not supported; choose one of {list(RESOLUTIONS)} "
+                         "or auto (the data's image size)")
     if model.get("latent_dim") not in LATENT_DIMS:
         raise ValueError(f"vaegan.latent_dim={model.get('latent_dim')!r} is not supported; choose one of {list(LATENT_DIMS)}")
     for key in ("epochs", "batch_size", "grid_every_n_epochs"):
         if not isinstance(config.get(key), int) or config[key] < 1:
             raise ValueError(f"{key}={config.get(key)!r} must be a positive integer")
+    check_single_device(config.get("trainer", {}))
     weights = model["losses"]
-    for key in ("kl_weight", "pixel_l1_weight", "feature_weight", "lpips_weight", "adversarial_weight"):
+    for key in ("kl_weight", "pixel_l1_weight", "feature_weight", "lpips_weight", "adversarial_weight", "label_weight",
+                "classifier_weight"):
         if weights[key] < 0:
             raise ValueError(f"vaegan.losses.{key}={weights[key]} must be >= 0")
 
@@ -92,6 +112,8 @@ def train_vaegan(cfg: DictConfig | dict, *, output_dir: Path | str, callbacks: S
         pl.seed_everything(int(config["seed"]), workers=True)
 
         fit, val, data = load_vaegan_faces(config["data"], cache_dir=config["paths"]["cache_dir"])
+        if config["vaegan"]["resolution"] == "auto":
+            config["vaegan"]["resolution"] = resolution_for(fit.image_size)
         resolution = config["vaegan"]["resolution"]
         datamodule = VAEGANDataModule(fit=fit, val=val, resolution=resolution, batch_size=config["batch_size"], seed=int(config["seed"]))
         log.info("VAE-GAN %s (%dpx, latent %d) on %s: %d fit / %d val images, classes %s",
