@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from classifier.balance import resolve_balance
 from classifier.outputs import format_metrics
 from classifier.train import budget_for, run_training
-from faces.config import trainer_device
+from faces.config import single_device_trainer, trainer_device
 from faces.generated import read_generated_settings
 from faces.io import write_json_atomic, write_text_atomic
 from faces.lock import folder_lock
@@ -126,7 +126,7 @@ def ensure_vaegan(cfg: DictConfig, *, out_dir: Path) -> Path:
         log.info("reusing the VAE-GAN %s", export)
         return export
     vaegan_cfg = compose_config("train_vaegan", list(cfg.vaegan.overrides))
-    vaegan_cfg.data, vaegan_cfg.paths, vaegan_cfg.trainer = cfg.data, cfg.paths, cfg.trainer
+    vaegan_cfg.data, vaegan_cfg.paths, vaegan_cfg.trainer = cfg.data, cfg.paths, single_device_trainer(cfg.trainer)
     last = run_dir / "checkpoints" / "last.ckpt"
     if last.is_file():
         log.info("resuming the interrupted VAE-GAN from %s", last)
@@ -143,7 +143,7 @@ def ensure_generated(cfg: DictConfig, *, checkpoint: Path, strategies: list[str]
     device = trainer_device(cfg.trainer)
     if a.filter and judge is None:
         judge = ensure_judge(data_cfg=cfg.data, paths_cfg=cfg.paths, overrides=list(a.judge_overrides),
-                             run_dir=out_dir / "judge", trainer=cfg.trainer)
+                             run_dir=out_dir / "judge", trainer=single_device_trainer(cfg.trainer))
     folders = {}
     for spec in strategies:
         strategy, render, name = generated_spec(spec)

@@ -7,13 +7,14 @@ composes a config, so importing the data layer has no side effects.
 
 from __future__ import annotations
 
+import copy
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .runs import UnwritableFolderError, check_writable
 
@@ -44,6 +45,16 @@ def trainer_uses_gpu(trainer_cfg: Mapping[str, Any] | None) -> bool:
 def trainer_device(trainer_cfg: Mapping[str, Any] | None) -> str:
     """The torch device type of a trainer config: "cuda" or "cpu" (for work done outside Lightning)."""
     return "cuda" if trainer_uses_gpu(trainer_cfg) else "cpu"
+
+
+def single_device_trainer(trainer_cfg: DictConfig) -> DictConfig:
+    """A copy of a trainer config on one device of the same kind: stages that train in the ablation's own
+    process (the VAE-GAN, whose manual optimisation cannot run under DDP, and the judge) never start
+    data-parallel ranks that would re-run the whole ablation script."""
+    single = copy.deepcopy(trainer_cfg)
+    with open_dict(single):
+        single.strategy, single.devices, single.num_nodes = "auto", 1, 1
+    return single
 
 
 class WritableOutput(Callback):

@@ -176,3 +176,17 @@ def test_the_generation_reports_generator_section_on_a_copying_label_blind_gener
         flip = figures["label_flip"][name]
         assert flip["n"] == 3 * 6 and flip["accuracy"] == 0.0 and flip["source_kept"] == 1.0 and flip["identity_kept"] == 1.0
         assert figures["prior_fidelity"][name]["n"] == 64 and figures["kid_efficientnet_lite0_prior"][name]["n_real"] == 10
+
+
+def test_the_ablation_gives_the_vaegan_and_the_judge_one_device_of_a_ddp_trainer() -> None:
+    """`ablate.py trainer=ddp launcher=...`: stage 3's classifier runs may be data-parallel, but the VAE-GAN (refused
+    under DDP) and the judge train in the ablation's own process on one device of the same kind."""
+    from faces.config import single_device_trainer
+    from vaegan.train import check_single_device
+
+    ddp = compose_config("trainer=ddp_cpu", "trainer.devices=2").trainer
+    with pytest.raises(ValueError, match="one device only"):
+        check_single_device(OmegaConf.to_container(ddp))
+    single = single_device_trainer(ddp)
+    check_single_device(OmegaConf.to_container(single))
+    assert (single.accelerator, single.devices, single.strategy) == (ddp.accelerator, 1, "auto") and ddp.devices == 2
