@@ -25,7 +25,6 @@ from faces.generated import read_generated_settings
 from faces.runs import ERROR_FILE, GROUPS_TAIL_FIRST, HEADLINE, METRICS_FILE, ROW_FILE, read_metrics
 
 
-
 @dataclass
 class RunRecord:
     """One classifier run (a row x seed), finished or not."""
@@ -94,18 +93,27 @@ def collect_runs(root: Path | str) -> list[RunRecord]:
         if (run_dir / METRICS_FILE).is_file():
             metrics = read_metrics(run_dir)
             status = "diverged" if _diverged(metrics) else "ok"
-            records.append(RunRecord(
-                row=row_info.get("row") or row_label(metrics), seed=row_info.get("seed", metrics.get("seed")),
-                path=run_dir, status=status, metrics=metrics,
-                error="non-finite test metrics (training diverged)" if status == "diverged" else "",
-            ))
+            records.append(
+                RunRecord(
+                    row=row_info.get("row") or row_label(metrics),
+                    seed=row_info.get("seed", metrics.get("seed")),
+                    path=run_dir,
+                    status=status,
+                    metrics=metrics,
+                    error="non-finite test metrics (training diverged)" if status == "diverged" else "",
+                )
+            )
         else:
             error = json.loads((run_dir / ERROR_FILE).read_text())
             row = row_info.get("row") or error.get("row") or _row_from_hydra_config(run_dir) or run_dir.name
             message = str(error.get("error", "unknown error"))
             # A generated set whose filter accepted nothing is a finding about the generator, not a crash.
             status = "no_samples" if message.startswith(EmptyGeneratedSetError.__name__) else "failed"
-            records.append(RunRecord(row=row, seed=row_info.get("seed", error.get("seed")), path=run_dir, status=status, error=message))
+            records.append(
+                RunRecord(
+                    row=row, seed=row_info.get("seed", error.get("seed")), path=run_dir, status=status, error=message
+                )
+            )
     return sorted(records, key=lambda r: (r.row, -1 if r.seed is None else r.seed))
 
 
@@ -131,7 +139,9 @@ class RowSummary:
         return self.ok > 0 and self.collapsed == self.ok
 
 
-def summarise(records: Sequence[RunRecord], *, class_names: Sequence[str], row_order: Sequence[str] | None = None) -> list[RowSummary]:
+def summarise(
+    records: Sequence[RunRecord], *, class_names: Sequence[str], row_order: Sequence[str] | None = None
+) -> list[RowSummary]:
     rows: dict[str, list[RunRecord]] = {}
     for record in records:
         rows.setdefault(record.row, []).append(record)
@@ -146,13 +156,25 @@ def summarise(records: Sequence[RunRecord], *, class_names: Sequence[str], row_o
             columns[f"{group}_acc"] = mean_std([r.group(group) for r in ok])
         for name in class_names:
             columns[f"recall_{name}"] = mean_std([r.recall(name) for r in ok])
-        summaries.append(RowSummary(row=row, runs=len(rows[row]), ok=len(ok), columns=columns, collapsed=sum(r.collapsed for r in ok),
-                                    no_samples=sum(r.status == "no_samples" for r in rows[row])))
+        summaries.append(
+            RowSummary(
+                row=row,
+                runs=len(rows[row]),
+                ok=len(ok),
+                columns=columns,
+                collapsed=sum(r.collapsed for r in ok),
+                no_samples=sum(r.status == "no_samples" for r in rows[row]),
+            )
+        )
     return summaries
 
 
 def column_titles(class_names: Sequence[str]) -> list[tuple[str, str]]:
-    return [*HEADLINE, *((f"{g}_acc", f"{g} acc.") for g in GROUPS_TAIL_FIRST), *((f"recall_{n}", f"{n} recall") for n in class_names)]
+    return [
+        *HEADLINE,
+        *((f"{g}_acc", f"{g} acc.") for g in GROUPS_TAIL_FIRST),
+        *((f"recall_{n}", f"{n} recall") for n in class_names),
+    ]
 
 
 def runs_csv(records: Sequence[RunRecord], *, class_names: Sequence[str]) -> str:
@@ -162,9 +184,22 @@ def runs_csv(records: Sequence[RunRecord], *, class_names: Sequence[str]) -> str
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["row", "seed", "status", *(key for key, _ in titles), "collapsed", "error", "path"])
     for r in records:
-        values = [r.value(k) for k, _ in HEADLINE] + [r.group(g) for g in GROUPS_TAIL_FIRST] + [r.recall(n) for n in class_names]
-        writer.writerow([r.row, "" if r.seed is None else r.seed, r.status,
-                         *("" if not math.isfinite(v) else f"{v:.6f}" for v in values), int(r.collapsed), r.error, str(r.path)])
+        values = (
+            [r.value(k) for k, _ in HEADLINE]
+            + [r.group(g) for g in GROUPS_TAIL_FIRST]
+            + [r.recall(n) for n in class_names]
+        )
+        writer.writerow(
+            [
+                r.row,
+                "" if r.seed is None else r.seed,
+                r.status,
+                *("" if not math.isfinite(v) else f"{v:.6f}" for v in values),
+                int(r.collapsed),
+                r.error,
+                str(r.path),
+            ]
+        )
     return buffer.getvalue()
 
 
@@ -177,22 +212,37 @@ class TableRow:
     cells: list[tuple[str, bool]]
 
 
-def table_rows(summaries: Sequence[RowSummary], *, class_names: Sequence[str], percent: bool = True) -> tuple[list[str], list[TableRow]]:
+def table_rows(
+    summaries: Sequence[RowSummary], *, class_names: Sequence[str], percent: bool = True
+) -> tuple[list[str], list[TableRow]]:
     """(column titles, rows): mean ± std per column, the best mean per column marked; one source for
     the markdown and the HTML tables."""
     titles = column_titles(class_names)
     scale = 100.0 if percent else 1.0
     # A row whose every run collapsed is not a result: it shows "collapsed" and cannot be best.
-    best = {key: max((s.columns[key][0] for s in summaries if math.isfinite(s.columns[key][0]) and not s.all_collapsed), default=math.nan)
-            for key, _ in titles}
+    best = {
+        key: max(
+            (s.columns[key][0] for s in summaries if math.isfinite(s.columns[key][0]) and not s.all_collapsed),
+            default=math.nan,
+        )
+        for key, _ in titles
+    }
     rows = []
     for s in summaries:
         cells = []
         if s.ok == 0 and s.no_samples:
-            rows.append(TableRow(row=s.row, runs=f"0/{s.runs} no samples passed the filter", cells=[("no samples", False)] * len(titles)))
+            rows.append(
+                TableRow(
+                    row=s.row,
+                    runs=f"0/{s.runs} no samples passed the filter",
+                    cells=[("no samples", False)] * len(titles),
+                )
+            )
             continue
         if s.all_collapsed:
-            rows.append(TableRow(row=s.row, runs=f"{s.ok}/{s.runs} all collapsed ⚠", cells=[("collapsed", False)] * len(titles)))
+            rows.append(
+                TableRow(row=s.row, runs=f"{s.ok}/{s.runs} all collapsed ⚠", cells=[("collapsed", False)] * len(titles))
+            )
             continue
         for key, _ in titles:
             mean, std = s.columns[key]
@@ -202,7 +252,11 @@ def table_rows(summaries: Sequence[RowSummary], *, class_names: Sequence[str], p
             # One finished run has no spread to report: show the mean alone, not a fake "± 0.0".
             text = f"{mean * scale:.1f} ± {std * scale:.1f}" if s.ok > 1 else f"{mean * scale:.1f}"
             cells.append((text, math.isclose(mean, best[key])))
-        runs = f"{s.ok}/{s.runs}" + (f" ({s.collapsed} collapsed)" if s.collapsed else "") + (" ⚠" if s.ok < s.runs or s.collapsed else "")
+        runs = (
+            f"{s.ok}/{s.runs}"
+            + (f" ({s.collapsed} collapsed)" if s.collapsed else "")
+            + (" ⚠" if s.ok < s.runs or s.collapsed else "")
+        )
         rows.append(TableRow(row=s.row, runs=runs, cells=cells))
     return ["row", "runs ok", *(title for _, title in titles)], rows
 
@@ -222,12 +276,44 @@ def markdown_table(summaries: Sequence[RowSummary], *, class_names: Sequence[str
 
 # ----- paired comparisons over seeds ----------------------------------------------------------------
 # Two-sided 95 % quantiles of Student's t, t_{0.975, df}, for df = 1..30 (beyond: a Cornish-Fisher expansion).
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+_T975 = (
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+)
 # The columns a comparison reports: mean class accuracy and few-class recall (mean recall of the few classes).
 PAIRED_METRICS = (("mean_class_accuracy", "mean class acc."), ("few_acc", "few-class recall"))
-PAIRED_METHOD = ("paired t-interval: the rows share seeds, so each seed gives one difference (row − baseline); "
-                 "mean difference ± t(0.975, n−1) · sd / √n over the n seeds both rows finished")
+PAIRED_METHOD = (
+    "paired t-interval: the rows share seeds, so each seed gives one difference (row − baseline); "
+    "mean difference ± t(0.975, n−1) · sd / √n over the n seeds both rows finished"
+)
 
 
 def t_quantile_975(df: int) -> float:
@@ -280,7 +366,11 @@ def is_cas(record: RunRecord) -> bool:
 def is_loss_based(record: RunRecord) -> bool:
     """A row that re-balances through its loss alone: real data only, uniform sampling, a loss other than CE."""
     balance = record.metrics.get("balance") or {}
-    return not balance.get("synthetic") and balance.get("sampler", "none") == "none" and balance.get("loss", "ce") not in ("ce", "none")
+    return (
+        not balance.get("synthetic")
+        and balance.get("sampler", "none") == "none"
+        and balance.get("loss", "ce") not in ("ce", "none")
+    )
 
 
 def _per_seed(records: Sequence[RunRecord], row: str, metric: str) -> dict[int, float]:
@@ -307,15 +397,25 @@ def paired_comparisons(records: Sequence[RunRecord], summaries: Sequence[RowSumm
             if row == baseline:
                 continue
             for metric, _ in PAIRED_METRICS:
-                n, mean, low, high = paired_difference(_per_seed(records, row, metric), _per_seed(records, baseline, metric))
-                out.append(PairedDifference(row=row, baseline=baseline, metric=metric, seeds=n, mean=mean, low=low, high=high))
+                n, mean, low, high = paired_difference(
+                    _per_seed(records, row, metric), _per_seed(records, baseline, metric)
+                )
+                out.append(
+                    PairedDifference(row=row, baseline=baseline, metric=metric, seeds=n, mean=mean, low=low, high=high)
+                )
     return out
 
 
 def paired_rows(comparisons: Sequence[PairedDifference], *, percent: bool = True) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of the comparison table: one line per (row, baseline), a column pair per metric."""
     scale = 100.0 if percent else 1.0
-    header = ["row", "vs", "seeds", *(f"Δ {title} [95 % CI]" for _, title in PAIRED_METRICS), *(f"verdict: {title}" for _, title in PAIRED_METRICS)]
+    header = [
+        "row",
+        "vs",
+        "seeds",
+        *(f"Δ {title} [95 % CI]" for _, title in PAIRED_METRICS),
+        *(f"verdict: {title}" for _, title in PAIRED_METRICS),
+    ]
     lines: dict[tuple[str, str], dict[str, PairedDifference]] = {}
     for c in comparisons:
         lines.setdefault((c.row, c.baseline), {})[c.metric] = c

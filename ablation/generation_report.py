@@ -60,7 +60,8 @@ def judge_quality(judge: Judge, val: faces.FaceSplit, *, floor: float = JUDGE_RE
         "validation_mean_class_accuracy": sum(defined) / len(defined) if defined else math.nan,
         "validation_recall": dict(zip(val.class_names, recall)),
         "validation_support": dict(zip(val.class_names, val.class_counts())),
-        "recall_floor": floor, "weak_classes": weak,
+        "recall_floor": floor,
+        "weak_classes": weak,
     }
 
 
@@ -81,8 +82,19 @@ def feature_embedder(device: torch.device) -> Embed:
 
 
 @torch.no_grad()
-def generator_figures(*, model, fit: faces.FaceSplit, val: faces.FaceSplit, classes: Sequence[int], judge: Judge, embed: Embed,
-                      real_features: torch.Tensor, device: torch.device, seed: int, batch_size: int = 256) -> dict[str, Any]:
+def generator_figures(
+    *,
+    model,
+    fit: faces.FaceSplit,
+    val: faces.FaceSplit,
+    classes: Sequence[int],
+    judge: Judge,
+    embed: Embed,
+    real_features: torch.Tensor,
+    device: torch.device,
+    seed: int,
+    batch_size: int = 256,
+) -> dict[str, Any]:
     """Whether the generator itself does its job, judged by the real-data judge on real validation faces
     (issue 22; no rendering trick involved, every image is the decoder's own, resized to the data's size):
 
@@ -96,40 +108,106 @@ def generator_figures(*, model, fit: faces.FaceSplit, val: faces.FaceSplit, clas
     resolution = model.resolution
 
     def encode(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return torch.cat([model.encode(to_model_range(resize_uint8(images[i : i + batch_size], size=resolution)).to(device),
-                                       labels[i : i + batch_size].to(device))[0] for i in range(0, len(images), batch_size)])
+        return torch.cat(
+            [
+                model.encode(
+                    to_model_range(resize_uint8(images[i : i + batch_size], size=resolution)).to(device),
+                    labels[i : i + batch_size].to(device),
+                )[0]
+                for i in range(0, len(images), batch_size)
+            ]
+        )
 
     def decode(z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return torch.cat([resize_uint8(to_uint8(model.decode(z[i : i + batch_size], labels[i : i + batch_size].to(device))).cpu(),
-                                       size=fit.image_size) for i in range(0, len(z), batch_size)])
+        return torch.cat(
+            [
+                resize_uint8(
+                    to_uint8(model.decode(z[i : i + batch_size], labels[i : i + batch_size].to(device))).cpu(),
+                    size=fit.image_size,
+                )
+                for i in range(0, len(z), batch_size)
+            ]
+        )
 
-    predict = lambda images: judge(images).argmax(dim=1).cpu()
+    def predict(images: torch.Tensor) -> torch.Tensor:
+        return judge(images).argmax(dim=1).cpu()
+
     mu = encode(val.images, val.labels)
     reconstructed = decode(mu, val.labels)
     figures: dict[str, Any] = {
-        "reconstruction_fidelity": reconstruction_fidelity(reconstructed_predictions=predict(reconstructed),
-                                                           real_predictions=predict(val.images), labels=val.labels, class_names=names)}
-    sources = torch.cat([torch.cat([(val.labels == c).nonzero().flatten()[:FLIP_SOURCES_PER_CLASS]
-                                    for c in range(len(names)) if c != target]) for target in classes]) if classes else torch.zeros(0, dtype=torch.long)
-    targets = torch.cat([torch.full((sum(min(FLIP_SOURCES_PER_CLASS, int((val.labels == c).sum())) for c in range(len(names)) if c != t),), t)
-                         for t in classes]) if classes else torch.zeros(0, dtype=torch.long)
+        "reconstruction_fidelity": reconstruction_fidelity(
+            reconstructed_predictions=predict(reconstructed),
+            real_predictions=predict(val.images),
+            labels=val.labels,
+            class_names=names,
+        )
+    }
+    sources = (
+        torch.cat(
+            [
+                torch.cat(
+                    [
+                        (val.labels == c).nonzero().flatten()[:FLIP_SOURCES_PER_CLASS]
+                        for c in range(len(names))
+                        if c != target
+                    ]
+                )
+                for target in classes
+            ]
+        )
+        if classes
+        else torch.zeros(0, dtype=torch.long)
+    )
+    targets = (
+        torch.cat(
+            [
+                torch.full(
+                    (
+                        sum(
+                            min(FLIP_SOURCES_PER_CLASS, int((val.labels == c).sum()))
+                            for c in range(len(names))
+                            if c != t
+                        ),
+                    ),
+                    t,
+                )
+                for t in classes
+            ]
+        )
+        if classes
+        else torch.zeros(0, dtype=torch.long)
+    )
     flipped = decode(mu[sources.to(device)], targets)
     figures["label_flip"] = label_flip_figures(
-        predictions=predict(flipped), target_labels=targets, source_labels=val.labels[sources], class_names=names,
-        flipped_features=embed(flipped), source_features=embed(val.images[sources]), real_features=real_features,
-        real_labels=fit.labels)
+        predictions=predict(flipped),
+        target_labels=targets,
+        source_labels=val.labels[sources],
+        class_names=names,
+        flipped_features=embed(flipped),
+        source_features=embed(val.images[sources]),
+        real_features=real_features,
+        real_labels=fit.labels,
+    )
     generator = torch.Generator(device=device).manual_seed(seed + 4242)
     prior_labels = torch.tensor(classes, dtype=torch.long).repeat_interleave(PRIOR_SAMPLES_PER_CLASS)
     prior = decode(torch.randn(len(prior_labels), model.latent_dim, generator=generator, device=device), prior_labels)
-    figures[KID_NAME + "_prior"] = per_class_kid(generated=embed(prior), generated_labels=prior_labels, real=real_features,
-                                                 real_labels=fit.labels, class_names=names)
+    figures[KID_NAME + "_prior"] = per_class_kid(
+        generated=embed(prior),
+        generated_labels=prior_labels,
+        real=real_features,
+        real_labels=fit.labels,
+        class_names=names,
+    )
     prior_predictions = predict(prior)
     figures["prior_fidelity"] = {}
     for c in classes:
         recall = float((prior_predictions[prior_labels == c] == c).double().mean())
         real_recall = figures["reconstruction_fidelity"][names[c]]["judge_recall_real"]
-        figures["prior_fidelity"][names[c]] = {"judge_recall": recall, "ratio": recall / real_recall if real_recall else math.nan,
-                                               "n": PRIOR_SAMPLES_PER_CLASS}
+        figures["prior_fidelity"][names[c]] = {
+            "judge_recall": recall,
+            "ratio": recall / real_recall if real_recall else math.nan,
+            "n": PRIOR_SAMPLES_PER_CLASS,
+        }
     return figures
 
 
@@ -139,8 +217,15 @@ def _predictions(judge: Judge | None, images: torch.Tensor) -> torch.Tensor | No
 
 @torch.no_grad()
 def write_generation_report(
-    request: GenerationRequest, *, model, fit: faces.FaceSplit, val: faces.FaceSplit, targets: Sequence[int],
-    cache_dir: Path | str, judge: QualityFilter | None = None, judge_report: dict[str, Any] | None = None,
+    request: GenerationRequest,
+    *,
+    model,
+    fit: faces.FaceSplit,
+    val: faces.FaceSplit,
+    targets: Sequence[int],
+    cache_dir: Path | str,
+    judge: QualityFilter | None = None,
+    judge_report: dict[str, Any] | None = None,
     embed: Embed | None = None,
 ) -> dict[str, Any]:
     """Measure the finished generated set in request.out_dir and write OUT/generation_report.json (atomically).
@@ -153,10 +238,18 @@ def write_generation_report(
     classes = [item.label for item in plans]
     # Before the filter: the first candidate batch of each class, exactly as the augmenter drew it.
     candidates = [generate(model, item, 0, request=request, image_size=fit.image_size).images for item in plans]
-    before_images = torch.cat(candidates) if candidates else torch.zeros(0, 3, fit.image_size, fit.image_size, dtype=torch.uint8)
-    before_labels = torch.cat([torch.full((c.shape[0],), item.label) for c, item in zip(candidates, plans)]) if candidates else torch.zeros(0, dtype=torch.long)
+    before_images = (
+        torch.cat(candidates) if candidates else torch.zeros(0, 3, fit.image_size, fit.image_size, dtype=torch.uint8)
+    )
+    before_labels = (
+        torch.cat([torch.full((c.shape[0],), item.label) for c, item in zip(candidates, plans)])
+        if candidates
+        else torch.zeros(0, dtype=torch.long)
+    )
     if accepted_count(out_dir) > 0:
-        accepted = faces.load_generated(out_dir, class_names=fit.class_names, image_size=fit.image_size, cache_dir=cache_dir)
+        accepted = faces.load_generated(
+            out_dir, class_names=fit.class_names, image_size=fit.image_size, cache_dir=cache_dir
+        )
         after_images, after_labels = accepted.images, accepted.labels
     else:
         after_images, after_labels = before_images[:0], before_labels[:0]
@@ -165,26 +258,60 @@ def write_generation_report(
     real_features = embed(fit.images) if real_features is None else real_features
     real_labels = fit.labels
     before_features = embed(before_images)
-    judge_report = judge_report if judge_report is not None else (
-        judge_quality(judge_probabilities, val) if judge_probabilities is not None else None)
+    judge_report = (
+        judge_report
+        if judge_report is not None
+        else (judge_quality(judge_probabilities, val) if judge_probabilities is not None else None)
+    )
     val_recall = [judge_report["validation_recall"][n] for n in fit.class_names] if judge_report else None
     report = {
         "feature_network": f"{FEATURE_NETWORK} (ImageNet, offline), {FEATURE_IMAGE_SIZE}px",
         "near_duplicate_rule": f"nearest real training image (any class) or earlier sample closer than {NEAR_DUPLICATE_FRACTION:g} x "
-                               "the class's median real-to-real nearest-neighbour distance",
-        "strategy": request.strategy, "strength": request.strength, "render": request.render, "judge": judge_report,
+        "the class's median real-to-real nearest-neighbour distance",
+        "strategy": request.strategy,
+        "strength": request.strength,
+        "render": request.render,
+        "judge": judge_report,
         "before_filter": generation_figures(
-            generated=before_features, generated_labels=before_labels, real=real_features, real_labels=real_labels,
-            class_names=fit.class_names, classes=classes, judge_predictions=_predictions(judge_probabilities, before_images), real_val_recall=val_recall),
+            generated=before_features,
+            generated_labels=before_labels,
+            real=real_features,
+            real_labels=real_labels,
+            class_names=fit.class_names,
+            classes=classes,
+            judge_predictions=_predictions(judge_probabilities, before_images),
+            real_val_recall=val_recall,
+        ),
         "after_filter": generation_figures(
-            generated=embed(after_images), generated_labels=after_labels, real=real_features, real_labels=real_labels,
-            class_names=fit.class_names, classes=classes, judge_predictions=_predictions(judge_probabilities, after_images), real_val_recall=val_recall),
+            generated=embed(after_images),
+            generated_labels=after_labels,
+            real=real_features,
+            real_labels=real_labels,
+            class_names=fit.class_names,
+            classes=classes,
+            judge_predictions=_predictions(judge_probabilities, after_images),
+            real_val_recall=val_recall,
+        ),
     }
-    report["before_filter"]["kid"] = per_class_kid(generated=before_features, generated_labels=before_labels,
-                                                   real=real_features, real_labels=real_labels, class_names=fit.class_names)
+    report["before_filter"]["kid"] = per_class_kid(
+        generated=before_features,
+        generated_labels=before_labels,
+        real=real_features,
+        real_labels=real_labels,
+        class_names=fit.class_names,
+    )
     if judge_probabilities is not None:
-        report["generator"] = generator_figures(model=model, fit=fit, val=val, classes=classes, judge=judge_probabilities,
-                                                embed=embed, real_features=real_features, device=device, seed=request.seed)
+        report["generator"] = generator_figures(
+            model=model,
+            fit=fit,
+            val=val,
+            classes=classes,
+            judge=judge_probabilities,
+            embed=embed,
+            real_features=real_features,
+            device=device,
+            seed=request.seed,
+        )
     write_json_atomic(out_dir / REPORT_FILE, report, indent=1, allow_nan=True)
     return report
 
@@ -196,8 +323,10 @@ def format_figure(value: Any, digits: int = 2) -> str:
 
 def format_generation_report(report: dict[str, Any]) -> str:
     """A per-class table for the terminal: n, fidelity ratio, diversity, near-duplicates, before -> after the filter."""
-    lines = [f"generation report ({report['strategy']}, a={report['strength']:g}; features: {report['feature_network']})",
-             f"{'class':<11}{'n before':>9}{'n after':>8}{'fidelity':>15}{'diversity':>15}{'near-dup':>15}{'prec/rec after':>16}"]
+    lines = [
+        f"generation report ({report['strategy']}, a={report['strength']:g}; features: {report['feature_network']})",
+        f"{'class':<11}{'n before':>9}{'n after':>8}{'fidelity':>15}{'diversity':>15}{'near-dup':>15}{'prec/rec after':>16}",
+    ]
     before, after = report["before_filter"]["classes"], report["after_filter"]["classes"]
 
     def pair(b: float | None, a: float | None, *, sep: str = " -> ") -> str:
@@ -210,21 +339,32 @@ def format_generation_report(report: dict[str, Any]) -> str:
             f"{pair(b.get('fidelity', {}).get('ratio'), a.get('fidelity', {}).get('ratio')):>15}"
             f"{pair(b['diversity_ratio'], a.get('diversity_ratio')):>15}"
             f"{pair(b['novelty']['near_duplicate_share'], a.get('novelty', {}).get('near_duplicate_share')):>15}"
-            f"{pair(a.get('precision'), a.get('recall'), sep=' / '):>16}")
+            f"{pair(a.get('precision'), a.get('recall'), sep=' / '):>16}"
+        )
     generator = report.get("generator")
     if generator:
         lines.append("the generator's own images (decoder, judged by the judge on real val faces):")
-        lines.append(f"{'class':<11}{'recon fid':>10}{'flip acc':>9}{'src kept':>9}{'identity':>9}{'prior fid':>10}{'KID prior':>10}")
+        lines.append(
+            f"{'class':<11}{'recon fid':>10}{'flip acc':>9}{'src kept':>9}{'identity':>9}{'prior fid':>10}{'KID prior':>10}"
+        )
         for name, flip in generator["label_flip"].items():
             if name not in generator["prior_fidelity"]:
                 continue
-            lines.append(f"{name:<11}{format_figure(generator['reconstruction_fidelity'][name]['ratio']):>10}"
-                         f"{format_figure(flip['accuracy']):>9}{format_figure(flip['source_kept']):>9}"
-                         f"{format_figure(flip['identity_kept']):>9}{format_figure(generator['prior_fidelity'][name]['ratio']):>10}"
-                         f"{format_figure(generator[KID_NAME + '_prior'][name]['kid'], 3):>10}  (n flip {flip['n']})")
+            lines.append(
+                f"{name:<11}{format_figure(generator['reconstruction_fidelity'][name]['ratio']):>10}"
+                f"{format_figure(flip['accuracy']):>9}{format_figure(flip['source_kept']):>9}"
+                f"{format_figure(flip['identity_kept']):>9}{format_figure(generator['prior_fidelity'][name]['ratio']):>10}"
+                f"{format_figure(generator[KID_NAME + '_prior'][name]['kid'], 3):>10}  (n flip {flip['n']})"
+            )
     judge = report.get("judge")
     if judge:
-        lines.append(f"judge: validation mean class accuracy {judge['validation_mean_class_accuracy']:.3f}; "
-                     + ("WEAK on " + ", ".join(judge["weak_classes"]) + f" (validation recall < {judge['recall_floor']:g}): "
-                        "its verdicts there mean little" if judge["weak_classes"] else "every class above the recall floor"))
+        lines.append(
+            f"judge: validation mean class accuracy {judge['validation_mean_class_accuracy']:.3f}; "
+            + (
+                "WEAK on " + ", ".join(judge["weak_classes"]) + f" (validation recall < {judge['recall_floor']:g}): "
+                "its verdicts there mean little"
+                if judge["weak_classes"]
+                else "every class above the recall floor"
+            )
+        )
     return "\n".join(lines)

@@ -40,8 +40,21 @@ log = logging.getLogger("augment")
 MARKER_FILE = "judge.json"
 # What a judge's run folder may hold (classifier.train's outputs): anything else means the folder
 # is not a judge's, and it is not deleted.
-_RUN_ENTRIES = frozenset({"checkpoints", "logs", "tensorboard", "cascade", "config.yaml", "metrics.json", "error.json",
-                          "confusion_matrix.png", "per_class_recall.png", MARKER_FILE, LOCK_FILE})
+_RUN_ENTRIES = frozenset(
+    {
+        "checkpoints",
+        "logs",
+        "tensorboard",
+        "cascade",
+        "config.yaml",
+        "metrics.json",
+        "error.json",
+        "confusion_matrix.png",
+        "per_class_recall.png",
+        MARKER_FILE,
+        LOCK_FILE,
+    }
+)
 
 
 def load_judge(path: Path, *, class_names: tuple[str, ...], device: torch.device) -> tuple[Judge, str]:
@@ -65,7 +78,6 @@ def judge_trainer(device: torch.device) -> str | DictConfig:
     trainer = compose_config("train_classifier", ["trainer=gpu"]).trainer
     trainer.devices = [device.index if device.index is not None else torch.cuda.current_device()]
     return trainer
-
 
 
 def _finished_record(run_dir: Path) -> dict[str, Any] | None:
@@ -94,16 +106,25 @@ def _clear_run_dir(run_dir: Path) -> None:
         return
     unknown = sorted(p.name for p in run_dir.iterdir() if p.name not in _RUN_ENTRIES and not p.name.startswith("."))
     if unknown:
-        raise ValueError(f"{run_dir} should hold the quality-filter judge's training run, but also holds {unknown}; "
-                         "move those files away (nothing was deleted)")
+        raise ValueError(
+            f"{run_dir} should hold the quality-filter judge's training run, but also holds {unknown}; "
+            "move those files away (nothing was deleted)"
+        )
     for entry in run_dir.iterdir():
         if entry.name == LOCK_FILE:
             continue
         shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
 
 
-def ensure_judge(*, data_cfg: DictConfig, paths_cfg: DictConfig, overrides: list[str], run_dir: Path,
-                 trainer: str | DictConfig = "cpu", replace: bool = False) -> Path:
+def ensure_judge(
+    *,
+    data_cfg: DictConfig,
+    paths_cfg: DictConfig,
+    overrides: list[str],
+    run_dir: Path,
+    trainer: str | DictConfig = "cpu",
+    replace: bool = False,
+) -> Path:
     """Fine-tune the default classifier on the real train split (selection on validation, no test).
 
     Reused when `run_dir` holds a judge whose training finished on the same data config and
@@ -123,13 +144,20 @@ def ensure_judge(*, data_cfg: DictConfig, paths_cfg: DictConfig, overrides: list
         old = record.get("trained_on") or {}
         differing = [key for key in ("data", "overrides") if old.get(key) != trained_on[key]]
         shown = "; ".join(f"{key}: {old.get(key)} -> {trained_on[key]}" for key in differing)
-        raise AugmentError(f"{run_dir} holds a finished quality-filter judge trained with other {' and '.join(differing)} ({shown}); "
-                           "images generated beside it were filtered by it. Pass --overwrite to train a new judge and "
-                           "replace the generated set, or choose another --out")
+        raise AugmentError(
+            f"{run_dir} holds a finished quality-filter judge trained with other {' and '.join(differing)} ({shown}); "
+            "images generated beside it were filtered by it. Pass --overwrite to train a new judge and "
+            "replace the generated set, or choose another --out"
+        )
     if (run_dir / BEST_CHECKPOINT).is_file():
-        log.info("the judge in %s %s; training it again from scratch", run_dir,
-                 "was trained on other data or overrides" if record is not None else "did not finish training")
-    judge_cfg = compose_config("train_classifier", [*overrides, *([f"trainer={trainer}"] if isinstance(trainer, str) else [])])
+        log.info(
+            "the judge in %s %s; training it again from scratch",
+            run_dir,
+            "was trained on other data or overrides" if record is not None else "did not finish training",
+        )
+    judge_cfg = compose_config(
+        "train_classifier", [*overrides, *([f"trainer={trainer}"] if isinstance(trainer, str) else [])]
+    )
     judge_cfg.data = data_cfg
     judge_cfg.paths = paths_cfg
     if not isinstance(trainer, str):
@@ -140,8 +168,15 @@ def ensure_judge(*, data_cfg: DictConfig, paths_cfg: DictConfig, overrides: list
     log.info("training the quality-filter judge on the real train split into %s", run_dir)
     result = run_training(judge_cfg, run_dir=run_dir)
     checkpoint = run_dir / BEST_CHECKPOINT
-    write_json_atomic(run_dir / MARKER_FILE, {
-        "trained_on": trained_on, "checkpoint_sha256": checkpoint_fingerprint(checkpoint),
-        "selection": result.get("selection"),
-    }, indent=1, sort_keys=True, default=str)
+    write_json_atomic(
+        run_dir / MARKER_FILE,
+        {
+            "trained_on": trained_on,
+            "checkpoint_sha256": checkpoint_fingerprint(checkpoint),
+            "selection": result.get("selection"),
+        },
+        indent=1,
+        sort_keys=True,
+        default=str,
+    )
     return checkpoint

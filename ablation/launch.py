@@ -67,7 +67,9 @@ def launcher_plugin(cfg: DictConfig) -> str | None:
         return launcher
     plugin = launcher.get(PLUGIN_KEY)
     if not plugin:
-        raise ValueError(f"launcher config has no '{PLUGIN_KEY}' (the hydra/launcher choice, e.g. submitit_slurm): {dict(launcher)}")
+        raise ValueError(
+            f"launcher config has no '{PLUGIN_KEY}' (the hydra/launcher choice, e.g. submitit_slurm): {dict(launcher)}"
+        )
     return str(plugin)
 
 
@@ -122,23 +124,31 @@ def check_launcher(cfg: DictConfig, rows: Sequence[str]) -> str | None:
         if world_size(cfg.trainer) > 1:
             # Lightning starts DDP ranks by re-running this command: every rank would run the whole ablation
             # (VAE-GAN, generated sets, every run) into one out_dir, and a signal to one left the others hung.
-            raise ValueError(f"trainer asks for {world_size(cfg.trainer)} processes (DDP), but scripts/ablate.py runs its stages in "
-                             "one process, and Lightning would start the other ranks by re-running the whole ablation; use one "
-                             "device per run (trainer=gpu or trainer=cpu), with launcher=submitit_local or launcher=submitit_slurm "
-                             "to run the rows x seeds side by side, or train one run with DDP: scripts/train_classifier.py trainer=ddp")
+            raise ValueError(
+                f"trainer asks for {world_size(cfg.trainer)} processes (DDP), but scripts/ablate.py runs its stages in "
+                "one process, and Lightning would start the other ranks by re-running the whole ablation; use one "
+                "device per run (trainer=gpu or trainer=cpu), with launcher=submitit_local or launcher=submitit_slurm "
+                "to run the rows x seeds side by side, or train one run with DDP: scripts/train_classifier.py trainer=ddp"
+            )
         return None
     if plugin.startswith("submitit"):
         try:
             import hydra_plugins.hydra_submitit_launcher  # noqa: F401
         except ImportError as error:
-            raise ImportError(f"launcher={plugin} needs Hydra's submitit launcher: .venv/bin/pip install -e '.[slurm]' "
-                              f"(or `pip install hydra-submitit-launcher`)") from error
+            raise ImportError(
+                f"launcher={plugin} needs Hydra's submitit launcher: .venv/bin/pip install -e '.[slurm]' "
+                f"(or `pip install hydra-submitit-launcher`)"
+            ) from error
     if world_size(cfg.trainer) > 1:
-        raise ValueError(f"launcher={plugin} runs every row x seed as its own job on one device, but the trainer asks for "
-                         f"{world_size(cfg.trainer)} processes (DDP); use trainer=gpu (one GPU per job) or leave launcher unset")
+        raise ValueError(
+            f"launcher={plugin} runs every row x seed as its own job on one device, but the trainer asks for "
+            f"{world_size(cfg.trainer)} processes (DDP); use trainer=gpu (one GPU per job) or leave launcher unset"
+        )
     if plugin == "submitit_local" and trainer_uses_gpu(cfg.trainer) and not launcher_options(cfg).get("gpus_per_node"):
-        raise ValueError("launcher=submitit_local hides the GPUs from its jobs unless launcher.gpus_per_node is set "
-                         "(submitit sets CUDA_VISIBLE_DEVICES=0..n-1 for every job); add launcher.gpus_per_node=1")
+        raise ValueError(
+            "launcher=submitit_local hides the GPUs from its jobs unless launcher.gpus_per_node is set "
+            "(submitit sets CUDA_VISIBLE_DEVICES=0..n-1 for every job); add launcher.gpus_per_node=1"
+        )
     bad = [r for r in rows if not _PLAIN.match(r)]
     if bad:
         raise ValueError(f"row names {bad} cannot name a launcher job folder; use letters, digits and _ . + - only")
@@ -148,8 +158,10 @@ def check_launcher(cfg: DictConfig, rows: Sequence[str]) -> str | None:
     try:
         compose_config("train_classifier", [f"hydra/launcher={plugin}", *option_overrides(launcher_options(cfg))])
     except Exception as error:
-        raise ValueError(f"launcher={plugin}: its options do not fit hydra/launcher={plugin} ({type(error).__name__}: "
-                         f"{error}); launcher.<key> is passed on as hydra.launcher.<key>") from error
+        raise ValueError(
+            f"launcher={plugin}: its options do not fit hydra/launcher={plugin} ({type(error).__name__}: "
+            f"{error}); launcher.<key> is passed on as hydra.launcher.<key>"
+        ) from error
     return plugin
 
 
@@ -163,17 +175,23 @@ def load_launched_run(run_dir: Path | str) -> tuple[DictConfig, str | None]:
     run_dir = Path(run_dir)
     path = run_dir / LAUNCH_CONFIG
     if not path.is_file():
-        raise FileNotFoundError(f"{LAUNCH_KEY} names {run_dir}, which has no {LAUNCH_CONFIG}; "
-                                "only scripts/ablate.py launcher=... writes it (run the ablation instead)")
+        raise FileNotFoundError(
+            f"{LAUNCH_KEY} names {run_dir}, which has no {LAUNCH_CONFIG}; "
+            "only scripts/ablate.py launcher=... writes it (run the ablation instead)"
+        )
     row_file = run_dir / ROW_FILE
     row = json.loads(row_file.read_text()).get("row") if row_file.is_file() else None
     return OmegaConf.load(path), row
 
 
-def launch_command(pending: Sequence[PendingRun], *, runs_dir: Path, plugin: str, options: Mapping[str, Any]) -> list[str]:
+def launch_command(
+    pending: Sequence[PendingRun], *, runs_dir: Path, plugin: str, options: Mapping[str, Any]
+) -> list[str]:
     """One multirun of scripts/train_classifier.py whose jobs write exactly into `runs_dir/<row>/seed<k>/`."""
     return [
-        sys.executable, str(SCRIPT), "--multirun",
+        sys.executable,
+        str(SCRIPT),
+        "--multirun",
         f"hydra/launcher={plugin}",
         f"hydra.sweep.dir={_value(str(runs_dir))}",
         "hydra.sweep.subdir=${" + LAUNCH_KEY + "}",
@@ -195,7 +213,9 @@ def launch_runs(cfg: DictConfig, pending: Sequence[PendingRun], *, out_dir: Path
         return 0
     for run in pending:
         if run.run_dir != out_dir / "runs" / run.subdir:
-            raise ValueError(f"{run.run_dir} is not {out_dir / 'runs' / run.subdir}, where its launcher job would write")
+            raise ValueError(
+                f"{run.run_dir} is not {out_dir / 'runs' / run.subdir}, where its launcher job would write"
+            )
         write_launch_config(run)
     command = launch_command(pending, runs_dir=out_dir / "runs", plugin=plugin, options=launcher_options(cfg))
     log_dir = out_dir / "launch"
@@ -228,12 +248,24 @@ def launch_runs(cfg: DictConfig, pending: Sequence[PendingRun], *, out_dir: Path
     elapsed = time.perf_counter() - started
     finished = sum((run.run_dir / METRICS_FILE).is_file() for run in pending)
     (log.info if returncode == 0 else log.warning)(
-        "launcher=%s: %d/%d run(s) finished in %.0fs (multirun exit code %d; log %s)", plugin, finished, len(pending), elapsed,
-        returncode, log_path)
+        "launcher=%s: %d/%d run(s) finished in %.0fs (multirun exit code %d; log %s)",
+        plugin,
+        finished,
+        len(pending),
+        elapsed,
+        returncode,
+        log_path,
+    )
     detail = f"; the multirun's last error: {last_error}" if last_error else ""
     for run in pending:
         if not (run.run_dir / METRICS_FILE).is_file() and not (run.run_dir / ERROR_FILE).is_file():
-            record_failure(run.run_dir, RuntimeError(
-                f"hydra/launcher={plugin} returned no result for this run (job killed, timed out, or not started; multirun "
-                f"exit code {returncode}{detail}); see {log_path} and the launcher's job logs"), row=run.row, seed=run.seed)
+            record_failure(
+                run.run_dir,
+                RuntimeError(
+                    f"hydra/launcher={plugin} returned no result for this run (job killed, timed out, or not started; multirun "
+                    f"exit code {returncode}{detail}); see {log_path} and the launcher's job logs"
+                ),
+                row=run.row,
+                seed=run.seed,
+            )
     return returncode

@@ -26,15 +26,24 @@ from faces.config import single_device_trainer, trainer_device
 from faces.generated import read_generated_settings
 from faces.io import write_json_atomic, write_text_atomic
 from faces.lock import folder_lock
-from faces.runs import (ERROR_FILE, METRICS_FILE, ROW_FILE, RunInterrupted, check_writable, clear_interruption, command_line,
-                        record_failure, record_interruption)
+from faces.runs import (
+    ERROR_FILE,
+    METRICS_FILE,
+    ROW_FILE,
+    RunInterrupted,
+    check_writable,
+    clear_interruption,
+    command_line,
+    record_failure,
+    record_interruption,
+)
 from vaegan.generation.perturbations import get_perturbation
 from vaegan.generation.request import GenerationRequest, check_render_for
 from vaegan.train import EXPORT_NAME, format_summary, train_vaegan
 
 from .aggregate import collect_runs
-from .generate import augment_with_checkpoint
 from .config import compose_config
+from .generate import augment_with_checkpoint
 from .judge import ensure_judge
 from .launch import PendingRun, check_launcher, launch_runs
 from .progress import StageProgress
@@ -76,15 +85,20 @@ def check_seeds(seeds) -> None:
     """seeds=[-1] or seeds=[0.5] fail here, before stage 1, not in every run after the VAE-GAN trained."""
     bad = [s for s in seeds if not isinstance(s, int) or isinstance(s, bool) or not SEED_RANGE[0] <= s <= SEED_RANGE[1]]
     if bad:
-        raise ValueError(f"seeds={list(seeds)}: {bad} not integers in {SEED_RANGE[0]}..{SEED_RANGE[1]} (numpy's seed range); "
-                         "e.g. seeds=[0,1,2]")
+        raise ValueError(
+            f"seeds={list(seeds)}: {bad} not integers in {SEED_RANGE[0]}..{SEED_RANGE[1]} (numpy's seed range); "
+            "e.g. seeds=[0,1,2]"
+        )
 
 
 def failed_runs(cfg: DictConfig) -> list[str]:
     """'<row> seed <k>: <error>' for every run of this ablation's rows x seeds that failed (error.json)."""
     wanted = {(str(row), int(seed)) for row in cfg.rows for seed in cfg.seeds}
-    return [f"{r.row} seed {r.seed}: {r.error}" for r in collect_runs(Path(cfg.out_dir) / "runs")
-            if r.status == "failed" and (r.row, r.seed) in wanted]
+    return [
+        f"{r.row} seed {r.seed}: {r.error}"
+        for r in collect_runs(Path(cfg.out_dir) / "runs")
+        if r.status == "failed" and (r.row, r.seed) in wanted
+    ]
 
 
 def classifier_config(cfg: DictConfig, *, row: str, seed: int, generated_dir: Path | None) -> DictConfig:
@@ -95,7 +109,9 @@ def classifier_config(cfg: DictConfig, *, row: str, seed: int, generated_dir: Pa
     run_cfg = compose_config("train_classifier", overrides)
     run_cfg.data, run_cfg.paths, run_cfg.trainer = cfg.data, cfg.paths, cfg.trainer
     resolve_balance(run_cfg.balance)  # unknown strategy/loss names fail now
-    settings = read_generated_settings(generated_dir) if generated_dir is not None and cfg.get("equal_steps", True) else None
+    settings = (
+        read_generated_settings(generated_dir) if generated_dir is not None and cfg.get("equal_steps", True) else None
+    )
     fit_images = ((settings or {}).get("source_split") or {}).get("fit_images")
     if fit_images and run_cfg.train.get("limit_train_batches") is None:  # an explicit cap (a debug run) wins
         equal_steps(run_cfg, fit_images=int(fit_images))
@@ -142,17 +158,32 @@ def ensure_generated(cfg: DictConfig, *, checkpoint: Path, strategies: list[str]
     judge = Path(a.judge) if a.judge else None
     device = trainer_device(cfg.trainer)
     if a.filter and judge is None:
-        judge = ensure_judge(data_cfg=cfg.data, paths_cfg=cfg.paths, overrides=list(a.judge_overrides),
-                             run_dir=out_dir / "judge", trainer=single_device_trainer(cfg.trainer))
+        judge = ensure_judge(
+            data_cfg=cfg.data,
+            paths_cfg=cfg.paths,
+            overrides=list(a.judge_overrides),
+            run_dir=out_dir / "judge",
+            trainer=single_device_trainer(cfg.trainer),
+        )
     folders = {}
     for spec in strategies:
         strategy, render, name = generated_spec(spec)
         folder = out_dir / "generated" / name
         log.info("stage 2/3: generating with %s into %s", spec, folder)
         request = GenerationRequest(
-            target_count=a.target_count, out_dir=folder, strategy=strategy, strength=a.strength, render=render, seed=int(a.seed),
-            filter=bool(a.filter), judge=judge, min_confidence=float(a.min_confidence),
-            max_attempts_factor=float(a.max_attempts_factor), batch_size=int(a.batch_size), workers=a.workers, device=str(device),
+            target_count=a.target_count,
+            out_dir=folder,
+            strategy=strategy,
+            strength=a.strength,
+            render=render,
+            seed=int(a.seed),
+            filter=bool(a.filter),
+            judge=judge,
+            min_confidence=float(a.min_confidence),
+            max_attempts_factor=float(a.max_attempts_factor),
+            batch_size=int(a.batch_size),
+            workers=a.workers,
+            device=str(device),
         )
         report = augment_with_checkpoint(request, checkpoint=checkpoint, data_cfg=cfg.data, paths_cfg=cfg.paths)
         log.info("%s\n%s", spec, report.table())
@@ -178,7 +209,9 @@ def run_ablation(cfg: DictConfig) -> dict[str, Path]:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out_dir / "ablate_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
-        strategies = list(dict.fromkeys(str(cfg.row_specs[r].generated) for r in rows if cfg.row_specs[r].get("generated")))
+        strategies = list(
+            dict.fromkeys(str(cfg.row_specs[r].generated) for r in rows if cfg.row_specs[r].get("generated"))
+        )
         generated: dict[str, Path] = {}
         if strategies:
             checkpoint = ensure_vaegan(cfg, out_dir=out_dir)
@@ -187,7 +220,9 @@ def run_ablation(cfg: DictConfig) -> dict[str, Path]:
         runs = [(row, int(seed)) for row in rows for seed in cfg.seeds]
         pending: list[PendingRun] = []
         if plugin is None:
-            progress.start(total=len(runs), done=sum((out_dir / "runs" / r / f"seed{s}" / METRICS_FILE).is_file() for r, s in runs))
+            progress.start(
+                total=len(runs), done=sum((out_dir / "runs" / r / f"seed{s}" / METRICS_FILE).is_file() for r, s in runs)
+            )
         for number, (row, seed) in enumerate(runs, start=1):
             run_dir = out_dir / "runs" / row / f"seed{seed}"
             if (run_dir / METRICS_FILE).is_file():
@@ -199,10 +234,19 @@ def run_ablation(cfg: DictConfig) -> dict[str, Path]:
             write_json_atomic(run_dir / ROW_FILE, {"row": row, "seed": seed})
             strategy = cfg.row_specs[row].get("generated")
             if plugin is None:
-                log.info("stage 3/3: run %d/%d %s seed %d (%.0fs so far)", number, len(runs), row, seed, time.perf_counter() - started)
+                log.info(
+                    "stage 3/3: run %d/%d %s seed %d (%.0fs so far)",
+                    number,
+                    len(runs),
+                    row,
+                    seed,
+                    time.perf_counter() - started,
+                )
                 progress.running(f"{row} seed {seed}")
             try:
-                run_cfg = classifier_config(cfg, row=row, seed=seed, generated_dir=generated.get(str(strategy)) if strategy else None)
+                run_cfg = classifier_config(
+                    cfg, row=row, seed=seed, generated_dir=generated.get(str(strategy)) if strategy else None
+                )
                 if plugin is not None:  # handed to the launcher below, all pending runs at once
                     pending.append(PendingRun(row=row, seed=seed, run_dir=run_dir, config=run_cfg))
                     continue
@@ -218,10 +262,19 @@ def run_ablation(cfg: DictConfig) -> dict[str, Path]:
         if pending:
             launch_runs(cfg, pending, out_dir=out_dir)
 
-        grids = {f"{strategy}/{p.stem}": p for strategy, folder in generated.items()
-                 for p in sorted((folder / "previews").glob("*.png"))}
+        grids = {
+            f"{strategy}/{p.stem}": p
+            for strategy, folder in generated.items()
+            for p in sorted((folder / "previews").glob("*.png"))
+        }
         extra = {"rows": ", ".join(rows), "wall time": f"{time.perf_counter() - started:.0f}s (this invocation)"}
         if plugin is not None:
             extra["classifier runs"] = f"one Hydra multirun on hydra/launcher={plugin}"
-        return write_report(out_dir / "runs", out_dir=out_dir, row_order=rows, title=f"Ablation: {cfg.name}",
-                            extra_setup=extra, sample_grids=grids)
+        return write_report(
+            out_dir / "runs",
+            out_dir=out_dir,
+            row_order=rows,
+            title=f"Ablation: {cfg.name}",
+            extra_setup=extra,
+            sample_grids=grids,
+        )

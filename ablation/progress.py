@@ -34,10 +34,21 @@ class StageProgress:
         """Show the bar; `done` runs finished in an earlier invocation count as done, not towards the ETA."""
         if total == done:
             return
-        self.bar = self._stack.enter_context(tqdm(total=total, initial=done, desc=description, unit="run", smoothing=0,
-                                                  dynamic_ncols=True, disable=None if self.enabled is None else not self.enabled))
+        self.bar = self._stack.enter_context(
+            tqdm(
+                total=total,
+                initial=done,
+                desc=description,
+                unit="run",
+                smoothing=0,
+                dynamic_ncols=True,
+                disable=None if self.enabled is None else not self.enabled,
+            )
+        )
         if not self.bar.disable:  # log lines through tqdm.write, above the bar
-            self._stack.enter_context(logging_redirect_tqdm(loggers=[logging.getLogger(name) for name in _CONSOLE_LOGGERS]))
+            self._stack.enter_context(
+                logging_redirect_tqdm(loggers=[logging.getLogger(name) for name in _CONSOLE_LOGGERS])
+            )
 
     def running(self, label: str) -> None:
         if self.bar is not None:
@@ -47,5 +58,7 @@ class StageProgress:
         if self.bar is not None:
             self.bar.update(1)
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         self._stack.close()

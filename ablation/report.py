@@ -24,13 +24,24 @@ from faces.generated import read_generated_settings
 from faces.plotting import pyplot
 from faces.runs import CONFIG_FILE
 
-from .generation_report import REPORT_FILE as GENERATION_REPORT_FILE
-from .generation_report import format_figure
-
 from .aggregate import (
-    PAIRED_METHOD, PAIRED_METRICS, PairedDifference, RowSummary, RunRecord, collect_runs, is_cas, markdown_grid, mean_std, paired_comparisons, paired_rows, runs_csv, summarise,
+    PAIRED_METHOD,
+    PAIRED_METRICS,
+    PairedDifference,
+    RowSummary,
+    RunRecord,
+    collect_runs,
+    is_cas,
+    markdown_grid,
+    mean_std,
+    paired_comparisons,
+    paired_rows,
+    runs_csv,
+    summarise,
     table_rows,
 )
+from .generation_report import REPORT_FILE as GENERATION_REPORT_FILE
+from .generation_report import format_figure
 
 CSV_FILE = "ablation.csv"
 MARKDOWN_FILE = "ablation.md"
@@ -49,8 +60,16 @@ def plot_recall_bars(summaries: Sequence[RowSummary], *, class_names: Sequence[s
         means = [s.columns[f"recall_{n}"][0] for n in class_names]
         stds = [s.columns[f"recall_{n}"][1] for n in class_names]
         xs = [c + (i - (len(summaries) - 1) / 2) * width for c in range(len(class_names))]
-        ax.bar(xs, [0 if math.isnan(m) else m for m in means], width=width, yerr=[0 if math.isnan(v) else v for v in stds],
-               label=s.row, color=cmap(i % 20), capsize=1.5, error_kw={"elinewidth": 0.6})
+        ax.bar(
+            xs,
+            [0 if math.isnan(m) else m for m in means],
+            width=width,
+            yerr=[0 if math.isnan(v) else v for v in stds],
+            label=s.row,
+            color=cmap(i % 20),
+            capsize=1.5,
+            error_kw={"elinewidth": 0.6},
+        )
     ax.set_xticks(range(len(class_names)), class_names)
     ax.set_ylabel("test recall")
     ax.set_ylim(0, 1.05)
@@ -73,7 +92,9 @@ def mean_confusion(records: Sequence[RunRecord]) -> np.ndarray | None:
     return np.mean(mats, axis=0) if mats else None
 
 
-def plot_confusions(records: Sequence[RunRecord], *, rows: Sequence[str], class_names: Sequence[str], path: Path) -> Path:
+def plot_confusions(
+    records: Sequence[RunRecord], *, rows: Sequence[str], class_names: Sequence[str], path: Path
+) -> Path:
     plt = pyplot()
     cols = min(4, max(1, len(rows)))
     nrows = math.ceil(len(rows) / cols)
@@ -93,8 +114,15 @@ def plot_confusions(records: Sequence[RunRecord], *, rows: Sequence[str], class_
         ax.imshow(matrix, vmin=0, vmax=1, cmap="Blues")
         for i in range(len(class_names)):
             for j in range(len(class_names)):
-                ax.text(j, i, f"{matrix[i, j]:.2f}"[1:] if matrix[i, j] < 1 else "1", ha="center", va="center", fontsize=6,
-                        color="white" if matrix[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{matrix[i, j]:.2f}"[1:] if matrix[i, j] < 1 else "1",
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if matrix[i, j] > 0.5 else "black",
+                )
         ax.set_xticks(range(len(class_names)), short, fontsize=7)
         ax.set_yticks(range(len(class_names)), short, fontsize=7)
         ax.set_xlabel("predicted", fontsize=7)
@@ -127,19 +155,31 @@ def describe_setup(records: Sequence[RunRecord], *, extra: dict[str, Any] | None
         ]
         budget = m.get("budget")
         if budget:
-            lines.append(f"training budget: {budget['epochs']} epochs x {budget['steps_per_epoch']} steps "
-                         f"({budget['freeze_epochs']} head-only; train.min_steps raises the epochs of small datasets)")
-    lines.append(f"seeds: {', '.join(map(str, seeds)) or '?'}; runs: {len(records)} "
-                 f"({sum(r.status == 'ok' for r in records)} finished, {sum(r.status == 'failed' for r in records)} failed, "
-                 f"{sum(r.status == 'diverged' for r in records)} diverged)")
-    generated = sorted({(r.metrics.get("balance") or {}).get("generated_dir") for r in records if r.status == "ok"} - {None})
+            lines.append(
+                f"training budget: {budget['epochs']} epochs x {budget['steps_per_epoch']} steps "
+                f"({budget['freeze_epochs']} head-only; train.min_steps raises the epochs of small datasets)"
+            )
+    lines.append(
+        f"seeds: {', '.join(map(str, seeds)) or '?'}; runs: {len(records)} "
+        f"({sum(r.status == 'ok' for r in records)} finished, {sum(r.status == 'failed' for r in records)} failed, "
+        f"{sum(r.status == 'diverged' for r in records)} diverged)"
+    )
+    generated = sorted(
+        {(r.metrics.get("balance") or {}).get("generated_dir") for r in records if r.status == "ok"} - {None}
+    )
     for folder in generated:
         s = read_generated_settings(folder)
         if s is not None:
-            filt = f"passed the quality filter (judge {str(s.get('judge_sha256'))[:8]}, min confidence {s.get('min_confidence')})" if s.get("filter") else "NOT filtered (--no-filter)"
-            lines.append(f"synthetic set {Path(folder).name}: strategy {s.get('strategy')} a={s.get('strength')}, "
-                         f"{s.get('render', 'decoder')} rendering, seed {s.get('seed')}, "
-                         f"VAE-GAN {str(s.get('checkpoint_sha256'))[:8]}, {filt}")
+            filt = (
+                f"passed the quality filter (judge {str(s.get('judge_sha256'))[:8]}, min confidence {s.get('min_confidence')})"
+                if s.get("filter")
+                else "NOT filtered (--no-filter)"
+            )
+            lines.append(
+                f"synthetic set {Path(folder).name}: strategy {s.get('strategy')} a={s.get('strength')}, "
+                f"{s.get('render', 'decoder')} rendering, seed {s.get('seed')}, "
+                f"VAE-GAN {str(s.get('checkpoint_sha256'))[:8]}, {filt}"
+            )
     for key, value in (extra or {}).items():
         lines.append(f"{key}: {value}")
     return lines
@@ -152,7 +192,9 @@ def _img(path: Path, *, width: str = "100%") -> str:
 
 def generation_sections(records: Sequence[RunRecord]) -> list[tuple[str, dict[str, Any]]]:
     """(folder name, generation_report.json) for every generated set a finished run trained on."""
-    folders = sorted({(r.metrics.get("balance") or {}).get("generated_dir") for r in records if r.status == "ok"} - {None})
+    folders = sorted(
+        {(r.metrics.get("balance") or {}).get("generated_dir") for r in records if r.status == "ok"} - {None}
+    )
     sections = []
     for folder in folders:
         path = Path(folder) / GENERATION_REPORT_FILE
@@ -163,21 +205,35 @@ def generation_sections(records: Sequence[RunRecord]) -> list[tuple[str, dict[st
 
 def generation_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Per minority class: sample sizes and each figure before -> after the filter."""
-    header = ["class", "n before", "n after", "judge val recall", "fidelity ratio", "diversity ratio", "near-dup share",
-              "closer than real", "precision / recall (after)"]
+    header = [
+        "class",
+        "n before",
+        "n after",
+        "judge val recall",
+        "fidelity ratio",
+        "diversity ratio",
+        "near-dup share",
+        "closer than real",
+        "precision / recall (after)",
+    ]
     rows = []
     before, after = report["before_filter"]["classes"], report["after_filter"]["classes"]
     for name, b in before.items():
         a = after.get(name) or {}
         fid_b, fid_a = (b.get("fidelity") or {}), (a.get("fidelity") or {})
-        rows.append([
-            name, str(b["n_generated"]), str(a.get("n_generated", 0)), format_figure(fid_b.get("judge_recall_real_val")),
-            f"{format_figure(fid_b.get('ratio'))} → {format_figure(fid_a.get('ratio'))}",
-            f"{format_figure(b.get('diversity_ratio'))} → {format_figure(a.get('diversity_ratio'))}",
-            f"{format_figure(b['novelty']['near_duplicate_share'])} → {format_figure((a.get('novelty') or {}).get('near_duplicate_share'))}",
-            f"{format_figure(b['novelty']['closer_than_real_share'])} → {format_figure((a.get('novelty') or {}).get('closer_than_real_share'))}",
-            f"{format_figure(a.get('precision'))} / {format_figure(a.get('recall'))}",
-        ])
+        rows.append(
+            [
+                name,
+                str(b["n_generated"]),
+                str(a.get("n_generated", 0)),
+                format_figure(fid_b.get("judge_recall_real_val")),
+                f"{format_figure(fid_b.get('ratio'))} → {format_figure(fid_a.get('ratio'))}",
+                f"{format_figure(b.get('diversity_ratio'))} → {format_figure(a.get('diversity_ratio'))}",
+                f"{format_figure(b['novelty']['near_duplicate_share'])} → {format_figure((a.get('novelty') or {}).get('near_duplicate_share'))}",
+                f"{format_figure(b['novelty']['closer_than_real_share'])} → {format_figure((a.get('novelty') or {}).get('closer_than_real_share'))}",
+                f"{format_figure(a.get('precision'))} / {format_figure(a.get('recall'))}",
+            ]
+        )
     return header, rows
 
 
@@ -266,7 +322,9 @@ def _html_block(block: Block, *, bad: bool) -> str:
     if isinstance(block, Text):
         return f"<p>{html.escape(block.text).replace('**', '')}</p>"
     if isinstance(block, Bullets):
-        return "<ul>" + "".join(f"<li{cls}>{html.escape(item).replace('**', '')}</li>" for item in block.items) + "</ul>"
+        return (
+            "<ul>" + "".join(f"<li{cls}>{html.escape(item).replace('**', '')}</li>" for item in block.items) + "</ul>"
+        )
     if isinstance(block, Table):
         tr = f"<tr class='{block.css}'>" if block.css else "<tr>"
         table = f"<table class='{block.css}'>" if block.css else "<table>"
@@ -283,40 +341,56 @@ def _html_block(block: Block, *, bad: bool) -> str:
     return f"<details><summary>{html.escape(block.summary)}</summary><pre>{html.escape(block.text)}</pre></details>"
 
 
-STYLE = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;font-size:13px}"
-         "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}td:first-child,th:first-child{text-align:left}"
-         "pre{background:#f6f6f6;padding:8px;font-size:12px;overflow:auto}.bad{color:#b00}")
+STYLE = (
+    "body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;font-size:13px}"
+    "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}td:first-child,th:first-child{text-align:left}"
+    "pre{background:#f6f6f6;padding:8px;font-size:12px;overflow:auto}.bad{color:#b00}"
+)
 
 
 def render_html(report: Report) -> str:
-    page = ["<!doctype html><html><head><meta charset='utf-8'>", f"<title>{html.escape(report.title)}</title>",
-            f"<style>{STYLE}</style></head><body>",
-            f"<h1>{html.escape(report.title)}</h1><ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in report.setup) + "</ul>"]
+    page = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(report.title)}</title>",
+        f"<style>{STYLE}</style></head><body>",
+        f"<h1>{html.escape(report.title)}</h1><ul>"
+        + "".join(f"<li>{html.escape(line)}</li>" for line in report.setup)
+        + "</ul>",
+    ]
     for section in (s for s in report.sections if _shown(s, "html")):
         blocks = [b for b in section.blocks if _shown(b, "html")]
         if section.blocks and not blocks:  # a section with nothing for this format (a title alone still shows)
             continue
         if section.title:
-            page.append(f"<h{section.level}{' class=' + repr('bad') if section.bad else ''}>{html.escape(section.title)}</h{section.level}>")
+            page.append(
+                f"<h{section.level}{' class=' + repr('bad') if section.bad else ''}>{html.escape(section.title)}</h{section.level}>"
+            )
         page += [_html_block(b, bad=section.bad) for b in blocks]
     page.append("</body></html>")
     return "\n".join(page)
 
 
 # ----- the sections ----------------------------------------------------------------------------------
-ONE_SEED = ("One seed per row: single runs differ by a few points between machines of the same kind (the same seed-0 demo "
-            "gave `none` 52.2 and 49.5 mean class accuracy on two of them), so no gap in this table is evidence; "
-            "`experiment=study` runs 5 seeds with paired intervals.")
+ONE_SEED = (
+    "One seed per row: single runs differ by a few points between machines of the same kind (the same seed-0 demo "
+    "gave `none` 52.2 and 49.5 mean class accuracy on two of them), so no gap in this table is evidence; "
+    "`experiment=study` runs 5 seeds with paired intervals."
+)
 
 
 def results_section(summaries: Sequence[RowSummary], *, class_names: Sequence[str], seeds: int) -> Section:
     header, rows = table_rows(summaries, class_names=class_names)
-    return Section(title="", blocks=[
-        *([Text(f"**{ONE_SEED}**")] if seeds == 1 else []),
-        Text("Test-set numbers in %, mean ± sample std over seeds (the mean alone where one run finished); best mean per column "
-             "in **bold**. Group columns are mean class accuracy over the few / medium / many classes (by train count)."),
-        Table(header, [[(r.row, False), (r.runs, False), *r.cells] for r in rows]),
-    ])
+    return Section(
+        title="",
+        blocks=[
+            *([Text(f"**{ONE_SEED}**")] if seeds == 1 else []),
+            Text(
+                "Test-set numbers in %, mean ± sample std over seeds (the mean alone where one run finished); best mean per column "
+                "in **bold**. Group columns are mean class accuracy over the few / medium / many classes (by train count)."
+            ),
+            Table(header, [[(r.row, False), (r.runs, False), *r.cells] for r in rows]),
+        ],
+    )
 
 
 def comparison_section(records: Sequence[RunRecord], summaries: Sequence[RowSummary]) -> Section | None:
@@ -324,21 +398,38 @@ def comparison_section(records: Sequence[RunRecord], summaries: Sequence[RowSumm
     if not comparisons:
         return None
     header, rows = paired_rows(comparisons)
-    return Section(title="Paired differences against oversample and the best loss-based row", blocks=[
-        Text(f"Differences in percentage points, {PAIRED_METHOD}. A row **beats** its baseline only where the 95 % interval "
-             "excludes 0 (and is **worse** where it lies below 0); otherwise no difference is shown at this number of seeds."),
-        Table(header, [[(c, c in ("beats", "worse")) for c in row] for row in rows], css="paired", only="html"),
-        # Markdown: one line per comparison (ablation.md keeps a single table, the results, whose rows tools read)
-        Bullets([f"{row} vs {baseline} ({seeds} seeds): " + "; ".join(
-            f"{title} {diff} **{verdict}**" for (_, title), diff, verdict in zip(PAIRED_METRICS, cells, cells[len(PAIRED_METRICS):]))
-            for row, baseline, seeds, *cells in rows], only="markdown"),
-        Text(generated_answer(records, comparisons)),
-    ])
+    return Section(
+        title="Paired differences against oversample and the best loss-based row",
+        blocks=[
+            Text(
+                f"Differences in percentage points, {PAIRED_METHOD}. A row **beats** its baseline only where the 95 % interval "
+                "excludes 0 (and is **worse** where it lies below 0); otherwise no difference is shown at this number of seeds."
+            ),
+            Table(header, [[(c, c in ("beats", "worse")) for c in row] for row in rows], css="paired", only="html"),
+            # Markdown: one line per comparison (ablation.md keeps a single table, the results, whose rows tools read)
+            Bullets(
+                [
+                    f"{row} vs {baseline} ({seeds} seeds): "
+                    + "; ".join(
+                        f"{title} {diff} **{verdict}**"
+                        for (_, title), diff, verdict in zip(PAIRED_METRICS, cells, cells[len(PAIRED_METRICS) :])
+                    )
+                    for row, baseline, seeds, *cells in rows
+                ],
+                only="markdown",
+            ),
+            Text(generated_answer(records, comparisons)),
+        ],
+    )
 
 
 def generated_answer(records: Sequence[RunRecord], comparisons: Sequence[PairedDifference]) -> str:
     """The plain answer: which rows on generated data beat every baseline, per metric."""
-    generated = {r.row for r in records if r.status == "ok" and (r.metrics.get("balance") or {}).get("synthetic") and not is_cas(r)}
+    generated = {
+        r.row
+        for r in records
+        if r.status == "ok" and (r.metrics.get("balance") or {}).get("synthetic") and not is_cas(r)
+    }
     baselines = sorted({c.baseline for c in comparisons})
     answers = []
     for metric, title in PAIRED_METRICS:
@@ -348,8 +439,11 @@ def generated_answer(records: Sequence[RunRecord], comparisons: Sequence[PairedD
             if len(verdicts) == len(baselines) and set(verdicts) == {"beats"}:
                 winners.append(row)
         answers.append(f"on {title}: {', '.join(winners) if winners else 'none'}")
-    return (f"Does a row on generated data beat {' and '.join(baselines)} (interval above 0 against each)? "
-            + "; ".join(answers) + f" (of {len(generated)} generated-data row(s)).")
+    return (
+        f"Does a row on generated data beat {' and '.join(baselines)} (interval above 0 against each)? "
+        + "; ".join(answers)
+        + f" (of {len(generated)} generated-data row(s))."
+    )
 
 
 def problem_sections(records: Sequence[RunRecord]) -> list[Section]:
@@ -358,18 +452,43 @@ def problem_sections(records: Sequence[RunRecord]) -> list[Section]:
     reasons = {r.path: "; ".join((r.metrics.get("collapse") or {}).get("reasons", [])) for r in collapsed}
     sections = []
     if failures:
-        sections.append(Section(title="Runs that did not finish", bad=True, blocks=[
-            Bullets([f"{r.row} seed {r.seed}: **{r.status}** — {r.error}" for r in failures], only="html"),
-            Bullets([f"{r.row} seed {r.seed}: **{r.status}** — {r.error} ({r.path})" for r in failures], only="markdown")]))
+        sections.append(
+            Section(
+                title="Runs that did not finish",
+                bad=True,
+                blocks=[
+                    Bullets([f"{r.row} seed {r.seed}: **{r.status}** — {r.error}" for r in failures], only="html"),
+                    Bullets(
+                        [f"{r.row} seed {r.seed}: **{r.status}** — {r.error} ({r.path})" for r in failures],
+                        only="markdown",
+                    ),
+                ],
+            )
+        )
     if collapsed:
-        sections.append(Section(title="Runs that collapsed (finished, but learned nothing: not results)", bad=True, blocks=[
-            Bullets([f"{r.row} seed {r.seed}: {reasons[r.path]}" for r in collapsed], only="html"),
-            Bullets([f"{r.row} seed {r.seed}: {reasons[r.path]} ({r.path})" for r in collapsed], only="markdown")]))
+        sections.append(
+            Section(
+                title="Runs that collapsed (finished, but learned nothing: not results)",
+                bad=True,
+                blocks=[
+                    Bullets([f"{r.row} seed {r.seed}: {reasons[r.path]}" for r in collapsed], only="html"),
+                    Bullets(
+                        [f"{r.row} seed {r.seed}: {reasons[r.path]} ({r.path})" for r in collapsed], only="markdown"
+                    ),
+                ],
+            )
+        )
     return sections
 
 
 def _cas_runs(records: Sequence[RunRecord], folder: str) -> list[RunRecord]:
-    return [r for r in records if r.status == "ok" and is_cas(r) and Path((r.metrics.get("balance") or {}).get("generated_dir") or "").name == folder]
+    return [
+        r
+        for r in records
+        if r.status == "ok"
+        and is_cas(r)
+        and Path((r.metrics.get("balance") or {}).get("generated_dir") or "").name == folder
+    ]
 
 
 def cas_summary(records: Sequence[RunRecord], folder: str, *, filled: Sequence[str]) -> str | None:
@@ -380,25 +499,36 @@ def cas_summary(records: Sequence[RunRecord], folder: str, *, filled: Sequence[s
         return None
     mean, std = mean_std([r.value("mean_class_accuracy") for r in runs])
     reference = [r for r in records if r.status == "ok" and r.row == "none"]
-    recall = ", ".join(f"{n} {100 * mean_std([r.recall(n) for r in runs])[0]:.1f}"
-                       + (f" (real data: {100 * mean_std([r.recall(n) for r in reference])[0]:.1f})" if reference else "") for n in filled)
-    real = f"; the same classifier on real data (row none): {100 * mean_std([r.value('mean_class_accuracy') for r in reference])[0]:.1f}" if reference else ""
-    return (f"CAS (trained on generated images only for the classes the set fills, real images for the others; tested on the real "
-            f"test split; never used for selection): mean class accuracy {100 * mean:.1f} ± {100 * std:.1f} over {len(runs)} seed(s){real}; "
-            f"recall of the filled classes: {recall}")
+    recall = ", ".join(
+        f"{n} {100 * mean_std([r.recall(n) for r in runs])[0]:.1f}"
+        + (f" (real data: {100 * mean_std([r.recall(n) for r in reference])[0]:.1f})" if reference else "")
+        for n in filled
+    )
+    real = (
+        f"; the same classifier on real data (row none): {100 * mean_std([r.value('mean_class_accuracy') for r in reference])[0]:.1f}"
+        if reference
+        else ""
+    )
+    return (
+        f"CAS (trained on generated images only for the classes the set fills, real images for the others; tested on the real "
+        f"test split; never used for selection): mean class accuracy {100 * mean:.1f} ± {100 * std:.1f} over {len(runs)} seed(s){real}; "
+        f"recall of the filled classes: {recall}"
+    )
 
 
 def _set_summary(name: str, report: dict[str, Any]) -> str:
     before, after = report["before_filter"]["overall"], report["after_filter"]["overall"]
     judge = report.get("judge") or {}
-    return (f"{name} ({report['strategy']} a={report['strength']:g}, {report.get('render', 'decoder')} rendering): "
-            "before → after the filter, mean fidelity ratio "
-            f"{format_figure(before.get('fidelity_ratio_mean'))} → {format_figure(after.get('fidelity_ratio_mean'))}, diversity ratio "
-            f"{format_figure(before.get('diversity_ratio_mean'))} → {format_figure(after.get('diversity_ratio_mean'))}, near-duplicate share "
-            f"{format_figure(before.get('near_duplicate_share_mean'))} → {format_figure(after.get('near_duplicate_share_mean'))} "
-            f"(n {before['n_generated']} → {after['n_generated']}); judge validation mean class accuracy "
-            f"{format_figure(judge.get('validation_mean_class_accuracy'))}"
-            + (f", WEAK on {', '.join(judge['weak_classes'])}" if judge.get("weak_classes") else ""))
+    return (
+        f"{name} ({report['strategy']} a={report['strength']:g}, {report.get('render', 'decoder')} rendering): "
+        "before → after the filter, mean fidelity ratio "
+        f"{format_figure(before.get('fidelity_ratio_mean'))} → {format_figure(after.get('fidelity_ratio_mean'))}, diversity ratio "
+        f"{format_figure(before.get('diversity_ratio_mean'))} → {format_figure(after.get('diversity_ratio_mean'))}, near-duplicate share "
+        f"{format_figure(before.get('near_duplicate_share_mean'))} → {format_figure(after.get('near_duplicate_share_mean'))} "
+        f"(n {before['n_generated']} → {after['n_generated']}); judge validation mean class accuracy "
+        f"{format_figure(judge.get('validation_mean_class_accuracy'))}"
+        + (f", WEAK on {', '.join(judge['weak_classes'])}" if judge.get("weak_classes") else "")
+    )
 
 
 def generation_report_sections(records: Sequence[RunRecord]) -> list[Section]:
@@ -410,7 +540,9 @@ def generation_report_sections(records: Sequence[RunRecord]) -> list[Section]:
     for name, report in generation:
         cas = cas_summary(records, name, filled=list(report["before_filter"]["classes"]))
         lines.append(_set_summary(name, report) + (f". {cas}" if cas else ""))
-    sections = [Section(title="Generated sets (per-class figures in report.html)", only="markdown", blocks=[Bullets(lines)])]
+    sections = [
+        Section(title="Generated sets (per-class figures in report.html)", only="markdown", blocks=[Bullets(lines)])
+    ]
     for name, report in generation:
         header, rows = generation_table(report)
         cas_runs = _cas_runs(records, name)
@@ -420,35 +552,60 @@ def generation_report_sections(records: Sequence[RunRecord]) -> list[Section]:
         judge = report.get("judge") or {}
         weak = f" WEAK on {', '.join(judge['weak_classes'])}" if judge.get("weak_classes") else ""
         cas = cas_summary(records, name, filled=list(report["before_filter"]["classes"]))
-        sections.append(Section(
-            title=f"Generated set {name}: {report['strategy']} a={report['strength']:g}, {report.get('render', 'decoder')} rendering",
-            only="html", blocks=[
-                Text(f"Before → after the filter, in {report['feature_network']} features; near-duplicate: {report['near_duplicate_rule']}. "
-                     f"Judge validation mean class accuracy {format_figure(judge.get('validation_mean_class_accuracy'))}.{weak}"),
-                *([Text(cas)] if cas else []),
-                Table(header, [[(c, False) for c in row] for row in rows], css="generation"),
-            ]))
+        sections.append(
+            Section(
+                title=f"Generated set {name}: {report['strategy']} a={report['strength']:g}, {report.get('render', 'decoder')} rendering",
+                only="html",
+                blocks=[
+                    Text(
+                        f"Before → after the filter, in {report['feature_network']} features; near-duplicate: {report['near_duplicate_rule']}. "
+                        f"Judge validation mean class accuracy {format_figure(judge.get('validation_mean_class_accuracy'))}.{weak}"
+                    ),
+                    *([Text(cas)] if cas else []),
+                    Table(header, [[(c, False) for c in row] for row in rows], css="generation"),
+                ],
+            )
+        )
     return sections
 
 
-def figure_sections(plots: Sequence[Path], grids: Sequence[tuple[str, Path]], configs: Sequence[tuple[str, str]]) -> list[Section]:
+def figure_sections(
+    plots: Sequence[Path], grids: Sequence[tuple[str, Path]], configs: Sequence[tuple[str, str]]
+) -> list[Section]:
     sections = [Section(title=p.stem.replace("_", " "), blocks=[Image(p)], only="html") for p in plots]
     if grids:
-        sections.append(Section(title="Generated samples (each row: a real source image, then its accepted variants)", only="html",
-                                blocks=[]))
+        sections.append(
+            Section(
+                title="Generated samples (each row: a real source image, then its accepted variants)",
+                only="html",
+                blocks=[],
+            )
+        )
         sections += [Section(title=name, level=3, blocks=[Image(p, width="600px")], only="html") for name, p in grids]
     sections.append(Section(title="Configurations", only="html", blocks=[Details(row, text) for row, text in configs]))
     return sections
 
 
-def build_report(records: Sequence[RunRecord], *, class_names: Sequence[str], row_order: Sequence[str] | None, title: str,
-                 extra_setup: dict[str, Any] | None, figures: list[Section]) -> Report:
+def build_report(
+    records: Sequence[RunRecord],
+    *,
+    class_names: Sequence[str],
+    row_order: Sequence[str] | None,
+    title: str,
+    extra_setup: dict[str, Any] | None,
+    figures: list[Section],
+) -> Report:
     """The whole report as data. CAS runs are not rows: they appear in the generation sections."""
     summaries = summarise([r for r in records if not is_cas(r)], class_names=class_names, row_order=row_order)
     comparison = comparison_section(records, summaries)
     seeds = len({r.seed for r in records if r.status == "ok"})
-    sections = [results_section(summaries, class_names=class_names, seeds=seeds), *([comparison] if comparison else []),
-                *problem_sections(records), *generation_report_sections(records), *figures]
+    sections = [
+        results_section(summaries, class_names=class_names, seeds=seeds),
+        *([comparison] if comparison else []),
+        *problem_sections(records),
+        *generation_report_sections(records),
+        *figures,
+    ]
     return Report(title=title, setup=describe_setup(records, extra=extra_setup), sections=sections)
 
 
@@ -464,8 +621,13 @@ def _copy_grids(sample_grids: dict[str, Path] | None, out: Path) -> list[tuple[s
 
 
 def write_report(
-    root: Path | str, *, out_dir: Path | str | None = None, row_order: Sequence[str] | None = None,
-    title: str = "Ablation", extra_setup: dict[str, Any] | None = None, sample_grids: dict[str, Path] | None = None,
+    root: Path | str,
+    *,
+    out_dir: Path | str | None = None,
+    row_order: Sequence[str] | None = None,
+    title: str = "Ablation",
+    extra_setup: dict[str, Any] | None = None,
+    sample_grids: dict[str, Path] | None = None,
 ) -> dict[str, Path]:
     """Aggregate every run under `root` and write the report files into `out_dir` (default root)."""
     root = Path(root)
@@ -482,15 +644,23 @@ def write_report(
     summaries = summarise([r for r in records if not is_cas(r)], class_names=class_names, row_order=row_order)
     if class_names:
         paths["recall_plot"] = plot_recall_bars(summaries, class_names=class_names, path=out / RECALL_PLOT)
-        paths["confusion_plot"] = plot_confusions(records, rows=[s.row for s in summaries], class_names=class_names, path=out / CONFUSION_PLOT)
+        paths["confusion_plot"] = plot_confusions(
+            records, rows=[s.row for s in summaries], class_names=class_names, path=out / CONFUSION_PLOT
+        )
         plots = [paths["recall_plot"], paths["confusion_plot"]]
     configs = []
     for s in summaries:
         run = next((r for r in records if r.row == s.row and (r.path / CONFIG_FILE).is_file()), None)
         if run is not None:
             configs.append((s.row, (run.path / CONFIG_FILE).read_text()))
-    report = build_report(records, class_names=class_names, row_order=row_order, title=title, extra_setup=extra_setup,
-                          figures=figure_sections(plots, _copy_grids(sample_grids, out), configs))
+    report = build_report(
+        records,
+        class_names=class_names,
+        row_order=row_order,
+        title=title,
+        extra_setup=extra_setup,
+        figures=figure_sections(plots, _copy_grids(sample_grids, out), configs),
+    )
     paths["markdown"].write_text(render_markdown(report))
     paths["html"].write_text(render_html(report))
     return paths

@@ -73,17 +73,25 @@ def resolve_pretrained(pretrained: str, pretrained_path: str | Path | None, *, w
     pretrained=file, so without a file it fails with the env var to set and where to get the file,
     while pretrained=hub next to it means "the face file if given, else timm's hub weights"."""
     if weights_format not in WEIGHTS_FORMATS:
-        raise PretrainedWeightsError(f"classifier.weights_format={weights_format!r} is not one of {list(WEIGHTS_FORMATS)}")
+        raise PretrainedWeightsError(
+            f"classifier.weights_format={weights_format!r} is not one of {list(WEIGHTS_FORMATS)}"
+        )
     if pretrained_path not in (None, ""):
         return "file"
     if pretrained not in PRETRAINED_CHOICES:
-        raise PretrainedWeightsError(f"classifier.pretrained={pretrained!r} is not one of {list(PRETRAINED_CHOICES)}; {_OPTIONS}")
+        raise PretrainedWeightsError(
+            f"classifier.pretrained={pretrained!r} is not one of {list(PRETRAINED_CHOICES)}; {_OPTIONS}"
+        )
     if pretrained == "file":
         if weights_format != TIMM:
             raise missing_weights_error(weights_format)
         raise PretrainedWeightsError(f"classifier.pretrained=file needs classifier.pretrained_path=PATH; {_OPTIONS}")
     if weights_format != TIMM:
-        log.info("classifier.weights_format=%s but no weights file given: using classifier.pretrained=%s", weights_format, pretrained)
+        log.info(
+            "classifier.weights_format=%s but no weights file given: using classifier.pretrained=%s",
+            weights_format,
+            pretrained,
+        )
     return pretrained
 
 
@@ -95,7 +103,9 @@ def check_hub_reachable(name: str) -> None:
     retry for ~55 s). One TCP connection to the hub's endpoint (HF_ENDPOINT) decides; behind a proxy the hub
     client's own connection is left to decide."""
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        raise PretrainedWeightsError(f"classifier.pretrained=hub for {name}: HF_HUB_OFFLINE=1 is set, so hub weights cannot be fetched; {_OPTIONS}")
+        raise PretrainedWeightsError(
+            f"classifier.pretrained=hub for {name}: HF_HUB_OFFLINE=1 is set, so hub weights cannot be fetched; {_OPTIONS}"
+        )
     if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
         return
     endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
@@ -106,7 +116,8 @@ def check_hub_reachable(name: str) -> None:
     except OSError as error:
         raise PretrainedWeightsError(
             f"classifier.pretrained=hub for {name}: cannot reach the hub at {endpoint} ({type(error).__name__}: {error}); "
-            f"without a network set HF_HUB_OFFLINE=1 to use weights already in the hub cache; {_OPTIONS}") from error
+            f"without a network set HF_HUB_OFFLINE=1 to use weights already in the hub cache; {_OPTIONS}"
+        ) from error
 
 
 def create_backbone(
@@ -127,7 +138,9 @@ def create_backbone(
         try:
             model = create_model(name, pretrained=True, num_classes=0)
         except Exception as error:  # network, missing weights for this tag, hub errors
-            raise PretrainedWeightsError(f"timm hub weights for {name} could not be loaded ({type(error).__name__}: {error}); {_OPTIONS}") from error
+            raise PretrainedWeightsError(
+                f"timm hub weights for {name} could not be loaded ({type(error).__name__}: {error}); {_OPTIONS}"
+            ) from error
         return model, f"timm-hub:{model.pretrained_cfg.get('hf_hub_id') or name}"
     model = create_model(name, pretrained=False, num_classes=0)
     if source == "none":
@@ -183,15 +196,23 @@ def convert_face_weights(
     if weights_format != TIMM:
         architecture = FORMATS[weights_format].architecture
         if backbone not in (None, "", architecture):
-            raise PretrainedWeightsError(f"--format {weights_format} maps onto timm {architecture}, not --backbone {backbone}")
+            raise PretrainedWeightsError(
+                f"--format {weights_format} maps onto timm {architecture}, not --backbone {backbone}"
+            )
         backbone = architecture
     model = create_model(check_backbone_name(backbone), pretrained=False, num_classes=0)
     report = load_weights_file(model, src, backbone=backbone, weights_format=weights_format)
     cfg = model.pretrained_cfg
     meta = {
-        "architecture": backbone, "weights_format": report.weights_format, "source_file": src.name,
-        "mean": list(cfg["mean"]), "std": list(cfg["std"]), "input": "RGB",
-        "mapped": report.mapped, "dropped": list(report.dropped), "notes": list(report.notes),
+        "architecture": backbone,
+        "weights_format": report.weights_format,
+        "source_file": src.name,
+        "mean": list(cfg["mean"]),
+        "std": list(cfg["std"]),
+        "input": "RGB",
+        "mapped": report.mapped,
+        "dropped": list(report.dropped),
+        "notes": list(report.notes),
     }
     write_converted(dst, model.state_dict(), meta=meta)
     return report

@@ -48,49 +48,97 @@ class Strategy:
 STRATEGIES: dict[str, Strategy] = {}
 
 
-def register_strategy(name: str, *, loss: str = "ce", sampler: str = "none", description: str | None = None,
-                      reference: str | None = None, **kwargs: Any) -> Strategy:
+def register_strategy(
+    name: str,
+    *,
+    loss: str = "ce",
+    sampler: str = "none",
+    description: str | None = None,
+    reference: str | None = None,
+    **kwargs: Any,
+) -> Strategy:
     """Add a strategy; a loss-only strategy borrows its loss's description and reference."""
     if name in STRATEGIES:
         raise ValueError(f"balancing strategy {name!r} is registered twice")
-    strategy = Strategy(name=name, loss=loss, sampler=sampler, description=description or LOSSES[loss].description,
-                        reference=reference or LOSSES[loss].reference, **kwargs)
+    strategy = Strategy(
+        name=name,
+        loss=loss,
+        sampler=sampler,
+        description=description or LOSSES[loss].description,
+        reference=reference or LOSSES[loss].reference,
+        **kwargs,
+    )
     STRATEGIES[name] = strategy
     return strategy
 
 
 GENERATED = "real train + VAE-GAN samples from an augmentation folder (balance.generated_dir)"
 register_strategy("none", description="plain cross-entropy on the real train split", reference="-")
-register_strategy("oversample", sampler="class_balanced", description="class-balanced sampler: every class drawn equally often (with replacement)",
-                  reference="Buda et al. 2018, Neural Networks")
+register_strategy(
+    "oversample",
+    sampler="class_balanced",
+    description="class-balanced sampler: every class drawn equally often (with replacement)",
+    reference="Buda et al. 2018, Neural Networks",
+)
 register_strategy("reweight", loss="reweight")
-register_strategy("reweight_effective", loss="reweight", presets={"weighting": "effective_number"},
-                  description="cross-entropy weighted by the inverse effective number of samples, (1-beta)/(1-beta^n)")
+register_strategy(
+    "reweight_effective",
+    loss="reweight",
+    presets={"weighting": "effective_number"},
+    description="cross-entropy weighted by the inverse effective number of samples, (1-beta)/(1-beta^n)",
+)
 register_strategy("focal", loss="focal")
 register_strategy("weighted_cluster", loss="weighted_cluster")
 register_strategy("balanced_softmax", loss="balanced_softmax")
 register_strategy("logit_adjust", loss="logit_adjust")
-register_strategy("logit_adjust_posthoc", loss="logit_adjust", presets={"mode": "posthoc"},
-                  description="plain CE; predictions use logits - tau*log prior")
+register_strategy(
+    "logit_adjust_posthoc",
+    loss="logit_adjust",
+    presets={"mode": "posthoc"},
+    description="plain CE; predictions use logits - tau*log prior",
+)
 register_strategy("ldam_drw", loss="ldam_drw")
-register_strategy("synthetic", synthetic=True, description=f"{GENERATED}; combine with balance.loss=<loss>",
-                  reference="Larsen et al. 2016 (VAE-GAN); this project")
-register_strategy("oversample_synthetic", sampler="replace", synthetic=True,
-                  description="class-balanced sampling; a drawn slot of class k is a generated sample of k with probability "
-                              "1 - n_k/n_max (balance.replace_prob), else a real image", reference="Kim et al. 2020 (M2m), CVPR")
+register_strategy(
+    "synthetic",
+    synthetic=True,
+    description=f"{GENERATED}; combine with balance.loss=<loss>",
+    reference="Larsen et al. 2016 (VAE-GAN); this project",
+)
+register_strategy(
+    "oversample_synthetic",
+    sampler="replace",
+    synthetic=True,
+    description="class-balanced sampling; a drawn slot of class k is a generated sample of k with probability "
+    "1 - n_k/n_max (balance.replace_prob), else a real image",
+    reference="Kim et al. 2020 (M2m), CVPR",
+)
 # 0.8: M2m generates only in the last 40 of 200 epochs and RSG only after epoch 160 of 200: both let the
 # network learn the real data first and bring generated samples in for the last fifth.
-register_strategy("synthetic_deferred", sampler="replace", synthetic=True, presets={"synthetic_start": 0.8},
-                  description="oversample until balance.synthetic_start of the steps, then oversample_synthetic's replacement",
-                  reference="Kim et al. 2020 (M2m); Wang et al. 2021 (RSG), CVPR")
+register_strategy(
+    "synthetic_deferred",
+    sampler="replace",
+    synthetic=True,
+    presets={"synthetic_start": 0.8},
+    description="oversample until balance.synthetic_start of the steps, then oversample_synthetic's replacement",
+    reference="Kim et al. 2020 (M2m); Wang et al. 2021 (RSG), CVPR",
+)
 # RSG: LDAM-DRW on the real counts, generated tail samples from the point re-weighting starts (0.8).
-register_strategy("synthetic_ldam_drw", loss="ldam_drw", synthetic=True, presets={"synthetic_start": 0.8, "loss_counts": "real"},
-                  description="LDAM-DRW on the real counts; generated samples join the uniform draw from balance.synthetic_start",
-                  reference="Cao et al. 2019; Wang et al. 2021 (RSG), CVPR")
-register_strategy("cas", synthetic=True, generated_replaces_real=True,
-                  description="classification accuracy score: real images of the classes at or above the target, ONLY generated "
-                              "images for the classes below it; an evaluation figure of the generator, not a competitor",
-                  reference="Ravuri & Vinyals 2019, NeurIPS")
+register_strategy(
+    "synthetic_ldam_drw",
+    loss="ldam_drw",
+    synthetic=True,
+    presets={"synthetic_start": 0.8, "loss_counts": "real"},
+    description="LDAM-DRW on the real counts; generated samples join the uniform draw from balance.synthetic_start",
+    reference="Cao et al. 2019; Wang et al. 2021 (RSG), CVPR",
+)
+register_strategy(
+    "cas",
+    synthetic=True,
+    generated_replaces_real=True,
+    description="classification accuracy score: real images of the classes at or above the target, ONLY generated "
+    "images for the classes below it; an evaluation figure of the generator, not a competitor",
+    reference="Ravuri & Vinyals 2019, NeurIPS",
+)
 
 
 @dataclass(frozen=True)
@@ -137,22 +185,37 @@ def _loss_args(loss: str, get: Any, presets: Mapping[str, Any]) -> dict[str, Any
     args = {}
     for key, default in LOSSES[loss].parameters.items():
         value = get(key) if get(key) is not None else presets.get(key, default)
-        args[key] = type(default)(value) if isinstance(default, (int, float, str)) and not isinstance(default, bool) else value
+        args[key] = (
+            type(default)(value) if isinstance(default, (int, float, str)) and not isinstance(default, bool) else value
+        )
     return args
 
 
 def _check_sampling(spec: BalanceSpec) -> None:
     if not 0.0 <= spec.synthetic_start < 1.0:
-        raise ValueError(f"balance.synthetic_start={spec.synthetic_start} is a fraction of the optimiser steps, in [0, 1)")
+        raise ValueError(
+            f"balance.synthetic_start={spec.synthetic_start} is a fraction of the optimiser steps, in [0, 1)"
+        )
     if not spec.synthetic_weight >= 0.0:
-        raise ValueError(f"balance.synthetic_weight={spec.synthetic_weight} must be >= 0 (1: a generated sample counts as a real one)")
+        raise ValueError(
+            f"balance.synthetic_weight={spec.synthetic_weight} must be >= 0 (1: a generated sample counts as a real one)"
+        )
     probs = spec.replace_prob.values() if isinstance(spec.replace_prob, dict) else [spec.replace_prob]
-    if any(p is not None and (isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= float(p) <= 1.0) for p in probs):
-        raise ValueError(f"balance.replace_prob={spec.replace_prob} must be probabilities in [0, 1] (one number or per class)")
+    if any(
+        p is not None and (isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= float(p) <= 1.0)
+        for p in probs
+    ):
+        raise ValueError(
+            f"balance.replace_prob={spec.replace_prob} must be probabilities in [0, 1] (one number or per class)"
+        )
     if spec.replace_prob is not None and spec.sampler != "replace":
-        raise ValueError(f"balance.replace_prob is set but balance.sampler={spec.sampler}; it applies to sampler=replace only")
+        raise ValueError(
+            f"balance.replace_prob is set but balance.sampler={spec.sampler}; it applies to sampler=replace only"
+        )
     if not spec.synthetic and (spec.synthetic_start or spec.synthetic_weight != 1.0):
-        raise ValueError(f"balance.synthetic_start / synthetic_weight are set but balance={spec.name} uses no generated data")
+        raise ValueError(
+            f"balance.synthetic_start / synthetic_weight are set but balance={spec.name} uses no generated data"
+        )
 
 
 def resolve_balance(cfg: Mapping[str, Any]) -> BalanceSpec:
@@ -171,22 +234,38 @@ def resolve_balance(cfg: Mapping[str, Any]) -> BalanceSpec:
         )
     synthetic_names = sorted(n for n, s in STRATEGIES.items() if s.synthetic)
     if generated_dir and not strategy.synthetic:
-        raise ValueError(f"balance.generated_dir is set but balance={name} does not use generated data; use one of {synthetic_names}")
+        raise ValueError(
+            f"balance.generated_dir is set but balance={name} does not use generated data; use one of {synthetic_names}"
+        )
     if sampler == "replace" and not strategy.synthetic:
-        raise ValueError(f"balance.sampler=replace swaps real images for generated ones; balance={name} has none ({synthetic_names} do)")
-    sampling = {k: _plain(get(k)) if get(k) is not None else strategy.presets.get(k, default) for k, default in SAMPLING_DEFAULTS.items()}
+        raise ValueError(
+            f"balance.sampler=replace swaps real images for generated ones; balance={name} has none ({synthetic_names} do)"
+        )
+    sampling = {
+        k: _plain(get(k)) if get(k) is not None else strategy.presets.get(k, default)
+        for k, default in SAMPLING_DEFAULTS.items()
+    }
     spec = BalanceSpec(
-        name=name, loss=loss, sampler=sampler, synthetic=strategy.synthetic, generated_dir=str(generated_dir) if generated_dir else None,
-        loss_args=_loss_args(loss, get, strategy.presets), generated_replaces_real=strategy.generated_replaces_real,
-        synthetic_weight=float(sampling["synthetic_weight"]), synthetic_start=float(sampling["synthetic_start"]),
-        replace_prob=sampling["replace_prob"], loss_counts=_choose(str(sampling["loss_counts"]), LOSS_COUNTS, key="balance.loss_counts"),
+        name=name,
+        loss=loss,
+        sampler=sampler,
+        synthetic=strategy.synthetic,
+        generated_dir=str(generated_dir) if generated_dir else None,
+        loss_args=_loss_args(loss, get, strategy.presets),
+        generated_replaces_real=strategy.generated_replaces_real,
+        synthetic_weight=float(sampling["synthetic_weight"]),
+        synthetic_start=float(sampling["synthetic_start"]),
+        replace_prob=sampling["replace_prob"],
+        loss_counts=_choose(str(sampling["loss_counts"]), LOSS_COUNTS, key="balance.loss_counts"),
         allow_incomplete_generated=bool(get("allow_incomplete_generated") or False),
     )
     _check_sampling(spec)
     ignored = sorted({k for option in LOSSES.values() for k in option.parameters} - set(spec.loss_args))
     ignored = [k for k in ignored if get(k) is not None]
     if ignored:
-        raise ValueError(f"balance={name} uses loss {loss}, which takes no {ignored}; its parameters are {sorted(spec.loss_args) or 'none'}")
+        raise ValueError(
+            f"balance={name} uses loss {loss}, which takes no {ignored}; its parameters are {sorted(spec.loss_args) or 'none'}"
+        )
     try:  # every parameter checked now, before data or weights are touched
         create_loss(loss, class_counts=[1, 1], feature_dim=1, **spec.loss_args)
     except ValueError as error:

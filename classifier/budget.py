@@ -57,15 +57,25 @@ class TrainingBudget:
 
 
 def plan_budget(
-    *, num_train: int, batch_size: int, epochs: int, min_steps: int = 0, freeze_epochs: int = 0, warmup_epochs: float = 0.0,
-    early_stop_patience: int | None = None, world_size: int = 1, drop_last: bool = True,
+    *,
+    num_train: int,
+    batch_size: int,
+    epochs: int,
+    min_steps: int = 0,
+    freeze_epochs: int = 0,
+    warmup_epochs: float = 0.0,
+    early_stop_patience: int | None = None,
+    world_size: int = 1,
+    drop_last: bool = True,
 ) -> TrainingBudget:
     """Epochs from the configured epochs and a minimum number of optimiser steps (see the module doc)."""
     if num_train < 1:
         raise ValueError(f"the training split is empty (num_train={num_train})")
     per_rank = math.ceil(num_train / world_size)
     # The same rule as classifier.data.FaceDataModule: a trailing partial batch is dropped once a rank has more than one.
-    steps_per_epoch = max(1, per_rank // batch_size if drop_last and per_rank > batch_size else math.ceil(per_rank / batch_size))
+    steps_per_epoch = max(
+        1, per_rank // batch_size if drop_last and per_rank > batch_size else math.ceil(per_rank / batch_size)
+    )
     target = max(int(epochs), math.ceil(int(min_steps) / steps_per_epoch)) if min_steps else int(epochs)
     scale = target / max(1, int(epochs))
     # The head-only stage grows with the budget only up to HEAD_ONLY_SHARE of it: a long frozen stage
@@ -74,11 +84,18 @@ def plan_budget(
     freeze = min(int(round(freeze_epochs * scale)), max(int(freeze_epochs), int(round(HEAD_ONLY_SHARE * target))))
     if freeze_epochs and freeze >= target:  # keep at least one fine-tuning epoch
         freeze = max(0, target - 1)
-    patience = None if not early_stop_patience else max(int(early_stop_patience), int(round(early_stop_patience * scale)))
+    patience = (
+        None if not early_stop_patience else max(int(early_stop_patience), int(round(early_stop_patience * scale)))
+    )
     return TrainingBudget(
-        steps_per_epoch=steps_per_epoch, epochs=target, freeze_epochs=freeze, warmup_epochs=float(warmup_epochs) * scale,
-        early_stop_patience=patience, min_epochs=max(1, math.ceil(target / 2)) if patience else 1,
-        total_steps=target * steps_per_epoch, scaled=scale,
+        steps_per_epoch=steps_per_epoch,
+        epochs=target,
+        freeze_epochs=freeze,
+        warmup_epochs=float(warmup_epochs) * scale,
+        early_stop_patience=patience,
+        min_epochs=max(1, math.ceil(target / 2)) if patience else 1,
+        total_steps=target * steps_per_epoch,
+        scaled=scale,
     )
 
 
@@ -91,7 +108,9 @@ def backbone_reduction(backbone: torch.nn.Module) -> int:
         return DEFAULT_REDUCTION
 
 
-def resolve_input_size(backbone: torch.nn.Module, *, requested: int | None, image_size: int, pretrained: bool = True) -> tuple[int, str]:
+def resolve_input_size(
+    backbone: torch.nn.Module, *, requested: int | None, image_size: int, pretrained: bool = True
+) -> tuple[int, str]:
     """(network input side, the rule that chose it) — the rule is recorded in metrics.json.
 
     The upsizing rule is about transfer: a backbone trained from scratch (`pretrained=False`) learns
@@ -109,12 +128,19 @@ def resolve_input_size(backbone: torch.nn.Module, *, requested: int | None, imag
     minimum = MIN_FEATURE_MAP * reduction
     if image_size >= minimum:
         return image_size, f"data's image size ({image_size}px >= {minimum}px, {MIN_FEATURE_MAP}x stride {reduction})"
-    return minimum, (f"upsized {image_size}px -> {minimum}px on the device: at least a {MIN_FEATURE_MAP}x{MIN_FEATURE_MAP} final "
-                     f"feature map for a stride-{reduction} backbone")
+    return minimum, (
+        f"upsized {image_size}px -> {minimum}px on the device: at least a {MIN_FEATURE_MAP}x{MIN_FEATURE_MAP} final "
+        f"feature map for a stride-{reduction} backbone"
+    )
 
 
-def collapse_report(*, confusion: list[list[int]] | torch.Tensor, best_val_mean_class_accuracy: float | None,
-                    num_classes: int, split: str = "test") -> dict[str, Any]:
+def collapse_report(
+    *,
+    confusion: list[list[int]] | torch.Tensor,
+    best_val_mean_class_accuracy: float | None,
+    num_classes: int,
+    split: str = "test",
+) -> dict[str, Any]:
     """{"collapsed": bool, "reasons": [...], "predicted_classes": k, "chance": 1/K} for a finished run."""
     cm = torch.as_tensor(confusion)
     predicted = int((cm.sum(dim=0) > 0).sum())
@@ -123,6 +149,8 @@ def collapse_report(*, confusion: list[list[int]] | torch.Tensor, best_val_mean_
     if predicted <= 1 and num_classes > 1:
         reasons.append(f"all {split} predictions fall into {predicted} class")
     if best_val_mean_class_accuracy is not None and best_val_mean_class_accuracy <= CHANCE_MARGIN * chance:
-        reasons.append(f"best validation mean class accuracy {best_val_mean_class_accuracy:.3f} is at chance "
-                       f"(<= {CHANCE_MARGIN:g} x 1/{num_classes} = {CHANCE_MARGIN * chance:.3f})")
+        reasons.append(
+            f"best validation mean class accuracy {best_val_mean_class_accuracy:.3f} is at chance "
+            f"(<= {CHANCE_MARGIN:g} x 1/{num_classes} = {CHANCE_MARGIN * chance:.3f})"
+        )
     return {"collapsed": bool(reasons), "reasons": reasons, "predicted_classes": predicted, "chance": chance}

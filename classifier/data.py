@@ -42,7 +42,9 @@ def replace_probabilities(split: FaceSplit, *, override: float | Mapping[str, fl
     if isinstance(override, Mapping):
         unknown = sorted(set(override) - set(split.class_names))
         if unknown:
-            raise ValueError(f"balance.replace_prob names unknown class(es) {unknown}; classes are {list(split.class_names)}")
+            raise ValueError(
+                f"balance.replace_prob names unknown class(es) {unknown}; classes are {list(split.class_names)}"
+            )
         for name, value in override.items():
             p[split.class_names.index(name)] = float(value)
     elif override is not None:
@@ -62,8 +64,17 @@ class GeneratedMixSampler(Sampler[int]):
     """
 
     def __init__(
-        self, *, split: FaceSplit, sampler: str, seed: int, batch_size: int, steps_per_epoch: int, start_step: int = 0,
-        replace_prob: torch.Tensor | None = None, rank: int = 0, world_size: int = 1,
+        self,
+        *,
+        split: FaceSplit,
+        sampler: str,
+        seed: int,
+        batch_size: int,
+        steps_per_epoch: int,
+        start_step: int = 0,
+        replace_prob: torch.Tensor | None = None,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         self.labels, self.generated = split.labels, split.is_synthetic
         self.num_classes = len(split.class_names)
@@ -79,7 +90,11 @@ class GeneratedMixSampler(Sampler[int]):
     def weights(self, *, with_generated: bool) -> torch.Tensor | None:
         """Per-sample draw weights (None: a uniform permutation of everything)."""
         if with_generated and self.sampler != "replace":
-            return class_balanced_weights(self.labels, num_classes=self.num_classes) if self.sampler == "class_balanced" else None
+            return (
+                class_balanced_weights(self.labels, num_classes=self.num_classes)
+                if self.sampler == "class_balanced"
+                else None
+            )
         real = (~self.generated).double()
         if self.sampler == "none":
             return real
@@ -116,7 +131,9 @@ class GeneratedMixSampler(Sampler[int]):
         return math.ceil(self.num_samples / self.world_size)
 
 
-def generated_only_for_filled_classes(real: FaceSplit, generated: FaceSplit, *, targets: Mapping[str, int] | None = None) -> FaceSplit:
+def generated_only_for_filled_classes(
+    real: FaceSplit, generated: FaceSplit, *, targets: Mapping[str, int] | None = None
+) -> FaceSplit:
     """CAS's training split (Ravuri & Vinyals 2019): for every class below the augmenter's target, only its
     generated images; the real images of the classes at or above it. `targets` ({class: target count},
     recorded by the augmenter) decides which classes are below; without it, the classes the set has samples of."""
@@ -129,8 +146,10 @@ def generated_only_for_filled_classes(real: FaceSplit, generated: FaceSplit, *, 
     have = set(torch.unique(generated.labels).tolist())
     empty = [names[k] for k in below if k not in have]
     if empty:
-        raise ValueError(f"balance=cas: class(es) {empty} are below the target but the generated set has no sample of them, "
-                         "so a classifier trained on generated data alone cannot learn them; CAS is not defined for this set")
+        raise ValueError(
+            f"balance=cas: class(es) {empty} are below the target but the generated set has no sample of them, "
+            "so a classifier trained on generated data alone cannot learn them; CAS is not defined for this set"
+        )
     keep = torch.nonzero(~torch.isin(real.labels, torch.tensor(below, dtype=real.labels.dtype))).flatten()
     return real.subset(keep, name=f"{real.name}-at-or-above-target").concat(generated, name="cas")
 
@@ -139,13 +158,26 @@ class FaceDataModule(pl.LightningDataModule):
     """Train (may include generated samples), val and test (real only, checked) loaders over FaceSplits."""
 
     def __init__(
-        self, *, train: FaceSplit | None, val: FaceSplit | None, test: FaceSplit | None, batch_size: int,
-        eval_batch_size: int, seed: int, sampler: str = "none", start_step: int = 0, steps_per_epoch: int | None = None,
+        self,
+        *,
+        train: FaceSplit | None,
+        val: FaceSplit | None,
+        test: FaceSplit | None,
+        batch_size: int,
+        eval_batch_size: int,
+        seed: int,
+        sampler: str = "none",
+        start_step: int = 0,
+        steps_per_epoch: int | None = None,
         replace_prob: float | Mapping[str, float] | None = None,
     ) -> None:
         super().__init__()
         tagged = train is not None and bool(train.is_synthetic.any())
-        self.train_set = (TaggedFaceDataset if tagged else BatchedFaceDataset)(split=train, role="train") if train is not None else None
+        self.train_set = (
+            (TaggedFaceDataset if tagged else BatchedFaceDataset)(split=train, role="train")
+            if train is not None
+            else None
+        )
         self.val_set = BatchedFaceDataset(split=val, role="val") if val is not None else None
         self.test_set = BatchedFaceDataset(split=test, role="test") if test is not None else None
         self.batch_size = batch_size
@@ -172,11 +204,20 @@ class FaceDataModule(pl.LightningDataModule):
             per_rank = math.ceil(len(split) / world)
             steps = self.steps_per_epoch or max(1, per_rank // self.batch_size)
             return GeneratedMixSampler(
-                split=split, sampler=self.sampler, seed=self.seed, batch_size=self.batch_size, steps_per_epoch=steps,
-                start_step=self.start_step, replace_prob=replace_probabilities(split, override=self.replace_prob), rank=rank, world_size=world,
+                split=split,
+                sampler=self.sampler,
+                seed=self.seed,
+                batch_size=self.batch_size,
+                steps_per_epoch=steps,
+                start_step=self.start_step,
+                replace_prob=replace_probabilities(split, override=self.replace_prob),
+                rank=rank,
+                world_size=world,
             )
         weights = (
-            class_balanced_weights(split.labels, num_classes=len(split.class_names)) if self.sampler == "class_balanced" else None
+            class_balanced_weights(split.labels, num_classes=len(split.class_names))
+            if self.sampler == "class_balanced"
+            else None
         )
         return EpochSampler(num_items=len(split), seed=self.seed, weights=weights, rank=rank, world_size=world)
 
@@ -185,15 +226,22 @@ class FaceDataModule(pl.LightningDataModule):
         sampler = self.train_sampler(rank=rank, world=world)
         per_rank = len(sampler)
         return make_loader(
-            self.train_set, sampler=sampler, batch_size=self.batch_size, drop_last=per_rank > self.batch_size, pin_memory=self._pin(),
+            self.train_set,
+            sampler=sampler,
+            batch_size=self.batch_size,
+            drop_last=per_rank > self.batch_size,
+            pin_memory=self._pin(),
             device=self._device(),
         )
 
     def _eval_loader(self, dataset: BatchedFaceDataset) -> DataLoader:
         rank, world = self._rank()
         return make_loader(
-            dataset, sampler=ShardSampler(num_items=len(dataset), rank=rank, world_size=world),
-            batch_size=self.eval_batch_size, pin_memory=self._pin(), device=self._device(),
+            dataset,
+            sampler=ShardSampler(num_items=len(dataset), rank=rank, world_size=world),
+            batch_size=self.eval_batch_size,
+            pin_memory=self._pin(),
+            device=self._device(),
         )
 
     def val_dataloader(self) -> DataLoader:

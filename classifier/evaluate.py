@@ -40,26 +40,50 @@ def run_evaluation(cfg: DictConfig, *, checkpoint: Path | str, run_dir: Path) ->
     data = faces.load_faces(cfg.data, cache_dir=cfg.paths.cache_dir, splits=("train", "test"))
     test = faces.require_real(data.test, role="test")
     train_counts = data.train.class_counts()
-    thresholds = GroupThresholds(**OmegaConf.to_container(cfg.data.groups)) if cfg.data.get("groups") else GroupThresholds()
+    thresholds = (
+        GroupThresholds(**OmegaConf.to_container(cfg.data.groups)) if cfg.data.get("groups") else GroupThresholds()
+    )
     groups = class_groups(train_counts, thresholds=thresholds)
     channels_last = trainer_uses_gpu(cfg.trainer)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     module = FERLitModule(
-        model=model, criterion=None, class_names=data.class_names, groups=groups, input_size=int(meta["input_size"]),
-        mean=meta["mean"], std=meta["std"], optim={}, augment=None, channels_last=channels_last,
+        model=model,
+        criterion=None,
+        class_names=data.class_names,
+        groups=groups,
+        input_size=int(meta["input_size"]),
+        mean=meta["mean"],
+        std=meta["std"],
+        optim={},
+        augment=None,
+        channels_last=channels_last,
     )
     quiet_lightning()
     dm = FaceDataModule(train=None, val=None, test=test, batch_size=1, eval_batch_size=int(cfg.eval_batch_size), seed=0)
-    trainer = pl.Trainer(**trainer_kwargs(cfg.trainer), logger=False, enable_checkpointing=False, use_distributed_sampler=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        **trainer_kwargs(cfg.trainer),
+        logger=False,
+        enable_checkpointing=False,
+        use_distributed_sampler=False,
+        enable_model_summary=False,
+    )
     trainer.test(module, datamodule=dm, verbose=False)
     metrics = {
         **module.test_metrics,
         "minority": minority_report(module.test_metrics, train_counts=train_counts, class_names=list(data.class_names)),
-        "checkpoint": meta["checkpoint"], "dataset": data.dataset, "layout": data.layout, "image_size": test.image_size,
-        "input_size": meta["input_size"], "backbone": meta["backbone"], "pretrained": meta.get("pretrained"),
-        "seed": meta.get("seed"), "balance": meta.get("balance"), "class_names": list(data.class_names),
-        "groups": dict(zip(data.class_names, groups)), "group_thresholds": {"many": thresholds.many, "few": thresholds.few},
+        "checkpoint": meta["checkpoint"],
+        "dataset": data.dataset,
+        "layout": data.layout,
+        "image_size": test.image_size,
+        "input_size": meta["input_size"],
+        "backbone": meta["backbone"],
+        "pretrained": meta.get("pretrained"),
+        "seed": meta.get("seed"),
+        "balance": meta.get("balance"),
+        "class_names": list(data.class_names),
+        "groups": dict(zip(data.class_names, groups)),
+        "group_thresholds": {"many": thresholds.many, "few": thresholds.few},
         "counts": {"train": train_counts, "test": test.class_counts()},
         "fingerprints": {"train": data.train.fingerprint, "test": data.test.fingerprint},
         "world_size": trainer.world_size,

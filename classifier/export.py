@@ -45,8 +45,10 @@ class ExportReport:
 
     def describe(self) -> str:
         opset = f", opset {self.opset}" if self.opset else ""
-        return (f"wrote {self.path} ({self.format}{opset}, dynamic batch); verified against torch on batches of "
-                f"{list(self.batch_sizes)}: max |difference| {self.max_abs_diff:.2e} (tolerance {ATOL:g} + {RTOL:g} * |value|)")
+        return (
+            f"wrote {self.path} ({self.format}{opset}, dynamic batch); verified against torch on batches of "
+            f"{list(self.batch_sizes)}: max |difference| {self.max_abs_diff:.2e} (tolerance {ATOL:g} + {RTOL:g} * |value|)"
+        )
 
 
 class Exportable(nn.Module):
@@ -63,11 +65,22 @@ class Exportable(nn.Module):
 
 def deployment_meta(meta: dict[str, Any]) -> dict[str, Any]:
     """What a deployment needs to feed the model and read its output, plus where it came from."""
-    keep = ("class_names", "image_size", "input_size", "mean", "std", "backbone", "dataset", "checkpoint", "balance", "seed")
+    keep = (
+        "class_names",
+        "image_size",
+        "input_size",
+        "mean",
+        "std",
+        "backbone",
+        "dataset",
+        "checkpoint",
+        "balance",
+        "seed",
+    )
     return {
         **{k: meta[k] for k in keep if k in meta},
         "input": "float32 [N, 3, input_size, input_size]: RGB / 255, resized to input_size (bilinear, antialiased), "
-                 "then (x - mean) / std per channel",
+        "then (x - mean) / std per channel",
         "outputs": ["logits", "probabilities"],
         "tta": "none in the graph; horizontal-flip TTA = mean of the probabilities of the image and its mirror",
     }
@@ -88,8 +101,15 @@ def check_batches(meta: dict[str, Any], *, seed: int = 0) -> list[torch.Tensor]:
     """Preprocessed batches of random uint8 images (fixed seed), one per CHECK_BATCHES size."""
     generator = torch.Generator().manual_seed(seed)
     size = int(meta["image_size"])
-    return [preprocess(torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=generator),
-                       input_size=int(meta["input_size"]), mean=meta["mean"], std=meta["std"]) for n in CHECK_BATCHES]
+    return [
+        preprocess(
+            torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=generator),
+            input_size=int(meta["input_size"]),
+            mean=meta["mean"],
+            std=meta["std"],
+        )
+        for n in CHECK_BATCHES
+    ]
 
 
 def compare(expected: list[np.ndarray], actual: list[np.ndarray], *, path: Path) -> float:
@@ -100,8 +120,10 @@ def compare(expected: list[np.ndarray], actual: list[np.ndarray], *, path: Path)
         diff = np.abs(want - got)
         worst = max(worst, float(diff.max()))
         if not np.all(diff <= ATOL + RTOL * np.abs(want)):
-            raise ExportError(f"{path}: outputs differ from torch by up to {float(diff.max()):.3g} "
-                              f"(tolerance {ATOL:g} + {RTOL:g} * |value|); the file was not kept")
+            raise ExportError(
+                f"{path}: outputs differ from torch by up to {float(diff.max()):.3g} "
+                f"(tolerance {ATOL:g} + {RTOL:g} * |value|); the file was not kept"
+            )
     return worst
 
 
@@ -122,22 +144,42 @@ def export_classifier(model: nn.Module, meta: dict[str, Any], path: Path | str, 
             work.replace(tmp)
         finally:
             work.unlink(missing_ok=True)
-    return ExportReport(path=path, format=fmt, opset=ONNX_OPSET if fmt == "onnx" else None, max_abs_diff=worst,
-                        batch_sizes=CHECK_BATCHES)
+    return ExportReport(
+        path=path,
+        format=fmt,
+        opset=ONNX_OPSET if fmt == "onnx" else None,
+        max_abs_diff=worst,
+        batch_sizes=CHECK_BATCHES,
+    )
 
 
-def _export_onnx(wrapped: nn.Module, batches: list[torch.Tensor], tmp: Path, *, info: str, meta: dict[str, Any]) -> list[np.ndarray]:
+def _export_onnx(
+    wrapped: nn.Module, batches: list[torch.Tensor], tmp: Path, *, info: str, meta: dict[str, Any]
+) -> list[np.ndarray]:
     import onnx
     import onnxruntime
 
     batch = torch.export.Dim("batch", min=1)
-    program = torch.onnx.export(wrapped, (batches[0],), dynamo=True, opset_version=ONNX_OPSET, input_names=["images"],
-                                output_names=["logits", "probabilities"], dynamic_shapes={"images": {0: batch}},
-                                external_data=False, verbose=False)
+    program = torch.onnx.export(
+        wrapped,
+        (batches[0],),
+        dynamo=True,
+        opset_version=ONNX_OPSET,
+        input_names=["images"],
+        output_names=["logits", "probabilities"],
+        dynamic_shapes={"images": {0: batch}},
+        external_data=False,
+        verbose=False,
+    )
     program.save(str(tmp), external_data=False)
     graph = onnx.load(str(tmp))
-    entries = {META_KEY: info, "class_names": json.dumps(meta["class_names"]), "input_size": str(meta["input_size"]),
-               "mean": json.dumps(list(meta["mean"])), "std": json.dumps(list(meta["std"]))}
+    entries = {
+        META_KEY: info,
+        "class_names": json.dumps(meta["class_names"]),
+        "input_size": str(meta["input_size"]),
+        "mean": json.dumps(list(meta["mean"])),
+        "std": json.dumps(list(meta["std"])),
+    }
     del graph.metadata_props[:]
     for key, value in entries.items():
         graph.metadata_props.add(key=key, value=value)
@@ -147,7 +189,9 @@ def _export_onnx(wrapped: nn.Module, batches: list[torch.Tensor], tmp: Path, *, 
     return [out for x in batches for out in session.run(["logits", "probabilities"], {"images": x.numpy()})]
 
 
-def _export_program(wrapped: nn.Module, batches: list[torch.Tensor], tmp: Path, *, info: str, meta: dict[str, Any]) -> list[np.ndarray]:
+def _export_program(
+    wrapped: nn.Module, batches: list[torch.Tensor], tmp: Path, *, info: str, meta: dict[str, Any]
+) -> list[np.ndarray]:
     """torch.export's ExportedProgram (.pt2; TorchScript is deprecated in torch 2.14): loads with torch alone."""
     batch = torch.export.Dim("batch", min=1)
     program = torch.export.export(wrapped, (batches[0],), dynamic_shapes={"images": {0: batch}})

@@ -66,7 +66,9 @@ def macro_f1(cm: torch.Tensor) -> float:
     return float(pc["f1"][present].mean()) if present.any() else 0.0
 
 
-def group_metrics(cm: torch.Tensor, *, groups: Sequence[str]) -> tuple[dict[str, float | None], dict[str, float | None]]:
+def group_metrics(
+    cm: torch.Tensor, *, groups: Sequence[str]
+) -> tuple[dict[str, float | None], dict[str, float | None]]:
     """(pooled accuracy per group, mean class accuracy per group); None for a group with no classes/samples."""
     pc = per_class_metrics(cm)
     pooled, macro = {}, {}
@@ -96,8 +98,11 @@ def metrics_from_confusion(
         "macro_f1": macro_f1(cm),
         "per_class": {
             name: {
-                "precision": float(pc["precision"][i]), "recall": float(pc["recall"][i]), "f1": float(pc["f1"][i]),
-                "support": int(pc["support"][i]), **({"group": groups[i]} if groups is not None else {}),
+                "precision": float(pc["precision"][i]),
+                "recall": float(pc["recall"][i]),
+                "f1": float(pc["f1"][i]),
+                "support": int(pc["support"][i]),
+                **({"group": groups[i]} if groups is not None else {}),
             }
             for i, name in enumerate(class_names)
         },
@@ -116,20 +121,28 @@ def metrics_from_predictions(
     )
 
 
-def minority_report(metrics: dict[str, Any], *, train_counts: Sequence[int], class_names: Sequence[str]) -> dict[str, Any]:
-    """"What happened to the minority classes": the rarest classes' recall/F1 and the weakest class."""
+def minority_report(
+    metrics: dict[str, Any], *, train_counts: Sequence[int], class_names: Sequence[str]
+) -> dict[str, Any]:
+    """ "What happened to the minority classes": the rarest classes' recall/F1 and the weakest class."""
     order = sorted(range(len(class_names)), key=lambda i: train_counts[i])
     per_class = metrics["per_class"]
     worst = min(class_names, key=lambda name: per_class[name]["recall"])
     return {
         "rarest_classes": [
-            {"class": class_names[i], "train_count": int(train_counts[i]), "recall": per_class[class_names[i]]["recall"],
-             "f1": per_class[class_names[i]]["f1"], "group": per_class[class_names[i]].get("group")}
+            {
+                "class": class_names[i],
+                "train_count": int(train_counts[i]),
+                "recall": per_class[class_names[i]]["recall"],
+                "f1": per_class[class_names[i]]["f1"],
+                "group": per_class[class_names[i]].get("group"),
+            }
             for i in order[:3]
         ],
         "lowest_recall_class": {"class": worst, "recall": per_class[worst]["recall"]},
         "recall_gap_many_minus_few": (
-            None if metrics.get("group_mean_class_accuracy", {}).get("many") is None
+            None
+            if metrics.get("group_mean_class_accuracy", {}).get("many") is None
             or metrics["group_mean_class_accuracy"].get("few") is None
             else metrics["group_mean_class_accuracy"]["many"] - metrics["group_mean_class_accuracy"]["few"]
         ),

@@ -18,7 +18,9 @@ from .model import FERClassifier, preprocess
 from .transforms import TensorAugment
 
 
-def fine_tune_lr_factor(step: int, *, steps_per_epoch: int, freeze_epochs: int, warmup_epochs: float, max_epochs: int) -> float:
+def fine_tune_lr_factor(
+    step: int, *, steps_per_epoch: int, freeze_epochs: int, warmup_epochs: float, max_epochs: int
+) -> float:
     """Multiplier of every group's base LR at optimizer step `step`.
 
     Stage 1 (epochs < freeze_epochs, backbone frozen): the head trains at its full LR.
@@ -43,9 +45,19 @@ FINITE_CHECK_EVERY = 50
 
 class FERLitModule(pl.LightningModule):
     def __init__(
-        self, *, model: FERClassifier, criterion: BalancingLoss | None, class_names: Sequence[str], groups: Sequence[str],
-        input_size: int, mean: Sequence[float], std: Sequence[float], optim: dict[str, Any],
-        augment: TensorAugment | None, channels_last: bool = False, monitor: str = "val/mean_class_accuracy",
+        self,
+        *,
+        model: FERClassifier,
+        criterion: BalancingLoss | None,
+        class_names: Sequence[str],
+        groups: Sequence[str],
+        input_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        optim: dict[str, Any],
+        augment: TensorAugment | None,
+        channels_last: bool = False,
+        monitor: str = "val/mean_class_accuracy",
         generated_weight: float = 1.0,
         train_autocast: torch.dtype | None = None,
     ) -> None:
@@ -110,20 +122,32 @@ class FERLitModule(pl.LightningModule):
             self.model.backbone.train()
             features = self._train_features(x)
         logits = self.model.classify(features)
-        loss, parts = sample_weighted_loss(self.criterion, logits=logits, features=features, targets=y,
-                                           generated=tags[0] if tags else None, generated_weight=self.generated_weight)
+        loss, parts = sample_weighted_loss(
+            self.criterion,
+            logits=logits,
+            features=features,
+            targets=y,
+            generated=tags[0] if tags else None,
+            generated_weight=self.generated_weight,
+        )
         self._check_finite(loss, batch_idx=batch_idx)
         # The per-step value is this rank's (no collective per step) and stays off the progress bar (which
         # would read it back every step); the epoch means are reduced over ranks once, at the epoch's end.
         # Same CSV columns as logging "train/loss" on step and epoch.
         self.log("train/loss_step", loss, on_step=True, on_epoch=False, batch_size=len(y))
-        self.log("train/loss_epoch", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
+        self.log(
+            "train/loss_epoch", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True
+        )
         for name, value in parts.items():
             self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
         return loss
 
     def _train_features(self, x: torch.Tensor) -> torch.Tensor:
-        autocast = torch.autocast(device_type=x.device.type, dtype=self.train_autocast) if self.train_autocast else contextlib.nullcontext()
+        autocast = (
+            torch.autocast(device_type=x.device.type, dtype=self.train_autocast)
+            if self.train_autocast
+            else contextlib.nullcontext()
+        )
         with autocast:
             return self.model.features(x)
 
@@ -138,7 +162,9 @@ class FERLitModule(pl.LightningModule):
         bad = ~torch.isfinite(loss.detach())
         self._nonfinite = bad if self._nonfinite is None else self._nonfinite | bad
         if (batch_idx + 1) % FINITE_CHECK_EVERY == 0:
-            self._raise_if_nonfinite(f"epoch {self.current_epoch}, steps {batch_idx + 1 - FINITE_CHECK_EVERY}..{batch_idx}")
+            self._raise_if_nonfinite(
+                f"epoch {self.current_epoch}, steps {batch_idx + 1 - FINITE_CHECK_EVERY}..{batch_idx}"
+            )
 
     def _raise_if_nonfinite(self, where: str) -> None:
         if self._nonfinite is None:
@@ -148,8 +174,10 @@ class FERLitModule(pl.LightningModule):
         if self.trainer.world_size > 1:
             flag = self.trainer.strategy.reduce(flag, reduce_op="sum")
         if flag.item() > 0:
-            raise FloatingPointError(f"non-finite training loss in {where} (on {int(flag.item())} of {self.trainer.world_size} "
-                                     "rank(s)): training diverged; lower train.lr or check the data")
+            raise FloatingPointError(
+                f"non-finite training loss in {where} (on {int(flag.item())} of {self.trainer.world_size} "
+                "rank(s)): training diverged; lower train.lr or check the data"
+            )
 
     def on_train_epoch_end(self) -> None:
         self._raise_if_nonfinite(f"the last steps of epoch {self.current_epoch}")
@@ -160,7 +188,12 @@ class FERLitModule(pl.LightningModule):
         backbone = [*self.model.backbone.parameters()]
         groups = [
             {"params": head, "lr": o["lr"], "weight_decay": o["weight_decay"], "name": "head"},
-            {"params": backbone, "lr": o["lr"] * o["backbone_lr_mult"], "weight_decay": o["weight_decay"], "name": "backbone"},
+            {
+                "params": backbone,
+                "lr": o["lr"] * o["backbone_lr_mult"],
+                "weight_decay": o["weight_decay"],
+                "name": "backbone",
+            },
         ]
         if self.criterion is not None:
             groups.extend(self.criterion.param_groups())
@@ -168,8 +201,11 @@ class FERLitModule(pl.LightningModule):
         max_epochs = int(self.trainer.max_epochs)
         steps_per_epoch = max(1, int(self.trainer.estimated_stepping_batches) // max(1, max_epochs))
         schedule = lambda step: fine_tune_lr_factor(  # noqa: E731
-            step, steps_per_epoch=steps_per_epoch, freeze_epochs=int(o["freeze_epochs"]),
-            warmup_epochs=float(o["warmup_epochs"]), max_epochs=max_epochs,
+            step,
+            steps_per_epoch=steps_per_epoch,
+            freeze_epochs=int(o["freeze_epochs"]),
+            warmup_epochs=float(o["warmup_epochs"]),
+            max_epochs=max_epochs,
         )
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=[schedule] * len(groups))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
@@ -184,7 +220,11 @@ class FERLitModule(pl.LightningModule):
         self.val_confusion.reset()
         m = metrics_from_confusion(cm, class_names=self.class_names, groups=self.groups)
         self.last_val_metrics = m
-        scalars = {"val/accuracy": m["accuracy"], "val/mean_class_accuracy": m["mean_class_accuracy"], "val/macro_f1": m["macro_f1"]}
+        scalars = {
+            "val/accuracy": m["accuracy"],
+            "val/mean_class_accuracy": m["mean_class_accuracy"],
+            "val/macro_f1": m["macro_f1"],
+        }
         for group, value in m["group_accuracy"].items():
             if value is not None:
                 scalars[f"val/{group}_accuracy"] = value
@@ -202,7 +242,9 @@ class FERLitModule(pl.LightningModule):
         cm = self.test_confusion.compute()
         self.test_confusion.reset()
         self.test_metrics = metrics_from_confusion(cm, class_names=self.class_names, groups=self.groups)
-        self.log_dict({f"test/{k}": float(self.test_metrics[k]) for k in ("accuracy", "mean_class_accuracy", "macro_f1")})
+        self.log_dict(
+            {f"test/{k}": float(self.test_metrics[k]) for k in ("accuracy", "mean_class_accuracy", "macro_f1")}
+        )
 
 
 class BestWeights(pl.Callback):

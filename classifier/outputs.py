@@ -14,12 +14,16 @@ from faces.runs import CONFIG_FILE, write_metrics
 from .plots import plot_confusion_matrix, plot_per_class_recall
 
 
-def write_run_outputs(run_dir: Path, *, cfg: DictConfig | None, metrics: dict[str, Any], train_counts: list[int]) -> None:
+def write_run_outputs(
+    run_dir: Path, *, cfg: DictConfig | None, metrics: dict[str, Any], train_counts: list[int]
+) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg is not None:
         write_text_atomic(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
-    title = (f"{metrics['backbone']} / balance={metrics['balance']['name'] if isinstance(metrics.get('balance'), dict) else metrics.get('balance')}"
-             f" / seed {metrics['seed']}: acc {metrics['accuracy']:.3f}, mean class acc {metrics['mean_class_accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}")
+    title = (
+        f"{metrics['backbone']} / balance={metrics['balance']['name'] if isinstance(metrics.get('balance'), dict) else metrics.get('balance')}"
+        f" / seed {metrics['seed']}: acc {metrics['accuracy']:.3f}, mean class acc {metrics['mean_class_accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}"
+    )
     plot_confusion_matrix(metrics, path=run_dir / "confusion_matrix.png", title=title)
     plot_per_class_recall(metrics, path=run_dir / "per_class_recall.png", title=title, train_counts=train_counts)
     # Written last and atomically: its existence is what marks the run finished (ablation resume).
@@ -34,7 +38,9 @@ def format_metrics(metrics: dict[str, Any]) -> str:
         f"{'class':<10} {'group':<7} {'prec':>6} {'recall':>6} {'f1':>6} {'n':>5}",
     ]
     for name, m in metrics["per_class"].items():
-        lines.append(f"{name:<10} {m.get('group', ''):<7} {m['precision']:6.3f} {m['recall']:6.3f} {m['f1']:6.3f} {m['support']:5d}")
+        lines.append(
+            f"{name:<10} {m.get('group', ''):<7} {m['precision']:6.3f} {m['recall']:6.3f} {m['f1']:6.3f} {m['support']:5d}"
+        )
     groups = metrics.get("group_mean_class_accuracy") or {}
     lines.append("group mean class accuracy: " + ", ".join(f"{g} {v:.3f}" for g, v in groups.items() if v is not None))
     return "\n".join(lines)

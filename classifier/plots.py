@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
 from faces.plotting import pyplot
 
 GROUP_COLOURS = {"many": "#4C72B0", "medium": "#DD8452", "few": "#C44E52", None: "#888888"}
@@ -21,8 +22,15 @@ def plot_confusion_matrix(metrics: dict[str, Any], *, path: Path, title: str) ->
     image = ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(names)):
         for j in range(len(names)):
-            ax.text(j, i, f"{int(cm[i, j])}\n{rows[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if rows[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                f"{int(cm[i, j])}\n{rows[i, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if rows[i, j] > 0.5 else "black",
+            )
     labels = [f"{n} ({metrics['per_class'][n].get('group', '')})" for n in names]
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
     ax.set_yticks(range(len(names)), labels)
@@ -37,7 +45,9 @@ def plot_confusion_matrix(metrics: dict[str, Any], *, path: Path, title: str) ->
     return path
 
 
-def plot_per_class_recall(metrics: dict[str, Any], *, path: Path, title: str, train_counts: list[int] | None = None) -> Path:
+def plot_per_class_recall(
+    metrics: dict[str, Any], *, path: Path, title: str, train_counts: list[int] | None = None
+) -> Path:
     plt = pyplot()
     names = list(metrics["per_class"])
     recalls = [metrics["per_class"][n]["recall"] for n in names]
@@ -49,8 +59,13 @@ def plot_per_class_recall(metrics: dict[str, Any], *, path: Path, title: str, tr
     ax.set_xticks(range(len(names)), ticks, fontsize=8)
     ax.set_ylim(0, 1.08)
     ax.set_ylabel("test recall")
-    ax.axhline(metrics["mean_class_accuracy"], color="black", linestyle="--", linewidth=1,
-               label=f"mean class accuracy {metrics['mean_class_accuracy']:.3f}")
+    ax.axhline(
+        metrics["mean_class_accuracy"],
+        color="black",
+        linestyle="--",
+        linewidth=1,
+        label=f"mean class accuracy {metrics['mean_class_accuracy']:.3f}",
+    )
     for group, colour in GROUP_COLOURS.items():
         if group and any(metrics["per_class"][n].get("group") == group for n in names):
             ax.bar([0], [0], color=colour, label=group)

@@ -14,7 +14,11 @@ from .model import preprocess
 
 @torch.no_grad()
 def predict_logits(
-    model: nn.Module, images_uint8: torch.Tensor, *, meta: dict[str, Any], batch_size: int = 256,
+    model: nn.Module,
+    images_uint8: torch.Tensor,
+    *,
+    meta: dict[str, Any],
+    batch_size: int = 256,
     device: str | torch.device | None = None,
 ) -> torch.Tensor:
     """Logits [N, C] (post-hoc logit adjustment included, if the run used it), fp32, on the CPU.
@@ -33,8 +37,12 @@ def predict_logits(
         model.to(memory_format=torch.channels_last)
     with cuda_fast_math(device):
         for start in range(0, len(images_uint8), batch_size):
-            x = preprocess(images_uint8[start : start + batch_size].to(device, non_blocking=True),
-                           input_size=int(meta["input_size"]), mean=meta["mean"], std=meta["std"])
+            x = preprocess(
+                images_uint8[start : start + batch_size].to(device, non_blocking=True),
+                input_size=int(meta["input_size"]),
+                mean=meta["mean"],
+                std=meta["std"],
+            )
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cuda):
                 logits = model(x.contiguous(memory_format=torch.channels_last) if cuda else x)
             outputs.append(logits.float().cpu())
@@ -44,7 +52,11 @@ def predict_logits(
 
 
 def predict_proba(
-    model: nn.Module, images_uint8: torch.Tensor, *, meta: dict[str, Any], batch_size: int = 256,
+    model: nn.Module,
+    images_uint8: torch.Tensor,
+    *,
+    meta: dict[str, Any],
+    batch_size: int = 256,
     device: str | torch.device | None = None,
 ) -> torch.Tensor:
     """Softmax probabilities [N, C] in `meta['class_names']` order."""
@@ -52,7 +64,11 @@ def predict_proba(
 
 
 def predict_proba_flip(
-    model: nn.Module, images_uint8: torch.Tensor, *, meta: dict[str, Any], batch_size: int = 256,
+    model: nn.Module,
+    images_uint8: torch.Tensor,
+    *,
+    meta: dict[str, Any],
+    batch_size: int = 256,
     device: str | torch.device | None = None,
 ) -> torch.Tensor:
     """Horizontal-flip test-time augmentation: the mean of the probabilities of each image and of its

@@ -65,14 +65,19 @@ def list_sources(inputs: list[Path | str]) -> list[Source]:
     for raw in inputs:
         path = Path(raw).expanduser()
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")
-                           and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+            found = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
+            )
             if not found:
                 raise PredictInputError(
                     f"{path} holds no images or videos (searched recursively for {sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES)})"
                 )
-            sources += [Source(path=p, name=p.relative_to(path).as_posix(), video=p.suffix.lower() in VIDEO_SUFFIXES)
-                        for p in found]
+            sources += [
+                Source(path=p, name=p.relative_to(path).as_posix(), video=p.suffix.lower() in VIDEO_SUFFIXES)
+                for p in found
+            ]
         elif path.is_file():
             sources.append(Source(path=path, name=path.name, video=path.suffix.lower() in VIDEO_SUFFIXES))
         else:
@@ -113,12 +118,24 @@ def video_frames(path: Path, *, every: int) -> Iterator[tuple[int, np.ndarray]]:
 class PhotoPredictor:
     """Faces -> aligned crops -> class probabilities, for one loaded classifier."""
 
-    def __init__(self, *, model: nn.Module, meta: dict[str, Any], aligned: bool, tta: bool,
-                 device: str | torch.device = "cpu", min_face: int = 40) -> None:
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        meta: dict[str, Any],
+        aligned: bool,
+        tta: bool,
+        device: str | torch.device = "cpu",
+        min_face: int = 40,
+    ) -> None:
         self.model, self.meta, self.aligned, self.tta, self.device = model, meta, aligned, tta, device
         self.size = int(meta["image_size"])
         self.class_names = list(meta["class_names"])
-        self.aligner = None if aligned else FaceAligner(size=self.size, template=template_for(meta.get("dataset")), min_face=min_face)
+        self.aligner = (
+            None
+            if aligned
+            else FaceAligner(size=self.size, template=template_for(meta.get("dataset")), min_face=min_face)
+        )
 
     def probabilities(self, crops: list[np.ndarray]) -> torch.Tensor:
         images = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous()
@@ -143,13 +160,26 @@ class PhotoPredictor:
         for number, ((box, _, eyes), p) in enumerate(zip(faces, probs)):
             best = int(p.argmax())
             label = self.class_names[best]
-            rows.append(self.row(name=name, frame=frame, face=number, box=box, eyes=eyes, status=STATUS_OK,
-                                  label=label, probs=p))
+            rows.append(
+                self.row(
+                    name=name, frame=frame, face=number, box=box, eyes=eyes, status=STATUS_OK, label=label, probs=p
+                )
+            )
             marks.append((box, f"{label} {float(p[best]):.2f}"))
         return rows, marks
 
-    def row(self, *, name: str, frame: int | str, status: str, face: int | str = "", box=("", "", "", ""),
-             eyes: bool | str = "", label: str = "", probs: torch.Tensor | None = None) -> dict[str, Any]:
+    def row(
+        self,
+        *,
+        name: str,
+        frame: int | str,
+        status: str,
+        face: int | str = "",
+        box=("", "", "", ""),
+        eyes: bool | str = "",
+        label: str = "",
+        probs: torch.Tensor | None = None,
+    ) -> dict[str, Any]:
         row = dict(zip(FIXED_COLUMNS, (name, frame, face, *box, eyes, status, label, "")))
         for index, class_name in enumerate(self.class_names):
             row[f"p_{class_name}"] = "" if probs is None else f"{float(probs[index]):.6f}"
@@ -176,17 +206,22 @@ def annotate(image: np.ndarray, marks: list) -> np.ndarray:
     return np.asarray(picture)
 
 
-def predict_sources(sources: list[Source], *, predictor: PhotoPredictor, every: int = 1,
-                    annotate_dir: Path | None = None, progress: bool | None = None) -> list[dict[str, Any]]:
+def predict_sources(
+    sources: list[Source],
+    *,
+    predictor: PhotoPredictor,
+    every: int = 1,
+    annotate_dir: Path | None = None,
+    progress: bool | None = None,
+) -> list[dict[str, Any]]:
     """All rows for all sources; an unreadable one gets a row naming the error and the rest go on.
     `progress`: a bar over the files; None shows it only on a terminal (tqdm's disable=None)."""
     rows: list[dict[str, Any]] = []
-    for source in tqdm(sources, desc="predict", unit="file", dynamic_ncols=True, disable=None if progress is None else not progress):
+    for source in tqdm(
+        sources, desc="predict", unit="file", dynamic_ncols=True, disable=None if progress is None else not progress
+    ):
         try:
-            if source.video:
-                pictures = video_frames(source.path, every=every)
-            else:
-                pictures = iter([("", read_photo(source.path))])
+            pictures = video_frames(source.path, every=every) if source.video else iter([("", read_photo(source.path))])
             for frame, image in pictures:
                 new_rows, marks = predictor.rows_for_image(image, name=source.path.as_posix(), frame=frame)
                 rows += new_rows

@@ -45,20 +45,30 @@ warnings.filterwarnings("ignore", message=r".*overridden `on_after_batch_transfe
 
 def build_model(cfg: DictConfig, *, num_classes: int, head: str) -> tuple[FERClassifier, str, tuple, tuple]:
     c = cfg.classifier
-    backbone, pretrained = create_backbone(c.backbone, pretrained=str(c.pretrained), pretrained_path=c.get("pretrained_path"),
-                                           weights_format=str(c.get("weights_format") or "timm"))
+    backbone, pretrained = create_backbone(
+        c.backbone,
+        pretrained=str(c.pretrained),
+        pretrained_path=c.get("pretrained_path"),
+        weights_format=str(c.get("weights_format") or "timm"),
+    )
     pcfg = getattr(backbone, "pretrained_cfg", {}) or {}
     mean, std = tuple(pcfg.get("mean", IMAGENET_MEAN)), tuple(pcfg.get("std", IMAGENET_STD))
-    model = FERClassifier(backbone=backbone, num_classes=num_classes, head=head, drop_rate=float(c.get("drop_rate", 0.0)))
+    model = FERClassifier(
+        backbone=backbone, num_classes=num_classes, head=head, drop_rate=float(c.get("drop_rate", 0.0))
+    )
     return model, pretrained, mean, std
 
 
-def apply_cascade(model: FERClassifier, *, checkpoint: Path | str, backbone: str, class_names: tuple[str, ...], head: str) -> str:
+def apply_cascade(
+    model: FERClassifier, *, checkpoint: Path | str, backbone: str, class_names: tuple[str, ...], head: str
+) -> str:
     """Cascaded fine-tuning (Ng et al. 2015): start from a classifier fine-tuned on an auxiliary
     dataset. The backbone always transfers; the head only if the classes and head type match."""
     source, meta = load_classifier(checkpoint)
     if meta["backbone"] != backbone:
-        raise ValueError(f"classifier.cascade_from={checkpoint} is a {meta['backbone']} checkpoint, this run uses {backbone}")
+        raise ValueError(
+            f"classifier.cascade_from={checkpoint} is a {meta['backbone']} checkpoint, this run uses {backbone}"
+        )
     model.backbone.load_state_dict(source.backbone.state_dict())
     if tuple(meta["class_names"]) == class_names and meta["head"] == head:
         model.head.load_state_dict(source.head.state_dict())
@@ -69,7 +79,13 @@ def apply_cascade(model: FERClassifier, *, checkpoint: Path | str, backbone: str
 def _cascade_stage(cfg: DictConfig, *, run_dir: Path) -> Path:
     """Fine-tune on `classifier.cascade_data` (a data config) first; return that run's best checkpoint."""
     aux = OmegaConf.create(plain(cfg))
-    base_data = OmegaConf.create({k: v for k, v in plain(cfg.data).items() if k in ("val_fraction", "split_seed", "skip_unreadable", "num_workers", "groups")})
+    base_data = OmegaConf.create(
+        {
+            k: v
+            for k, v in plain(cfg.data).items()
+            if k in ("val_fraction", "split_seed", "skip_unreadable", "num_workers", "groups")
+        }
+    )
     aux.data = OmegaConf.merge(base_data, aux.classifier.cascade_data)
     aux.classifier.cascade_data = None
     aux.balance = OmegaConf.create({"name": "none"})
@@ -79,9 +95,18 @@ def _cascade_stage(cfg: DictConfig, *, run_dir: Path) -> Path:
 
 
 # (key, smallest allowed value, integer?) for the training numbers checked before any data is decoded.
-TRAIN_NUMBERS = (("epochs", 1, True), ("batch_size", 1, True), ("eval_batch_size", 1, True), ("freeze_epochs", 0, True),
-                 ("min_steps", 0, True), ("warmup_epochs", 0, False), ("lr", 0, False), ("backbone_lr_mult", 0, False),
-                 ("weight_decay", 0, False), ("early_stop_patience", 0, True))
+TRAIN_NUMBERS = (
+    ("epochs", 1, True),
+    ("batch_size", 1, True),
+    ("eval_batch_size", 1, True),
+    ("freeze_epochs", 0, True),
+    ("min_steps", 0, True),
+    ("warmup_epochs", 0, False),
+    ("lr", 0, False),
+    ("backbone_lr_mult", 0, False),
+    ("weight_decay", 0, False),
+    ("early_stop_patience", 0, True),
+)
 
 
 def check_train_numbers(t: DictConfig) -> None:
@@ -90,7 +115,11 @@ def check_train_numbers(t: DictConfig) -> None:
         value = t.get(key)
         if value is None and key in ("min_steps", "early_stop_patience"):
             continue
-        ok = isinstance(value, int) and not isinstance(value, bool) if integer else isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = (
+            isinstance(value, int) and not isinstance(value, bool)
+            if integer
+            else isinstance(value, (int, float)) and not isinstance(value, bool)
+        )
         if not ok or value < smallest or (not integer and value != value):
             kind = "an integer" if integer else "a number"
             raise ValueError(f"train.{key}={value!r} must be {kind} >= {smallest}")
@@ -107,7 +136,9 @@ def _check_config(cfg: DictConfig) -> BalanceSpec:
     t = cfg.train
     check_train_numbers(t)
     if int(t.freeze_epochs) >= int(t.epochs) and int(t.epochs) > 0 and int(t.freeze_epochs) > 0:
-        log.warning("train.freeze_epochs=%s >= train.epochs=%s: the backbone is never fine-tuned", t.freeze_epochs, t.epochs)
+        log.warning(
+            "train.freeze_epochs=%s >= train.epochs=%s: the backbone is never fine-tuned", t.freeze_epochs, t.epochs
+        )
     if cfg.classifier.get("cascade_from") and cfg.classifier.get("cascade_data"):
         raise ValueError("set classifier.cascade_from=CKPT or classifier.cascade_data={...}, not both")
     if cfg.classifier.get("cascade_from"):
@@ -150,10 +181,14 @@ def world_size(trainer_cfg: DictConfig) -> int:
 def budget_for(cfg: DictConfig, *, num_train: int) -> TrainingBudget:
     t = cfg.train
     budget = plan_budget(
-        num_train=num_train, batch_size=int(t.batch_size), epochs=int(t.epochs),
+        num_train=num_train,
+        batch_size=int(t.batch_size),
+        epochs=int(t.epochs),
         # A debug run capping its batches gets exactly the epochs it asked for.
         min_steps=0 if t.get("limit_train_batches") is not None else int(t.get("min_steps") or 0),
-        freeze_epochs=int(t.freeze_epochs), warmup_epochs=float(t.warmup_epochs), early_stop_patience=t.get("early_stop_patience"),
+        freeze_epochs=int(t.freeze_epochs),
+        warmup_epochs=float(t.warmup_epochs),
+        early_stop_patience=t.get("early_stop_patience"),
         world_size=world_size(cfg.trainer),
     )
     cap = t.get("limit_train_batches")
@@ -166,7 +201,9 @@ def budget_for(cfg: DictConfig, *, num_train: int) -> TrainingBudget:
 def load_run_data(cfg: DictConfig, *, spec: BalanceSpec, evaluate_test: bool) -> RunData:
     """Validation is the stratified real-train carve-out; a run with evaluate_test=false (the
     augmenter's judge) never even opens the test split."""
-    data = faces.load_faces(cfg.data, cache_dir=cfg.paths.cache_dir, splits=("train", "test") if evaluate_test else ("train",))
+    data = faces.load_faces(
+        cfg.data, cache_dir=cfg.paths.cache_dir, splits=("train", "test") if evaluate_test else ("train",)
+    )
     fit, val = data.train_val()
     faces.require_real(val, role="val")
     warn_unvalidated_classes(fit, val)
@@ -174,11 +211,27 @@ def load_run_data(cfg: DictConfig, *, spec: BalanceSpec, evaluate_test: bool) ->
     manifest = None
     if spec.synthetic:
         # A generated set made from this run's validation (or test) images is refused, naming the image and the split_seed to use.
-        faces.check_generated_sources(spec.generated_dir, fit_ids=fit.sample_ids, val_ids=val.sample_ids, test_ids=test.sample_ids if test is not None else (), split_seed=data.split_seed)
-        generated = faces.load_generated(spec.generated_dir, class_names=data.class_names, image_size=fit.image_size, cache_dir=cfg.paths.cache_dir,
-                                         allow_incomplete=spec.allow_incomplete_generated)
+        faces.check_generated_sources(
+            spec.generated_dir,
+            fit_ids=fit.sample_ids,
+            val_ids=val.sample_ids,
+            test_ids=test.sample_ids if test is not None else (),
+            split_seed=data.split_seed,
+        )
+        generated = faces.load_generated(
+            spec.generated_dir,
+            class_names=data.class_names,
+            image_size=fit.image_size,
+            cache_dir=cfg.paths.cache_dir,
+            allow_incomplete=spec.allow_incomplete_generated,
+        )
         manifest = faces.manifest_fingerprint(spec.generated_dir)
-        log.info("balance=synthetic: %d generated samples %s added to %d real", len(generated), generated.class_counts(), len(fit))
+        log.info(
+            "balance=synthetic: %d generated samples %s added to %d real",
+            len(generated),
+            generated.class_counts(),
+            len(fit),
+        )
         if spec.generated_replaces_real:  # CAS: the classes below the augmenter's target train on generated images only
             targets = (read_generated_settings(spec.generated_dir) or {}).get("targets")
             fit = generated_only_for_filled_classes(fit, generated, targets=targets)
@@ -186,8 +239,16 @@ def load_run_data(cfg: DictConfig, *, spec: BalanceSpec, evaluate_test: bool) ->
             fit = fit.concat(generated, name="train+generated")
     train_counts = data.train.class_counts()
     thresholds = GroupThresholds(**plain(cfg.data.groups)) if cfg.data.get("groups") else GroupThresholds()
-    return RunData(data=data, fit=fit, val=val, test=test, manifest=manifest, train_counts=train_counts,
-                   groups=class_groups(train_counts, thresholds=thresholds), thresholds=thresholds)
+    return RunData(
+        data=data,
+        fit=fit,
+        val=val,
+        test=test,
+        manifest=manifest,
+        train_counts=train_counts,
+        groups=class_groups(train_counts, thresholds=thresholds),
+        thresholds=thresholds,
+    )
 
 
 def build_run(cfg: DictConfig, *, spec: BalanceSpec, run: RunData, cascade_from: str | Path | None) -> BuiltRun:
@@ -196,39 +257,86 @@ def build_run(cfg: DictConfig, *, spec: BalanceSpec, run: RunData, cascade_from:
     model, pretrained, mean, std = build_model(cfg, num_classes=len(class_names), head=spec.head)
     if cascade_from:
         pretrained = f"{pretrained} -> {apply_cascade(model, checkpoint=cascade_from, backbone=str(cfg.classifier.backbone), class_names=class_names, head=spec.head)}"
-    input_size, input_size_rule = resolve_input_size(model.backbone, requested=cfg.classifier.get("input_size"),
-                                                     image_size=run.fit.image_size, pretrained=pretrained != "none")
+    input_size, input_size_rule = resolve_input_size(
+        model.backbone,
+        requested=cfg.classifier.get("input_size"),
+        image_size=run.fit.image_size,
+        pretrained=pretrained != "none",
+    )
     budget = budget_for(cfg, num_train=len(run.fit))
-    log.info("budget: %d epochs x %d steps (%d head-only epochs, %.2g warm-up), input %dpx: %s",
-             budget.epochs, budget.steps_per_epoch, budget.freeze_epochs, budget.warmup_epochs, input_size, input_size_rule)
+    log.info(
+        "budget: %d epochs x %d steps (%d head-only epochs, %.2g warm-up), input %dpx: %s",
+        budget.epochs,
+        budget.steps_per_epoch,
+        budget.freeze_epochs,
+        budget.warmup_epochs,
+        input_size,
+        input_size_rule,
+    )
     # The loss's class statistics: what the model is fitted on, or the real long tail (balance.loss_counts=real).
     real_counts = torch.bincount(run.fit.labels[~run.fit.is_synthetic], minlength=len(class_names)).tolist()
     counts = run.fit.class_counts() if spec.loss_counts == "fit" else real_counts
     criterion = create_loss(spec.loss, class_counts=counts, feature_dim=model.num_features, **spec.loss_args)
     fast = training_fast_path(cfg.classifier, cfg.trainer)  # the module applies channels_last in its setup
     aug_cfg = plain(cfg.train.augment)
-    augment = TensorAugment(**{k: v for k, v in aug_cfg.items() if k != "enabled"}) if aug_cfg.get("enabled", True) else None
+    augment = (
+        TensorAugment(**{k: v for k, v in aug_cfg.items() if k != "enabled"}) if aug_cfg.get("enabled", True) else None
+    )
     optim = {k: plain(cfg.train[k]) for k in ("lr", "backbone_lr_mult", "weight_decay")}
     optim.update(freeze_epochs=budget.freeze_epochs, warmup_epochs=budget.warmup_epochs)
     module = FERLitModule(
-        model=model, criterion=criterion, class_names=class_names, groups=run.groups, input_size=input_size,
-        mean=mean, std=std, optim=optim, augment=augment, channels_last=fast.channels_last, monitor=str(cfg.train.monitor),
+        model=model,
+        criterion=criterion,
+        class_names=class_names,
+        groups=run.groups,
+        input_size=input_size,
+        mean=mean,
+        std=std,
+        optim=optim,
+        augment=augment,
+        channels_last=fast.channels_last,
+        monitor=str(cfg.train.monitor),
         train_autocast=fast.autocast,
         generated_weight=spec.synthetic_weight,
     )
     datamodule = FaceDataModule(
-        train=run.fit, val=run.val, test=run.test, batch_size=int(cfg.train.batch_size), eval_batch_size=int(cfg.train.eval_batch_size),
-        seed=int(cfg.seed), sampler=spec.sampler, start_step=int(round(spec.synthetic_start * budget.total_steps)),
-        steps_per_epoch=budget.steps_per_epoch, replace_prob=spec.replace_prob,
+        train=run.fit,
+        val=run.val,
+        test=run.test,
+        batch_size=int(cfg.train.batch_size),
+        eval_batch_size=int(cfg.train.eval_batch_size),
+        seed=int(cfg.seed),
+        sampler=spec.sampler,
+        start_step=int(round(spec.synthetic_start * budget.total_steps)),
+        steps_per_epoch=budget.steps_per_epoch,
+        replace_prob=spec.replace_prob,
     )
     meta = {
-        "class_names": list(class_names), "image_size": run.fit.image_size, "input_size": input_size,
-        "backbone": str(cfg.classifier.backbone), "head": spec.head, "drop_rate": float(cfg.classifier.get("drop_rate", 0.0)),
-        "mean": list(mean), "std": list(std), "pretrained": pretrained, "seed": int(cfg.seed), "balance": spec.as_dict(),
-        "dataset": run.data.dataset, "train_counts": run.train_counts, "groups": run.groups, "input_size_rule": input_size_rule,
+        "class_names": list(class_names),
+        "image_size": run.fit.image_size,
+        "input_size": input_size,
+        "backbone": str(cfg.classifier.backbone),
+        "head": spec.head,
+        "drop_rate": float(cfg.classifier.get("drop_rate", 0.0)),
+        "mean": list(mean),
+        "std": list(std),
+        "pretrained": pretrained,
+        "seed": int(cfg.seed),
+        "balance": spec.as_dict(),
+        "dataset": run.data.dataset,
+        "train_counts": run.train_counts,
+        "groups": run.groups,
+        "input_size_rule": input_size_rule,
     }
-    return BuiltRun(module=module, datamodule=datamodule, meta=meta, input_size=input_size, input_size_rule=input_size_rule,
-                    budget=budget, pretrained=pretrained)
+    return BuiltRun(
+        module=module,
+        datamodule=datamodule,
+        meta=meta,
+        input_size=input_size,
+        input_size_rule=input_size_rule,
+        budget=budget,
+        pretrained=pretrained,
+    )
 
 
 def fit(cfg: DictConfig, *, built: BuiltRun, run_dir: Path) -> tuple[pl.Trainer, BestWeights]:
@@ -237,7 +345,11 @@ def fit(cfg: DictConfig, *, built: BuiltRun, run_dir: Path) -> tuple[pl.Trainer,
     checkpoint_path = run_dir / BEST_CHECKPOINT
 
     def save(net: FERClassifier, epoch: int, val_metrics: dict[str, Any]) -> None:
-        save_classifier(checkpoint_path, model=net, meta={**built.meta, "epoch": epoch, "val_mean_class_accuracy": val_metrics["mean_class_accuracy"]})
+        save_classifier(
+            checkpoint_path,
+            model=net,
+            meta={**built.meta, "epoch": epoch, "val_mean_class_accuracy": val_metrics["mean_class_accuracy"]},
+        )
 
     best = BestWeights(monitor=monitor, save=save)
     callbacks: list[pl.Callback] = [best, pl.callbacks.LearningRateMonitor(logging_interval="epoch")]
@@ -248,10 +360,17 @@ def fit(cfg: DictConfig, *, built: BuiltRun, run_dir: Path) -> tuple[pl.Trainer,
     extra = {k: cfg.train[k] for k in ("limit_train_batches", "limit_val_batches") if cfg.train.get(k) is not None}
     quiet_lightning()
     trainer = pl.Trainer(
-        **trainer_kwargs(cfg.trainer, freeze_epochs=budget.freeze_epochs), **extra, max_epochs=budget.epochs,
-        min_epochs=budget.min_epochs, callbacks=callbacks, logger=loggers,
-        enable_checkpointing=False, use_distributed_sampler=False, default_root_dir=str(run_dir),
-        num_sanity_val_steps=0, enable_model_summary=False,
+        **trainer_kwargs(cfg.trainer, freeze_epochs=budget.freeze_epochs),
+        **extra,
+        max_epochs=budget.epochs,
+        min_epochs=budget.min_epochs,
+        callbacks=callbacks,
+        logger=loggers,
+        enable_checkpointing=False,
+        use_distributed_sampler=False,
+        default_root_dir=str(run_dir),
+        num_sanity_val_steps=0,
+        enable_model_summary=False,
     )
     trainer.fit(built.module, datamodule=built.datamodule)
     check_not_interrupted(trainer)
@@ -266,14 +385,22 @@ def select(built: BuiltRun, best: BestWeights) -> None:
 
 
 def selection_record(cfg: DictConfig, best: BestWeights, trainer: pl.Trainer | None = None) -> dict[str, Any]:
-    record: dict[str, Any] = {"monitor": str(cfg.train.monitor), "best_epoch": best.best_epoch, "best_score": best.best_score}
+    record: dict[str, Any] = {
+        "monitor": str(cfg.train.monitor),
+        "best_epoch": best.best_epoch,
+        "best_score": best.best_score,
+    }
     if trainer is not None:
         record["epochs_run"] = trainer.current_epoch
-        record["val"] = {k: best.best_val_metrics.get(k) for k in ("accuracy", "mean_class_accuracy", "macro_f1", "group_accuracy")}
+        record["val"] = {
+            k: best.best_val_metrics.get(k) for k in ("accuracy", "mean_class_accuracy", "macro_f1", "group_accuracy")
+        }
     return record
 
 
-def test(cfg: DictConfig, *, built: BuiltRun, run: RunData, trainer: pl.Trainer, best: BestWeights, run_dir: Path) -> dict[str, Any]:
+def test(
+    cfg: DictConfig, *, built: BuiltRun, run: RunData, trainer: pl.Trainer, best: BestWeights, run_dir: Path
+) -> dict[str, Any]:
     """The selected weights see the test split, once; the result is metrics.json's content."""
     trainer.test(built.module, datamodule=built.datamodule, verbose=False)
     test_metrics = built.module.test_metrics
@@ -281,17 +408,37 @@ def test(cfg: DictConfig, *, built: BuiltRun, run: RunData, trainer: pl.Trainer,
     return {
         **test_metrics,
         "minority": minority_report(test_metrics, train_counts=run.train_counts, class_names=list(class_names)),
-        "dataset": run.data.dataset, "layout": run.data.layout, "image_size": run.fit.image_size, "input_size": built.input_size,
-        "input_size_rule": built.input_size_rule, "budget": built.budget.as_dict(),
-        "backbone": str(cfg.classifier.backbone), "pretrained": built.pretrained, "seed": int(cfg.seed), "balance": built.meta["balance"],
-        "class_names": list(class_names), "groups": dict(zip(class_names, run.groups)),
+        "dataset": run.data.dataset,
+        "layout": run.data.layout,
+        "image_size": run.fit.image_size,
+        "input_size": built.input_size,
+        "input_size_rule": built.input_size_rule,
+        "budget": built.budget.as_dict(),
+        "backbone": str(cfg.classifier.backbone),
+        "pretrained": built.pretrained,
+        "seed": int(cfg.seed),
+        "balance": built.meta["balance"],
+        "class_names": list(class_names),
+        "groups": dict(zip(class_names, run.groups)),
         "group_thresholds": {"many": run.thresholds.many, "few": run.thresholds.few},
-        "counts": {"train": run.train_counts, "fit": run.fit.class_counts(), "val": run.val.class_counts(), "test": run.test.class_counts(),
-                   "generated_in_fit": int(run.fit.is_synthetic.sum())},
-        "fingerprints": {"train": run.data.train.fingerprint, "test": run.data.test.fingerprint, "manifest": run.manifest},
+        "counts": {
+            "train": run.train_counts,
+            "fit": run.fit.class_counts(),
+            "val": run.val.class_counts(),
+            "test": run.test.class_counts(),
+            "generated_in_fit": int(run.fit.is_synthetic.sum()),
+        },
+        "fingerprints": {
+            "train": run.data.train.fingerprint,
+            "test": run.data.test.fingerprint,
+            "manifest": run.manifest,
+        },
         "selection": selection_record(cfg, best, trainer),
-        "collapse": collapse_report(confusion=test_metrics["confusion_matrix"], best_val_mean_class_accuracy=best.best_score,
-                                    num_classes=len(class_names)),
+        "collapse": collapse_report(
+            confusion=test_metrics["confusion_matrix"],
+            best_val_mean_class_accuracy=best.best_score,
+            num_classes=len(class_names),
+        ),
         "world_size": trainer.world_size,
         "checkpoint": str(run_dir / BEST_CHECKPOINT),
     }
@@ -321,12 +468,22 @@ def run_training(cfg: DictConfig, *, run_dir: Path) -> dict[str, Any]:
         trainer, best = fit(cfg, built=built, run_dir=run_dir)
         select(built, best)
         if not evaluate_test:
-            collapse = collapse_report(confusion=best.best_val_metrics["confusion_matrix"], best_val_mean_class_accuracy=best.best_score,
-                                       num_classes=len(run.data.class_names), split="validation")
+            collapse = collapse_report(
+                confusion=best.best_val_metrics["confusion_matrix"],
+                best_val_mean_class_accuracy=best.best_score,
+                num_classes=len(run.data.class_names),
+                split="validation",
+            )
             warn_if_collapsed(collapse, run_dir=run_dir)
-            return {"checkpoint": str(run_dir / BEST_CHECKPOINT), "selection": selection_record(cfg, best), "validation": best.best_val_metrics,
-                    "collapse": collapse, "budget": built.budget.as_dict(), "input_size": built.input_size,
-                    "input_size_rule": built.input_size_rule}
+            return {
+                "checkpoint": str(run_dir / BEST_CHECKPOINT),
+                "selection": selection_record(cfg, best),
+                "validation": best.best_val_metrics,
+                "collapse": collapse,
+                "budget": built.budget.as_dict(),
+                "input_size": built.input_size,
+                "input_size_rule": built.input_size_rule,
+            }
         result = test(cfg, built=built, run=run, trainer=trainer, best=best, run_dir=run_dir)
         if trainer.is_global_zero:
             write_run_outputs(run_dir, cfg=cfg, metrics=result, train_counts=run.train_counts)
@@ -336,5 +493,9 @@ def run_training(cfg: DictConfig, *, run_dir: Path) -> dict[str, Any]:
 
 def warn_if_collapsed(collapse: dict[str, Any], *, run_dir: Path) -> None:
     if collapse["collapsed"]:
-        log.warning("COLLAPSED RUN %s: %s. Its numbers are not a result; give it more steps (train.min_steps), a larger "
-                    "input (classifier.input_size) or another learning rate.", run_dir, "; ".join(collapse["reasons"]))
+        log.warning(
+            "COLLAPSED RUN %s: %s. Its numbers are not a result; give it more steps (train.min_steps), a larger "
+            "input (classifier.input_size) or another learning rate.",
+            run_dir,
+            "; ".join(collapse["reasons"]),
+        )

@@ -26,7 +26,6 @@ CPU_PRECISIONS = ("32-true", "bf16-mixed")
 DDP_TIMEOUT = timedelta(minutes=10)
 
 
-
 def deterministic_setting(value: Any, *, gpu: bool) -> tuple[Any, str | None]:
     """(what to give Lightning's `deterministic`, a warning or None).
 
@@ -35,10 +34,12 @@ def deterministic_setting(value: Any, *, gpu: bool) -> tuple[Any, str | None]:
     backward. "warn" keeps every deterministic kernel torch has and names the others once instead.
     """
     if gpu and value is True:
-        return "warn", ("trainer.deterministic=true on a GPU: cross-entropy, adaptive pooling and bilinear resizing have no "
-                        "deterministic CUDA backward, so torch would stop the run at its first step; using "
-                        "deterministic='warn' (deterministic kernels where they exist, a warning naming the others). "
-                        "Same seed, same result holds on CPU (trainer=cpu); set trainer.deterministic=warn to silence this")
+        return "warn", (
+            "trainer.deterministic=true on a GPU: cross-entropy, adaptive pooling and bilinear resizing have no "
+            "deterministic CUDA backward, so torch would stop the run at its first step; using "
+            "deterministic='warn' (deterministic kernels where they exist, a warning naming the others). "
+            "Same seed, same result holds on CPU (trainer=cpu); set trainer.deterministic=warn to silence this"
+        )
     return value, None
 
 
@@ -46,7 +47,9 @@ def trainer_kwargs(trainer_cfg: DictConfig, *, freeze_epochs: int = 0) -> dict[s
     kwargs = dict(plain(trainer_cfg))
     gpu = trainer_uses_gpu(kwargs)
     if gpu and not torch.cuda.is_available():
-        raise RuntimeError(f"trainer.accelerator={kwargs.get('accelerator')} but no CUDA device is visible; use trainer=cpu")
+        raise RuntimeError(
+            f"trainer.accelerator={kwargs.get('accelerator')} but no CUDA device is visible; use trainer=cpu"
+        )
     if "deterministic" in kwargs:
         kwargs["deterministic"], message = deterministic_setting(kwargs["deterministic"], gpu=gpu)
         if message:
@@ -54,7 +57,9 @@ def trainer_kwargs(trainer_cfg: DictConfig, *, freeze_epochs: int = 0) -> dict[s
     # Stage 1 runs the frozen backbone under no_grad: DDP must be told some parameters get no gradient.
     strategy = kwargs.get("strategy")
     if strategy in ("ddp", "ddp_find_unused_parameters_true"):
-        kwargs["strategy"] = DDPStrategy(find_unused_parameters=strategy != "ddp" or freeze_epochs > 0, timeout=DDP_TIMEOUT)
+        kwargs["strategy"] = DDPStrategy(
+            find_unused_parameters=strategy != "ddp" or freeze_epochs > 0, timeout=DDP_TIMEOUT
+        )
     return kwargs
 
 

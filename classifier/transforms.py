@@ -15,8 +15,15 @@ class TensorAugment(nn.Module):
     """float images in [0, 1], [N, 3, H, W] -> augmented, same shape; identity in eval mode."""
 
     def __init__(
-        self, *, flip: float = 0.5, rotate_degrees: float = 10.0, scale: tuple[float, float] = (0.9, 1.1),
-        translate: float = 0.08, brightness: float = 0.2, contrast: float = 0.2, saturation: float = 0.2,
+        self,
+        *,
+        flip: float = 0.5,
+        rotate_degrees: float = 10.0,
+        scale: tuple[float, float] = (0.9, 1.1),
+        translate: float = 0.08,
+        brightness: float = 0.2,
+        contrast: float = 0.2,
+        saturation: float = 0.2,
     ) -> None:
         super().__init__()
         self.flip = flip
@@ -38,16 +45,19 @@ class TensorAugment(nn.Module):
         theta = torch.zeros(n, 2, 3, device=device)
         theta[:, 0, 0], theta[:, 0, 1] = cos * sign, -sin
         theta[:, 1, 0], theta[:, 1, 1] = sin * sign, cos
-        theta[:, 0, 2], theta[:, 1, 2] = uniform(-self.translate, self.translate), uniform(-self.translate, self.translate)
+        theta[:, 0, 2], theta[:, 1, 2] = (
+            uniform(-self.translate, self.translate),
+            uniform(-self.translate, self.translate),
+        )
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
         # Colour jitter (brightness, contrast, saturation), per image.
         view = (n, 1, 1, 1)
         x = x * uniform(1 - self.brightness, 1 + self.brightness).view(view)
-        gray = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
-        x = (x - gray.mean(dim=(2, 3), keepdim=True)) * uniform(1 - self.contrast, 1 + self.contrast).view(view) + gray.mean(
-            dim=(2, 3), keepdim=True
-        )
-        gray = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+        gray = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+        x = (x - gray.mean(dim=(2, 3), keepdim=True)) * uniform(1 - self.contrast, 1 + self.contrast).view(
+            view
+        ) + gray.mean(dim=(2, 3), keepdim=True)
+        gray = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
         x = (x - gray) * uniform(1 - self.saturation, 1 + self.saturation).view(view) + gray
         return x.clamp_(0.0, 1.0)

@@ -71,8 +71,13 @@ def _cascade(cv2, name: str):
     return cascade
 
 
-def align_on_eyes(image: np.ndarray, *, eyes: tuple[tuple[float, float], tuple[float, float]], size: int,
-                  template: tuple[float, float, float]) -> np.ndarray:
+def align_on_eyes(
+    image: np.ndarray,
+    *,
+    eyes: tuple[tuple[float, float], tuple[float, float]],
+    size: int,
+    template: tuple[float, float, float],
+) -> np.ndarray:
     """The `size` x `size` crop of `image` (uint8 RGB) that puts the eyes on the template: rotation,
     scale and shift in one warp, borders replicated."""
     cv2 = _cv2()
@@ -85,15 +90,27 @@ def align_on_eyes(image: np.ndarray, *, eyes: tuple[tuple[float, float], tuple[f
     # Rotate by -angle and scale about the eyes' midpoint, then move it to the template's midpoint.
     matrix = np.array([[cos, -sin, 0.0], [sin, cos, 0.0]])
     matrix[:, 2] = np.array([(tl + tr) / 2 * size, ty * size]) - matrix[:, :2] @ np.array([cx, cy])
-    return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(
+        image,
+        matrix,
+        (size, size),
+        flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
 
 
 class FaceAligner:
     """Detect frontal faces in an RGB uint8 image and return aligned crops, largest face first."""
 
-    def __init__(self, *, size: int, template: tuple[float, float, float], min_face: int = 40,
-                 scale_factor: float = 1.1, min_neighbors: int = 5) -> None:
+    def __init__(
+        self,
+        *,
+        size: int,
+        template: tuple[float, float, float],
+        min_face: int = 40,
+        scale_factor: float = 1.1,
+        min_neighbors: int = 5,
+    ) -> None:
         cv2 = _cv2()
         self.size, self.template = int(size), template
         self.min_face, self.scale_factor, self.min_neighbors = int(min_face), float(scale_factor), int(min_neighbors)
@@ -121,8 +138,9 @@ class FaceAligner:
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected a uint8 RGB image [H, W, 3], got {image.dtype} {image.shape}")
         gray = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
-        boxes = self._faces.detectMultiScale(gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
-                                             minSize=(self.min_face, self.min_face))
+        boxes = self._faces.detectMultiScale(
+            gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(self.min_face, self.min_face)
+        )
         faces = []
         for bx, by, bw, bh in sorted((tuple(int(v) for v in b) for b in boxes), key=lambda b: -b[2] * b[3]):
             box = (bx, by, bw, bh)

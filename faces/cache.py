@@ -70,8 +70,10 @@ def _decode(path: Path, *, size: int) -> tuple[np.ndarray, tuple[int, int, bool]
         width, height = image.size
         limit = Image.MAX_IMAGE_PIXELS
         if limit and width * height > limit:
-            raise ValueError(f"the header claims {width}x{height} pixels, over the {limit}-pixel limit "
-                             "(a corrupt file or a decompression bomb); refusing to decode it")
+            raise ValueError(
+                f"the header claims {width}x{height} pixels, over the {limit}-pixel limit "
+                "(a corrupt file or a decompression bomb); refusing to decode it"
+            )
         image.load()
         rotated = image.getexif().get(ExifTags.Base.Orientation, 1) not in (1, None)
         image = _to_rgb(ImageOps.exif_transpose(image) if rotated else image)
@@ -125,22 +127,38 @@ def load_split(
     min_image_size: int | None = None,
 ) -> FaceSplit:
     """The decoded split from the cache, decoding (once) and caching it when needed."""
-    if min_image_size is not None and (not isinstance(min_image_size, int) or isinstance(min_image_size, bool) or min_image_size < 1):
+    if min_image_size is not None and (
+        not isinstance(min_image_size, int) or isinstance(min_image_size, bool) or min_image_size < 1
+    ):
         raise DatasetError(f"data.min_image_size={min_image_size!r} must be a positive integer (pixels) or null (off)")
     records = listing.records(split)
     fingerprint = fingerprint_records(records, class_names=listing.class_names, extra=listing.extra_fingerprint)
-    path = cache_file(cache_dir=Path(cache_dir), listing=listing, split=split, image_size=image_size, fingerprint=fingerprint)
+    path = cache_file(
+        cache_dir=Path(cache_dir), listing=listing, split=split, image_size=image_size, fingerprint=fingerprint
+    )
     cached = _read_cache(path, fingerprint=fingerprint)
     if cached is None:
-        cached = _decode_records(records, image_size=image_size, skip_unreadable=skip_unreadable, num_workers=num_workers)
+        cached = _decode_records(
+            records, image_size=image_size, skip_unreadable=skip_unreadable, num_workers=num_workers
+        )
         cached["fingerprint"] = fingerprint
         _write_atomic(path, cached)
         _remove_stale(path)
         log.info("decoded %d %s images of %s into %s", len(cached["sample_ids"]), split, listing.dataset, path)
     if cached["skipped"]:
-        log.warning("%s/%s: skipped %d unreadable image(s) (data.skip_unreadable=true)", listing.dataset, split, len(cached["skipped"]))
-    flagged = check_image_sizes(cached, records=records, where=f"{listing.dataset}/{split}", image_size=image_size,
-                                min_image_size=min_image_size)
+        log.warning(
+            "%s/%s: skipped %d unreadable image(s) (data.skip_unreadable=true)",
+            listing.dataset,
+            split,
+            len(cached["skipped"]),
+        )
+    flagged = check_image_sizes(
+        cached,
+        records=records,
+        where=f"{listing.dataset}/{split}",
+        image_size=image_size,
+        min_image_size=min_image_size,
+    )
     return FaceSplit(
         name=split,
         images=cached["images"],
@@ -154,8 +172,9 @@ def load_split(
     )
 
 
-def check_image_sizes(cached: dict, *, records: Sequence[ImageRecord], where: str, image_size: int,
-                      min_image_size: int | None) -> dict[str, tuple[str, ...]]:
+def check_image_sizes(
+    cached: dict, *, records: Sequence[ImageRecord], where: str, image_size: int, min_image_size: int | None
+) -> dict[str, tuple[str, ...]]:
     """Name the images EXIF orientation turned, those much smaller than `image_size` and those far from square
     (a warning each, with names); with `min_image_size`, refuse every image whose shorter side is below it."""
     paths = {record.sample_id: record.path for record in records}
@@ -171,19 +190,36 @@ def check_image_sizes(cached: dict, *, records: Sequence[ImageRecord], where: st
     if min_image_size is not None:
         refused = [(i, w, h) for i, (w, h) in zip(ids, sizes) if min(w, h) < min_image_size]
         if refused:
-            raise DatasetError(f"{where}: {len(refused)} image(s) with a side under data.min_image_size={min_image_size}px: "
-                               f"{named(refused)}; remove them or lower data.min_image_size")
+            raise DatasetError(
+                f"{where}: {len(refused)} image(s) with a side under data.min_image_size={min_image_size}px: "
+                f"{named(refused)}; remove them or lower data.min_image_size"
+            )
     if cached["exif_rotated"]:
         log.info("%s: %d image(s) turned upright by their EXIF orientation tag", where, len(cached["exif_rotated"]))
     if small:
-        log.warning("%s: %d image(s) much smaller than the %dpx target (shorter side < %d px), upsampled a lot: %s; "
-                    "data.min_image_size=N refuses images under N px", where, len(small), image_size,
-                    round(SMALL_FRACTION * image_size), named(small))
+        log.warning(
+            "%s: %d image(s) much smaller than the %dpx target (shorter side < %d px), upsampled a lot: %s; "
+            "data.min_image_size=N refuses images under N px",
+            where,
+            len(small),
+            image_size,
+            round(SMALL_FRACTION * image_size),
+            named(small),
+        )
     if oblong:
-        log.warning("%s: %d image(s) far from square (sides over %.1f:1), centre-cropped to their middle square: %s; "
-                    "crop them to the face", where, len(oblong),
-                    FAR_FROM_SQUARE, named(oblong))
-    return {EXIF_ROTATED: tuple(cached["exif_rotated"]), SMALL: tuple(i for i, _, _ in small), NOT_SQUARE: tuple(i for i, _, _ in oblong)}
+        log.warning(
+            "%s: %d image(s) far from square (sides over %.1f:1), centre-cropped to their middle square: %s; "
+            "crop them to the face",
+            where,
+            len(oblong),
+            FAR_FROM_SQUARE,
+            named(oblong),
+        )
+    return {
+        EXIF_ROTATED: tuple(cached["exif_rotated"]),
+        SMALL: tuple(i for i, _, _ in small),
+        NOT_SQUARE: tuple(i for i, _, _ in oblong),
+    }
 
 
 def _decode_records(

@@ -17,12 +17,19 @@ RAFDB_OFFICIAL_COUNTS: dict[str, tuple[int, ...]] = {
 # Folder names seen in re-packaged copies (Kaggle and lab exports), lower-cased.
 _RAFDB_ALIASES: dict[str, int] = {
     **{str(label): label - 1 for label in range(1, 8)},
-    "surprise": 0, "surprised": 0,
-    "fear": 1, "fearful": 1, "afraid": 1,
-    "disgust": 2, "disgusted": 2,
-    "happiness": 3, "happy": 3,
-    "sadness": 4, "sad": 4,
-    "anger": 5, "angry": 5,
+    "surprise": 0,
+    "surprised": 0,
+    "fear": 1,
+    "fearful": 1,
+    "afraid": 1,
+    "disgust": 2,
+    "disgusted": 2,
+    "happiness": 3,
+    "happy": 3,
+    "sadness": 4,
+    "sad": 4,
+    "anger": 5,
+    "angry": 5,
     "neutral": 6,
 }
 
@@ -33,7 +40,9 @@ def rafdb_label_from_folder(name: str, *, where: str) -> int:
     if index is None:
         hint = ""
         if name.isdigit() and name == "0":
-            hint = " (RAF-DB labels are 1..7; a folder '0' suggests a 0-based export: rename to 1..7 or use data=folder)"
+            hint = (
+                " (RAF-DB labels are 1..7; a folder '0' suggests a 0-based export: rename to 1..7 or use data=folder)"
+            )
         raise DatasetError(
             f"{where}: unknown RAF-DB class folder {name!r}{hint}. Expected one of 1..7 "
             f"({', '.join(f'{i + 1}={c}' for i, c in enumerate(RAFDB_CLASSES))}) or a class name "

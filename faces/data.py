@@ -38,7 +38,9 @@ class FaceData:
 
     def split(self, name: str) -> FaceSplit:
         if name not in self.splits:
-            raise KeyError(f"split {name!r} was not loaded (loaded: {sorted(self.splits)}); pass it in load_faces(splits=...)")
+            raise KeyError(
+                f"split {name!r} was not loaded (loaded: {sorted(self.splits)}); pass it in load_faces(splits=...)"
+            )
         return self.splits[name]
 
     @property
@@ -86,8 +88,12 @@ def list_source(cfg: Mapping[str, Any]) -> SourceListing:
     name = _get(cfg, "name")
     if name == "synthetic":
         return list_synthetic_faces(
-            root=_get(cfg, "root"), preset=_get(cfg, "preset", "small"), seed=int(_get(cfg, "seed", 0)),
-            image_size=_get(cfg, "image_size"), num_workers=_get(cfg, "num_workers"), test_per_class=_get(cfg, "test_per_class"),
+            root=_get(cfg, "root"),
+            preset=_get(cfg, "preset", "small"),
+            seed=int(_get(cfg, "seed", 0)),
+            image_size=_get(cfg, "image_size"),
+            num_workers=_get(cfg, "num_workers"),
+            test_per_class=_get(cfg, "test_per_class"),
         )
     if name == "rafdb":
         return list_rafdb(_get(cfg, "root"))
@@ -97,9 +103,7 @@ def list_source(cfg: Mapping[str, Any]) -> SourceListing:
     raise DatasetError(f"data.name={name!r} is not a known dataset; choose one of {list(DATASETS)}")
 
 
-def load_faces(
-    cfg: Mapping[str, Any], *, cache_dir: Path | str, splits: Sequence[str] = ("train", "test")
-) -> FaceData:
+def load_faces(cfg: Mapping[str, Any], *, cache_dir: Path | str, splits: Sequence[str] = ("train", "test")) -> FaceData:
     """Decode (once, then from cache) the requested splits of the dataset `cfg` describes.
 
     Only the splits asked for are read: the VAE-GAN passes `splits=("train",)` so the test
@@ -122,8 +126,12 @@ def load_faces(
         log.warning("%s: ignored %d non-image entries, e.g. %s", listing.root, len(listing.ignored), shown)
     decoded = {
         split: load_split(
-            listing, split, image_size=image_size, cache_dir=cache_dir,
-            skip_unreadable=bool(_get(cfg, "skip_unreadable", False)), num_workers=_get(cfg, "num_workers"),
+            listing,
+            split,
+            image_size=image_size,
+            cache_dir=cache_dir,
+            skip_unreadable=bool(_get(cfg, "skip_unreadable", False)),
+            num_workers=_get(cfg, "num_workers"),
             min_image_size=_get(cfg, "min_image_size"),
         )
         for split in wanted

@@ -102,8 +102,10 @@ def list_generated(out_dir: Path | str, *, class_names: Sequence[str]) -> Source
             link = _symlink_under(root, posix.parts)
             if link is not None or not path.resolve().is_relative_to(resolved_root):
                 what = f"{link} is a symbolic link" if link is not None else f"it resolves to {path.resolve()}"
-                raise DatasetError(f"{manifest}:{lineno}: path {rel!r}: {what}; generated images must be regular files "
-                                   f"inside {root} (a link could smuggle in real or test images)")
+                raise DatasetError(
+                    f"{manifest}:{lineno}: path {rel!r}: {what}; generated images must be regular files "
+                    f"inside {root} (a link could smuggle in real or test images)"
+                )
             if not path.is_file():
                 missing.append(f"{path} (line {lineno})")
                 continue
@@ -114,8 +116,10 @@ def list_generated(out_dir: Path | str, *, class_names: Sequence[str]) -> Source
         shown = "\n  ".join(missing[:10])
         raise DatasetError(f"{manifest} lists {len(missing)} file(s) that do not exist, e.g.:\n  {shown}")
     if not records:
-        raise EmptyGeneratedSetError(f"no samples passed the filter: {manifest} lists no images (see {SETTINGS_FILE} and the "
-                                     "augment table for how many candidates were rejected and why)")
+        raise EmptyGeneratedSetError(
+            f"no samples passed the filter: {manifest} lists no images (see {SETTINGS_FILE} and the "
+            "augment table for how many candidates were rejected and why)"
+        )
     return SourceListing(
         dataset="generated",
         layout=GENERATED_LAYOUT,
@@ -129,13 +133,17 @@ def list_generated(out_dir: Path | str, *, class_names: Sequence[str]) -> Source
 
 def _verify_checksum(path: Path, expected: str | None, *, where: str) -> None:
     if not expected:
-        raise DatasetError(f"{where}: {path} has no {CHECKSUM_COLUMN} in the manifest, although the set records checksums; "
-                           "the manifest was edited by hand: regenerate the set with scripts/augment.py")
+        raise DatasetError(
+            f"{where}: {path} has no {CHECKSUM_COLUMN} in the manifest, although the set records checksums; "
+            "the manifest was edited by hand: regenerate the set with scripts/augment.py"
+        )
     actual = hashlib.sha256(path.read_bytes()).hexdigest()
     if actual != expected:
-        raise DatasetError(f"{where}: {path} changed after it was generated (its sha256 is {actual[:12]}…, the manifest "
-                           f"recorded {expected[:12]}…); it is not the augmenter's image. Restore it, or regenerate the set "
-                           "with scripts/augment.py (--overwrite)")
+        raise DatasetError(
+            f"{where}: {path} changed after it was generated (its sha256 is {actual[:12]}…, the manifest "
+            f"recorded {expected[:12]}…); it is not the augmenter's image. Restore it, or regenerate the set "
+            "with scripts/augment.py (--overwrite)"
+        )
 
 
 def _manifest_columns(root: Path) -> list[str]:
@@ -165,18 +173,28 @@ def check_generated_complete(out_dir: Path | str, *, allow_incomplete: bool = Fa
     """Refuse a set whose augmenter run did not finish (unless `allow_incomplete`, which is logged and returned for
     the caller to record), naming the classes short and the command that completes it. Returns generated_completion."""
     status = generated_completion(out_dir)
-    short = ", ".join(f"{name} has {have} of {wanted}" for name, (have, wanted) in sorted(status["short"].items())) \
+    short = (
+        ", ".join(f"{name} has {have} of {wanted}" for name, (have, wanted) in sorted(status["short"].items()))
         or "every class has its images, but the run stopped before it ended"
+    )
     if status["finished"] and status["short"]:  # the filter rejected more than the budget allowed for
-        log.warning("generated set %s finished short of its targets (%s generated images); see its augment table", out_dir, short)
+        log.warning(
+            "generated set %s finished short of its targets (%s generated images); see its augment table",
+            out_dir,
+            short,
+        )
     if status["finished"] is not False:
         return {**status, "allowed_incomplete": False}
     command = status["command"] or "the scripts/augment.py command that made it, unchanged"
     if not allow_incomplete:
-        raise DatasetError(f"generated set {out_dir} is unfinished (its run was interrupted; {SETTINGS_FILE} finished=false): "
-                           f"{short} generated images. Complete it with: {command}  "
-                           "(or train on it as it is with balance.allow_incomplete_generated=true, which is recorded)")
-    log.warning("training on the UNFINISHED generated set %s as asked (allow_incomplete): %s generated images", out_dir, short)
+        raise DatasetError(
+            f"generated set {out_dir} is unfinished (its run was interrupted; {SETTINGS_FILE} finished=false): "
+            f"{short} generated images. Complete it with: {command}  "
+            "(or train on it as it is with balance.allow_incomplete_generated=true, which is recorded)"
+        )
+    log.warning(
+        "training on the UNFINISHED generated set %s as asked (allow_incomplete): %s generated images", out_dir, short
+    )
     return {**status, "allowed_incomplete": True}
 
 
@@ -185,16 +203,32 @@ def _warn_unverifiable(root: Path, *, has_completion: bool) -> None:
     has_checksums = CHECKSUM_COLUMN in _manifest_columns(root)
     if has_completion and has_checksums:
         return
-    lacks = [what for what, known in (("targets and finished flag", has_completion), (f"{CHECKSUM_COLUMN} column", has_checksums))
-             if not known]
-    cannot = [what for what, known in (("that it is complete", has_completion), ("that its files are unchanged", has_checksums))
-              if not known]
-    log.warning("generated set %s has no %s: cannot verify %s (it was made before sets recorded them, or by hand); "
-                "regenerate it with scripts/augment.py to have it checked", root, " and no ".join(lacks), " nor ".join(cannot))
+    lacks = [
+        what
+        for what, known in (("targets and finished flag", has_completion), (f"{CHECKSUM_COLUMN} column", has_checksums))
+        if not known
+    ]
+    cannot = [
+        what
+        for what, known in (("that it is complete", has_completion), ("that its files are unchanged", has_checksums))
+        if not known
+    ]
+    log.warning(
+        "generated set %s has no %s: cannot verify %s (it was made before sets recorded them, or by hand); "
+        "regenerate it with scripts/augment.py to have it checked",
+        root,
+        " and no ".join(lacks),
+        " nor ".join(cannot),
+    )
 
 
 def load_generated(
-    out_dir: Path | str, *, class_names: Sequence[str], image_size: int, cache_dir: Path | str, allow_incomplete: bool = False
+    out_dir: Path | str,
+    *,
+    class_names: Sequence[str],
+    image_size: int,
+    cache_dir: Path | str,
+    allow_incomplete: bool = False,
 ) -> FaceSplit:
     """The generated images as a FaceSplit named 'generated', all `is_synthetic`; for training only.
 
@@ -264,8 +298,10 @@ def check_generated_sources(
     made_seed = made_from.get("split_seed")
     this_seed = f" (data.split_seed={split_seed})" if split_seed is not None else ""
     if made_seed is not None:
-        advice = (f"it was made from the fit split of data.split_seed={made_seed}: train with data.split_seed={made_seed}, "
-                  f"or regenerate the set (scripts/augment.py ... data.split_seed={split_seed if split_seed is not None else 'N'})")
+        advice = (
+            f"it was made from the fit split of data.split_seed={made_seed}: train with data.split_seed={made_seed}, "
+            f"or regenerate the set (scripts/augment.py ... data.split_seed={split_seed if split_seed is not None else 'N'})"
+        )
     else:
         advice = "regenerate the set from this run's fit split (same data.split_seed and data.val_fraction)"
     roles = {**{sample_id: "test" for sample_id in test_ids}, **{sample_id: "validation" for sample_id in val_ids}}
@@ -299,5 +335,10 @@ def check_generated_sources(
                 f"this run's validation images. {advice[0].upper()}{advice[1:]}"
             )
     if not has_sources and not recorded:
-        log.warning("generated set %s records no source images (no %s column, no %s); cannot check that it was not "
-                    "made from validation or test images", root, SOURCE_COLUMN, SETTINGS_FILE)
+        log.warning(
+            "generated set %s records no source images (no %s column, no %s); cannot check that it was not "
+            "made from validation or test images",
+            root,
+            SOURCE_COLUMN,
+            SETTINGS_FILE,
+        )

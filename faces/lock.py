@@ -14,6 +14,7 @@ LOCAL_RANK variables the launchers set): the other ranks share the folder with i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -70,8 +71,9 @@ def _is_stale(holder: dict[str, Any]) -> bool:
 
 def _describe(holder: dict[str, Any]) -> str:
     command = " ".join(holder.get("argv") or [])
-    return (f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('started')}"
-            + (f" ({holder.get('what')}: {command})" if command else f" ({holder.get('what')})"))
+    return f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('started')}" + (
+        f" ({holder.get('what')}: {command})" if command else f" ({holder.get('what')})"
+    )
 
 
 def _take_over_stale(lock: Path, holder: dict[str, Any] | None) -> None:
@@ -86,21 +88,29 @@ def _take_over_stale(lock: Path, holder: dict[str, Any] | None) -> None:
         if holder is None:
             log.warning("%s: removing an empty lock file left by a killed process", lock.parent)
         else:
-            log.warning("%s: taking over the stale lock of %s (that process is no longer running)", lock.parent, _describe(holder))
+            log.warning(
+                "%s: taking over the stale lock of %s (that process is no longer running)",
+                lock.parent,
+                _describe(holder),
+            )
         aside.unlink(missing_ok=True)
         return
     # We moved a lock that a faster process had just taken: put it back unless yet another took its place.
-    try:
+    with contextlib.suppress(FileExistsError):
         os.link(aside, lock)
-    except FileExistsError:
-        pass
     aside.unlink(missing_ok=True)
 
 
 def _acquire(lock: Path, *, what: str) -> str:
     token = uuid.uuid4().hex
-    record = {"pid": os.getpid(), "host": socket.gethostname(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "what": what, "argv": list(sys.argv), "token": token}
+    record = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "what": what,
+        "argv": list(sys.argv),
+        "token": token,
+    }
     deadline = time.monotonic() + 30.0
     while True:
         try:
@@ -124,7 +134,9 @@ def _acquire(lock: Path, *, what: str) -> str:
                 ) from None
             _take_over_stale(lock, holder)
             if time.monotonic() > deadline:
-                raise FolderLockedError(f"{lock.parent}: could not take over the stale lock {lock}; delete it and retry")
+                raise FolderLockedError(
+                    f"{lock.parent}: could not take over the stale lock {lock}; delete it and retry"
+                ) from None
             continue
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(json.dumps(record))

@@ -14,8 +14,12 @@ from omegaconf import OmegaConf
 # has no `logger` key: it gets what training used then.
 DEFAULT_LOGGERS: dict[str, dict[str, Any]] = {
     "csv": {"_target_": "pytorch_lightning.loggers.CSVLogger", "name": "logs", "version": ""},
-    "tensorboard": {"_target_": "pytorch_lightning.loggers.TensorBoardLogger", "name": "tensorboard", "version": "",
-                    "default_hp_metric": False},
+    "tensorboard": {
+        "_target_": "pytorch_lightning.loggers.TensorBoardLogger",
+        "name": "tensorboard",
+        "version": "",
+        "default_hp_metric": False,
+    },
 }
 # Loggers whose constructor takes the run folder as save_dir (MLflow's store is its tracking_uri instead).
 _SAVE_DIR_TARGETS = ("CSVLogger", "TensorBoardLogger", "WandbLogger")
@@ -34,13 +38,19 @@ def build_loggers(logger_cfg: Mapping[str, Any] | None, *, save_dir: Path | str)
     for name, spec in specs.items():
         if not isinstance(spec, dict) or "_target_" not in spec:
             raise ValueError(f"logger.{name} must be a mapping with a _target_ (see conf/logger/), got {spec!r}")
-        kwargs = {"save_dir": str(save_dir)} if str(spec["_target_"]).endswith(_SAVE_DIR_TARGETS) and "save_dir" not in spec else {}
+        kwargs = (
+            {"save_dir": str(save_dir)}
+            if str(spec["_target_"]).endswith(_SAVE_DIR_TARGETS) and "save_dir" not in spec
+            else {}
+        )
         try:
             loggers.append(instantiate(spec, **kwargs))
         except Exception as error:  # Hydra wraps the logger's ImportError/ModuleNotFoundError in its own error
             cause = error.__cause__ or error
             if isinstance(cause, ImportError) or "is not installed" in str(cause) or "No module named" in str(cause):
-                raise ImportError(f"logger={name} needs a package that is not installed ({cause}): "
-                                  "pip install 'fer-longtail[loggers]' (wandb, mlflow)") from error
+                raise ImportError(
+                    f"logger={name} needs a package that is not installed ({cause}): "
+                    "pip install 'fer-longtail[loggers]' (wandb, mlflow)"
+                ) from error
             raise
     return loggers

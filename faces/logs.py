@@ -13,8 +13,12 @@ import logging
 import warnings
 
 _TIP_PREFIX = "💡 Tip:"
-_LIGHTNING_LOGGERS = ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero",
-                      "lightning_fabric.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+_LIGHTNING_LOGGERS = (
+    "pytorch_lightning.utilities.rank_zero",
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning_fabric.utilities.rank_zero",
+    "lightning.fabric.utilities.rank_zero",
+)
 EVAL_MODE_WARNING = r"Found \d+ module\(s\) in eval mode at the start of training"
 _LIGHTNING_PYTREE_DEPRECATION = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
 

@@ -45,8 +45,7 @@ def detect_rafdb_layout(root: Path) -> str:
             hint = f" Did you mean data.root={child}?"
             break
     raise DatasetError(
-        f"data.root={root} matches no known RAF-DB layout. Tried: {_TRIED}. "
-        f"Found: {describe_directory(root)}.{hint}"
+        f"data.root={root} matches no known RAF-DB layout. Tried: {_TRIED}. Found: {describe_directory(root)}.{hint}"
     )
 
 
@@ -91,19 +90,21 @@ def _list_official(root: Path) -> SourceListing:
                 f"({', '.join(f'{i + 1}={c}' for i, c in enumerate(RAFDB_CLASSES))})"
             )
         if name in first_line:
-            raise DatasetError(f"{label_file}:{lineno}: duplicate entry {name} (first listed on line {first_line[name]})")
+            raise DatasetError(
+                f"{label_file}:{lineno}: duplicate entry {name} (first listed on line {first_line[name]})"
+            )
         first_line[name] = lineno
         path = image_dir / f"{Path(name).stem}_aligned.jpg"
         if not path.is_file():
             missing.append(f"{path} (line {lineno})")
             continue
-        splits[split].append(ImageRecord(path=path, sample_id=path.relative_to(root).as_posix(), label=int(label_text) - 1))
+        splits[split].append(
+            ImageRecord(path=path, sample_id=path.relative_to(root).as_posix(), label=int(label_text) - 1)
+        )
 
     if missing:
         shown = "\n  ".join(missing[:10])
-        raise DatasetError(
-            f"{label_file} lists {len(missing)} image(s) that do not exist, e.g.:\n  {shown}"
-        )
+        raise DatasetError(f"{label_file} lists {len(missing)} image(s) that do not exist, e.g.:\n  {shown}")
     for split, records in splits.items():
         if not records:
             raise DatasetError(f"{label_file}: no {split} entries (lines starting with '{split}_')")

@@ -43,10 +43,29 @@ HEADLINE = (("accuracy", "accuracy"), ("mean_class_accuracy", "mean class acc.")
 # Tables read tail first: the few-shot classes are what the project is about.
 GROUPS_TAIL_FIRST = tuple(reversed(GROUPS))
 
-__all__ = ["CONFIG_FILE", "ERROR_FILE", "GROUPS", "GROUPS_TAIL_FIRST", "HEADLINE", "INTERRUPTED_FILE",
-           "METRICS_FILE", "ROW_FILE", "RunInterrupted", "UnwritableFolderError", "check_not_interrupted",
-           "check_writable", "clear_interruption", "command_line", "exit_interrupted", "interrupt_signals",
-           "read_metrics", "record_failure", "record_interruption", "replace_argument", "write_metrics"]
+__all__ = [
+    "CONFIG_FILE",
+    "ERROR_FILE",
+    "GROUPS",
+    "GROUPS_TAIL_FIRST",
+    "HEADLINE",
+    "INTERRUPTED_FILE",
+    "METRICS_FILE",
+    "ROW_FILE",
+    "RunInterrupted",
+    "UnwritableFolderError",
+    "check_not_interrupted",
+    "check_writable",
+    "clear_interruption",
+    "command_line",
+    "exit_interrupted",
+    "interrupt_signals",
+    "read_metrics",
+    "record_failure",
+    "record_interruption",
+    "replace_argument",
+    "write_metrics",
+]
 
 
 def write_metrics(run_dir: Path | str, metrics: dict[str, Any]) -> Path:
@@ -58,12 +77,19 @@ def read_metrics(run_dir: Path | str) -> dict[str, Any]:
     return json.loads((Path(run_dir) / METRICS_FILE).read_text())
 
 
-def record_failure(run_dir: Path | str, error: BaseException, *, row: str | None = None, seed: int | None = None) -> Path:
+def record_failure(
+    run_dir: Path | str, error: BaseException, *, row: str | None = None, seed: int | None = None
+) -> Path:
     """error.json for a run that raised, so aggregation reports it as failed instead of missing it."""
-    return write_json_atomic(Path(run_dir) / ERROR_FILE, {
-        "row": row, "seed": seed, "error": f"{type(error).__name__}: {error}",
-        "traceback": "".join(traceback.format_exception(error)),
-    })
+    return write_json_atomic(
+        Path(run_dir) / ERROR_FILE,
+        {
+            "row": row,
+            "seed": seed,
+            "error": f"{type(error).__name__}: {error}",
+            "traceback": "".join(traceback.format_exception(error)),
+        },
+    )
 
 
 class RunInterrupted(BaseException):
@@ -123,10 +149,17 @@ def check_not_interrupted(trainer: Any) -> None:
 
 def record_interruption(run_dir: Path | str, interrupted: RunInterrupted, *, resume: str, note: str = "") -> Path:
     """interrupted.json: which signal stopped the run, when, and the command that resumes it."""
-    return write_json_atomic(Path(run_dir) / INTERRUPTED_FILE, {
-        "signal": interrupted.signal_name, "exit_status": interrupted.exit_status,
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "resume": resume, "note": note,
-    }, indent=2)
+    return write_json_atomic(
+        Path(run_dir) / INTERRUPTED_FILE,
+        {
+            "signal": interrupted.signal_name,
+            "exit_status": interrupted.exit_status,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "resume": resume,
+            "note": note,
+        },
+        indent=2,
+    )
 
 
 def clear_interruption(run_dir: Path | str) -> None:
@@ -134,8 +167,9 @@ def clear_interruption(run_dir: Path | str) -> None:
     (Path(run_dir) / INTERRUPTED_FILE).unlink(missing_ok=True)
 
 
-def exit_interrupted(interrupted: RunInterrupted, *, run_dir: Path | str, resume: str, note: str = "",
-                     mark: bool = True) -> NoReturn:
+def exit_interrupted(
+    interrupted: RunInterrupted, *, run_dir: Path | str, resume: str, note: str = "", mark: bool = True
+) -> NoReturn:
     """Mark `run_dir` interrupted, say so with the resume command on stderr, and exit 143 (SIGTERM) or 130 (SIGINT).
     `mark=False` (a DDP rank other than 0): exit with the same status, silently; rank 0 speaks for the run."""
     run_dir = Path(run_dir)
@@ -143,9 +177,17 @@ def exit_interrupted(interrupted: RunInterrupted, *, run_dir: Path | str, resume
         sys.exit(interrupted.exit_status)
     if run_dir.is_dir():
         record_interruption(run_dir, interrupted, resume=resume, note=note)
-    marked = f"{run_dir} is marked interrupted ({INTERRUPTED_FILE}), not finished" if run_dir.is_dir() else f"{run_dir} is not finished"
+    marked = (
+        f"{run_dir} is marked interrupted ({INTERRUPTED_FILE}), not finished"
+        if run_dir.is_dir()
+        else f"{run_dir} is not finished"
+    )
     extra = f" {note}" if note else ""
-    print(f"\nINTERRUPTED by {interrupted.signal_name}: {marked}.{extra}\nTo resume: {resume}", file=sys.stderr, flush=True)
+    print(
+        f"\nINTERRUPTED by {interrupted.signal_name}: {marked}.{extra}\nTo resume: {resume}",
+        file=sys.stderr,
+        flush=True,
+    )
     sys.exit(interrupted.exit_status)
 
 

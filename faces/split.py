@@ -37,7 +37,9 @@ class FaceSplit:
     def __post_init__(self) -> None:
         n = len(self.sample_ids)
         if self.images.dtype != torch.uint8 or self.images.ndim != 4 or self.images.shape[1] != 3:
-            raise ValueError(f"split {self.name!r}: images must be uint8 [N, 3, H, W], got {self.images.dtype} {tuple(self.images.shape)}")
+            raise ValueError(
+                f"split {self.name!r}: images must be uint8 [N, 3, H, W], got {self.images.dtype} {tuple(self.images.shape)}"
+            )
         if not (self.images.shape[0] == self.labels.shape[0] == self.is_synthetic.shape[0] == n):
             raise ValueError(
                 f"split {self.name!r}: images ({self.images.shape[0]}), labels ({self.labels.shape[0]}), "
@@ -130,6 +132,9 @@ def warn_unvalidated_classes(fit: FaceSplit, val: FaceSplit) -> list[str]:
     missing = [name for name, n_fit, n_val in zip(fit.class_names, fit_counts, val_counts) if n_fit and not n_val]
     if missing:
         shown = ", ".join(f"{name} ({fit_counts[fit.class_names.index(name)]} training image(s))" for name in missing)
-        log.warning("no validation image for class(es) %s: model selection and early stopping ignore them; a class needs "
-                    "at least 2 training images to give one to validation", shown)
+        log.warning(
+            "no validation image for class(es) %s: model selection and early stopping ignore them; a class needs "
+            "at least 2 training images to give one to validation",
+            shown,
+        )
     return missing

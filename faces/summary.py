@@ -94,8 +94,10 @@ def summarize_dataset(data, *, thresholds: GroupThresholds = GroupThresholds()) 
         "group_thresholds": {"many": thresholds.many, "few": thresholds.few},
         "skipped_unreadable": {name: len(split.skipped) for name, split in data.splits.items()},
         # Decoding notes (faces.cache): turned upright by EXIF orientation, much smaller than image_size, far from square.
-        "decode_notes": {kind: {name: len(split.flagged.get(kind, ())) for name, split in data.splits.items()}
-                         for kind in (EXIF_ROTATED, SMALL, NOT_SQUARE)},
+        "decode_notes": {
+            kind: {name: len(split.flagged.get(kind, ())) for name, split in data.splits.items()}
+            for kind in (EXIF_ROTATED, SMALL, NOT_SQUARE)
+        },
         "ignored_non_images": len(data.ignored),
     }
     if "train" in data.splits:
@@ -119,7 +121,8 @@ def format_summary(summary: dict) -> str:
     ]
     for i, name in enumerate(names):
         lines.append(
-            f"{name:<{width}} {summary['groups'][name]:<7}" + "".join(f"{summary['counts'][s][i]:>{col}}" for s in splits)
+            f"{name:<{width}} {summary['groups'][name]:<7}"
+            + "".join(f"{summary['counts'][s][i]:>{col}}" for s in splits)
         )
     lines.append(f"{'total':<{width}} {'':<7}" + "".join(f"{summary['totals'][s]:>{col}}" for s in splits))
     lines.append(
@@ -130,8 +133,10 @@ def format_summary(summary: dict) -> str:
         lines.append(f"matches RAF-DB official counts: {summary['matches_official_counts']}")
     notes = {kind: sum(per_split.values()) for kind, per_split in summary.get("decode_notes", {}).items()}
     if any(notes.values()):
-        lines.append(f"images turned upright by their EXIF orientation: {notes.get(EXIF_ROTATED, 0)}; much smaller than "
-                     f"{summary['image_size']}px: {notes.get(SMALL, 0)}; far from square: {notes.get(NOT_SQUARE, 0)} (named in the log)")
+        lines.append(
+            f"images turned upright by their EXIF orientation: {notes.get(EXIF_ROTATED, 0)}; much smaller than "
+            f"{summary['image_size']}px: {notes.get(SMALL, 0)}; far from square: {notes.get(NOT_SQUARE, 0)} (named in the log)"
+        )
     skipped = sum(summary["skipped_unreadable"].values())
     if skipped or summary["ignored_non_images"]:
         lines.append(f"skipped unreadable images: {skipped}; ignored non-image files: {summary['ignored_non_images']}")
@@ -146,7 +151,9 @@ def plot_class_samples(split, *, path: Path, per_class: int = 10, seed: int = 0,
     generator = torch.Generator().manual_seed(seed)
     rows = len(split.class_names)
     size = split.image_size
-    fig, axes = plt.subplots(rows, 1, figsize=(per_class * size * scale / 100 + 1.4, rows * size * scale / 100 + 0.2), dpi=100)
+    fig, axes = plt.subplots(
+        rows, 1, figsize=(per_class * size * scale / 100 + 1.4, rows * size * scale / 100 + 0.2), dpi=100
+    )
     for label, ax in enumerate(axes if rows > 1 else [axes]):
         members = (split.labels == label).nonzero().flatten()
         chosen = members[torch.randperm(len(members), generator=generator)[:per_class]]

@@ -87,7 +87,9 @@ def check_test_per_class(value: object) -> int | None:
     if value is None:
         return None
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 100_000:
-        raise DatasetError(f"data.test_per_class={value!r} must be null or an integer in 1..100000 (test faces per class, at least)")
+        raise DatasetError(
+            f"data.test_per_class={value!r} must be null or an integer in 1..100000 (test faces per class, at least)"
+        )
     return value
 
 
@@ -123,7 +125,12 @@ def _render_chunk(tasks: list[tuple[str, int, int, int, int, str]]) -> None:
 
 
 def ensure_synthetic_faces(
-    *, root: Path | str, preset: str, seed: int, image_size: int | None = None, num_workers: int | None = None,
+    *,
+    root: Path | str,
+    preset: str,
+    seed: int,
+    image_size: int | None = None,
+    num_workers: int | None = None,
     test_per_class: int | None = None,
 ) -> Path:
     """Render the preset into `root/<preset>-<size>px-seed<seed>[-test<N>]` once; return that folder.
@@ -135,9 +142,18 @@ def ensure_synthetic_faces(
     size = int(image_size or spec.image_size)
     test_per_class = check_test_per_class(test_per_class)
     counts = preset_counts(spec, test_per_class=test_per_class)
-    target = Path(root).expanduser() / (f"{spec.name}-{size}px-seed{seed}" + (f"-test{test_per_class}" if test_per_class else ""))
-    meta = {"generator_version": GENERATOR_VERSION, "renderer_sha256": _RENDERER_SHA, "preset": asdict(spec), "seed": seed, "image_size": size,
-            "counts": {k: list(v) for k, v in counts.items()}, "classes": list(RAFDB_CLASSES)}
+    target = Path(root).expanduser() / (
+        f"{spec.name}-{size}px-seed{seed}" + (f"-test{test_per_class}" if test_per_class else "")
+    )
+    meta = {
+        "generator_version": GENERATOR_VERSION,
+        "renderer_sha256": _RENDERER_SHA,
+        "preset": asdict(spec),
+        "seed": seed,
+        "image_size": size,
+        "counts": {k: list(v) for k, v in counts.items()},
+        "classes": list(RAFDB_CLASSES),
+    }
     if test_per_class:
         meta["test_per_class"] = test_per_class
     meta_path = target / META_FILE
@@ -146,11 +162,16 @@ def ensure_synthetic_faces(
             return target
         log.info("synthetic faces in %s are from another generator version; rendering again", target)
     elif target.exists() and any(target.iterdir()):
-        raise DatasetError(f"{target} exists but is not a synthetic-faces folder (no {META_FILE}); refusing to overwrite it")
+        raise DatasetError(
+            f"{target} exists but is not a synthetic-faces folder (no {META_FILE}); refusing to overwrite it"
+        )
 
     base = preset_counts(spec)
-    tasks = [(split, index, label, seed, size, f"{RAFDB_CLASSES[label]}/{split}_{index:05d}.png")
-             for name, split_counts in counts.items() for split, index, label in _tasks(name, split_counts, base[name])]
+    tasks = [
+        (split, index, label, seed, size, f"{RAFDB_CLASSES[label]}/{split}_{index:05d}.png")
+        for name, split_counts in counts.items()
+        for split, index, label in _tasks(name, split_counts, base[name])
+    ]
 
     # Render into a sibling temp folder and rename at the end: an interrupted run never
     # leaves a half-written dataset that looks complete.
@@ -161,7 +182,9 @@ def ensure_synthetic_faces(
             (staging / split / name).mkdir(parents=True)
     jobs = [(s, i, lab, sd, sz, str(staging / s / rel)) for s, i, lab, sd, sz, rel in tasks]
     workers = min(num_workers or os.cpu_count() or 1, 16)
-    log.info("rendering %d synthetic faces (%s preset, %dpx, seed %d) into %s", len(jobs), spec.name, size, seed, target)
+    log.info(
+        "rendering %d synthetic faces (%s preset, %dpx, seed %d) into %s", len(jobs), spec.name, size, seed, target
+    )
     try:
         if workers > 1 and len(jobs) >= 4000:
             chunks = [jobs[i : i + 256] for i in range(0, len(jobs), 256)]
@@ -180,8 +203,21 @@ def ensure_synthetic_faces(
     return target
 
 
-def list_synthetic_faces(*, root: Path | str, preset: str, seed: int, image_size: int | None = None,
-                         num_workers: int | None = None, test_per_class: int | None = None) -> SourceListing:
-    folder = ensure_synthetic_faces(root=root, preset=preset, seed=seed, image_size=image_size, num_workers=num_workers,
-                                    test_per_class=test_per_class)
+def list_synthetic_faces(
+    *,
+    root: Path | str,
+    preset: str,
+    seed: int,
+    image_size: int | None = None,
+    num_workers: int | None = None,
+    test_per_class: int | None = None,
+) -> SourceListing:
+    folder = ensure_synthetic_faces(
+        root=root,
+        preset=preset,
+        seed=seed,
+        image_size=image_size,
+        num_workers=num_workers,
+        test_per_class=test_per_class,
+    )
     return list_image_folder(folder, class_names=RAFDB_CLASSES, dataset=f"synthetic-{preset}", layout="synthetic-faces")

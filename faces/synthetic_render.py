@@ -69,9 +69,21 @@ SUPERSAMPLE: Final[int] = 4
 #   teeth_show        >0.5 draws teeth when the mouth is open
 # ---------------------------------------------------------------------------------------
 PARAM_NAMES: tuple[str, ...] = (
-    "brow_raise", "brow_inner_raise", "brow_knit", "eye_open", "lower_lid_raise",
-    "upper_lid_droop", "mouth_open", "mouth_width", "mouth_roundness", "mouth_boxiness",
-    "lip_corner_pull", "upper_lip_raise", "lip_press", "nose_wrinkle", "nasolabial_fold",
+    "brow_raise",
+    "brow_inner_raise",
+    "brow_knit",
+    "eye_open",
+    "lower_lid_raise",
+    "upper_lid_droop",
+    "mouth_open",
+    "mouth_width",
+    "mouth_roundness",
+    "mouth_boxiness",
+    "lip_corner_pull",
+    "upper_lip_raise",
+    "lip_press",
+    "nose_wrinkle",
+    "nasolabial_fold",
     "teeth_show",
 )
 _P: Final[dict[str, int]] = {name: i for i, name in enumerate(PARAM_NAMES)}
@@ -91,47 +103,203 @@ def _proto(**changes: float) -> np.ndarray:
 # common real-world variants (closed vs open smile; pressed-lip vs bared-teeth anger).
 PROTOTYPES: Final[tuple[tuple[tuple[float, np.ndarray], ...], ...]] = (
     # Surprise: brows high and arched, eyes wide (white above the iris), round open jaw.
-    ((1.0, _proto(brow_raise=0.21, brow_inner_raise=0.02, eye_open=1.6, lower_lid_raise=-0.15,
-                  mouth_open=1.0, mouth_width=0.68, mouth_roundness=1.0, teeth_show=0.0)),),
+    (
+        (
+            1.0,
+            _proto(
+                brow_raise=0.21,
+                brow_inner_raise=0.02,
+                eye_open=1.6,
+                lower_lid_raise=-0.15,
+                mouth_open=1.0,
+                mouth_width=0.68,
+                mouth_roundness=1.0,
+                teeth_show=0.0,
+            ),
+        ),
+    ),
     # Fear: brows high *and* inner ends raised and knit, eyes wide, mouth stretched wide.
-    ((1.0, _proto(brow_raise=0.12, brow_inner_raise=0.10, brow_knit=0.045, eye_open=1.5,
-                  lower_lid_raise=0.15, mouth_open=0.45, mouth_width=1.3, mouth_boxiness=0.8,
-                  lip_corner_pull=-0.07, lip_press=0.3, teeth_show=0.8)),),
+    (
+        (
+            1.0,
+            _proto(
+                brow_raise=0.12,
+                brow_inner_raise=0.10,
+                brow_knit=0.045,
+                eye_open=1.5,
+                lower_lid_raise=0.15,
+                mouth_open=0.45,
+                mouth_width=1.3,
+                mouth_boxiness=0.8,
+                lip_corner_pull=-0.07,
+                lip_press=0.3,
+                teeth_show=0.8,
+            ),
+        ),
+    ),
     # Disgust: nose wrinkle, raised upper lip, lowered brows, narrowed eyes, corners down.
-    ((1.0, _proto(brow_raise=-0.07, brow_inner_raise=-0.05, brow_knit=0.04, eye_open=0.68,
-                  lower_lid_raise=0.45, mouth_open=0.1, mouth_width=0.95, mouth_boxiness=0.3,
-                  lip_corner_pull=-0.10, upper_lip_raise=0.11, nose_wrinkle=1.0,
-                  nasolabial_fold=0.9, teeth_show=0.8)),),
+    (
+        (
+            1.0,
+            _proto(
+                brow_raise=-0.07,
+                brow_inner_raise=-0.05,
+                brow_knit=0.04,
+                eye_open=0.68,
+                lower_lid_raise=0.45,
+                mouth_open=0.1,
+                mouth_width=0.95,
+                mouth_boxiness=0.3,
+                lip_corner_pull=-0.10,
+                upper_lip_raise=0.11,
+                nose_wrinkle=1.0,
+                nasolabial_fold=0.9,
+                teeth_show=0.8,
+            ),
+        ),
+    ),
     # Happiness: corners strongly up, cheeks raise the lower lids; closed or open with teeth.
-    ((0.45, _proto(eye_open=0.85, lower_lid_raise=0.55, mouth_width=1.25, lip_corner_pull=0.24,
-                   lip_press=0.3, nasolabial_fold=0.75)),
-     (0.55, _proto(eye_open=0.85, lower_lid_raise=0.55, mouth_open=0.35, mouth_width=1.25,
-                   lip_corner_pull=0.22, lip_press=0.3, nasolabial_fold=0.8, teeth_show=1.0))),
+    (
+        (
+            0.45,
+            _proto(
+                eye_open=0.85,
+                lower_lid_raise=0.55,
+                mouth_width=1.25,
+                lip_corner_pull=0.24,
+                lip_press=0.3,
+                nasolabial_fold=0.75,
+            ),
+        ),
+        (
+            0.55,
+            _proto(
+                eye_open=0.85,
+                lower_lid_raise=0.55,
+                mouth_open=0.35,
+                mouth_width=1.25,
+                lip_corner_pull=0.22,
+                lip_press=0.3,
+                nasolabial_fold=0.8,
+                teeth_show=1.0,
+            ),
+        ),
+    ),
     # Sadness: inner brow ends raised, outer upper lids drooping, corners down.
-    ((1.0, _proto(brow_raise=0.03, brow_inner_raise=0.14, brow_knit=0.03, eye_open=0.72,
-                  upper_lid_droop=0.6, mouth_width=0.95, lip_corner_pull=-0.15, lip_press=0.15)),),
+    (
+        (
+            1.0,
+            _proto(
+                brow_raise=0.03,
+                brow_inner_raise=0.14,
+                brow_knit=0.03,
+                eye_open=0.72,
+                upper_lid_droop=0.6,
+                mouth_width=0.95,
+                lip_corner_pull=-0.15,
+                lip_press=0.15,
+            ),
+        ),
+    ),
     # Anger: brows lowered into a V, narrowed eyes; pressed thin lips or a bared, tense mouth.
-    ((0.65, _proto(brow_raise=-0.10, brow_inner_raise=-0.16, brow_knit=0.08, eye_open=0.62,
-                   lower_lid_raise=0.4, mouth_width=0.88, lip_corner_pull=-0.04, lip_press=1.0)),
-     (0.35, _proto(brow_raise=-0.10, brow_inner_raise=-0.16, brow_knit=0.08, eye_open=0.62,
-                   lower_lid_raise=0.4, mouth_open=0.35, mouth_width=1.1, mouth_boxiness=1.0,
-                   lip_corner_pull=-0.04, lip_press=0.3, teeth_show=1.0))),
+    (
+        (
+            0.65,
+            _proto(
+                brow_raise=-0.10,
+                brow_inner_raise=-0.16,
+                brow_knit=0.08,
+                eye_open=0.62,
+                lower_lid_raise=0.4,
+                mouth_width=0.88,
+                lip_corner_pull=-0.04,
+                lip_press=1.0,
+            ),
+        ),
+        (
+            0.35,
+            _proto(
+                brow_raise=-0.10,
+                brow_inner_raise=-0.16,
+                brow_knit=0.08,
+                eye_open=0.62,
+                lower_lid_raise=0.4,
+                mouth_open=0.35,
+                mouth_width=1.1,
+                mouth_boxiness=1.0,
+                lip_corner_pull=-0.04,
+                lip_press=0.3,
+                teeth_show=1.0,
+            ),
+        ),
+    ),
     # Neutral: everything at rest.
     ((1.0, _proto()),),
 )
 
 # Per-parameter jitter (standard deviation) added after intensity interpolation, applied to
 # every class alike, so that class boundaries are soft.
-PARAM_JITTER: Final[np.ndarray] = np.array([
-    0.045, 0.035, 0.02, 0.15, 0.12, 0.12, 0.06, 0.09, 0.15, 0.15, 0.045, 0.02, 0.15, 0.15, 0.15, 0.2,
-])
+PARAM_JITTER: Final[np.ndarray] = np.array(
+    [
+        0.045,
+        0.035,
+        0.02,
+        0.15,
+        0.12,
+        0.12,
+        0.06,
+        0.09,
+        0.15,
+        0.15,
+        0.045,
+        0.02,
+        0.15,
+        0.15,
+        0.15,
+        0.2,
+    ]
+)
 # Physically meaningful bounds for each parameter after jitter.
-PARAM_LOW: Final[np.ndarray] = np.array([
-    -0.16, -0.22, 0.0, 0.4, -0.3, 0.0, 0.0, 0.55, 0.0, 0.0, -0.25, 0.0, 0.0, 0.0, 0.0, 0.0,
-])
-PARAM_HIGH: Final[np.ndarray] = np.array([
-    0.26, 0.2, 0.11, 1.9, 0.8, 1.0, 1.0, 1.45, 1.0, 1.0, 0.3, 0.16, 1.0, 1.0, 1.0, 1.0,
-])
+PARAM_LOW: Final[np.ndarray] = np.array(
+    [
+        -0.16,
+        -0.22,
+        0.0,
+        0.4,
+        -0.3,
+        0.0,
+        0.0,
+        0.55,
+        0.0,
+        0.0,
+        -0.25,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+    ]
+)
+PARAM_HIGH: Final[np.ndarray] = np.array(
+    [
+        0.26,
+        0.2,
+        0.11,
+        1.9,
+        0.8,
+        1.0,
+        1.0,
+        1.45,
+        1.0,
+        1.0,
+        0.3,
+        0.16,
+        1.0,
+        1.0,
+        1.0,
+        1.0,
+    ]
+)
 
 # Expression intensity ~ MIN + (1 - MIN) * Beta(a, b): a sizeable share of faces is subtle,
 # which is what makes the stand-in hard in the way in-the-wild FER is hard.
@@ -148,33 +316,58 @@ COMPOUND_PROBABILITY: Final[float] = 0.5
 COMPOUND_MAX_WEIGHT: Final[float] = 0.45
 
 # Realistic skin tones from very light to very dark (sRGB), sampled by interpolation.
-SKIN_TONES: Final[np.ndarray] = np.array([
-    (250, 220, 196), (241, 194, 160), (224, 172, 137), (198, 140, 102),
-    (160, 105, 72), (120, 76, 50), (86, 54, 38),
-], dtype=np.float64)
-HAIR_COLOURS: Final[np.ndarray] = np.array([
-    (22, 18, 16), (45, 32, 24), (80, 55, 35), (120, 80, 45), (150, 70, 35),
-    (200, 165, 105), (160, 155, 150), (60, 45, 40),
-], dtype=np.float64)
-IRIS_COLOURS: Final[np.ndarray] = np.array([
-    (70, 45, 25), (95, 65, 35), (55, 85, 120), (75, 100, 70), (110, 90, 55), (40, 30, 25),
-], dtype=np.float64)
+SKIN_TONES: Final[np.ndarray] = np.array(
+    [
+        (250, 220, 196),
+        (241, 194, 160),
+        (224, 172, 137),
+        (198, 140, 102),
+        (160, 105, 72),
+        (120, 76, 50),
+        (86, 54, 38),
+    ],
+    dtype=np.float64,
+)
+HAIR_COLOURS: Final[np.ndarray] = np.array(
+    [
+        (22, 18, 16),
+        (45, 32, 24),
+        (80, 55, 35),
+        (120, 80, 45),
+        (150, 70, 35),
+        (200, 165, 105),
+        (160, 155, 150),
+        (60, 45, 40),
+    ],
+    dtype=np.float64,
+)
+IRIS_COLOURS: Final[np.ndarray] = np.array(
+    [
+        (70, 45, 25),
+        (95, 65, 35),
+        (55, 85, 120),
+        (75, 100, 70),
+        (110, 90, 55),
+        (40, 30, 25),
+    ],
+    dtype=np.float64,
+)
 MOUTH_INTERIOR: Final[tuple[int, int, int]] = (62, 18, 24)
 TEETH_COLOUR: Final[np.ndarray] = np.array((238, 232, 216), dtype=np.float64)
 SCLERA_COLOUR: Final[np.ndarray] = np.array((240, 238, 232), dtype=np.float64)
 
 # Feature layout in face units (head half-width = 1).
-EYE_Y: Final[float] = -0.05          # eye line sits near the head's vertical middle
-EYE_DX: Final[float] = 0.38           # eye centre distance from the midline
+EYE_Y: Final[float] = -0.05  # eye line sits near the head's vertical middle
+EYE_DX: Final[float] = 0.38  # eye centre distance from the midline
 EYE_HALF_WIDTH: Final[float] = 0.2
 UPPER_LID_HEIGHT: Final[float] = 0.078
 LOWER_LID_HEIGHT: Final[float] = 0.058
 IRIS_RADIUS: Final[float] = 0.075
-BROW_GAP: Final[float] = 0.25         # brow centreline above the eye centre at rest
+BROW_GAP: Final[float] = 0.25  # brow centreline above the eye centre at rest
 NOSE_TIP_Y: Final[float] = 0.36
 MOUTH_Y: Final[float] = 0.68
 MOUTH_HALF_WIDTH: Final[float] = 0.26
-MOUTH_MAX_GAP: Final[float] = 0.30    # lip separation at mouth_open = 1
+MOUTH_MAX_GAP: Final[float] = 0.30  # lip separation at mouth_open = 1
 
 Colour = tuple[int, int, int]
 
@@ -308,8 +501,16 @@ def _sample_expression(*, label: int, rng: np.random.Generator) -> tuple[np.ndar
 # Face parts (each draws in face units on a _Canvas)
 # ---------------------------------------------------------------------------------------
 def _draw_eye(
-    *, canvas: _Canvas, side: int, params: np.ndarray, skin: np.ndarray, iris: np.ndarray,
-    eye_scale: float, canthal_tilt: float, gaze: tuple[float, float], light_x: float,
+    *,
+    canvas: _Canvas,
+    side: int,
+    params: np.ndarray,
+    skin: np.ndarray,
+    iris: np.ndarray,
+    eye_scale: float,
+    canthal_tilt: float,
+    gaze: tuple[float, float],
+    light_x: float,
 ) -> None:
     """One eye: sclera, iris, pupil, catch-light, then skin lids drawn over the ball.
 
@@ -319,11 +520,11 @@ def _draw_eye(
     cx, cy = side * EYE_DX, EYE_Y
     ew = EYE_HALF_WIDTH * eye_scale
     t = np.linspace(-1.0, 1.0, 15)
-    outward = np.clip(t * side, 0.0, 1.0)      # 0 at the inner half, 1 at the outer corner
+    outward = np.clip(t * side, 0.0, 1.0)  # 0 at the inner half, 1 at the outer corner
     prof = _profile(t=t) ** 0.8
     h_up = UPPER_LID_HEIGHT * eye_scale * params[_P["eye_open"]]
     h_low = LOWER_LID_HEIGHT * eye_scale
-    tilt = -canthal_tilt * t * side * ew       # outer corner up for positive tilt
+    tilt = -canthal_tilt * t * side * ew  # outer corner up for positive tilt
     upper = cy + tilt - h_up * prof + params[_P["upper_lid_droop"]] * h_up * 0.75 * outward**1.5 * prof
     lower = cy + tilt + h_low * prof * (1.0 - params[_P["lower_lid_raise"]])
     lower = np.maximum(lower, upper + 0.006)
@@ -366,7 +567,13 @@ def _draw_eye(
 
 
 def _draw_brow(
-    *, canvas: _Canvas, side: int, params: np.ndarray, colour: Colour, thickness: float, arch: float,
+    *,
+    canvas: _Canvas,
+    side: int,
+    params: np.ndarray,
+    colour: Colour,
+    thickness: float,
+    arch: float,
     brow_length: float,
 ) -> None:
     """One brow as a thick, tapering stroke whose inner end moves with AU1 and AU4."""
@@ -388,7 +595,12 @@ def _draw_brow(
 
 
 def _draw_nose(
-    *, canvas: _Canvas, params: np.ndarray, skin: np.ndarray, nose_scale: float, light_x: float,
+    *,
+    canvas: _Canvas,
+    params: np.ndarray,
+    skin: np.ndarray,
+    nose_scale: float,
+    light_x: float,
 ) -> None:
     """Nose: side shadow, wings, nostrils; AU9 adds bridge wrinkles and flares the wings."""
     shadow = skin * 0.42
@@ -400,11 +612,17 @@ def _draw_nose(
     bridge = np.array([[away * 0.06, EYE_Y + 0.06], [away * 0.075, tip_y - 0.12], [away * 0.09, tip_y - 0.04]])
     canvas.line(points=bridge, fill=_blend(base=skin, ink=shadow, alpha=0.25), width=0.02)
     for side in (-1, 1):
-        wing = _bezier(p0=(side * 0.05, tip_y - 0.07), p1=(side * (nw + 0.035), tip_y - 0.03),
-                       p2=(side * 0.045, tip_y + 0.04), n=8)
+        wing = _bezier(
+            p0=(side * 0.05, tip_y - 0.07), p1=(side * (nw + 0.035), tip_y - 0.03), p2=(side * 0.045, tip_y + 0.04), n=8
+        )
         canvas.line(points=wing, fill=_blend(base=skin, ink=shadow, alpha=0.55), width=0.02)
-        nostril = _ellipse_points(cx=side * 0.045 * nose_scale, cy=tip_y + 0.022,
-                                  rx=0.028 * nose_scale * (1.0 + 0.3 * wrinkle), ry=0.016, n=12)
+        nostril = _ellipse_points(
+            cx=side * 0.045 * nose_scale,
+            cy=tip_y + 0.022,
+            rx=0.028 * nose_scale * (1.0 + 0.3 * wrinkle),
+            ry=0.016,
+            n=12,
+        )
         canvas.polygon(points=nostril, fill=_blend(base=skin, ink=np.array((25.0, 10.0, 10.0)), alpha=0.7))
     # Tip underside.
     tip = _bezier(p0=(-0.03, tip_y + 0.035), p1=(0.0, tip_y + 0.05), p2=(0.03, tip_y + 0.035), n=5)
@@ -446,24 +664,33 @@ def _mouth_curves(*, params: np.ndarray, mouth_scale: float) -> tuple[np.ndarray
 def _draw_mouth(*, canvas: _Canvas, params: np.ndarray, skin: np.ndarray, lip: np.ndarray, mouth_scale: float) -> None:
     """Mouth: lips as one filled shape, a dark interior when open, teeth when shown."""
     xs, upper_inner, lower_inner, upper_outer, lower_outer = _mouth_curves(params=params, mouth_scale=mouth_scale)
-    canvas.polygon(points=np.concatenate([np.stack([xs, upper_outer], 1), np.stack([xs, lower_outer], 1)[::-1]]),
-                   fill=_rgb(lip))
+    canvas.polygon(
+        points=np.concatenate([np.stack([xs, upper_outer], 1), np.stack([xs, lower_outer], 1)[::-1]]), fill=_rgb(lip)
+    )
     gap = lower_inner - upper_inner
     if gap.max() > 0.012:
-        canvas.polygon(points=np.concatenate([np.stack([xs, upper_inner], 1), np.stack([xs, lower_inner], 1)[::-1]]),
-                       fill=MOUTH_INTERIOR)
+        canvas.polygon(
+            points=np.concatenate([np.stack([xs, upper_inner], 1), np.stack([xs, lower_inner], 1)[::-1]]),
+            fill=MOUTH_INTERIOR,
+        )
         if params[_P["teeth_show"]] > 0.5 and gap.max() > 0.03:
             inner = slice(2, -2)
             teeth_bottom = np.minimum(upper_inner + 0.065 * mouth_scale, lower_inner)
-            canvas.polygon(points=np.concatenate([np.stack([xs[inner], upper_inner[inner]], 1),
-                                                  np.stack([xs[inner], teeth_bottom[inner]], 1)[::-1]]),
-                           fill=_rgb(TEETH_COLOUR))
+            canvas.polygon(
+                points=np.concatenate(
+                    [np.stack([xs[inner], upper_inner[inner]], 1), np.stack([xs[inner], teeth_bottom[inner]], 1)[::-1]]
+                ),
+                fill=_rgb(TEETH_COLOUR),
+            )
             if gap.max() > 0.1:
                 lower_top = np.maximum(lower_inner - 0.045 * mouth_scale, teeth_bottom + 0.015)
                 lower_top = np.minimum(lower_top, lower_inner)
-                canvas.polygon(points=np.concatenate([np.stack([xs[inner], lower_top[inner]], 1),
-                                                      np.stack([xs[inner], lower_inner[inner]], 1)[::-1]]),
-                               fill=_rgb(TEETH_COLOUR * 0.92))
+                canvas.polygon(
+                    points=np.concatenate(
+                        [np.stack([xs[inner], lower_top[inner]], 1), np.stack([xs[inner], lower_inner[inner]], 1)[::-1]]
+                    ),
+                    fill=_rgb(TEETH_COLOUR * 0.92),
+                )
     if gap.max() <= 0.012:
         # Lip seam: the dark line between closed lips, which carries the corner curve.
         seam = np.stack([xs, 0.5 * (upper_inner + lower_inner)], 1)
@@ -481,7 +708,13 @@ def _draw_mouth(*, canvas: _Canvas, params: np.ndarray, skin: np.ndarray, lip: n
 
 
 def _draw_hair(
-    *, canvas: _Canvas, colour: Colour, aspect: float, hairline: float, style: int, rng_vals: np.ndarray,
+    *,
+    canvas: _Canvas,
+    colour: Colour,
+    aspect: float,
+    hairline: float,
+    style: int,
+    rng_vals: np.ndarray,
 ) -> None:
     """Hair cap over the top of the head with a fringe edge; style changes the fringe shape."""
     phi = np.linspace(math.pi * 1.02, math.pi * 1.98, 24)  # over the top (y negative)
@@ -489,7 +722,7 @@ def _draw_hair(
     outer = np.stack([1.07 * np.cos(phi), (aspect + 0.08 + 0.1 * rng_vals[1]) * np.sin(phi)], axis=1)
     outer = np.concatenate([np.array([[-1.07, side_y]]), outer, np.array([[1.07, side_y]])])
     xs = np.linspace(1.03, -1.03, 17)
-    k = (side_y - hairline)
+    k = side_y - hairline
     fringe_y = hairline + k * np.abs(xs) ** (2.0 + 2.0 * rng_vals[2])
     if style == 1:  # side parting: fringe sweeps lower on one side
         fringe_y += 0.12 * rng_vals[3] * (xs + 1.0) * 0.5
@@ -557,18 +790,37 @@ def _sample_look(*, rng: np.random.Generator, size: int) -> _Look:
     bg_b = (rng.uniform(25, 235, 3) + rng.uniform(25, 235)) * 0.5
     clothing = rng.uniform(20, 220, 3)
     return _Look(
-        aspect=1.18 + 0.2 * u[0], head_frac=0.31 + 0.07 * u[1], offset=offset, angle=angle,
-        jaw_taper=0.05 + 0.17 * u[2], skin=skin, has_hair=has_hair, hair=hair, hair_style=int(u[9] * 3),
-        long_hair=u[10] < 0.35, hairline=-0.62 - 0.28 * u[11], brow_colour=brow_colour,
-        brow_thickness=0.055 + 0.035 * u[12], brow_arch=0.015 + 0.035 * u[13], brow_length=0.44 + 0.1 * u[14],
-        eye_scale=0.88 + 0.24 * u[15], canthal_tilt=0.12 * (u[16] - 0.5),
+        aspect=1.18 + 0.2 * u[0],
+        head_frac=0.31 + 0.07 * u[1],
+        offset=offset,
+        angle=angle,
+        jaw_taper=0.05 + 0.17 * u[2],
+        skin=skin,
+        has_hair=has_hair,
+        hair=hair,
+        hair_style=int(u[9] * 3),
+        long_hair=u[10] < 0.35,
+        hairline=-0.62 - 0.28 * u[11],
+        brow_colour=brow_colour,
+        brow_thickness=0.055 + 0.035 * u[12],
+        brow_arch=0.015 + 0.035 * u[13],
+        brow_length=0.44 + 0.1 * u[14],
+        eye_scale=0.88 + 0.24 * u[15],
+        canthal_tilt=0.12 * (u[16] - 0.5),
         gaze=(0.8 * (u[17] - 0.5), 0.6 * (u[18] - 0.5)),
         iris=_palette_sample(palette=IRIS_COLOURS, position=float(u[19])),
-        nose_scale=0.85 + 0.3 * u[20], mouth_scale=0.88 + 0.24 * u[21],
+        nose_scale=0.85 + 0.3 * u[20],
+        mouth_scale=0.88 + 0.24 * u[21],
         lip=skin * np.array((0.78, 0.52, 0.52)) + np.array((40.0, 8.0, 12.0)) * (0.6 + 0.4 * u[22]),
-        bg_a=bg_a, bg_b=bg_b, bg_angle=2.0 * math.pi * u[23], clothing=clothing,
-        light_dir=2.0 * math.pi * u[24], light_strength=0.35 * u[25], gain=0.85 + 0.3 * u[26],
-        white_balance=0.94 + 0.12 * u[27:30], noise_sigma=7.0 * u[30] ** 2,
+        bg_a=bg_a,
+        bg_b=bg_b,
+        bg_angle=2.0 * math.pi * u[23],
+        clothing=clothing,
+        light_dir=2.0 * math.pi * u[24],
+        light_strength=0.35 * u[25],
+        gain=0.85 + 0.3 * u[26],
+        white_balance=0.94 + 0.12 * u[27:30],
+        noise_sigma=7.0 * u[30] ** 2,
         blur_radius=float((0.3 + 0.6 * u[31]) * size / 64.0) if u[32] < 0.3 else 0.0,
         hair_vals=u[33:38],
     )
@@ -582,7 +834,9 @@ def _background_canvas(*, look: _Look, size: int) -> _Canvas:
     coarse = 16
     coords = (np.arange(coarse, dtype=np.float32) + 0.5) / coarse - 0.5
     proj = math.cos(look.bg_angle) * coords[None, :] + math.sin(look.bg_angle) * coords[:, None] + 0.5
-    background = look.bg_a.astype(np.float32) + (look.bg_b - look.bg_a).astype(np.float32) * proj[..., None].clip(0.0, 1.0)
+    background = look.bg_a.astype(np.float32) + (look.bg_b - look.bg_a).astype(np.float32) * proj[..., None].clip(
+        0.0, 1.0
+    )
     image = Image.fromarray(background.astype(np.uint8), mode="RGB")
     image = image.resize((big, big), resample=Image.Resampling.BILINEAR)
     centre = (big * (0.5 + look.offset[0]), big * (0.54 + look.offset[1]))
@@ -597,15 +851,19 @@ def _draw_head(*, canvas: _Canvas, look: _Look) -> None:
         crown = _ellipse_points(cx=0.0, cy=-0.3, rx=1.15, ry=aspect * 0.95, n=24)[12:]  # upper half
         canvas.polygon(points=np.concatenate([crown, back[[3, 2, 1, 0]]]), fill=_rgb(look.hair))
     canvas.polygon(points=_ellipse_points(cx=0.0, cy=aspect + 1.25, rx=1.9, ry=1.0, n=28), fill=_rgb(look.clothing))
-    canvas.polygon(points=np.array([[-0.42, 0.5], [0.42, 0.5], [0.48, aspect + 0.45], [-0.48, aspect + 0.45]]),
-                   fill=_rgb(skin * 0.82))
+    canvas.polygon(
+        points=np.array([[-0.42, 0.5], [0.42, 0.5], [0.48, aspect + 0.45], [-0.48, aspect + 0.45]]),
+        fill=_rgb(skin * 0.82),
+    )
     for side in (-1, 1):
         ear = _ellipse_points(cx=side * 0.98, cy=EYE_Y + 0.12, rx=0.12, ry=0.22, n=14)
         canvas.polygon(points=ear, fill=_rgb(skin * 0.93))
     # Head: an egg shape (ellipse whose lower half tapers towards the chin).
     phi = np.linspace(0.0, 2.0 * math.pi, 48, endpoint=False)
     sin_phi = np.sin(phi)
-    head = np.stack([np.cos(phi) * (1.0 - look.jaw_taper * np.clip(sin_phi, 0.0, None) ** 1.5), aspect * sin_phi], axis=1)
+    head = np.stack(
+        [np.cos(phi) * (1.0 - look.jaw_taper * np.clip(sin_phi, 0.0, None) ** 1.5), aspect * sin_phi], axis=1
+    )
     canvas.polygon(points=head, fill=_rgb(skin))
 
 
@@ -642,8 +900,12 @@ def _draw_nasolabial_folds(*, canvas: _Canvas, params: np.ndarray, look: _Look) 
         ink = _blend(base=look.skin, ink=look.skin * 0.45, alpha=0.55 * _ramp(value=fold, start=0.15, full=1.0))
         for idx, side in ((0, -1), (-1, 1)):
             corner = (float(xs[idx]) + side * 0.06, float(upper_inner[idx]) + 0.06)
-            curve = _bezier(p0=(side * 0.15 * look.nose_scale, NOSE_TIP_Y - 0.05),
-                            p1=(side * (0.2 + abs(corner[0]) * 0.6), NOSE_TIP_Y + 0.12), p2=corner, n=9)
+            curve = _bezier(
+                p0=(side * 0.15 * look.nose_scale, NOSE_TIP_Y - 0.05),
+                p1=(side * (0.2 + abs(corner[0]) * 0.6), NOSE_TIP_Y + 0.12),
+                p2=corner,
+                n=9,
+            )
             canvas.line(points=curve, fill=ink, width=0.018)
 
 
@@ -652,15 +914,37 @@ def _draw_face(*, canvas: _Canvas, look: _Look, params: np.ndarray) -> None:
     skin, light_x = look.skin, math.cos(look.light_dir)
     _draw_forehead_lines(canvas=canvas, params=params, skin=skin)
     if look.has_hair:
-        _draw_hair(canvas=canvas, colour=_rgb(look.hair), aspect=look.aspect, hairline=look.hairline,
-                   style=look.hair_style, rng_vals=look.hair_vals)
+        _draw_hair(
+            canvas=canvas,
+            colour=_rgb(look.hair),
+            aspect=look.aspect,
+            hairline=look.hairline,
+            style=look.hair_style,
+            rng_vals=look.hair_vals,
+        )
     for side in (-1, 1):
-        _draw_eye(canvas=canvas, side=side, params=params, skin=skin, iris=look.iris, eye_scale=look.eye_scale,
-                  canthal_tilt=look.canthal_tilt, gaze=look.gaze, light_x=light_x)
+        _draw_eye(
+            canvas=canvas,
+            side=side,
+            params=params,
+            skin=skin,
+            iris=look.iris,
+            eye_scale=look.eye_scale,
+            canthal_tilt=look.canthal_tilt,
+            gaze=look.gaze,
+            light_x=light_x,
+        )
     brow_rgb = _rgb(look.brow_colour)
     for side in (-1, 1):
-        _draw_brow(canvas=canvas, side=side, params=params, colour=brow_rgb, thickness=look.brow_thickness,
-                   arch=look.brow_arch, brow_length=look.brow_length)
+        _draw_brow(
+            canvas=canvas,
+            side=side,
+            params=params,
+            colour=brow_rgb,
+            thickness=look.brow_thickness,
+            arch=look.brow_arch,
+            brow_length=look.brow_length,
+        )
     _draw_glabella(canvas=canvas, params=params, skin=skin)
     _draw_nose(canvas=canvas, params=params, skin=skin, nose_scale=look.nose_scale, light_x=light_x)
     _draw_nasolabial_folds(canvas=canvas, params=params, look=look)
@@ -676,7 +960,9 @@ def _photograph(*, canvas: _Canvas, look: _Look, size: int, rng: np.random.Gener
     pixels = np.asarray(small, dtype=np.float32)
     grid = (np.arange(size, dtype=np.float32) + 0.5) / size - 0.5
     light_dir = look.light_dir
-    shading = 1.0 + look.light_strength * 2.0 * (math.cos(light_dir) * grid[None, :] + math.sin(light_dir) * grid[:, None])
+    shading = 1.0 + look.light_strength * 2.0 * (
+        math.cos(light_dir) * grid[None, :] + math.sin(light_dir) * grid[:, None]
+    )
     pixels = pixels * (shading[..., None] * (look.gain * look.white_balance).astype(np.float32))
     if look.noise_sigma > 0.05:
         pixels = pixels + look.noise_sigma * rng.standard_normal(pixels.shape, dtype=np.float32)

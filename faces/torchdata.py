@@ -71,8 +71,14 @@ class EpochSampler(Sampler[int]):
     """
 
     def __init__(
-        self, *, num_items: int, seed: int, weights: torch.Tensor | None = None, num_samples: int | None = None,
-        rank: int = 0, world_size: int = 1,
+        self,
+        *,
+        num_items: int,
+        seed: int,
+        weights: torch.Tensor | None = None,
+        num_samples: int | None = None,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         self.num_items = num_items
         self.seed = seed
@@ -122,8 +128,15 @@ class DeviceBatches:
     Memory: the split's uint8 images once per process (RAF-DB's 12,271 train faces at 100 px: 368 MB).
     """
 
-    def __init__(self, dataset: BatchedFaceDataset, *, sampler: Sampler[int], batch_size: int, drop_last: bool = False,
-                 device: torch.device | str) -> None:
+    def __init__(
+        self,
+        dataset: BatchedFaceDataset,
+        *,
+        sampler: Sampler[int],
+        batch_size: int,
+        drop_last: bool = False,
+        device: torch.device | str,
+    ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size}; it must be >= 1")
         self.dataset = dataset
@@ -147,7 +160,12 @@ class DeviceBatches:
 
 
 def make_loader(
-    dataset: BatchedFaceDataset, *, sampler: Sampler[int], batch_size: int, drop_last: bool = False, pin_memory: bool | None = None,
+    dataset: BatchedFaceDataset,
+    *,
+    sampler: Sampler[int],
+    batch_size: int,
+    drop_last: bool = False,
+    pin_memory: bool | None = None,
     device: torch.device | str | None = None,
 ) -> DataLoader | DeviceBatches:
     """A DataLoader gathering batches on the host (`pin_memory`: None = pin when CUDA is available), or,
@@ -155,6 +173,11 @@ def make_loader(
     if device is not None:
         return DeviceBatches(dataset, sampler=sampler, batch_size=batch_size, drop_last=drop_last, device=device)
     return DataLoader(
-        dataset, batch_size=batch_size, sampler=sampler, collate_fn=keep_batch, drop_last=drop_last,
-        num_workers=0, pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        collate_fn=keep_batch,
+        drop_last=drop_last,
+        num_workers=0,
+        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
     )

@@ -32,8 +32,10 @@ _POLL_S = 0.5
 def spawn_pool(workers: int) -> ProcessPoolExecutor:
     """A ProcessPoolExecutor of `workers` spawned processes that exit when this process dies."""
     return ProcessPoolExecutor(
-        max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-        initializer=_die_with_parent, initargs=(os.getpid(),),
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_die_with_parent,
+        initargs=(os.getpid(),),
     )
 
 

@@ -25,9 +25,13 @@ from pathlib import Path
 def aggregate(argv: list[str]) -> int:
     from ablation.report import write_report
 
-    parser = argparse.ArgumentParser(prog="scripts/ablate.py aggregate",
-                                     description="Build ablation.csv/.md, plots and report.html from any folder of runs.")
-    parser.add_argument("folder", type=Path, help="an ablate out_dir, a Hydra multirun folder, or any folder of run folders")
+    parser = argparse.ArgumentParser(
+        prog="scripts/ablate.py aggregate",
+        description="Build ablation.csv/.md, plots and report.html from any folder of runs.",
+    )
+    parser.add_argument(
+        "folder", type=Path, help="an ablate out_dir, a Hydra multirun folder, or any folder of run folders"
+    )
     parser.add_argument("--out", type=Path, default=None, help="where to write the report (default: the folder itself)")
     args = parser.parse_args(argv)
     if not args.folder.is_dir():
@@ -59,15 +63,21 @@ def main() -> None:
             with interrupt_signals():
                 paths = run_ablation(cfg)
         except RunInterrupted as interrupted:
-            exit_interrupted(interrupted, run_dir=Path(cfg.out_dir), resume=command_line(),
-                             note="Re-running the same command skips every finished stage and run.")
+            exit_interrupted(
+                interrupted,
+                run_dir=Path(cfg.out_dir),
+                resume=command_line(),
+                note="Re-running the same command skips every finished stage and run.",
+            )
         print(paths["markdown"].read_text())
         print(f"report: {paths['html']}")
         failed = failed_runs(cfg)
         if failed:
             shown = "\n  ".join(failed)
-            print(f"{len(failed)} run(s) failed (error.json in each run folder; re-running the command retries them):\n  {shown}",
-                  file=sys.stderr)
+            print(
+                f"{len(failed)} run(s) failed (error.json in each run folder; re-running the command retries them):\n  {shown}",
+                file=sys.stderr,
+            )
             sys.exit(1)
 
     run()

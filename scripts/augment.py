@@ -1,7 +1,7 @@
 """Fill the long tail with VAE-GAN samples: see `python scripts/augment.py --help`.
 
-    python scripts/augment.py --checkpoint outputs/train_vaegan/<run>/vaegan.safetensors --target-count max
-    python scripts/augment.py --checkpoint CKPT --target-count Fear=800,Disgust=600 --strategy interpolate --no-filter
+python scripts/augment.py --checkpoint outputs/train_vaegan/<run>/vaegan.safetensors --target-count max
+python scripts/augment.py --checkpoint CKPT --target-count Fear=800,Disgust=600 --strategy interpolate --no-filter
 """
 
 import sys

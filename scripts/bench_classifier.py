@@ -40,7 +40,9 @@ from faces.torchdata import BatchedFaceDataset, EpochSampler, make_loader
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backbone", default="resnet18")
-    p.add_argument("--image-size", type=int, default=64, help="side of the cached uint8 images and of the network input")
+    p.add_argument(
+        "--image-size", type=int, default=64, help="side of the cached uint8 images and of the network input"
+    )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--steps", type=int, default=10, help="timed steps per mode")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per mode (cudnn autotune, allocator)")
@@ -48,9 +50,15 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--cache-dir", default=os.path.join(project_root(), ".cache", "faces"))
     p.add_argument("--data-dir", default=os.path.join(project_root(), "data", "synthetic_faces"))
-    p.add_argument("--matrix", action="store_true", help="CPU fast-path matrix: every --models x (fp32 | bf16) x (contiguous | channels_last)")
+    p.add_argument(
+        "--matrix",
+        action="store_true",
+        help="CPU fast-path matrix: every --models x (fp32 | bf16) x (contiguous | channels_last)",
+    )
     p.add_argument("--models", default="efficientnet_lite0,resnet18", help="--matrix: comma-separated timm backbones")
-    p.add_argument("--rounds", type=int, default=3, help="--matrix: interleaved rounds; the best round per variant counts")
+    p.add_argument(
+        "--rounds", type=int, default=3, help="--matrix: interleaved rounds; the best round per variant counts"
+    )
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     return p.parse_args()
 
@@ -61,7 +69,9 @@ MATRIX = (("fp32", False), ("fp32 channels_last", True), ("bf16 autocast", False
 def cpu_matrix(args: argparse.Namespace) -> None:
     """Training images/s of the classifier's step per model x CPU path, interleaved rounds, best of `rounds`."""
     generator = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (args.batch_size, 3, args.image_size, args.image_size), dtype=torch.uint8, generator=generator)
+    images = torch.randint(
+        0, 256, (args.batch_size, 3, args.image_size, args.image_size), dtype=torch.uint8, generator=generator
+    )
     labels = torch.randint(0, 7, (args.batch_size,), generator=generator)
     augment = TensorAugment()
     runs = {}
@@ -73,7 +83,13 @@ def cpu_matrix(args: argparse.Namespace) -> None:
             if channels_last:
                 model = model.to(memory_format=torch.channels_last)
             optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-            runs[(name, variant)] = (model, optimizer, channels_last, variant.startswith("bf16"), backbone.pretrained_cfg)
+            runs[(name, variant)] = (
+                model,
+                optimizer,
+                channels_last,
+                variant.startswith("bf16"),
+                backbone.pretrained_cfg,
+            )
 
     def step(key: tuple[str, str]) -> None:
         model, optimizer, channels_last, bf16, cfg = runs[key]
@@ -98,11 +114,15 @@ def cpu_matrix(args: argparse.Namespace) -> None:
                 step(key)
             best[key] = max(best[key], args.steps * args.batch_size / (time.perf_counter() - start))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"device: CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads; torch {torch.__version__}; "
-          f"load average (1 min) at the end: {load:.2f}")
-    print(f"step: uint8 -> augment -> preprocess -> forward -> cross-entropy -> backward -> AdamW; random init; "
-          f"batch {args.batch_size} at {args.image_size}px; best of {args.rounds} interleaved rounds x {args.steps} steps "
-          f"after {args.warmup} warm-up; training images/s")
+    print(
+        f"device: CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads; torch {torch.__version__}; "
+        f"load average (1 min) at the end: {load:.2f}"
+    )
+    print(
+        f"step: uint8 -> augment -> preprocess -> forward -> cross-entropy -> backward -> AdamW; random init; "
+        f"batch {args.batch_size} at {args.image_size}px; best of {args.rounds} interleaved rounds x {args.steps} steps "
+        f"after {args.warmup} warm-up; training images/s"
+    )
     names = [variant for variant, _ in MATRIX]
     print("| model | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))
@@ -118,14 +138,21 @@ def main() -> None:
     if args.matrix:
         cpu_matrix(args)
         return
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
     cuda = device.type == "cuda"
     if cuda:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    data = faces.load_faces({"name": "synthetic", "preset": args.preset, "root": args.data_dir, "seed": 0, "image_size": args.image_size},
-                            cache_dir=args.cache_dir, splits=("train",))
+    data = faces.load_faces(
+        {"name": "synthetic", "preset": args.preset, "root": args.data_dir, "seed": 0, "image_size": args.image_size},
+        cache_dir=args.cache_dir,
+        splits=("train",),
+    )
     train = data.train
     backbone, _ = create_backbone(args.backbone, pretrained="none")
     model = FERClassifier(backbone=backbone, num_classes=len(train.class_names)).to(device)
@@ -157,8 +184,14 @@ def main() -> None:
             sampler = EpochSampler(num_items=len(train), seed=0)
             sampler.set_epoch(epoch)
             # As FaceDataModule serves it: on CUDA the split lives on the GPU (DeviceBatches); on CPU a host gather.
-            for images, labels in make_loader(dataset, sampler=sampler, batch_size=args.batch_size, drop_last=True,
-                                              pin_memory=cuda, device=device if cuda else None):
+            for images, labels in make_loader(
+                dataset,
+                sampler=sampler,
+                batch_size=args.batch_size,
+                drop_last=True,
+                pin_memory=cuda,
+                device=device if cuda else None,
+            ):
                 yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             epoch += 1
 
@@ -183,10 +216,16 @@ def main() -> None:
     from_cache = timed(loader_batches())
     on_device_2 = timed(device_batches())  # again, so drift in clocks/contention shows up
     reference = max(on_device, on_device_2)
-    name = torch.cuda.get_device_name(device) if cuda else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    name = (
+        torch.cuda.get_device_name(device)
+        if cuda
+        else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    )
     print(f"device: {name}; torch {torch.__version__}; {'bf16 autocast, channels_last' if cuda else 'fp32'}")
-    print(f"model: {args.backbone} (random init), input {args.image_size}x{args.image_size}, batch {args.batch_size}, "
-          f"{args.steps} timed steps after {args.warmup} warm-up; data: synthetic {args.preset} ({len(train)} train images, uint8 cache)")
+    print(
+        f"model: {args.backbone} (random init), input {args.image_size}x{args.image_size}, batch {args.batch_size}, "
+        f"{args.steps} timed steps after {args.warmup} warm-up; data: synthetic {args.preset} ({len(train)} train images, uint8 cache)"
+    )
     print(f"tensors already on device : {on_device:10.1f} images/s (repeat: {on_device_2:.1f})")
     print(f"real data from the cache  : {from_cache:10.1f} images/s")
     print(f"loader overhead           : {100 * (1 - from_cache / reference):9.1f} %")

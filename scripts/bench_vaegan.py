@@ -21,10 +21,19 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["small", "base"], help="conf/vaegan/<name>.yaml")
     parser.add_argument("--batch-size", type=int, default=None, help="default: 64 on CPU, 256 on CUDA")
     parser.add_argument("--steps", type=int, default=None, help="timed batches (default: 5 on CPU, 50 on CUDA)")
-    parser.add_argument("--precision", nargs="+", default=[None], help="Lightning precisions to compare, e.g. 32-true bf16-mixed")
-    parser.add_argument("--channels-last", nargs="+", default=["auto"], choices=["auto", "true", "false"],
-                        help="memory formats to compare (auto: channels_last on CUDA only)")
-    parser.add_argument("--repeats", type=int, default=1, help="runs per combination; the best is printed (noisy shared CPUs)")
+    parser.add_argument(
+        "--precision", nargs="+", default=[None], help="Lightning precisions to compare, e.g. 32-true bf16-mixed"
+    )
+    parser.add_argument(
+        "--channels-last",
+        nargs="+",
+        default=["auto"],
+        choices=["auto", "true", "false"],
+        help="memory formats to compare (auto: channels_last on CUDA only)",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="runs per combination; the best is printed (noisy shared CPUs)"
+    )
     parser.add_argument("--warmup-steps", type=int, default=None, help="untimed batches first (default: 2 / 10)")
     args = parser.parse_args()
 
@@ -42,22 +51,28 @@ def main() -> None:
     conf = CONF_DIR
     for name in args.models:
         with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-            cfg = compose(config_name="train_vaegan", overrides=[f"vaegan={name}", f"batch_size={batch_size}",
-                                                                "metrics.frechet=false"])
+            cfg = compose(
+                config_name="train_vaegan",
+                overrides=[f"vaegan={name}", f"batch_size={batch_size}", "metrics.frechet=false"],
+            )
         for precision in args.precision:
             for channels_last in args.channels_last:
                 config = OmegaConf.to_container(cfg, resolve=True)
                 config["output_dir"] = None
                 config["channels_last"] = {"auto": "auto", "true": True, "false": False}[channels_last]
-                runs = [benchmark_training(config, steps=steps, warmup_steps=warmup, precision=precision)
-                        for _ in range(args.repeats)]
+                runs = [
+                    benchmark_training(config, steps=steps, warmup_steps=warmup, precision=precision)
+                    for _ in range(args.repeats)
+                ]
                 result = max(runs, key=lambda r: r["images_per_s"])
                 each = ", ".join(f"{r['images_per_s']:.1f}" for r in runs)
-                print(f"vaegan={result['model']} {result['resolution']}px batch {result['batch_size']} "
-                      f"{result['precision']} channels_last={result['channels_last']} on {result['device']}: "
-                      f"{result['images_per_s']:.1f} images/s (best of {len(runs)}: "
-                      f"{each}; {result['timed_images']} images timed each)",
-                      flush=True)
+                print(
+                    f"vaegan={result['model']} {result['resolution']}px batch {result['batch_size']} "
+                    f"{result['precision']} channels_last={result['channels_last']} on {result['device']}: "
+                    f"{result['images_per_s']:.1f} images/s (best of {len(runs)}: "
+                    f"{each}; {result['timed_images']} images timed each)",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -25,8 +25,21 @@ register_resolvers()
 
 
 # Hydra's own flags that take the next argument as their value (it is not a checkpoint).
-_FLAGS_WITH_VALUE = frozenset({"-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir", "-c", "--cfg",
-                               "-p", "--package", "--experimental-rerun"})
+_FLAGS_WITH_VALUE = frozenset(
+    {
+        "-cp",
+        "--config-path",
+        "-cn",
+        "--config-name",
+        "-cd",
+        "--config-dir",
+        "-c",
+        "--cfg",
+        "-p",
+        "--package",
+        "--experimental-rerun",
+    }
+)
 _INFO_TOPICS = frozenset({"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"})
 
 
@@ -62,7 +75,9 @@ def _positional_checkpoint_to_override(argv: list[str]) -> list[str]:
         if found is not None:
             _usage_error(f"two checkpoints given ({found} and {arg}); evaluate one at a time")
         if not path.exists():
-            _usage_error(f"checkpoint {arg} not found (pass a classifier run folder or its checkpoints/best.safetensors)")
+            _usage_error(
+                f"checkpoint {arg} not found (pass a classifier run folder or its checkpoints/best.safetensors)"
+            )
         found = arg
         out.append(f"checkpoint={_override_value(path.resolve())}")
     return out

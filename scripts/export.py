@@ -32,8 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", dest="fmt", choices=list(FORMATS), default="onnx")
     args, unknown = parser.parse_known_args(argv)
     if "--tta" in unknown:
-        parser.error("--tta is a prediction option (fer-predict --tta): an exported model is one forward pass; for flip "
-                     "TTA average its probabilities on the image and on the mirrored image")
+        parser.error(
+            "--tta is a prediction option (fer-predict --tta): an exported model is one forward pass; for flip "
+            "TTA average its probabilities on the image and on the mirrored image"
+        )
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
@@ -44,8 +46,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fer-export: error: {error}", file=sys.stderr)
         return 2
     except ImportError as error:
-        print(f"fer-export: error: {error.name or error} is not installed: pip install 'fer-longtail[deploy]' "
-              "(onnx, onnxruntime, onnxscript)", file=sys.stderr)
+        print(
+            f"fer-export: error: {error.name or error} is not installed: pip install 'fer-longtail[deploy]' "
+            "(onnx, onnxruntime, onnxscript)",
+            file=sys.stderr,
+        )
         return 2
     print(report.describe())
     return 0

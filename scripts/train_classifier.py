@@ -33,7 +33,14 @@ from classifier.outputs import format_metrics
 from classifier.train import run_training, world_size
 from classifier.trainer import is_global_zero
 from faces.config import register_resolvers
-from faces.runs import RunInterrupted, command_line, exit_interrupted, interrupt_signals, record_failure, replace_argument
+from faces.runs import (
+    RunInterrupted,
+    command_line,
+    exit_interrupted,
+    interrupt_signals,
+    record_failure,
+    replace_argument,
+)
 
 register_resolvers()
 log = logging.getLogger("train_classifier")
@@ -44,9 +51,11 @@ def check_multirun_devices(cfg: DictConfig) -> None:
     multirun would be the whole sweep again: a sweep's jobs get one device each."""
     processes = world_size(cfg.trainer)
     if HydraConfig.get().mode == RunMode.MULTIRUN and processes > 1:
-        raise ValueError(f"trainer asks for {processes} processes (DDP) inside a Hydra multirun, whose ranks Lightning would "
-                         "start by re-running the whole sweep; give each job one device (trainer=gpu or trainer=cpu) and "
-                         "let the launcher spread the jobs, or run a DDP job on its own (without -m)")
+        raise ValueError(
+            f"trainer asks for {processes} processes (DDP) inside a Hydra multirun, whose ranks Lightning would "
+            "start by re-running the whole sweep; give each job one device (trainer=gpu or trainer=cpu) and "
+            "let the launcher spread the jobs, or run a DDP job on its own (without -m)"
+        )
 
 
 def resume_command(cfg: DictConfig, run_dir: Path) -> str:
@@ -68,14 +77,21 @@ def main(cfg: DictConfig) -> None:
             check_multirun_devices(cfg)
             metrics = run_training(cfg, run_dir=run_dir)
     except RunInterrupted as interrupted:
-        exit_interrupted(interrupted, run_dir=run_dir, resume=resume_command(cfg, run_dir), mark=is_global_zero(),
-                         note="A classifier run keeps no mid-run checkpoint: it starts again from its first epoch.")
+        exit_interrupted(
+            interrupted,
+            run_dir=run_dir,
+            resume=resume_command(cfg, run_dir),
+            mark=is_global_zero(),
+            note="A classifier run keeps no mid-run checkpoint: it starts again from its first epoch.",
+        )
     except Exception as error:
         # In a multirun sweep the failure stays visible: `ablate.py aggregate` reports it as failed.
         if is_global_zero():
             seed = cfg.get("seed")
             record_failure(run_dir, error, row=row, seed=None if seed is None else int(seed))
-            if HydraConfig.get().mode == RunMode.MULTIRUN:  # Hydra keeps a job's exception to itself: log it in the job's log
+            if (
+                HydraConfig.get().mode == RunMode.MULTIRUN
+            ):  # Hydra keeps a job's exception to itself: log it in the job's log
                 log.exception("run failed (error.json in %s)", run_dir)
         raise
     if is_global_zero():

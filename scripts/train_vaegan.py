@@ -34,7 +34,10 @@ def main(cfg: DictConfig) -> None:
     except RunInterrupted as interrupted:
         last = output_dir / "checkpoints" / "last.ckpt"
         if last.is_file():
-            note, resume = f"Last checkpoint (end of the last finished epoch): {last}", command_line(replace_argument("resume", last))
+            note, resume = (
+                f"Last checkpoint (end of the last finished epoch): {last}",
+                command_line(replace_argument("resume", last)),
+            )
         else:
             note, resume = "No checkpoint yet (it stopped in its first epoch): start again.", command_line()
         exit_interrupted(interrupted, run_dir=output_dir, resume=resume, note=note, mark=is_rank_zero_process())

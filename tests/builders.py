@@ -31,8 +31,11 @@ def build_rafdb_official(
         for label, count in enumerate(counts, start=1):
             for _ in range(count):
                 name = f"{split}_{number:0{digits}d}.jpg"
-                write_image(root / "Image" / "aligned" / f"{split}_{number:0{digits}d}_aligned.jpg",
-                            seed=2 * number + (split == "test"), size=size)
+                write_image(
+                    root / "Image" / "aligned" / f"{split}_{number:0{digits}d}_aligned.jpg",
+                    seed=2 * number + (split == "test"),
+                    size=size,
+                )
                 lines.append(f"{name} {label}")
                 number += 1
     label_file = root / "EmoLabel" / "list_patition_label.txt"

@@ -19,8 +19,16 @@ def write_checkpoint(run_dir: Path, *, dataset: str = "rafdb", image_size: int =
     torch.manual_seed(seed)
     backbone = timm.create_model("resnet10t", pretrained=False, num_classes=0)
     model = FERClassifier(backbone=backbone, num_classes=len(RAFDB_CLASSES))
-    meta = {"class_names": list(RAFDB_CLASSES), "image_size": image_size, "input_size": image_size, "backbone": "resnet10t",
-            "head": "linear", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "dataset": dataset}
+    meta = {
+        "class_names": list(RAFDB_CLASSES),
+        "image_size": image_size,
+        "input_size": image_size,
+        "backbone": "resnet10t",
+        "head": "linear",
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+        "dataset": dataset,
+    }
     return save_classifier(run_dir / "checkpoints" / "best.safetensors", model=model, meta=meta)
 
 

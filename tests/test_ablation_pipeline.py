@@ -16,30 +16,55 @@ from ablation.pipeline import run_ablation
 from vaegan.checkpoint import save_vaegan
 from vaegan.model import VAEGAN
 
-FAST = ["classifier=resnet10t_scratch", "train.epochs=1", "train.freeze_epochs=0", "train.warmup_epochs=0",
-        "train.batch_size=16", "train.limit_train_batches=2"]
+FAST = [
+    "classifier=resnet10t_scratch",
+    "train.epochs=1",
+    "train.freeze_epochs=0",
+    "train.warmup_epochs=0",
+    "train.batch_size=16",
+    "train.limit_train_batches=2",
+]
 
 
 @pytest.fixture
 def tiny_vaegan(tmp_path: Path, tiny_synthetic_root: Path) -> Path:
     """A real (untrained) VAE-GAN export for the tiny preset, so the test skips VAE-GAN training."""
-    data = faces.load_faces({"name": "synthetic", "preset": "tiny", "root": str(tiny_synthetic_root)},
-                            cache_dir=tmp_path / "cache", splits=("train",))
+    data = faces.load_faces(
+        {"name": "synthetic", "preset": "tiny", "root": str(tiny_synthetic_root)},
+        cache_dir=tmp_path / "cache",
+        splits=("train",),
+    )
     torch.manual_seed(0)
     model = VAEGAN(resolution=32, latent_dim=32, num_classes=7, base_channels=8, max_channels=32)
-    return save_vaegan(tmp_path / "vaegan.safetensors", model=model, config={"name": "tiny"}, class_names=data.class_names,
-                       extra={"image_size": 32, "data_fingerprint": data.train.fingerprint})
+    return save_vaegan(
+        tmp_path / "vaegan.safetensors",
+        model=model,
+        config={"name": "tiny"},
+        class_names=data.class_names,
+        extra={"image_size": 32, "data_fingerprint": data.train.fingerprint},
+    )
 
 
 def ablate_cfg(tmp_path: Path, root: Path, checkpoint: Path):
-    cfg = compose_config("ablate", [
-        "data.preset=tiny", f"data.root={root}", f"paths.cache_dir={tmp_path / 'cache'}",
-        f"paths.output_dir={tmp_path / 'out'}", "name=tiny", "seeds=[0,1]", "trainer.enable_progress_bar=false",
-        "rows=[none,synthetic,broken]",
-        "classifier_overrides=[" + ",".join(f"'{o}'" for o in FAST) + "]",  # quoted: the documented CLI form
-        f"vaegan.checkpoint={checkpoint}", "augment.filter=false", "augment.target_count=30", "augment.batch_size=32",
-        "augment.workers=0",
-    ])
+    cfg = compose_config(
+        "ablate",
+        [
+            "data.preset=tiny",
+            f"data.root={root}",
+            f"paths.cache_dir={tmp_path / 'cache'}",
+            f"paths.output_dir={tmp_path / 'out'}",
+            "name=tiny",
+            "seeds=[0,1]",
+            "trainer.enable_progress_bar=false",
+            "rows=[none,synthetic,broken]",
+            "classifier_overrides=[" + ",".join(f"'{o}'" for o in FAST) + "]",  # quoted: the documented CLI form
+            f"vaegan.checkpoint={checkpoint}",
+            "augment.filter=false",
+            "augment.target_count=30",
+            "augment.batch_size=32",
+            "augment.workers=0",
+        ],
+    )
     # A row that passes the up-front checks but fails when its run starts (missing weights file).
     with open_dict(cfg.row_specs):
         cfg.row_specs.broken = {"overrides": ["balance=none", "classifier.pretrained_path=/nonexistent/weights.pth"]}
@@ -54,8 +79,13 @@ def test_tiny_ablation_report_and_resume(tmp_path: Path, tiny_synthetic_root: Pa
         rows = list(csv.DictReader(handle))
     assert len(rows) == 6
     assert {(r["row"], r["seed"], r["status"]) for r in rows} == {
-        ("none", "0", "ok"), ("none", "1", "ok"), ("synthetic", "0", "ok"), ("synthetic", "1", "ok"),
-        ("broken", "0", "failed"), ("broken", "1", "failed")}
+        ("none", "0", "ok"),
+        ("none", "1", "ok"),
+        ("synthetic", "0", "ok"),
+        ("synthetic", "1", "ok"),
+        ("broken", "0", "failed"),
+        ("broken", "1", "failed"),
+    }
     assert all("nonexistent" in r["error"] for r in rows if r["status"] == "failed")
     md = paths["markdown"].read_text()
     table = [line for line in md.splitlines() if line.startswith("| ") and not line.startswith("| row")]
@@ -86,8 +116,9 @@ def test_unknown_row_fails_before_any_work(tmp_path: Path, tiny_synthetic_root: 
     assert not Path(cfg.out_dir).exists()
 
 
-def test_generated_specs_name_a_strategy_and_optionally_its_rendering(tmp_path: Path, tiny_synthetic_root: Path,
-                                                                      tiny_vaegan: Path) -> None:
+def test_generated_specs_name_a_strategy_and_optionally_its_rendering(
+    tmp_path: Path, tiny_synthetic_root: Path, tiny_vaegan: Path
+) -> None:
     from ablation.pipeline import generated_spec
 
     assert generated_spec("gaussian") == ("gaussian", None, "gaussian")

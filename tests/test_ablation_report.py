@@ -16,13 +16,30 @@ from faces.runs import ROW_FILE
 CLASSES = ["Surprise", "Fear", "Happiness"]
 
 
-def write_run(folder: Path, *, balance: str, seed: int, accuracy: float, mca: float, f1: float, recalls: list[float],
-              confusion: list[list[int]] | None = None) -> None:
+def write_run(
+    folder: Path,
+    *,
+    balance: str,
+    seed: int,
+    accuracy: float,
+    mca: float,
+    f1: float,
+    recalls: list[float],
+    confusion: list[list[int]] | None = None,
+) -> None:
     folder.mkdir(parents=True)
     metrics = {
-        "accuracy": accuracy, "mean_class_accuracy": mca, "macro_f1": f1, "seed": seed,
-        "class_names": CLASSES, "dataset": "synthetic-tiny", "layout": "synthetic-faces", "image_size": 32, "input_size": 32,
-        "backbone": "resnet10t", "pretrained": "none",
+        "accuracy": accuracy,
+        "mean_class_accuracy": mca,
+        "macro_f1": f1,
+        "seed": seed,
+        "class_names": CLASSES,
+        "dataset": "synthetic-tiny",
+        "layout": "synthetic-faces",
+        "image_size": 32,
+        "input_size": 32,
+        "backbone": "resnet10t",
+        "pretrained": "none",
         "balance": {"name": balance, "loss": "ce", "synthetic": False, "generated_dir": None},
         "per_class": {n: {"recall": r, "precision": 0.5, "f1": 0.5, "support": 10} for n, r in zip(CLASSES, recalls)},
         "group_mean_class_accuracy": {"few": recalls[1], "medium": None, "many": (recalls[0] + recalls[2]) / 2},
@@ -41,16 +58,25 @@ def multirun(tmp_path: Path) -> Path:
     write_run(root / "2", balance="oversample", seed=0, accuracy=0.75, mca=0.70, f1=0.65, recalls=[0.7, 0.6, 0.8])
     write_run(root / "3", balance="oversample", seed=1, accuracy=0.77, mca=0.74, f1=0.69, recalls=[0.7, 0.7, 0.8])
     (root / "4").mkdir()
-    (root / "4" / "error.json").write_text(json.dumps({"row": "oversample", "seed": 2, "error": "RuntimeError: out of memory"}))
-    write_run(root / "5", balance="focal", seed=0, accuracy=float("nan"), mca=float("nan"), f1=float("nan"), recalls=[0, 0, 0])
+    (root / "4" / "error.json").write_text(
+        json.dumps({"row": "oversample", "seed": 2, "error": "RuntimeError: out of memory"})
+    )
+    write_run(
+        root / "5", balance="focal", seed=0, accuracy=float("nan"), mca=float("nan"), f1=float("nan"), recalls=[0, 0, 0]
+    )
     return root
 
 
 def test_hand_computed_means_and_stds(multirun: Path) -> None:
     records = collect_runs(multirun)
     assert [(r.row, r.seed, r.status) for r in records] == [
-        ("focal", 0, "diverged"), ("none", 0, "ok"), ("none", 1, "ok"),
-        ("oversample", 0, "ok"), ("oversample", 1, "ok"), ("oversample", 2, "failed")]
+        ("focal", 0, "diverged"),
+        ("none", 0, "ok"),
+        ("none", 1, "ok"),
+        ("oversample", 0, "ok"),
+        ("oversample", 1, "ok"),
+        ("oversample", 2, "failed"),
+    ]
     summaries = {s.row: s for s in summarise(records, class_names=CLASSES)}
     mean, std = summaries["none"].columns["accuracy"]
     assert mean == pytest.approx(0.75) and std == pytest.approx(math.sqrt(((0.05) ** 2 * 2) / 1))  # ddof=1
@@ -63,7 +89,9 @@ def test_hand_computed_means_and_stds(multirun: Path) -> None:
 
 def test_markdown_bolds_best_and_flags_incomplete_rows(multirun: Path) -> None:
     records = collect_runs(multirun)
-    table = markdown_table(summarise(records, class_names=CLASSES, row_order=["none", "oversample"]), class_names=CLASSES)
+    table = markdown_table(
+        summarise(records, class_names=CLASSES, row_order=["none", "oversample"]), class_names=CLASSES
+    )
     lines = table.splitlines()
     # none: accuracy (0.80, 0.70) -> 75.0 ± 7.1; its many-class accuracy 77.5 and Happiness recall 90 are best.
     assert lines[2].startswith("| none | 2/2 | 75.0 ± 7.1 | 55.0 ± 7.1 | 50.0 ± 7.1 |")
@@ -114,7 +142,10 @@ def test_paired_interval_on_hand_made_numbers() -> None:
     n, mean, low, high = paired_difference({0: 0.70, 1: 0.74, 2: 0.72, 7: 0.9}, {0: 0.60, 1: 0.66, 2: 0.62})
     assert n == 3 and mean == pytest.approx(0.093333, abs=1e-6)
     assert (low, high) == (pytest.approx(0.064646, abs=1e-5), pytest.approx(0.122020, abs=1e-5))
-    verdict = lambda *v: PairedDifference(row="r", baseline="b", metric="m", seeds=v[0], mean=v[1], low=v[2], high=v[3]).verdict  # noqa: E731
+
+    def verdict(*v):
+        return PairedDifference(row="r", baseline="b", metric="m", seeds=v[0], mean=v[1], low=v[2], high=v[3]).verdict
+
     assert verdict(n, mean, low, high) == "beats"
     assert verdict(*paired_difference({0: 0.60, 1: 0.66, 2: 0.62}, {0: 0.70, 1: 0.74, 2: 0.72})) == "worse"
     # d = [0.05, -0.03, 0.04]: mean 0.02, sd 0.043589 -> [-0.0883, 0.1283] contains 0
@@ -126,28 +157,50 @@ def test_paired_interval_on_hand_made_numbers() -> None:
 
 def test_report_compares_every_row_with_oversample_and_the_best_loss_based_row(tmp_path: Path) -> None:
     root = tmp_path / "runs"
-    values = {"none": (0.50, 0.52, 0.51), "oversample": (0.60, 0.63, 0.61), "reweight": (0.58, 0.60, 0.57), "focal": (0.40, 0.41, 0.45),
-              "oversample_synthetic": (0.66, 0.68, 0.67), "cas": (0.90, 0.90, 0.90)}
+    values = {
+        "none": (0.50, 0.52, 0.51),
+        "oversample": (0.60, 0.63, 0.61),
+        "reweight": (0.58, 0.60, 0.57),
+        "focal": (0.40, 0.41, 0.45),
+        "oversample_synthetic": (0.66, 0.68, 0.67),
+        "cas": (0.90, 0.90, 0.90),
+    }
     for row, mcas in values.items():
         for seed, mca in enumerate(mcas):
-            write_run(root / row / f"seed{seed}", balance=row, seed=seed, accuracy=0.7, mca=mca, f1=0.5, recalls=[0.7, mca, 0.9])
+            write_run(
+                root / row / f"seed{seed}",
+                balance=row,
+                seed=seed,
+                accuracy=0.7,
+                mca=mca,
+                f1=0.5,
+                recalls=[0.7, mca, 0.9],
+            )
             path = root / row / f"seed{seed}" / "metrics.json"
             metrics = json.loads(path.read_text())
             if row in ("reweight", "focal"):  # loss-based rows
                 metrics["balance"]["loss"] = row
             if row in ("oversample_synthetic", "cas"):  # rows on generated data; CAS is a figure of the set, not a row
-                metrics["balance"].update(synthetic=True, sampler="replace" if row != "cas" else "none", generated_replaces_real=row == "cas")
+                metrics["balance"].update(
+                    synthetic=True, sampler="replace" if row != "cas" else "none", generated_replaces_real=row == "cas"
+                )
             path.write_text(json.dumps(metrics))
-            (path.parent / ROW_FILE).write_text(json.dumps({"row": row, "seed": seed}))  # as scripts/ablate.py writes it
+            (path.parent / ROW_FILE).write_text(
+                json.dumps({"row": row, "seed": seed})
+            )  # as scripts/ablate.py writes it
     paths = write_report(root, out_dir=tmp_path / "report", row_order=list(values))
     md = paths["markdown"].read_text()
     assert "## Paired differences against oversample and the best loss-based row" in md and "paired t-interval" in md
     # none vs oversample: d = [-0.10, -0.11, -0.10] -> worse; vs reweight (best loss row): d = [-0.08, -0.08, -0.06]
-    assert "- none vs oversample (3 seeds): mean class acc. -10.3 [-11.8, -8.9] **worse**; few-class recall -10.3 [" in md
+    assert (
+        "- none vs oversample (3 seeds): mean class acc. -10.3 [-11.8, -8.9] **worse**; few-class recall -10.3 [" in md
+    )
     assert "- none vs reweight (3 seeds): mean class acc. -7.3 [" in md
     assert "- oversample vs oversample" not in md and "- focal vs focal" not in md
-    assert ("Does a row on generated data beat oversample and reweight (interval above 0 against each)? on mean class acc.: "
-            "oversample_synthetic; on few-class recall: oversample_synthetic (of 1 generated-data row(s))") in md
+    assert (
+        "Does a row on generated data beat oversample and reweight (interval above 0 against each)? on mean class acc.: "
+        "oversample_synthetic; on few-class recall: oversample_synthetic (of 1 generated-data row(s))"
+    ) in md
     assert not any(line.startswith("| cas |") for line in md.splitlines())  # not a row of the table or the comparisons
     page = paths["html"].read_text()
     assert "<table class='paired'>" in page and page.count("<tr>") == 1 + 5  # the main table alone uses plain rows

@@ -15,9 +15,9 @@ import torch
 
 import faces
 from faces import SyntheticLeakError, load_generated, require_real
-from vaegan.generation.perturbations import PERTURBATIONS, get_perturbation
 from vaegan.generation.candidates import source_indices
 from vaegan.generation.filter import QualityFilter
+from vaegan.generation.perturbations import PERTURBATIONS, get_perturbation
 from vaegan.generation.request import AugmentError, GenerationRequest
 from vaegan.generation.run import augment
 from vaegan.generation.store import refuse_inside_dataset
@@ -39,21 +39,61 @@ def model() -> VAEGAN:
 
 
 def run(model, fit, out: Path, **kwargs):
-    settings = dict(checkpoint_sha256="0" * 64, targets=[40] * 7, perturbation=get_perturbation("gaussian"),
-                    strength=1.0, seed=0, batch_size=16, workers=0)
+    settings = dict(
+        checkpoint_sha256="0" * 64,
+        targets=[40] * 7,
+        perturbation=get_perturbation("gaussian"),
+        strength=1.0,
+        seed=0,
+        batch_size=16,
+        workers=0,
+    )
     settings.update(kwargs)
     return run_request(model, fit, out, **settings)
 
 
-def run_request(model, fit, out: Path, *, checkpoint_sha256: str, targets: list[int], perturbation, judge=None,
-                judge_sha256: str | None = None, render_mode: str | None = None, source_split=None, **request):
+def run_request(
+    model,
+    fit,
+    out: Path,
+    *,
+    checkpoint_sha256: str,
+    targets: list[int],
+    perturbation,
+    judge=None,
+    judge_sha256: str | None = None,
+    render_mode: str | None = None,
+    source_split=None,
+    **request,
+):
     """The engine's old keyword arguments as a GenerationRequest and a QualityFilter."""
-    request = GenerationRequest(target_count=tuple(targets), strategy=perturbation.name, render=render_mode, out_dir=out,
-                                filter=judge is not None, **request)
-    quality = None if judge is None else QualityFilter(judge_probabilities=judge, min_confidence=request.min_confidence,
-                                                       min_source_distance=request.min_source_distance, judge_sha256=judge_sha256)
-    return augment(request, model=model, checkpoint_sha256=checkpoint_sha256, fit=fit, targets=targets, quality=quality,
-                   record={"source_split": source_split} if source_split else None)
+    request = GenerationRequest(
+        target_count=tuple(targets),
+        strategy=perturbation.name,
+        render=render_mode,
+        out_dir=out,
+        filter=judge is not None,
+        **request,
+    )
+    quality = (
+        None
+        if judge is None
+        else QualityFilter(
+            judge_probabilities=judge,
+            min_confidence=request.min_confidence,
+            min_source_distance=request.min_source_distance,
+            judge_sha256=judge_sha256,
+        )
+    )
+    return augment(
+        request,
+        model=model,
+        checkpoint_sha256=checkpoint_sha256,
+        fit=fit,
+        targets=targets,
+        quality=quality,
+        record={"source_split": source_split} if source_split else None,
+    )
 
 
 def manifest_rows(out: Path) -> list[dict[str, str]]:
@@ -74,8 +114,9 @@ def test_counts_reach_targets_exactly_and_majority_untouched(model, fit, tmp_pat
         assert generated == max(0, 40 - real[label])
         assert report.classes[label].final == max(40, real[label])
     assert len(png_files(tmp_path / "out")) == len(rows)  # the manifest lists exactly the files
-    generated = load_generated(tmp_path / "out", class_names=fit.class_names, image_size=fit.image_size,
-                               cache_dir=tmp_path / "cache")
+    generated = load_generated(
+        tmp_path / "out", class_names=fit.class_names, image_size=fit.image_size, cache_dir=tmp_path / "cache"
+    )
     assert generated.is_synthetic.all()
     assert [max(40, c) for c in real] == [a + b for a, b in zip(real, generated.class_counts())]
     with pytest.raises(SyntheticLeakError):
@@ -108,9 +149,15 @@ def test_reconstruct_and_prior_are_controls(model, fit, tmp_path: Path) -> None:
     assert png_files(tmp_path / "rec") != png_files(tmp_path / "gau")
     # prior: no real image is used, so changing every real image leaves the output unchanged.
     run(model, fit, tmp_path / "p1", perturbation=get_perturbation("prior"), targets=[20] * 7)
-    shuffled = faces.FaceSplit(name="train", images=torch.flip(fit.images, dims=[0]), labels=fit.labels,
-                               is_synthetic=fit.is_synthetic, sample_ids=fit.sample_ids, class_names=fit.class_names,
-                               fingerprint=fit.fingerprint)
+    shuffled = faces.FaceSplit(
+        name="train",
+        images=torch.flip(fit.images, dims=[0]),
+        labels=fit.labels,
+        is_synthetic=fit.is_synthetic,
+        sample_ids=fit.sample_ids,
+        class_names=fit.class_names,
+        fingerprint=fit.fingerprint,
+    )
     run(model, shuffled, tmp_path / "p2", perturbation=get_perturbation("prior"), targets=[20] * 7)
     assert png_files(tmp_path / "p1") == png_files(tmp_path / "p2")
 
@@ -148,8 +195,17 @@ def nearest_mean_judge(fit: faces.FaceSplit, *, fail_on_call: int | None = None)
 
 def test_filter_rejects_and_accepted_rows_satisfy_it(model, fit, tmp_path: Path) -> None:
     # decoder rendering: the untrained model's residual changes are too small to pass the pixel test at all
-    report = run(model, fit, tmp_path / "f", judge=nearest_mean_judge(fit), judge_sha256="nm", min_confidence=0.3,
-                 targets=[30] * 7, max_attempts_factor=20, render_mode="decoder")
+    report = run(
+        model,
+        fit,
+        tmp_path / "f",
+        judge=nearest_mean_judge(fit),
+        judge_sha256="nm",
+        min_confidence=0.3,
+        targets=[30] * 7,
+        max_attempts_factor=20,
+        render_mode="decoder",
+    )
     rows = manifest_rows(tmp_path / "f")
     assert rows
     assert all(int(r["judge_label"]) == int(r["label"]) and float(r["judge_confidence"]) >= 0.3 for r in rows)
@@ -158,7 +214,9 @@ def test_filter_rejects_and_accepted_rows_satisfy_it(model, fit, tmp_path: Path)
     for c in report.classes:  # exact target, or a shortfall that the report states
         assert c.final + c.shortfall == max(30, c.real)
     short = [c for c in report.classes if c.shortfall]
-    assert all("SHORT by" in line for line in report.table().splitlines() if any(line.startswith(c.class_name) for c in short))
+    assert all(
+        "SHORT by" in line for line in report.table().splitlines() if any(line.startswith(c.class_name) for c in short)
+    )
 
 
 class DiesOnDecode(torch.nn.Module):
@@ -209,7 +267,10 @@ def test_topping_up_to_a_higher_target(model, fit, tmp_path: Path) -> None:
 
 def test_refusals(model, fit, tmp_path: Path) -> None:
     run(model, fit, tmp_path / "out")
-    with pytest.raises(AugmentError, match=r"different settings \(strategy: 'gaussian' -> 'prior'; render: 'residual' -> 'decoder'\).*--overwrite"):
+    with pytest.raises(
+        AugmentError,
+        match=r"different settings \(strategy: 'gaussian' -> 'prior'; render: 'residual' -> 'decoder'\).*--overwrite",
+    ):
         run(model, fit, tmp_path / "out", perturbation=get_perturbation("prior"))
     with pytest.raises(AugmentError, match="different settings.*checkpoint_sha256"):
         run(model, fit, tmp_path / "out", checkpoint_sha256="1" * 64)
@@ -230,8 +291,12 @@ def test_target_count_parsing() -> None:
     assert parse_target_count("100", class_names=names, real_counts=real) == [100, 100, 100]
     assert parse_target_count("max", class_names=names, real_counts=real) == [200, 200, 200]
     assert parse_target_count("Fear=80,surprise=60", class_names=names, real_counts=real) == [60, 80, 200]
-    for bad, message in (("0", "at least 1"), ("-5", "at least 1"), ("lots", "positive integer"),
-                         ("Contempt=5", "unknown class 'Contempt'.*Surprise")):
+    for bad, message in (
+        ("0", "at least 1"),
+        ("-5", "at least 1"),
+        ("lots", "positive integer"),
+        ("Contempt=5", "unknown class 'Contempt'.*Surprise"),
+    ):
         with pytest.raises(ValueError, match=message):
             parse_target_count(bad, class_names=names, real_counts=real)
 
@@ -267,10 +332,12 @@ def test_settings_record_which_real_images_the_set_may_come_from(model, fit, tmp
 
 
 def test_bad_generation_arguments_are_refused_before_work(model, fit, tmp_path: Path) -> None:
-    for kwargs, message in (({"min_confidence": 5.0}, r"--min-confidence=5 must be a probability"),
-                            ({"max_attempts_factor": -1.0}, r"--max-attempts-factor=-1 must be a positive"),
-                            ({"min_source_distance": -0.5}, r"--min-source-distance=-0.5 must be >= 0"),
-                            ({"workers": -1}, r"--workers=-1 must be >= 0")):
+    for kwargs, message in (
+        ({"min_confidence": 5.0}, r"--min-confidence=5 must be a probability"),
+        ({"max_attempts_factor": -1.0}, r"--max-attempts-factor=-1 must be a positive"),
+        ({"min_source_distance": -0.5}, r"--min-source-distance=-0.5 must be >= 0"),
+        ({"workers": -1}, r"--workers=-1 must be >= 0"),
+    ):
         with pytest.raises(AugmentError, match=message):
             run(model, fit, tmp_path / "out", **kwargs)
     assert not (tmp_path / "out").exists()
@@ -295,8 +362,14 @@ def test_png_workers_die_with_a_killed_parent_and_do_not_import_torch(tmp_path: 
     import sys
     import time
 
-    result = subprocess.run([sys.executable, "-c", WORKER_PARENT, str(tmp_path / "x.png")], capture_output=True, text=True,
-                            timeout=120, cwd=Path(__file__).resolve().parents[1], check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", WORKER_PARENT, str(tmp_path / "x.png")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+        check=False,
+    )
     assert result.returncode == -9, result.stderr[-2000:]
     worker = json.loads(result.stdout.strip().splitlines()[-1])
     assert (tmp_path / "x.png").is_file()
@@ -328,12 +401,24 @@ def test_near_duplicate_filter_rejects_copies_of_any_real_image_and_of_earlier_s
     # candidate 0: new; 1: a copy of real image 3 (not its source, which is image 0); 2: new;
     # 3: a copy of candidate 2 (accepted just before it); 4: a copy of a sample an earlier batch accepted
     images = torch.stack([fresh[0], real[3], fresh[1], fresh[1], earlier[0]])
-    item = ClassPlan(label=1, name="Fear", need=5, budget=50, members=torch.arange(5), source_images=real,
-                     source_labels=torch.ones(5, dtype=torch.long), accepted=earlier)
+    item = ClassPlan(
+        label=1,
+        name="Fear",
+        need=5,
+        budget=50,
+        members=torch.arange(5),
+        source_images=real,
+        source_labels=torch.ones(5, dtype=torch.long),
+        accepted=earlier,
+    )
     candidates = CandidateBatch(batch=0, candidates=list(range(5)), images=images, sources=[0] * 5, partners=[0] * 5)
     always_fear = lambda x: torch.nn.functional.one_hot(torch.ones(len(x), dtype=torch.long), 3).float()  # noqa: E731
-    judge_batch(candidates, item=item, quality=QualityFilter(judge_probabilities=always_fear, min_confidence=0.5,
-                                                             min_source_distance=0.02), undecided_from=0)
+    judge_batch(
+        candidates,
+        item=item,
+        quality=QualityFilter(judge_probabilities=always_fear, min_confidence=0.5, min_source_distance=0.02),
+        undecided_from=0,
+    )
     near = REJECT_REASONS.index("near_duplicate")
     assert candidates.reason.tolist() == [-1, near, -1, near, near]
 
@@ -346,12 +431,28 @@ def test_residual_rendering_is_the_source_plus_the_decoders_change(model, fit) -
     with torch.no_grad():
         mu, _ = model.encode(to_model_range(resize_uint8(sources, size=model.resolution)), labels)
         # An unmoved code changes nothing: the sample is its source, bit for bit.
-        same = render(model, z=mu, labels=labels, mode="residual", image_size=fit.image_size,
-                      source_images=sources, source_mu=mu, source_labels=labels)
+        same = render(
+            model,
+            z=mu,
+            labels=labels,
+            mode="residual",
+            image_size=fit.image_size,
+            source_images=sources,
+            source_mu=mu,
+            source_labels=labels,
+        )
         assert torch.equal(same, sources)
         z = mu + 1.5
-        moved = render(model, z=z, labels=labels, mode="residual", image_size=fit.image_size,
-                       source_images=sources, source_mu=mu, source_labels=labels)
+        moved = render(
+            model,
+            z=z,
+            labels=labels,
+            mode="residual",
+            image_size=fit.image_size,
+            source_images=sources,
+            source_mu=mu,
+            source_labels=labels,
+        )
         change = resize_float(model.decode(z, labels) - model.decode(mu, labels), size=fit.image_size)
         assert torch.equal(moved, to_uint8((to_model_range(sources) + change).clamp(-1, 1)))
         assert not torch.equal(moved, sources)
@@ -389,8 +490,15 @@ def test_feature_duplicate_filter_rejects_copies_of_other_classes_and_of_earlier
     g = torch.Generator().manual_seed(1)
     real = torch.randint(0, 256, (8, 3, 16, 16), generator=g, dtype=torch.uint8)
     labels = torch.tensor([1, 1, 1, 1, 2, 2, 2, 2])
-    split = faces.FaceSplit(name="train", images=real, labels=labels, is_synthetic=torch.zeros(8, dtype=torch.bool),
-                            sample_ids=[f"r{i}" for i in range(8)], class_names=("Surprise", "Fear", "Disgust"), fingerprint="x")
+    split = faces.FaceSplit(
+        name="train",
+        images=real,
+        labels=labels,
+        is_synthetic=torch.zeros(8, dtype=torch.bool),
+        sample_ids=[f"r{i}" for i in range(8)],
+        class_names=("Surprise", "Fear", "Disgust"),
+        fingerprint="x",
+    )
     # Any embedding works for the rule; the augmenter passes the report's EfficientNet-Lite0 features.
     duplicates = DuplicateFilter(embed=lambda x: x.float().flatten(1) / 255.0, fit=split)
     fresh = torch.randint(0, 256, (2, 3, 16, 16), generator=g, dtype=torch.uint8)
@@ -398,22 +506,43 @@ def test_feature_duplicate_filter_rejects_copies_of_other_classes_and_of_earlier
     # 3: candidate 2 brightened by 8 levels (0.03 mean pixel difference: passes the pixel test, not this one)
     images = torch.stack([fresh[0], real[5], fresh[1], (fresh[1].int() + 8).clamp(0, 255).to(torch.uint8)])
     members = (labels == 1).nonzero().flatten()
-    item = ClassPlan(label=1, name="Fear", need=4, budget=40, members=members, source_images=real[members],
-                     source_labels=labels[members], accepted=real[:0], accepted_features=duplicates.real_features[:0])
+    item = ClassPlan(
+        label=1,
+        name="Fear",
+        need=4,
+        budget=40,
+        members=members,
+        source_images=real[members],
+        source_labels=labels[members],
+        accepted=real[:0],
+        accepted_features=duplicates.real_features[:0],
+    )
     candidates = CandidateBatch(batch=0, candidates=list(range(4)), images=images, sources=[0] * 4, partners=[0] * 4)
     always_fear = lambda x: torch.nn.functional.one_hot(torch.ones(len(x), dtype=torch.long), 3).float()  # noqa: E731
-    judge_batch(candidates, item=item, quality=QualityFilter(judge_probabilities=always_fear, min_confidence=0.5,
-                                                             min_source_distance=0.02, duplicates=duplicates), undecided_from=0)
+    judge_batch(
+        candidates,
+        item=item,
+        quality=QualityFilter(
+            judge_probabilities=always_fear, min_confidence=0.5, min_source_distance=0.02, duplicates=duplicates
+        ),
+        undecided_from=0,
+    )
     near = REJECT_REASONS.index("near_duplicate")
     assert candidates.reason.tolist() == [-1, near, -1, near]
-    judge_batch(candidates, item=item, quality=QualityFilter(judge_probabilities=always_fear, min_confidence=0.5,
-                                                             min_source_distance=0.02), undecided_from=0)
+    judge_batch(
+        candidates,
+        item=item,
+        quality=QualityFilter(judge_probabilities=always_fear, min_confidence=0.5, min_source_distance=0.02),
+        undecided_from=0,
+    )
     assert candidates.reason.tolist() == [-1, -1, -1, -1]  # without it, only the pixel test: both copies pass
 
 
-def test_transfer_borrows_faces_of_larger_classes_and_decodes_them_with_the_minority_label(model, fit, tmp_path: Path) -> None:
-    from vaegan.generation.perturbations import perturb_codes
+def test_transfer_borrows_faces_of_larger_classes_and_decodes_them_with_the_minority_label(
+    model, fit, tmp_path: Path
+) -> None:
     from vaegan.generation.candidates import donor_indices
+    from vaegan.generation.perturbations import perturb_codes
     from vaegan.generation.request import check_render_for
 
     counts = fit.class_counts()
@@ -421,7 +550,9 @@ def test_transfer_borrows_faces_of_larger_classes_and_decodes_them_with_the_mino
     donors = donor_indices(fit.labels, label=fear, counts=counts)
     assert set(fit.labels[donors].tolist()) == {c for c, n in enumerate(counts) if n > counts[fear]}
     largest = max(range(len(counts)), key=counts.__getitem__)
-    assert largest not in fit.labels[donor_indices(fit.labels, label=largest, counts=counts)].tolist()  # every other class
+    assert (
+        largest not in fit.labels[donor_indices(fit.labels, label=largest, counts=counts)].tolist()
+    )  # every other class
     with pytest.raises(AugmentError, match="other class's face"):
         check_render_for(get_perturbation("transfer"), "residual")
     run(model, fit, tmp_path / "t", perturbation=get_perturbation("transfer"), targets=[20] * 7)
@@ -432,8 +563,14 @@ def test_transfer_borrows_faces_of_larger_classes_and_decodes_them_with_the_mino
         assert counts[label_of[r["source_ids"]]] > counts[int(r["label"])] or int(r["label"]) == largest
     # The training-time formula takes the codes of the batch's other classes (a = 0: exactly one of them).
     mu, labels = torch.randn(6, 8), torch.tensor([0, 0, 1, 1, 2, 2])
-    codes = perturb_codes(get_perturbation("transfer"), mu=mu, logvar=torch.zeros(6, 8), labels=labels, strength=0.0,
-                          generator=torch.Generator().manual_seed(0))
+    codes = perturb_codes(
+        get_perturbation("transfer"),
+        mu=mu,
+        logvar=torch.zeros(6, 8),
+        labels=labels,
+        strength=0.0,
+        generator=torch.Generator().manual_seed(0),
+    )
     for i in range(6):
         matches = [j for j in range(6) if torch.equal(codes[i], mu[j])]
         assert matches and all(labels[j] != labels[i] for j in matches)
@@ -456,7 +593,9 @@ class Terminal:
         pass
 
 
-def test_progress_bars_per_class_only_on_a_terminal_and_not_when_quiet(model, fit, tmp_path: Path, monkeypatch, capsys) -> None:
+def test_progress_bars_per_class_only_on_a_terminal_and_not_when_quiet(
+    model, fit, tmp_path: Path, monkeypatch, capsys
+) -> None:
     import sys
 
     run(model, fit, tmp_path / "plain", targets=[20] * 7)
@@ -480,11 +619,13 @@ def test_a_generation_request_is_checked_once_resolved_and_frozen(tmp_path: Path
     assert moved.out_dir == tmp_path / "gen" and request.out_dir is None and moved.render == "decoder"
     with pytest.raises(dataclasses.FrozenInstanceError):
         request.seed = 1
-    for kwargs, message in (({"seed": -1}, r"--seed=-1 must be a non-negative integer"),
-                            ({"strategy": "blur"}, r"--strategy: unknown perturbation strategy 'blur'"),
-                            ({"strength": -1.0}, r"--strength=-1.0 must be >= 0"),
-                            ({"strategy": "prior", "render": "residual"}, r"--render=residual: .*prior has none"),
-                            ({"batch_size": 0}, r"--batch-size=0 must be >= 1")):
+    for kwargs, message in (
+        ({"seed": -1}, r"--seed=-1 must be a non-negative integer"),
+        ({"strategy": "blur"}, r"--strategy: unknown perturbation strategy 'blur'"),
+        ({"strength": -1.0}, r"--strength=-1.0 must be >= 0"),
+        ({"strategy": "prior", "render": "residual"}, r"--render=residual: .*prior has none"),
+        ({"batch_size": 0}, r"--batch-size=0 must be >= 1"),
+    ):
         with pytest.raises(AugmentError, match=message):
             GenerationRequest(target_count=10, **kwargs)
 

@@ -16,39 +16,71 @@ import faces
 from ablation.config import compose_config
 from ablation.generate import augment_with_checkpoint
 from ablation.judge import ensure_judge
-from vaegan.generation.request import GenerationRequest
 from vaegan.checkpoint import save_vaegan
+from vaegan.generation.request import GenerationRequest
 from vaegan.model import VAEGAN
 
 REPO = Path(__file__).resolve().parents[1]
-JUDGE = ["classifier=resnet10t_scratch", "train.epochs=1", "train.freeze_epochs=0", "train.warmup_epochs=0",
-         "train.batch_size=16", "train.limit_train_batches=2", "trainer.enable_progress_bar=false"]
+JUDGE = [
+    "classifier=resnet10t_scratch",
+    "train.epochs=1",
+    "train.freeze_epochs=0",
+    "train.warmup_epochs=0",
+    "train.batch_size=16",
+    "train.limit_train_batches=2",
+    "trainer.enable_progress_bar=false",
+]
 
 
 @pytest.fixture
 def setup(tmp_path: Path, tiny_synthetic_root: Path):
-    cfg = compose_config("augment", ["data.preset=tiny", f"data.root={tiny_synthetic_root}",
-                                     f"paths.cache_dir={tmp_path / 'cache'}", f"paths.output_dir={tmp_path / 'out'}"])
+    cfg = compose_config(
+        "augment",
+        [
+            "data.preset=tiny",
+            f"data.root={tiny_synthetic_root}",
+            f"paths.cache_dir={tmp_path / 'cache'}",
+            f"paths.output_dir={tmp_path / 'out'}",
+        ],
+    )
     data = faces.load_faces(cfg.data, cache_dir=cfg.paths.cache_dir, splits=("train",))
     torch.manual_seed(0)
     model = VAEGAN(resolution=32, latent_dim=32, num_classes=7, base_channels=8, max_channels=32)
-    checkpoint = save_vaegan(tmp_path / "vaegan.safetensors", model=model, config={"name": "tiny"},
-                             class_names=data.class_names,
-                             extra={"image_size": 32, "data_fingerprint": data.train.fingerprint, "data": dict(cfg.data)})
+    checkpoint = save_vaegan(
+        tmp_path / "vaegan.safetensors",
+        model=model,
+        config={"name": "tiny"},
+        class_names=data.class_names,
+        extra={"image_size": 32, "data_fingerprint": data.train.fingerprint, "data": dict(cfg.data)},
+    )
     return cfg, checkpoint
 
 
 def test_filtered_run_trains_a_judge_that_never_opens_test(tmp_path: Path, setup, one_thread) -> None:
     cfg, checkpoint = setup
     out = tmp_path / "gen"
-    judge = ensure_judge(data_cfg=cfg.data, paths_cfg=cfg.paths, overrides=["balance=reweight", *JUDGE], run_dir=out / "judge")
+    judge = ensure_judge(
+        data_cfg=cfg.data, paths_cfg=cfg.paths, overrides=["balance=reweight", *JUDGE], run_dir=out / "judge"
+    )
     assert judge.is_file()
     # The judge's run decoded only the train split: no test cache exists anywhere.
     assert not list(Path(cfg.paths.cache_dir).rglob("test-*.pt"))
     assert not (out / "judge" / "metrics.json").exists()
-    report = augment_with_checkpoint(GenerationRequest(target_count="Fear=12", out_dir=out, judge=judge, min_confidence=0.0,
-                                                      max_attempts_factor=4, batch_size=16, workers=0, device="cpu"),
-                                    checkpoint=checkpoint, data_cfg=cfg.data, paths_cfg=cfg.paths)
+    report = augment_with_checkpoint(
+        GenerationRequest(
+            target_count="Fear=12",
+            out_dir=out,
+            judge=judge,
+            min_confidence=0.0,
+            max_attempts_factor=4,
+            batch_size=16,
+            workers=0,
+            device="cpu",
+        ),
+        checkpoint=checkpoint,
+        data_cfg=cfg.data,
+        paths_cfg=cfg.paths,
+    )
     with (out / "manifest.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     fear = report.classes[1]
@@ -62,20 +94,39 @@ def test_filtered_run_trains_a_judge_that_never_opens_test(tmp_path: Path, setup
     assert report.judge_quality == quality and "judge val recall" in report.table()
     measured = json.loads((out / "generation_report.json").read_text())
     before, after = measured["before_filter"]["classes"]["Fear"], measured["after_filter"]["classes"]["Fear"]
-    assert before["n_generated"] == 16 and after["n_generated"] == fear.generated  # one candidate batch; the accepted set
+    assert (
+        before["n_generated"] == 16 and after["n_generated"] == fear.generated
+    )  # one candidate batch; the accepted set
     assert set(before) >= {"fidelity", "novelty", "diversity_ratio", "precision", "recall"}
     assert before["fidelity"]["judge_recall_real_val"] == quality["validation_recall"]["Fear"]
     # Re-running the finished set adds nothing, so its report is the one on disk (not measured again).
     written = (out / "generation_report.json").stat().st_mtime_ns
-    again = augment_with_checkpoint(GenerationRequest(target_count="Fear=12", out_dir=out, judge=judge, min_confidence=0.0,
-                                                      max_attempts_factor=4, batch_size=16, workers=0, device="cpu"),
-                                    checkpoint=checkpoint, data_cfg=cfg.data, paths_cfg=cfg.paths)
+    again = augment_with_checkpoint(
+        GenerationRequest(
+            target_count="Fear=12",
+            out_dir=out,
+            judge=judge,
+            min_confidence=0.0,
+            max_attempts_factor=4,
+            batch_size=16,
+            workers=0,
+            device="cpu",
+        ),
+        checkpoint=checkpoint,
+        data_cfg=cfg.data,
+        paths_cfg=cfg.paths,
+    )
     assert again.written_this_run == 0 and (out / "generation_report.json").stat().st_mtime_ns == written
 
 
 def run_script(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "scripts" / "augment.py"), *args], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "augment.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
 
 
 def test_cli_refuses_bad_input_before_work(tmp_path: Path, setup) -> None:
@@ -85,9 +136,13 @@ def test_cli_refuses_bad_input_before_work(tmp_path: Path, setup) -> None:
     assert result.returncode == 2 and "missing.safetensors: no such file" in result.stderr
     result = run_script("--checkpoint", str(REPO / "README.md"), "--target-count", "10")
     assert result.returncode == 2 and "not a VAE-GAN checkpoint" in result.stderr
-    result = run_script("--checkpoint", str(checkpoint), "--target-count", "0", "--out", str(tmp_path / "o"), *data_args)
+    result = run_script(
+        "--checkpoint", str(checkpoint), "--target-count", "0", "--out", str(tmp_path / "o"), *data_args
+    )
     assert result.returncode == 2 and "--target-count=0 must be at least 1" in result.stderr
-    result = run_script("--checkpoint", str(checkpoint), "--target-count", "Contempt=5", "--out", str(tmp_path / "o"), *data_args)
+    result = run_script(
+        "--checkpoint", str(checkpoint), "--target-count", "Contempt=5", "--out", str(tmp_path / "o"), *data_args
+    )
     assert result.returncode == 2 and "unknown class 'Contempt'" in result.stderr
     assert not (tmp_path / "o").exists()
     # A checkpoint trained on other data (here: another image size) is refused with the reason.
@@ -98,12 +153,24 @@ def test_cli_refuses_bad_input_before_work(tmp_path: Path, setup) -> None:
 def test_cli_generates_with_the_checkpoints_own_data_config(tmp_path: Path, setup) -> None:
     _, checkpoint = setup
     out = tmp_path / "gen"
-    result = run_script("--checkpoint", str(checkpoint), "--target-count", "Fear=10", "--no-filter", "--workers", "1",
-                        "--batch-size", "8", "--out", str(out))
+    result = run_script(
+        "--checkpoint",
+        str(checkpoint),
+        "--target-count",
+        "Fear=10",
+        "--no-filter",
+        "--workers",
+        "1",
+        "--batch-size",
+        "8",
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Fear" in result.stdout and "images/s" in result.stdout
-    real, target, generated = (int(v) for v in next(
-        line.split()[1:4] for line in result.stdout.splitlines() if line.startswith("Fear")))
+    real, target, generated = (
+        int(v) for v in next(line.split()[1:4] for line in result.stdout.splitlines() if line.startswith("Fear"))
+    )
     assert target == 10 and generated == 10 - real  # --no-filter: every candidate kept
     assert len(list((out / "Fear").glob("*.png"))) == generated
 
@@ -113,7 +180,9 @@ def test_a_judge_killed_mid_training_is_trained_again_from_scratch(tmp_path: Pat
     half-trained; only a judge with its completion marker (judge.json) is reused."""
     cfg, _ = setup
     overrides = ["balance=reweight", *JUDGE]
-    clean = ensure_judge(data_cfg=cfg.data, paths_cfg=cfg.paths, overrides=overrides, run_dir=tmp_path / "clean" / "judge")
+    clean = ensure_judge(
+        data_cfg=cfg.data, paths_cfg=cfg.paths, overrides=overrides, run_dir=tmp_path / "clean" / "judge"
+    )
     killed = tmp_path / "killed" / "judge"
     (killed / "checkpoints").mkdir(parents=True)
     (killed / "checkpoints" / "best.safetensors").write_bytes(b"weights of epoch 1 of 6")  # what the kill left

@@ -8,20 +8,21 @@ from pathlib import Path
 
 import pytest
 import timm
+from omegaconf import OmegaConf
+from test_ablation_report import write_run
 
 from ablation.report import write_report
 from classifier.budget import collapse_report, plan_budget, resolve_input_size
 from classifier.train import check_train_numbers
-from omegaconf import OmegaConf
-
-from test_ablation_report import write_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_small_dataset_gets_enough_steps_and_the_schedule_scales() -> None:
     # 300 images at batch 64: 4 steps/epoch; 8 epochs would be 32 steps.
-    small = plan_budget(num_train=300, batch_size=64, epochs=8, min_steps=300, freeze_epochs=3, warmup_epochs=1, early_stop_patience=4)
+    small = plan_budget(
+        num_train=300, batch_size=64, epochs=8, min_steps=300, freeze_epochs=3, warmup_epochs=1, early_stop_patience=4
+    )
     assert small.steps_per_epoch == 4 and small.epochs == 75 and small.total_steps == 300
     assert small.freeze_epochs == round(0.1 * 75) and small.warmup_epochs == pytest.approx(75 / 8)  # head-only <= 10%
     assert small.early_stop_patience == round(4 * 75 / 8)
@@ -29,7 +30,15 @@ def test_small_dataset_gets_enough_steps_and_the_schedule_scales() -> None:
 
 
 def test_large_dataset_keeps_its_epochs() -> None:
-    large = plan_budget(num_train=12_000, batch_size=64, epochs=8, min_steps=300, freeze_epochs=3, warmup_epochs=1, early_stop_patience=4)
+    large = plan_budget(
+        num_train=12_000,
+        batch_size=64,
+        epochs=8,
+        min_steps=300,
+        freeze_epochs=3,
+        warmup_epochs=1,
+        early_stop_patience=4,
+    )
     assert large.steps_per_epoch == 187 and large.epochs == 8 and large.scaled == 1.0
     assert (large.freeze_epochs, large.early_stop_patience) == (3, 4)
     off = plan_budget(num_train=300, batch_size=64, epochs=8, min_steps=0, freeze_epochs=3)
@@ -42,10 +51,17 @@ def test_world_size_divides_the_steps() -> None:
     assert (one.steps_per_epoch, two.steps_per_epoch) == (20, 10) and two.epochs == 2 * one.epochs
 
 
-@pytest.mark.parametrize(("name", "image_size", "expected"), [
-    ("resnet18", 32, 96), ("resnet18", 48, 96), ("resnet18", 100, 100),
-    ("efficientnet_lite0", 64, 96), ("efficientnet_lite0", 112, 112), ("convnext_atto", 48, 96),
-])
+@pytest.mark.parametrize(
+    ("name", "image_size", "expected"),
+    [
+        ("resnet18", 32, 96),
+        ("resnet18", 48, 96),
+        ("resnet18", 100, 100),
+        ("efficientnet_lite0", 64, 96),
+        ("efficientnet_lite0", 112, 112),
+        ("convnext_atto", 48, 96),
+    ],
+)
 def test_input_size_rule_for_cnns(name: str, image_size: int, expected: int) -> None:
     backbone = timm.create_model(name, pretrained=False, num_classes=0)
     size, rule = resolve_input_size(backbone, requested=None, image_size=image_size)
@@ -65,15 +81,28 @@ def test_collapse_guard_flags_one_class_and_chance() -> None:
     one_class = [[10, 0, 0], [8, 0, 0], [12, 0, 0]]
     report = collapse_report(confusion=one_class, best_val_mean_class_accuracy=0.9, num_classes=3)
     assert report["collapsed"] and report["predicted_classes"] == 1 and "1 class" in report["reasons"][0]
-    chance = collapse_report(confusion=[[5, 3, 2], [4, 3, 3], [3, 3, 4]], best_val_mean_class_accuracy=0.34, num_classes=3)
+    chance = collapse_report(
+        confusion=[[5, 3, 2], [4, 3, 3], [3, 3, 4]], best_val_mean_class_accuracy=0.34, num_classes=3
+    )
     assert chance["collapsed"] and "at chance" in chance["reasons"][0]
-    healthy = collapse_report(confusion=[[8, 1, 1], [2, 6, 2], [1, 1, 8]], best_val_mean_class_accuracy=0.7, num_classes=3)
+    healthy = collapse_report(
+        confusion=[[8, 1, 1], [2, 6, 2], [1, 1, 8]], best_val_mean_class_accuracy=0.7, num_classes=3
+    )
     assert not healthy["collapsed"] and healthy["reasons"] == []
 
 
 def test_report_marks_collapsed_runs_and_all_collapsed_rows(tmp_path: Path) -> None:
     root = tmp_path / "runs"
-    write_run(root / "a", balance="none", seed=0, accuracy=0.33, mca=0.33, f1=0.17, recalls=[0.0, 0.0, 1.0], confusion=[[0, 0, 10], [0, 0, 10], [0, 0, 10]])
+    write_run(
+        root / "a",
+        balance="none",
+        seed=0,
+        accuracy=0.33,
+        mca=0.33,
+        f1=0.17,
+        recalls=[0.0, 0.0, 1.0],
+        confusion=[[0, 0, 10], [0, 0, 10], [0, 0, 10]],
+    )
     write_run(root / "b", balance="oversample", seed=0, accuracy=0.70, mca=0.70, f1=0.65, recalls=[0.7, 0.6, 0.8])
     write_run(root / "c", balance="oversample", seed=1, accuracy=0.34, mca=0.33, f1=0.2, recalls=[1.0, 0.0, 0.0])
     for folder, reasons in (("a", ["all test predictions fall into 1 class"]), ("c", ["validation at chance"])):
@@ -90,10 +119,24 @@ def test_report_marks_collapsed_runs_and_all_collapsed_rows(tmp_path: Path) -> N
     assert "collapsed" in paths["html"].read_text()
 
 
-@pytest.mark.parametrize(("key", "value"), [("epochs", -1), ("batch_size", 0), ("lr", -0.1), ("min_steps", -5), ("epochs", 2.5)])
+@pytest.mark.parametrize(
+    ("key", "value"), [("epochs", -1), ("batch_size", 0), ("lr", -0.1), ("min_steps", -5), ("epochs", 2.5)]
+)
 def test_bad_training_numbers_name_the_key(key: str, value: object) -> None:
-    t = OmegaConf.create({"epochs": 8, "batch_size": 64, "eval_batch_size": 256, "freeze_epochs": 3, "min_steps": 300,
-                          "warmup_epochs": 1, "lr": 0.003, "backbone_lr_mult": 0.5, "weight_decay": 0.0, "early_stop_patience": 4})
+    t = OmegaConf.create(
+        {
+            "epochs": 8,
+            "batch_size": 64,
+            "eval_batch_size": 256,
+            "freeze_epochs": 3,
+            "min_steps": 300,
+            "warmup_epochs": 1,
+            "lr": 0.003,
+            "backbone_lr_mult": 0.5,
+            "weight_decay": 0.0,
+            "early_stop_patience": 4,
+        }
+    )
     t[key] = value
     with pytest.raises(ValueError, match=rf"train\.{key}={value!r}"):
         check_train_numbers(t)
@@ -128,13 +171,26 @@ def test_a_weak_judge_is_warned_about() -> None:
     from vaegan.generation.run import AugmentReport, ClassReport
 
     labels = torch.tensor([0, 0, 1, 1, 2, 2])
-    val = FaceSplit(name="val", images=torch.zeros(6, 3, 8, 8, dtype=torch.uint8), labels=labels, is_synthetic=torch.zeros(6, dtype=torch.bool),
-                    sample_ids=tuple(f"v{i}" for i in range(6)), class_names=("A", "B", "C"))
+    val = FaceSplit(
+        name="val",
+        images=torch.zeros(6, 3, 8, 8, dtype=torch.uint8),
+        labels=labels,
+        is_synthetic=torch.zeros(6, dtype=torch.bool),
+        sample_ids=tuple(f"v{i}" for i in range(6)),
+        class_names=("A", "B", "C"),
+    )
     always_a = lambda images: torch.nn.functional.one_hot(torch.zeros(len(images), dtype=torch.long), 3).float()  # noqa: E731
     quality = judge_quality(always_a, val)
     assert quality["validation_recall"] == {"A": 1.0, "B": 0.0, "C": 0.0} and quality["weak_classes"] == ["B", "C"]
-    assert quality["recall_floor"] == JUDGE_RECALL_FLOOR and quality["validation_mean_class_accuracy"] == pytest.approx(1 / 3)
-    report = AugmentReport(out_dir=Path("."), classes=[ClassReport("B", 2, 10, 0, 80, 2, 8)], written_this_run=0, seconds=1.0,
-                           judge_quality=quality)
+    assert quality["recall_floor"] == JUDGE_RECALL_FLOOR and quality["validation_mean_class_accuracy"] == pytest.approx(
+        1 / 3
+    )
+    report = AugmentReport(
+        out_dir=Path("."),
+        classes=[ClassReport("B", 2, 10, 0, 80, 2, 8)],
+        written_this_run=0,
+        seconds=1.0,
+        judge_quality=quality,
+    )
     table = report.table()
     assert "WEAK JUDGE" in table and "WARNING: the judge's validation recall is below" in table and "B" in table

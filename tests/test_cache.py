@@ -84,7 +84,9 @@ def test_sixteen_bit_greyscale_is_scaled_not_clipped(tmp_path: Path, cache_dir: 
     import numpy as np
     from PIL import Image
 
-    root = build_class_folders(tmp_path / "d", counts={"train": (1, 1), "test": (1, 1)}, folder_names=("a", "b"), size=16)
+    root = build_class_folders(
+        tmp_path / "d", counts={"train": (1, 1), "test": (1, 1)}, folder_names=("a", "b"), size=16
+    )
     levels = np.linspace(0, 65535, 16 * 16).reshape(16, 16).astype(np.uint16)
     Image.fromarray(levels).save(root / "train" / "a" / "deep.png")
     assert Image.open(root / "train" / "a" / "deep.png").mode == "I;16"
@@ -103,16 +105,25 @@ def test_decompression_bomb_is_named_and_skippable(tmp_path: Path, cache_dir: Pa
 
     from faces import DatasetError
 
-    root = build_class_folders(tmp_path / "d", counts={"train": (2, 2), "test": (1, 1)}, folder_names=("a", "b"), size=16)
+    root = build_class_folders(
+        tmp_path / "d", counts={"train": (2, 2), "test": (1, 1)}, folder_names=("a", "b"), size=16
+    )
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     for name, side in (("bomb.png", 40000), ("big.png", 10000)):  # over PIL's error limit / over its warning limit
-        (root / "train" / "a" / name).write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
-                                                  + chunk(b"IDAT", zlib.compress(b"\x00")) + chunk(b"IEND", b""))
-    with pytest.raises(DatasetError, match=r"(?s)2 of 6 image\(s\) could not be read.*big\.png: ValueError: the header claims "
-                                           r"10000x10000 pixels.*bomb\.png: DecompressionBombError.*skip_unreadable=true"):
+        (root / "train" / "a" / name).write_bytes(
+            b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00"))
+            + chunk(b"IEND", b"")
+        )
+    with pytest.raises(
+        DatasetError,
+        match=r"(?s)2 of 6 image\(s\) could not be read.*big\.png: ValueError: the header claims "
+        r"10000x10000 pixels.*bomb\.png: DecompressionBombError.*skip_unreadable=true",
+    ):
         load_faces(_cfg(root), cache_dir=cache_dir)
     data = load_faces({**_cfg(root), "skip_unreadable": True}, cache_dir=cache_dir)
     assert set(data.train.skipped) == {"train/a/bomb.png", "train/a/big.png"} and len(data.train) == 4
@@ -134,7 +145,9 @@ def test_exif_orientation_is_applied_and_counted(tmp_path: Path, cache_dir: Path
     """A phone photo with EXIF orientation 6 is decoded as every viewer shows it (upright, 16x32), and counted."""
     from faces.summary import format_summary, summarize_dataset
 
-    root = build_class_folders(tmp_path / "d", counts={"train": (2, 2), "test": (1, 1)}, folder_names=("a", "b"), size=16)
+    root = build_class_folders(
+        tmp_path / "d", counts={"train": (2, 2), "test": (1, 1)}, folder_names=("a", "b"), size=16
+    )
     _phone_photo(root / "train" / "a" / "phone.jpg")
     data = load_faces(_cfg(root), cache_dir=cache_dir)
     image = data.train.images[data.train.sample_ids.index("train/a/phone.jpg")].float().mean(0)  # [16, 16]
@@ -155,7 +168,9 @@ def test_degenerate_images_are_named_and_min_image_size_refuses_them(tmp_path: P
 
     from faces import DatasetError
 
-    root = build_class_folders(tmp_path / "d", counts={"train": (2, 2), "test": (1, 1)}, folder_names=("a", "b"), size=32)
+    root = build_class_folders(
+        tmp_path / "d", counts={"train": (2, 2), "test": (1, 1)}, folder_names=("a", "b"), size=32
+    )
     Image.fromarray(np.full((1, 1, 3), 128, dtype=np.uint8)).save(root / "train" / "a" / "dot.png")
     Image.fromarray(np.full((20, 400, 3), 128, dtype=np.uint8)).save(root / "train" / "b" / "strip.png")
     with caplog.at_level(logging.WARNING, logger="faces.cache"):
@@ -165,7 +180,10 @@ def test_degenerate_images_are_named_and_min_image_size_refuses_them(tmp_path: P
     assert re.search(r"1 image\(s\) much smaller than the 16px target.*dot\.png \(1x1\)", caplog.text)
     assert re.search(r"1 image\(s\) far from square.*strip\.png \(400x20\)", caplog.text)
     # The refusal is checked on every load, also when the split comes from the cache.
-    with pytest.raises(DatasetError, match=r"2 image\(s\) with a side under data\.min_image_size=24px: .*dot\.png \(1x1\), .*strip\.png \(400x20\)"):
+    with pytest.raises(
+        DatasetError,
+        match=r"2 image\(s\) with a side under data\.min_image_size=24px: .*dot\.png \(1x1\), .*strip\.png \(400x20\)",
+    ):
         load_faces({**_cfg(root), "min_image_size": 24}, cache_dir=cache_dir)
     assert len(load_faces({**_cfg(root), "min_image_size": 1}, cache_dir=cache_dir).train) == 6
     with pytest.raises(DatasetError, match=r"data\.min_image_size=0 must be a positive integer"):

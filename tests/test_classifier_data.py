@@ -8,9 +8,9 @@ import torch
 
 from classifier.data import FaceDataModule
 from classifier.transforms import TensorAugment
-from faces.torchdata import EpochSampler, ShardSampler, class_balanced_weights
 from faces import SyntheticLeakError
 from faces.split import FaceSplit
+from faces.torchdata import EpochSampler, ShardSampler, class_balanced_weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -21,8 +21,14 @@ def make_split(counts: list[int], *, synthetic: bool = False, name: str = "train
     labels = torch.cat([torch.full((n,), c) for c, n in enumerate(counts)])
     n = len(labels)
     images = (torch.arange(n).view(n, 1, 1, 1) % 256).expand(n, 3, size, size).to(torch.uint8).contiguous()
-    return FaceSplit(name=name, images=images, labels=labels, is_synthetic=torch.full((n,), synthetic),
-                     sample_ids=tuple(f"{name}/{i}" for i in range(n)), class_names=NAMES)
+    return FaceSplit(
+        name=name,
+        images=images,
+        labels=labels,
+        is_synthetic=torch.full((n,), synthetic),
+        sample_ids=tuple(f"{name}/{i}" for i in range(n)),
+        class_names=NAMES,
+    )
 
 
 def test_oversampling_draws_classes_about_equally() -> None:
@@ -58,8 +64,14 @@ def test_epoch_sampler_is_seeded_and_shards_across_ranks() -> None:
 
 
 def test_loader_serves_whole_batches_from_uint8() -> None:
-    dm = FaceDataModule(train=make_split([5, 5, 5, 5]), val=make_split([2, 2, 2, 2], name="val"), test=None,
-                        batch_size=6, eval_batch_size=3, seed=0)
+    dm = FaceDataModule(
+        train=make_split([5, 5, 5, 5]),
+        val=make_split([2, 2, 2, 2], name="val"),
+        test=None,
+        batch_size=6,
+        eval_batch_size=3,
+        seed=0,
+    )
     images, labels = next(iter(dm.train_dataloader()))
     assert images.dtype == torch.uint8 and images.shape == (6, 3, 8, 8) and labels.shape == (6,)
     batches = list(dm.val_dataloader())
@@ -82,7 +94,7 @@ def test_tensor_augment_keeps_shape_and_range_and_varies() -> None:
     y = TensorAugment()(x)
     assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1
     assert not torch.allclose(x, y)
-    flip_only = TensorAugment(flip=1.0, rotate_degrees=0, scale=(1, 1), translate=0, brightness=0, contrast=0, saturation=0)
+    flip_only = TensorAugment(
+        flip=1.0, rotate_degrees=0, scale=(1, 1), translate=0, brightness=0, contrast=0, saturation=0
+    )
     assert torch.allclose(flip_only(x), x.flip(-1), atol=1e-5)
-
-

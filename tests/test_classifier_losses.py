@@ -34,7 +34,9 @@ def test_effective_number_weights_match_cui_et_al() -> None:
     assert torch.allclose(w, torch.tensor(expected), atol=1e-6)
     # limits: beta=0 -> uniform; beta -> 1 -> inverse frequency
     assert torch.allclose(L.effective_number_weights(COUNTS, beta=0.0), torch.ones(3))
-    assert torch.allclose(L.effective_number_weights(COUNTS, beta=0.999999), L.inverse_frequency_weights(COUNTS), rtol=1e-3)
+    assert torch.allclose(
+        L.effective_number_weights(COUNTS, beta=0.999999), L.inverse_frequency_weights(COUNTS), rtol=1e-3
+    )
 
 
 def test_focal_loss_formula_and_gamma_zero_is_ce() -> None:
@@ -42,7 +44,7 @@ def test_focal_loss_formula_and_gamma_zero_is_ce() -> None:
     logits, targets = torch.randn(6, 3), torch.tensor([0, 1, 2, 0, 1, 2])
     assert L.focal_loss(logits, targets, gamma=0.0) == pytest.approx(float(F.cross_entropy(logits, targets)), rel=1e-5)
     p = logits.softmax(1)[torch.arange(6), targets]
-    expected = (-(1 - p) ** 2 * p.log()).mean()
+    expected = (-((1 - p) ** 2) * p.log()).mean()
     assert L.focal_loss(logits, targets, gamma=2.0) == pytest.approx(float(expected), rel=1e-5)
 
 
@@ -53,7 +55,9 @@ def test_balanced_softmax_and_logit_adjusted_losses() -> None:
     expected = F.cross_entropy(logits + prior.log(), targets)
     assert L.balanced_softmax_loss(logits, targets, prior=prior) == pytest.approx(float(expected), rel=1e-6)
     expected_half = F.cross_entropy(logits + 0.5 * prior.log(), targets)
-    assert L.logit_adjusted_cross_entropy(logits, targets, prior=prior, tau=0.5) == pytest.approx(float(expected_half), rel=1e-6)
+    assert L.logit_adjusted_cross_entropy(logits, targets, prior=prior, tau=0.5) == pytest.approx(
+        float(expected_half), rel=1e-6
+    )
 
 
 def test_posthoc_logit_adjustment_changes_predictions_as_the_formula_says() -> None:
@@ -71,7 +75,10 @@ def test_posthoc_logit_adjustment_changes_predictions_as_the_formula_says() -> N
     bias = create_loss(spec.loss, class_counts=[70, 10, 20], feature_dim=4, **spec.loss_args).posthoc_logit_bias()
     assert torch.allclose(bias, -0.5 * torch.tensor([0.7, 0.1, 0.2]).log(), atol=1e-6)
     plain = resolve_balance({"name": "logit_adjust"})
-    assert create_loss(plain.loss, class_counts=[70, 10, 20], feature_dim=4, **plain.loss_args).posthoc_logit_bias() is None
+    assert (
+        create_loss(plain.loss, class_counts=[70, 10, 20], feature_dim=4, **plain.loss_args).posthoc_logit_bias()
+        is None
+    )
 
 
 def test_ldam_margins_and_drw_schedule() -> None:
@@ -124,7 +131,9 @@ def test_every_loss_is_finite_and_differentiable() -> None:
     targets = torch.tensor([0, 1, 2, 0, 0, 1, 2, 0])
     for name in STRATEGIES:
         spec = resolve_balance({"name": name, "generated_dir": "x" if STRATEGIES[name].synthetic else None})
-        value, _ = create_loss(spec.loss, class_counts=COUNTS, feature_dim=5, **spec.loss_args)(logits=logits, features=features, targets=targets)
+        value, _ = create_loss(spec.loss, class_counts=COUNTS, feature_dim=5, **spec.loss_args)(
+            logits=logits, features=features, targets=targets
+        )
         value.backward()
         assert torch.isfinite(value), name
 
@@ -136,11 +145,19 @@ def test_unknown_strategy_and_loss_list_the_choices() -> None:
         resolve_balance({"name": "synthetic", "generated_dir": "x", "loss": "dice"})
     with pytest.raises(ValueError, match="needs balance.generated_dir"):
         resolve_balance({"name": "synthetic"})
-    spec = resolve_balance({"name": "synthetic", "generated_dir": "x", "loss": "reweight", "weighting": "effective_number"})
+    spec = resolve_balance(
+        {"name": "synthetic", "generated_dir": "x", "loss": "reweight", "weighting": "effective_number"}
+    )
     assert (spec.loss, spec.synthetic, spec.loss_args["weighting"]) == ("reweight", True, "effective_number")
-    assert set(LOSSES) >= {"ce", "reweight", "focal", "weighted_cluster", "balanced_softmax", "logit_adjust", "ldam_drw"}
-
-
+    assert set(LOSSES) >= {
+        "ce",
+        "reweight",
+        "focal",
+        "weighted_cluster",
+        "balanced_softmax",
+        "logit_adjust",
+        "ldam_drw",
+    }
 
 
 def test_strategy_registry_is_the_one_source_and_parameters_are_checked() -> None:
@@ -155,13 +172,17 @@ def test_strategy_registry_is_the_one_source_and_parameters_are_checked() -> Non
     with initialize_config_dir(version_base="1.3", config_dir=str(conf)):
         with pytest.raises(MissingConfigException) as error:
             compose("train_classifier", ["balance=smote"])
-        assert "oversample" in str(error.value) and "_params" not in str(error.value) and "common" not in str(error.value)
+        assert (
+            "oversample" in str(error.value) and "_params" not in str(error.value) and "common" not in str(error.value)
+        )
         # the YAML names the strategy only; what it runs comes from the registry
         cfg = compose("train_classifier", ["balance=logit_adjust_posthoc", "balance.tau=0.5"])
     spec = resolve_balance(cfg.balance)
     assert (spec.loss, spec.loss_args) == ("logit_adjust", {"tau": 0.5, "mode": "posthoc"})
     assert L.LOSSES["focal"].parameters == {"gamma": 2.0}
-    with pytest.raises(ValueError, match=r"balance=focal uses loss focal, which takes no \['tau'\]; its parameters are \['gamma'\]"):
+    with pytest.raises(
+        ValueError, match=r"balance=focal uses loss focal, which takes no \['tau'\]; its parameters are \['gamma'\]"
+    ):
         resolve_balance({"name": "focal", "tau": 2.0})
     with pytest.raises(ValueError, match=r"drw_start=1.5 is a fraction of the epochs"):
         resolve_balance({"name": "ldam_drw", "drw_start": 1.5})

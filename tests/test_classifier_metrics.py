@@ -53,7 +53,9 @@ def test_agrees_with_torchmetrics_on_predictions() -> None:
     m = metrics_from_predictions(preds, targets, class_names=NAMES, groups=GROUPS)
     kw = {"num_classes": 3}
     assert m["accuracy"] == pytest.approx(float(MulticlassAccuracy(average="micro", **kw)(preds, targets)), abs=1e-6)
-    assert m["mean_class_accuracy"] == pytest.approx(float(MulticlassAccuracy(average="macro", **kw)(preds, targets)), abs=1e-6)
+    assert m["mean_class_accuracy"] == pytest.approx(
+        float(MulticlassAccuracy(average="macro", **kw)(preds, targets)), abs=1e-6
+    )
     assert m["macro_f1"] == pytest.approx(float(MulticlassF1Score(average="macro", **kw)(preds, targets)), abs=1e-6)
     per_p = MulticlassPrecision(average=None, **kw)(preds, targets)
     per_r = MulticlassRecall(average=None, **kw)(preds, targets)
@@ -61,12 +63,20 @@ def test_agrees_with_torchmetrics_on_predictions() -> None:
         assert m["per_class"][name]["precision"] == pytest.approx(float(per_p[i]), abs=1e-6)
         assert m["per_class"][name]["recall"] == pytest.approx(float(per_r[i]), abs=1e-6)
     logits = torch.nn.functional.one_hot(preds, 3).float()
-    assert torch.equal(confusion_matrix(logits, targets, num_classes=3), confusion_matrix(preds, targets, num_classes=3))
+    assert torch.equal(
+        confusion_matrix(logits, targets, num_classes=3), confusion_matrix(preds, targets, num_classes=3)
+    )
 
 
 def test_minority_report_names_the_rarest_classes() -> None:
     m = metrics_from_confusion(CM, class_names=NAMES, groups=GROUPS)
     report = minority_report(m, train_counts=[500, 100, 20], class_names=list(NAMES))
-    assert report["rarest_classes"][0] == {"class": "C", "train_count": 20, "recall": 0.5, "f1": pytest.approx(4 / 7), "group": "few"}
+    assert report["rarest_classes"][0] == {
+        "class": "C",
+        "train_count": 20,
+        "recall": 0.5,
+        "f1": pytest.approx(4 / 7),
+        "group": "few",
+    }
     assert report["lowest_recall_class"] == {"class": "C", "recall": 0.5}
     assert report["recall_gap_many_minus_few"] == pytest.approx(0.3)

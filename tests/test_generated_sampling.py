@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-
 from builders import write_image
+from classifier_helpers import tiny_cfg
+
 from classifier.balance import resolve_balance
 from classifier.data import FaceDataModule, GeneratedMixSampler, replace_probabilities
 from classifier.losses import create_loss, sample_weighted_loss
 from classifier.train import load_run_data
-from classifier_helpers import tiny_cfg
 from faces import FaceSplit
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -28,9 +28,12 @@ def mixed_split(real: list[int], generated: list[int]) -> FaceSplit:
     labels = [k for k, n in enumerate(real) for _ in range(n)] + [k for k, n in enumerate(generated) for _ in range(n)]
     n = len(labels)
     return FaceSplit(
-        name="fit+generated", images=torch.zeros(n, 3, 2, 2, dtype=torch.uint8), labels=torch.tensor(labels),
+        name="fit+generated",
+        images=torch.zeros(n, 3, 2, 2, dtype=torch.uint8),
+        labels=torch.tensor(labels),
         is_synthetic=torch.tensor([False] * sum(real) + [True] * sum(generated)),
-        sample_ids=tuple(f"s{i}" for i in range(n)), class_names=CLASSES,
+        sample_ids=tuple(f"s{i}" for i in range(n)),
+        class_names=CLASSES,
     )
 
 
@@ -47,7 +50,9 @@ def test_replacement_sampler_draws_generated_at_rate_p_k_and_never_for_the_major
     split = mixed_split(real=[60, 20, 6], generated=[10, 30, 30])
     p = replace_probabilities(split)
     assert p.tolist() == pytest.approx([0.0, 1 - 20 / 60, 1 - 6 / 60])
-    sampler = GeneratedMixSampler(split=split, sampler="replace", seed=3, batch_size=8, steps_per_epoch=100, replace_prob=p)
+    sampler = GeneratedMixSampler(
+        split=split, sampler="replace", seed=3, batch_size=8, steps_per_epoch=100, replace_prob=p
+    )
     order = draws(sampler, epochs=20)
     labels, generated = split.labels[order], split.is_synthetic[order]
     for k in range(3):
@@ -58,8 +63,15 @@ def test_replacement_sampler_draws_generated_at_rate_p_k_and_never_for_the_major
         assert abs(count - expected) <= 4 * math.sqrt(n * float(p[k]) * (1 - float(p[k]))) + 1e-9, (k, count, expected)
     assert int(generated[labels == 0].sum()) == 0
     # same seed, same order
-    assert torch.equal(draws(GeneratedMixSampler(split=split, sampler="replace", seed=3, batch_size=8, steps_per_epoch=100,
-                                                 replace_prob=p), epochs=20), order)
+    assert torch.equal(
+        draws(
+            GeneratedMixSampler(
+                split=split, sampler="replace", seed=3, batch_size=8, steps_per_epoch=100, replace_prob=p
+            ),
+            epochs=20,
+        ),
+        order,
+    )
 
 
 def test_replace_probability_can_be_overridden_and_a_class_without_samples_stays_real() -> None:
@@ -76,8 +88,18 @@ def test_synthetic_deferred_draws_no_generated_sample_before_its_start_step_and_
     assert (spec.sampler, spec.synthetic_start) == ("replace", 0.8)
     steps_per_epoch, epochs, batch = 4, 5, 8
     start = int(round(spec.synthetic_start * steps_per_epoch * epochs))  # as classifier.train.build_run computes it
-    module = FaceDataModule(train=split, val=None, test=None, batch_size=batch, eval_batch_size=8, seed=0, sampler=spec.sampler,
-                            start_step=start, steps_per_epoch=steps_per_epoch, replace_prob=spec.replace_prob)
+    module = FaceDataModule(
+        train=split,
+        val=None,
+        test=None,
+        batch_size=batch,
+        eval_batch_size=8,
+        seed=0,
+        sampler=spec.sampler,
+        start_step=start,
+        steps_per_epoch=steps_per_epoch,
+        replace_prob=spec.replace_prob,
+    )
     sampler = module.train_sampler()
     before, after = [], []
     for epoch in range(epochs):
@@ -98,12 +120,20 @@ def test_synthetic_weight_zero_gives_the_gradients_of_real_only_training() -> No
     for name in ("ce", "reweight", "focal", "ldam_drw", "weighted_cluster"):
         criterion = create_loss(name, class_counts=[50, 10, 5], feature_dim=5)
         layer.zero_grad()
-        loss, _ = sample_weighted_loss(criterion, logits=layer(features), features=features, targets=targets, generated=generated,
-                                       generated_weight=0.0)
+        loss, _ = sample_weighted_loss(
+            criterion,
+            logits=layer(features),
+            features=features,
+            targets=targets,
+            generated=generated,
+            generated_weight=0.0,
+        )
         loss.backward()
         weighted = [p.grad.clone() for p in layer.parameters()]
         layer.zero_grad()
-        real, _ = criterion(logits=layer(features[~generated]), features=features[~generated], targets=targets[~generated])
+        real, _ = criterion(
+            logits=layer(features[~generated]), features=features[~generated], targets=targets[~generated]
+        )
         real.backward()
         assert torch.isclose(loss, real), name
         for a, b in zip(weighted, (p.grad for p in layer.parameters())):
@@ -111,7 +141,9 @@ def test_synthetic_weight_zero_gives_the_gradients_of_real_only_training() -> No
     # a weight of w is the per-sample weighted mean of cross-entropy
     criterion = create_loss("ce", class_counts=[50, 10, 5], feature_dim=5)
     logits = layer(features)
-    loss, _ = sample_weighted_loss(criterion, logits=logits, features=features, targets=targets, generated=generated, generated_weight=0.5)
+    loss, _ = sample_weighted_loss(
+        criterion, logits=logits, features=features, targets=targets, generated=generated, generated_weight=0.5
+    )
     w = torch.where(generated, 0.5, 1.0)
     assert torch.isclose(loss, (w * F.cross_entropy(logits, targets, reduction="none")).sum() / w.sum())
 
@@ -140,15 +172,22 @@ def test_cas_trains_on_no_real_image_of_the_classes_below_the_target(tiny_synthe
     # every other class keeps all its real fit images; validation stays real and complete
     fit_real = torch.bincount(run.fit.labels[real], minlength=len(names)).tolist()
     expected = [n - v for n, v in zip(run.train_counts, run.val.class_counts())]
-    assert [c for k, c in enumerate(fit_real) if k not in filled] == [c for k, c in enumerate(expected) if k not in filled]
+    assert [c for k, c in enumerate(fit_real) if k not in filled] == [
+        c for k, c in enumerate(expected) if k not in filled
+    ]
     assert not run.val.is_synthetic.any() and all(run.val.class_counts())
 
 
 def test_cas_takes_the_classes_below_the_recorded_targets_and_refuses_one_without_samples() -> None:
     from classifier.data import generated_only_for_filled_classes
 
-    real, generated = mixed_split(real=[60, 20, 6], generated=[0, 0, 0]), mixed_split(real=[0, 0, 0], generated=[0, 14, 54])
+    real, generated = (
+        mixed_split(real=[60, 20, 6], generated=[0, 0, 0]),
+        mixed_split(real=[0, 0, 0], generated=[0, 14, 54]),
+    )
     cas = generated_only_for_filled_classes(real, generated, targets={"Big": 60, "Mid": 34, "Rare": 60})
     assert cas.class_counts() == [60, 14, 54] and not cas.is_synthetic[cas.labels > 0].logical_not().any()
     with pytest.raises(ValueError, match=r"\['Mid'\] are below the target but the generated set has no sample"):
-        generated_only_for_filled_classes(real, mixed_split(real=[0, 0, 0], generated=[0, 0, 54]), targets={"Mid": 34, "Rare": 60})
+        generated_only_for_filled_classes(
+            real, mixed_split(real=[0, 0, 0], generated=[0, 0, 54]), targets={"Mid": 34, "Rare": 60}
+        )

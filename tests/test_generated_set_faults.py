@@ -19,13 +19,13 @@ import torch
 from PIL import Image
 
 import faces
-from ablation.generate import main as augment_main
 from ablation.config import compose_config
+from ablation.generate import main as augment_main
 from faces import DatasetError, load_generated
+from vaegan.checkpoint import save_vaegan
 from vaegan.generation.request import GenerationRequest, GenerationWriteError
 from vaegan.generation.run import augment
 from vaegan.generation.targets import parse_target_count
-from vaegan.checkpoint import save_vaegan
 from vaegan.model import VAEGAN
 
 COMMAND = "python scripts/augment.py --checkpoint ckpt --target-count 40 --out gen"
@@ -45,9 +45,12 @@ def model() -> VAEGAN:
 
 
 def run(model, fit, out: Path):
-    request = GenerationRequest(target_count=40, strategy="gaussian", strength=1.0, seed=0, batch_size=16, workers=0,
-                                out_dir=out, filter=False)
-    return augment(request, model=model, checkpoint_sha256="0" * 64, fit=fit, targets=[40] * 7, record={"command": COMMAND})
+    request = GenerationRequest(
+        target_count=40, strategy="gaussian", strength=1.0, seed=0, batch_size=16, workers=0, out_dir=out, filter=False
+    )
+    return augment(
+        request, model=model, checkpoint_sha256="0" * 64, fit=fit, targets=[40] * 7, record={"command": COMMAND}
+    )
 
 
 def files(out: Path) -> dict[str, bytes]:
@@ -80,7 +83,9 @@ def disk_full_after(monkeypatch: pytest.MonkeyPatch, renames: int) -> None:
 
 
 def load(out: Path, fit: faces.FaceSplit, tmp_path: Path, **kwargs) -> faces.FaceSplit:
-    return load_generated(out, class_names=fit.class_names, image_size=fit.image_size, cache_dir=tmp_path / "cache", **kwargs)
+    return load_generated(
+        out, class_names=fit.class_names, image_size=fit.image_size, cache_dir=tmp_path / "cache", **kwargs
+    )
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +98,9 @@ def whole(model, fit, tmp_path_factory: pytest.TempPathFactory) -> Path:
 # With these settings the run's renames are: 1 augment.json, PNGs, 31/32 the first commit (manifest.csv, then
 # progress.json), ..., 122 augment.json's finished flag: a failure lands on each kind of write.
 @pytest.mark.parametrize("renames", [0, 12, 30, 31, 49, 121])
-def test_full_disk_stops_cleanly_and_a_rerun_finishes_byte_identical(model, fit, whole, tmp_path: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch, renames: int) -> None:
+def test_full_disk_stops_cleanly_and_a_rerun_finishes_byte_identical(
+    model, fit, whole, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, renames: int
+) -> None:
     out = tmp_path / "gen"
     with monkeypatch.context() as patch:
         disk_full_after(patch, renames)
@@ -116,32 +122,61 @@ def test_full_disk_stops_cleanly_and_a_rerun_finishes_byte_identical(model, fit,
     assert strict_json(out / "progress.json")["rows"]
 
 
-def test_the_cli_says_disk_full_in_one_line(tmp_path: Path, tiny_synthetic_root: Path, monkeypatch: pytest.MonkeyPatch,
-                                            capsys: pytest.CaptureFixture) -> None:
+def test_the_cli_says_disk_full_in_one_line(
+    tmp_path: Path, tiny_synthetic_root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     checkpoint, data_args = _checkpoint(tmp_path, tiny_synthetic_root)
     out = tmp_path / "gen"
     disk_full_after(monkeypatch, 6)
-    status = augment_main(["--checkpoint", str(checkpoint), "--target-count", "Fear=40", "--no-filter", "--no-report",
-                           "--workers", "0", "--batch-size", "8", "--device", "cpu", "--out", str(out), *data_args])
+    status = augment_main(
+        [
+            "--checkpoint",
+            str(checkpoint),
+            "--target-count",
+            "Fear=40",
+            "--no-filter",
+            "--no-report",
+            "--workers",
+            "0",
+            "--batch-size",
+            "8",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            *data_args,
+        ]
+    )
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("augment: error:")]
     assert status == 1 and len(lines) == 1 and "Traceback" not in err
     assert f"in {out}: No space left on device" in lines[0] and "cannot write " + str(out) in lines[0]
 
 
-def test_duplicate_class_in_target_count_is_refused(tmp_path: Path, tiny_synthetic_root: Path,
-                                                    capsys: pytest.CaptureFixture) -> None:
+def test_duplicate_class_in_target_count_is_refused(
+    tmp_path: Path, tiny_synthetic_root: Path, capsys: pytest.CaptureFixture
+) -> None:
     with pytest.raises(ValueError, match=r"Fear is given twice \(Fear=100, fear=200\)"):
         parse_target_count("Fear=100,fear=200", class_names=("Surprise", "Fear"), real_counts=[5, 5])
     checkpoint, data_args = _checkpoint(tmp_path, tiny_synthetic_root)
-    status = augment_main(["--checkpoint", str(checkpoint), "--target-count", "Fear=100,Fear=200", "--out", str(tmp_path / "o"),
-                           *data_args])
+    status = augment_main(
+        [
+            "--checkpoint",
+            str(checkpoint),
+            "--target-count",
+            "Fear=100,Fear=200",
+            "--out",
+            str(tmp_path / "o"),
+            *data_args,
+        ]
+    )
     assert status == 2 and "Fear is given twice (Fear=100, Fear=200)" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 
-def test_an_unfinished_set_is_refused_naming_what_is_short_and_the_command(model, fit, tmp_path: Path,
-                                                                           monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+def test_an_unfinished_set_is_refused_naming_what_is_short_and_the_command(
+    model, fit, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
     out = tmp_path / "gen"
     with monkeypatch.context() as patch:
         disk_full_after(patch, 40)
@@ -150,8 +185,12 @@ def test_an_unfinished_set_is_refused_naming_what_is_short_and_the_command(model
     settings = json.loads((out / "augment.json").read_text())
     assert settings["finished"] is False and settings["targets"]["Fear"] == 40
     assert settings["generated_wanted"]["Fear"] == 40 - fit.class_counts()[fit.class_names.index("Fear")]
-    with pytest.raises(DatasetError, match=r"(?s)unfinished.*Fear has \d+ of \d+.*Complete it with: " + COMMAND +
-                       r".*balance\.allow_incomplete_generated=true"):
+    with pytest.raises(
+        DatasetError,
+        match=r"(?s)unfinished.*Fear has \d+ of \d+.*Complete it with: "
+        + COMMAND
+        + r".*balance\.allow_incomplete_generated=true",
+    ):
         load(out, fit, tmp_path)
     with caplog.at_level(logging.WARNING):
         partial = load(out, fit, tmp_path, allow_incomplete=True)
@@ -190,8 +229,11 @@ def test_a_set_made_before_the_records_loads_with_one_warning(whole, fit, tmp_pa
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    old = {k: v for k, v in json.loads((whole / "augment.json").read_text()).items()
-           if k not in ("targets", "generated_wanted", "finished", "command")}
+    old = {
+        k: v
+        for k, v in json.loads((whole / "augment.json").read_text()).items()
+        if k not in ("targets", "generated_wanted", "finished", "command")
+    }
     (out / "augment.json").write_text(json.dumps(old))
     with caplog.at_level(logging.WARNING, logger="faces.generated"):
         split = load(out, fit, tmp_path)
@@ -202,14 +244,23 @@ def test_a_set_made_before_the_records_loads_with_one_warning(whole, fit, tmp_pa
 
 
 def _checkpoint(tmp_path: Path, root: Path) -> tuple[Path, list[str]]:
-    data_args = ["data.preset=tiny", f"data.root={root}", f"paths.cache_dir={tmp_path / 'cache'}",
-                 f"paths.output_dir={tmp_path / 'outputs'}"]
+    data_args = [
+        "data.preset=tiny",
+        f"data.root={root}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        f"paths.output_dir={tmp_path / 'outputs'}",
+    ]
     cfg = compose_config("augment", data_args)
     data = faces.load_faces(cfg.data, cache_dir=cfg.paths.cache_dir, splits=("train",))
     torch.manual_seed(0)
     model = VAEGAN(resolution=32, latent_dim=32, num_classes=7, base_channels=8, max_channels=32)
-    checkpoint = save_vaegan(tmp_path / "vaegan.safetensors", model=model, config={"name": "tiny"}, class_names=data.class_names,
-                             extra={"image_size": 32, "data_fingerprint": data.train.fingerprint, "data": dict(cfg.data)})
+    checkpoint = save_vaegan(
+        tmp_path / "vaegan.safetensors",
+        model=model,
+        config={"name": "tiny"},
+        class_names=data.class_names,
+        extra={"image_size": 32, "data_fingerprint": data.train.fingerprint, "data": dict(cfg.data)},
+    )
     return checkpoint, data_args
 
 

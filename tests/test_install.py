@@ -34,8 +34,16 @@ def module_file(module: str) -> Path | None:
 
 def test_every_console_script_points_at_a_function() -> None:
     scripts = PYPROJECT["project"]["scripts"]
-    assert {"fer-summary", "fer-train-vaegan", "fer-augment", "fer-train", "fer-evaluate", "fer-ablate", "fer-predict",
-            "fer-export"} <= set(scripts)
+    assert {
+        "fer-summary",
+        "fer-train-vaegan",
+        "fer-augment",
+        "fer-train",
+        "fer-evaluate",
+        "fer-ablate",
+        "fer-predict",
+        "fer-export",
+    } <= set(scripts)
     for command, target in scripts.items():
         module, _, function = target.partition(":")
         path = module_file(module)
@@ -54,7 +62,9 @@ def test_every_console_script_points_at_a_function() -> None:
 
 def test_the_wheel_lists_every_package_and_config() -> None:
     found = set(find_packages(where=str(ROOT), include=["faces*", "vaegan*", "classifier*", "ablation*"]))
-    assert set(SETUPTOOLS["packages"]) == found | set(MAPPED), "pyproject.toml [tool.setuptools] packages is out of date"
+    assert set(SETUPTOOLS["packages"]) == found | set(MAPPED), (
+        "pyproject.toml [tool.setuptools] packages is out of date"
+    )
     assert (ROOT / "conf" / "__init__.py").is_file()  # Hydra reads pkg:// config folders only from regular packages
     assert SETUPTOOLS["package-data"]["fer_longtail.conf"] == ["**/*.yaml"]
     assert not list((ROOT / "conf").rglob("*.yml")), "configs are .yaml (the wheel ships **/*.yaml)"
@@ -66,12 +76,21 @@ def build_wheel(tmp: Path) -> Path:
     top_level = {".git", ".venv", "outputs", ".cache", "data", "build", "tests", ".pytest_cache", "multirun"}
 
     def skip(folder: str, names: list[str]) -> set[str]:  # run products at the top only: conf/data/ is a config group
-        return {n for n in names if n == "__pycache__" or n.endswith(".egg-info") or (Path(folder) == ROOT and n in top_level)}
+        return {
+            n
+            for n in names
+            if n == "__pycache__" or n.endswith(".egg-info") or (Path(folder) == ROOT and n in top_level)
+        }
 
     shutil.copytree(ROOT, source, ignore=skip)
     out = tmp / "dist"
-    subprocess.run([sys.executable, "-c", f"from setuptools import build_meta; build_meta.build_wheel({str(out)!r})"],
-                   cwd=source, check=True, capture_output=True, text=True)
+    subprocess.run(
+        [sys.executable, "-c", f"from setuptools import build_meta; build_meta.build_wheel({str(out)!r})"],
+        cwd=source,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     (wheel,) = out.glob("fer_longtail-*.whl")
     return wheel
 
@@ -91,19 +110,45 @@ def test_wheel_installs_and_runs_from_another_folder(tmp_path: Path) -> None:
     wheel = build_wheel(tmp_path)
     venv = fresh_venv(tmp_path)
     # --ignore-installed: this environment's editable fer-longtail must neither satisfy nor be touched.
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "--quiet", "--no-deps",
-                    "--no-index", "--ignore-installed", str(wheel)], check=True, capture_output=True, text=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(venv / "bin" / "python"),
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            "--ignore-installed",
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
     def run(*argv: str) -> str:
-        done = subprocess.run([str(venv / "bin" / argv[0]), *argv[1:]], cwd=elsewhere, env=env, capture_output=True, text=True,
-                              check=False)
+        done = subprocess.run(
+            [str(venv / "bin" / argv[0]), *argv[1:]],
+            cwd=elsewhere,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         return done.stdout
 
-    where = run("python", "-c", "import faces, faces.config as c; print(faces.__file__); print(c.CONF_DIR); print(c.project_root())")
+    where = run(
+        "python",
+        "-c",
+        "import faces, faces.config as c; print(faces.__file__); print(c.CONF_DIR); print(c.project_root())",
+    )
     code, conf, root = where.split()
     assert code.startswith(str(venv)) and conf.startswith(str(venv)) and Path(conf, "train_classifier.yaml").is_file()
     assert Path(root) == elsewhere  # outputs, data and caches go under the current folder, not site-packages
@@ -118,4 +163,6 @@ def test_wheel_installs_and_runs_from_another_folder(tmp_path: Path) -> None:
     write_checkpoint(elsewhere / "run")
     Image.fromarray(astronaut()).save(elsewhere / "astronaut.jpg")
     assert "1 face(s) classified" in run("fer-predict", "run", "astronaut.jpg", "--annotate", "ann")
-    assert (elsewhere / "predictions.csv").read_text().count("\n") == 2 and (elsewhere / "ann" / "astronaut.png").is_file()
+    assert (elsewhere / "predictions.csv").read_text().count("\n") == 2 and (
+        elsewhere / "ann" / "astronaut.png"
+    ).is_file()

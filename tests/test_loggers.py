@@ -27,7 +27,9 @@ def test_default_is_csv_and_tensorboard_and_choices_compose(config_name: str, tm
     default = build_loggers(composed(config_name).logger, save_dir=tmp_path)
     assert [type(x) for x in default] == [CSVLogger, TensorBoardLogger]
     assert Path(default[0].log_dir) == tmp_path / "logs" and Path(default[1].log_dir) == tmp_path / "tensorboard"
-    assert [type(x) for x in build_loggers(composed(config_name, "logger=csv").logger, save_dir=tmp_path)] == [CSVLogger]
+    assert [type(x) for x in build_loggers(composed(config_name, "logger=csv").logger, save_dir=tmp_path)] == [
+        CSVLogger
+    ]
     assert build_loggers(composed(config_name, "logger=[]").logger, save_dir=tmp_path) == []
     # A run config saved before the group existed (an ablation being resumed) keeps the old loggers.
     assert [type(x) for x in build_loggers(None, save_dir=tmp_path)] == [CSVLogger, TensorBoardLogger]
@@ -37,7 +39,9 @@ def test_a_logger_without_its_package_names_the_extra(tmp_path: Path) -> None:
     if importlib.util.find_spec("comet_ml") is not None:
         pytest.skip("comet_ml is installed here: no missing package to report")
     spec = {"comet": {"_target_": "pytorch_lightning.loggers.CometLogger", "offline_directory": str(tmp_path)}}
-    with pytest.raises(ImportError, match=r"logger=comet needs a package that is not installed.*fer-longtail\[loggers\]"):
+    with pytest.raises(
+        ImportError, match=r"logger=comet needs a package that is not installed.*fer-longtail\[loggers\]"
+    ):
         build_loggers(spec, save_dir=tmp_path)
     with pytest.raises(ValueError, match="logger.bad must be a mapping with a _target_"):
         build_loggers({"bad": {"name": "x"}}, save_dir=tmp_path)

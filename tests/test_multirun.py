@@ -28,20 +28,39 @@ from ablation.pipeline import run_ablation
 from ablation.report import write_report
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = ["classifier=resnet10t_scratch", "train.epochs=1", "train.freeze_epochs=0", "train.warmup_epochs=0",
-        "train.batch_size=16", "train.limit_train_batches=2"]
+FAST = [
+    "classifier=resnet10t_scratch",
+    "train.epochs=1",
+    "train.freeze_epochs=0",
+    "train.warmup_epochs=0",
+    "train.batch_size=16",
+    "train.limit_train_batches=2",
+]
 MISSING_WEIGHTS = "/nonexistent/weights.pth"
 
 
 def tiny_overrides(root: Path, tmp: Path) -> list[str]:
-    return ["data.preset=tiny", f"data.root={root}", f"paths.cache_dir={tmp / 'cache'}", f"paths.output_dir={tmp / 'out'}",
-            "trainer.enable_progress_bar=false", *FAST]
+    return [
+        "data.preset=tiny",
+        f"data.root={root}",
+        f"paths.cache_dir={tmp / 'cache'}",
+        f"paths.output_dir={tmp / 'out'}",
+        "trainer.enable_progress_bar=false",
+        *FAST,
+    ]
 
 
 def run_script(script: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONUNBUFFERED": "1"}
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args], check=False, cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), *args],
+        check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"{script} exited {result.returncode}:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return result
@@ -55,17 +74,32 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 def test_multirun_2x2_then_aggregate(tmp_path: Path, tiny_synthetic_root: Path) -> None:
     """`train_classifier.py -m balance=none,oversample seed=0,1` with the default sweep dir (it used to
     fail at once resolving ${hydra:job.name}), then `ablate.py aggregate DIR`: 4 runs, 2 rows."""
-    run_script("train_classifier.py", "-m", "balance=none,oversample", "seed=0,1", *tiny_overrides(tiny_synthetic_root, tmp_path))
+    run_script(
+        "train_classifier.py",
+        "-m",
+        "balance=none,oversample",
+        "seed=0,1",
+        *tiny_overrides(tiny_synthetic_root, tmp_path),
+    )
     [sweep] = (tmp_path / "out" / "multirun" / "train_classifier").iterdir()  # outputs/multirun/<script>/<time>/
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
     assert (sweep / "multirun.yaml").is_file()
     metrics = [json.loads((sweep / str(n) / "metrics.json").read_text()) for n in range(4)]
-    assert sorted((m["balance"]["name"], m["seed"]) for m in metrics) == [("none", 0), ("none", 1), ("oversample", 0), ("oversample", 1)]
+    assert sorted((m["balance"]["name"], m["seed"]) for m in metrics) == [
+        ("none", 0),
+        ("none", 1),
+        ("oversample", 0),
+        ("oversample", 1),
+    ]
 
     result = run_script("ablate.py", "aggregate", str(sweep))
     rows = read_csv(sweep / "ablation.csv")
     assert sorted((r["row"], r["seed"], r["status"]) for r in rows) == [
-        ("none", "0", "ok"), ("none", "1", "ok"), ("oversample", "0", "ok"), ("oversample", "1", "ok")]
+        ("none", "0", "ok"),
+        ("none", "1", "ok"),
+        ("oversample", "0", "ok"),
+        ("oversample", "1", "ok"),
+    ]
     table = [line for line in result.stdout.splitlines() if line.startswith("| ") and not line.startswith("| row")]
     assert sorted(line.split("|")[1].strip() for line in table) == ["none", "oversample"]
     assert all(line.split("|")[2].strip().startswith("2/2") for line in table)  # both seeds of each row finished
@@ -78,20 +112,31 @@ def test_submitit_local_sweep_jobs_logs_and_failure(tmp_path: Path, tiny_synthet
     multirun exits non-zero; aggregation lists the failure with its error."""
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     sweep = tmp_path / "sweep"
-    result = run_script("train_classifier.py", "-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
-                        f"hydra.sweep.dir={sweep}", f"classifier.pretrained_path=null,{MISSING_WEIGHTS}",
-                        *tiny_overrides(tiny_synthetic_root, tmp_path), check=False)
+    result = run_script(
+        "train_classifier.py",
+        "-m",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=10",
+        f"hydra.sweep.dir={sweep}",
+        f"classifier.pretrained_path=null,{MISSING_WEIGHTS}",
+        *tiny_overrides(tiny_synthetic_root, tmp_path),
+        check=False,
+    )
     assert result.returncode != 0, "a failed job must fail the multirun"
     assert (sweep / "0" / "metrics.json").is_file() and not (sweep / "0" / "error.json").exists()
     error = json.loads((sweep / "1" / "error.json").read_text())
     assert "PretrainedWeightsError" in error["error"] and MISSING_WEIGHTS in error["error"]
     assert not (sweep / "1" / "metrics.json").exists()
     for job in ("0", "1"):  # Hydra's record of each job and its log, in the job's folder
-        assert (sweep / job / ".hydra" / "overrides.yaml").is_file() and (sweep / job / "train_classifier.log").is_file()
+        assert (sweep / job / ".hydra" / "overrides.yaml").is_file() and (
+            sweep / job / "train_classifier.log"
+        ).is_file()
     assert MISSING_WEIGHTS in (sweep / "1" / "train_classifier.log").read_text()  # the failure, in the job's own log
     jobs = sorted(p for p in (sweep / ".submitit").iterdir() if p.is_dir() and p.name != "%j")
     assert len(jobs) == 2  # one submitit job each, with its own stdout/stderr and result
-    assert all((job / f"{job.name}_0_log.out").is_file() and (job / f"{job.name}_0_result.pkl").is_file() for job in jobs)
+    assert all(
+        (job / f"{job.name}_0_log.out").is_file() and (job / f"{job.name}_0_result.pkl").is_file() for job in jobs
+    )
     assert sum(MISSING_WEIGHTS in (job / f"{job.name}_0_log.out").read_text() for job in jobs) == 1
 
     paths = write_report(sweep, title="submitit sweep")
@@ -102,11 +147,21 @@ def test_submitit_local_sweep_jobs_logs_and_failure(tmp_path: Path, tiny_synthet
 
 
 def ablate_cfg(tmp_path: Path, root: Path, name: str, *extra: str):
-    cfg = compose_config("ablate", [
-        "data.preset=tiny", f"data.root={root}", f"paths.cache_dir={tmp_path / 'cache'}", f"paths.output_dir={tmp_path / 'out'}",
-        f"name={name}", "seeds=[0]", "trainer.enable_progress_bar=false", "rows=[none,oversample,broken]",
-        "classifier_overrides=[" + ",".join(f"'{o}'" for o in FAST) + "]", *extra,
-    ])
+    cfg = compose_config(
+        "ablate",
+        [
+            "data.preset=tiny",
+            f"data.root={root}",
+            f"paths.cache_dir={tmp_path / 'cache'}",
+            f"paths.output_dir={tmp_path / 'out'}",
+            f"name={name}",
+            "seeds=[0]",
+            "trainer.enable_progress_bar=false",
+            "rows=[none,oversample,broken]",
+            "classifier_overrides=[" + ",".join(f"'{o}'" for o in FAST) + "]",
+            *extra,
+        ],
+    )
     # A row that passes the up-front checks but fails when its run starts (in the launched job).
     with open_dict(cfg.row_specs):
         cfg.row_specs.broken = {"overrides": ["balance=none", f"classifier.pretrained_path={MISSING_WEIGHTS}"]}
@@ -173,32 +228,47 @@ def test_ablation_stage3_on_submitit_local_resumes(tmp_path: Path, tiny_syntheti
 
 def test_launcher_options_and_command(tmp_path: Path) -> None:
     """conf/launcher/*.yaml keys become hydra.launcher.* overrides; each job's folder is runs/<row>/seed<k>."""
-    cfg = compose_config("ablate", [f"paths.output_dir={tmp_path}", "name=x", "launcher=submitit_slurm",
-                                    "launcher.partition=gpu", "launcher.timeout_min=90",
-                                    "+launcher.additional_parameters.mail-type=END"])
+    cfg = compose_config(
+        "ablate",
+        [
+            f"paths.output_dir={tmp_path}",
+            "name=x",
+            "launcher=submitit_slurm",
+            "launcher.partition=gpu",
+            "launcher.timeout_min=90",
+            "+launcher.additional_parameters.mail-type=END",
+        ],
+    )
     options = launcher_options(cfg)
     assert options["partition"] == "gpu" and options["submitit_folder"] == f"{tmp_path}/ablate/x/launch/submitit"
     overrides = option_overrides(options)
     assert "hydra.launcher.partition='gpu'" in overrides and "hydra.launcher.timeout_min=90" in overrides
     assert "++hydra.launcher.additional_parameters.mail-type='END'" in overrides
     assert not any(o.startswith("hydra.launcher.account=") for o in overrides)  # null: the plugin's default
-    pending = [PendingRun(row=r, seed=s, run_dir=tmp_path / r / f"seed{s}", config=cfg) for r in ("none", "focal") for s in (0, 1)]
+    pending = [
+        PendingRun(row=r, seed=s, run_dir=tmp_path / r / f"seed{s}", config=cfg)
+        for r in ("none", "focal")
+        for s in (0, 1)
+    ]
     command = launch_command(pending, runs_dir=tmp_path / "runs", plugin="submitit_slurm", options=options)
     assert command[-1] == "+ablation_run=none/seed0,none/seed1,focal/seed0,focal/seed1"
     assert "hydra.sweep.subdir=${ablation_run}" in command and "hydra/launcher=submitit_slurm" in command
     # The overrides compose: plugin name and every option key are valid for Hydra.
-    compose_config("train_classifier", command[command.index("--multirun") + 1:-1])
+    compose_config("train_classifier", command[command.index("--multirun") + 1 : -1])
 
 
 def test_bad_launcher_option_fails_before_any_work(tmp_path: Path) -> None:
-    cfg = compose_config("ablate", [f"paths.output_dir={tmp_path}", "rows=[none]", "launcher=submitit_local",
-                                    "+launcher.partition=gpu"])  # a Slurm-only option
+    cfg = compose_config(
+        "ablate", [f"paths.output_dir={tmp_path}", "rows=[none]", "launcher=submitit_local", "+launcher.partition=gpu"]
+    )  # a Slurm-only option
     with pytest.raises(ValueError, match=r"launcher=submitit_local: .*hydra\.launcher\.partition"):
         run_ablation(cfg)
     ddp = compose_config("ablate", [f"paths.output_dir={tmp_path}", "rows=[none]", "launcher=basic", "trainer=ddp_cpu"])
     with pytest.raises(ValueError, match=r"one device.*2 processes"):  # DDP ranks would re-run the whole multirun
         run_ablation(ddp)
-    gpu = compose_config("ablate", [f"paths.output_dir={tmp_path}", "rows=[none]", "launcher=submitit_local", "trainer=gpu"])
+    gpu = compose_config(
+        "ablate", [f"paths.output_dir={tmp_path}", "rows=[none]", "launcher=submitit_local", "trainer=gpu"]
+    )
     with pytest.raises(ValueError, match=r"launcher.gpus_per_node=1"):  # else submitit hides the GPUs from the jobs
         run_ablation(gpu)
     assert not Path(cfg.out_dir).exists()

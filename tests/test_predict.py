@@ -15,7 +15,7 @@ from PIL import Image
 
 cv2 = pytest.importorskip("cv2", reason="face detection needs opencv-python-headless (the deploy extra)")
 
-from faces.align import FaceAligner, template_for
+from faces.align import FaceAligner, template_for  # noqa: E402 (after importorskip: skipped cleanly without the deploy extra)
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "predict.py"
 
@@ -71,7 +71,10 @@ def test_predict_folder_with_faces_blanks_and_a_broken_file(run_dir: Path, tmp_p
     (photos / "broken.jpg").write_bytes(b"not a jpeg")
     (photos / "notes.txt").write_text("ignored: not an image")
     out = tmp_path / "out" / "predictions.csv"
-    assert predict_main()([str(run_dir), str(photos), "--tta", "--annotate", str(tmp_path / "ann"), "--out", str(out)]) == 0
+    assert (
+        predict_main()([str(run_dir), str(photos), "--tta", "--annotate", str(tmp_path / "ann"), "--out", str(out)])
+        == 0
+    )
 
     rows = read_rows(out)
     by_file = {}
@@ -79,7 +82,10 @@ def test_predict_folder_with_faces_blanks_and_a_broken_file(run_dir: Path, tmp_p
         by_file.setdefault(Path(row["file"]).name, []).append(row)
     assert sorted(by_file) == ["astronaut.jpg", "blank.png", "broken.jpg", "two.png"]
     assert [r["status"] for r in by_file["blank.png"]] == ["no face"]
-    assert by_file["broken.jpg"][0]["status"].startswith("unreadable") and "broken.jpg" in by_file["broken.jpg"][0]["status"]
+    assert (
+        by_file["broken.jpg"][0]["status"].startswith("unreadable")
+        and "broken.jpg" in by_file["broken.jpg"][0]["status"]
+    )
     faces = by_file["astronaut.jpg"] + by_file["two.png"]
     assert len(by_file["two.png"]) == 2 and all(r["status"] == "ok" for r in faces)
     for row in faces:
@@ -100,8 +106,10 @@ def test_flip_tta_gives_a_mirrored_crop_the_same_probabilities(run_dir: Path, tm
     probs = {}
     for tta in (False, True):
         out = tmp_path / f"tta{tta}.csv"
-        predict_main()([str(run_dir), str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--aligned", "--out", str(out),
-                        "--quiet"] + (["--tta"] if tta else []))
+        predict_main()(
+            [str(run_dir), str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--aligned", "--out", str(out), "--quiet"]
+            + (["--tta"] if tta else [])
+        )
         assert capsys.readouterr() == ("", "")  # --quiet: the CSV, and nothing on the console
         rows = read_rows(out)
         probs[tta] = [np.array([float(v) for k, v in r.items() if k.startswith("p_")]) for r in rows]
@@ -119,10 +127,26 @@ def test_video_every_nth_frame_and_an_unreadable_video(run_dir: Path, tmp_path: 
     writer.release()
     (tmp_path / "broken.mp4").write_bytes(b"\x00" * 64)
     out = tmp_path / "p.csv"
-    assert predict_main()([str(run_dir), str(path), str(tmp_path / "broken.mp4"), "--every", "2", "--out", str(out),
-                           "--annotate", str(tmp_path / "ann")]) == 0
+    assert (
+        predict_main()(
+            [
+                str(run_dir),
+                str(path),
+                str(tmp_path / "broken.mp4"),
+                "--every",
+                "2",
+                "--out",
+                str(out),
+                "--annotate",
+                str(tmp_path / "ann"),
+            ]
+        )
+        == 0
+    )
     rows = read_rows(out)
-    assert [(Path(r["file"]).name, r["frame"], r["status"]) for r in rows[:3]] == [("clip.avi", str(k), "ok") for k in (0, 2, 4)]
+    assert [(Path(r["file"]).name, r["frame"], r["status"]) for r in rows[:3]] == [
+        ("clip.avi", str(k), "ok") for k in (0, 2, 4)
+    ]
     assert rows[3]["file"].endswith("broken.mp4") and rows[3]["status"].startswith("unreadable")
     assert sorted(p.name for p in (tmp_path / "ann").iterdir()) == [f"clip_frame{k:06d}.png" for k in (0, 2, 4)]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from builders import RAFDB_DIGIT_FOLDERS, RAFDB_NAME_FOLDERS, build_class_folders, build_rafdb_official, write_image
+
 from faces import RAFDB_CLASSES, RAFDB_OFFICIAL_COUNTS, DatasetError, load_faces
 from faces.rafdb import OFFICIAL_LAYOUT, REPACKAGED_LAYOUT, list_rafdb
 
@@ -129,7 +129,9 @@ def test_unparseable_line_names_file_and_line(tmp_path: Path) -> None:
 def test_label_outside_range(tmp_path: Path, bad: str) -> None:
     root = build_rafdb_official(tmp_path, train_counts=TRAIN, test_counts=TEST)
     _edit_label_file(root, 2, new=f"train_00002.jpg {bad}")
-    with pytest.raises(DatasetError, match=rf"list_patition_label.txt:2: label '{bad}' for train_00002.jpg is outside 1..7"):
+    with pytest.raises(
+        DatasetError, match=rf"list_patition_label.txt:2: label '{bad}' for train_00002.jpg is outside 1..7"
+    ):
         list_rafdb(root)
 
 
@@ -155,7 +157,9 @@ def test_class_without_training_images(tmp_path: Path) -> None:
 
 
 def test_class_without_training_images_repackaged(tmp_path: Path) -> None:
-    root = build_class_folders(tmp_path, counts={"train": (3, 2, 2, 5, 3, 0, 4), "test": TEST}, folder_names=RAFDB_DIGIT_FOLDERS)
+    root = build_class_folders(
+        tmp_path, counts={"train": (3, 2, 2, 5, 3, 0, 4), "test": TEST}, folder_names=RAFDB_DIGIT_FOLDERS
+    )
     with pytest.raises(DatasetError, match="no training images for class.*Anger"):
         list_rafdb(root)
 

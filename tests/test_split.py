@@ -33,7 +33,9 @@ def test_stratified_split_per_class_and_deterministic() -> None:
 def test_require_real_rejects_generated_samples() -> None:
     mixed = make_split(6).concat(make_split(3, synthetic=True), name="val")
     assert int(mixed.is_synthetic.sum()) == 3
-    with pytest.raises(SyntheticLeakError, match=r"3 generated sample\(s\) \(e.g. 'gen_0'\) in split 'val' used as val"):
+    with pytest.raises(
+        SyntheticLeakError, match=r"3 generated sample\(s\) \(e.g. 'gen_0'\) in split 'val' used as val"
+    ):
         require_real(mixed, role="val")
     assert require_real(make_split(4), role="test") is not None
 
@@ -50,11 +52,23 @@ def test_evaluation_datasets_refuse_generated_samples(role: str) -> None:
 
 def test_split_validation() -> None:
     with pytest.raises(ValueError, match="uint8"):
-        FaceSplit(name="x", images=torch.zeros((1, 3, 4, 4)), labels=torch.zeros(1, dtype=torch.long),
-                  is_synthetic=torch.zeros(1, dtype=torch.bool), sample_ids=("a",), class_names=("c",))
+        FaceSplit(
+            name="x",
+            images=torch.zeros((1, 3, 4, 4)),
+            labels=torch.zeros(1, dtype=torch.long),
+            is_synthetic=torch.zeros(1, dtype=torch.bool),
+            sample_ids=("a",),
+            class_names=("c",),
+        )
     with pytest.raises(ValueError, match="differ in length"):
-        FaceSplit(name="x", images=torch.zeros((2, 3, 4, 4), dtype=torch.uint8), labels=torch.zeros(1, dtype=torch.long),
-                  is_synthetic=torch.zeros(1, dtype=torch.bool), sample_ids=("a",), class_names=("c",))
+        FaceSplit(
+            name="x",
+            images=torch.zeros((2, 3, 4, 4), dtype=torch.uint8),
+            labels=torch.zeros(1, dtype=torch.long),
+            is_synthetic=torch.zeros(1, dtype=torch.bool),
+            sample_ids=("a",),
+            class_names=("c",),
+        )
     with pytest.raises(ValueError, match="role="):
         FaceTensorDataset(split=make_split(2), role="holdout")
 
@@ -63,8 +77,15 @@ def test_two_carve_outs_of_one_split_have_different_fingerprints() -> None:
     """FaceSplit.subset derives its fingerprint from its members: the fit splits of two
     data.split_seed values must not look alike (they once both kept the parent's)."""
     split = make_split(60)
-    split = FaceSplit(name=split.name, images=split.images, labels=split.labels, is_synthetic=split.is_synthetic,
-                      sample_ids=split.sample_ids, class_names=split.class_names, fingerprint="parent")
+    split = FaceSplit(
+        name=split.name,
+        images=split.images,
+        labels=split.labels,
+        is_synthetic=split.is_synthetic,
+        sample_ids=split.sample_ids,
+        class_names=split.class_names,
+        fingerprint="parent",
+    )
     fits = []
     for seed in (0, 1):
         keep, _ = stratified_split(split.labels, fraction=0.2, seed=seed, num_classes=3)

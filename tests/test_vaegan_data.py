@@ -5,14 +5,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import faces
 import pytest
+from vaegan_helpers import tiny_config
 
+import faces
 from faces.torchdata import EpochSampler
 from vaegan.data import load_vaegan_faces
 from vaegan.train import train_vaegan
-
-from vaegan_helpers import tiny_config
 
 
 def _copy_with_corrupt_test_split(tiny_synthetic_root: Path, tmp_path: Path) -> Path:
@@ -32,8 +31,7 @@ def _copy_with_corrupt_test_split(tiny_synthetic_root: Path, tmp_path: Path) -> 
 def test_training_never_reads_test_images(tiny_synthetic_root: Path, tmp_path: Path) -> None:
     root = _copy_with_corrupt_test_split(tiny_synthetic_root, tmp_path)
     cache = tmp_path / "cache"
-    cfg = tiny_config(root=root, cache_dir=cache, preset=None,
-                      extra=("data=folder", "data.image_size=32", "epochs=1"))
+    cfg = tiny_config(root=root, cache_dir=cache, preset=None, extra=("data=folder", "data.image_size=32", "epochs=1"))
     result = train_vaegan(cfg, output_dir=tmp_path / "run")  # corrupt test files would raise if decoded
     assert result.export.is_file()
     cached = [p.name for p in cache.rglob("*.pt")]

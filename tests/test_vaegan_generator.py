@@ -9,6 +9,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
+from vaegan_helpers import compose_config, tiny_config
 
 from ablation.generation_report import generator_figures
 from faces import FaceSplit
@@ -21,8 +22,6 @@ from vaegan.metrics import label_flip_figures, per_class_kid, reconstruction_fid
 from vaegan.model import VAEGAN, resolution_for
 from vaegan.module import VAEGANModule
 from vaegan.train import validate_config
-
-from vaegan_helpers import compose_config, tiny_config
 
 NAMES = ("a", "b", "c", "d")
 
@@ -48,12 +47,17 @@ def _flip_sources(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def test_a_decoder_that_copies_its_input_has_reconstruction_fidelity_one() -> None:
     faces, labels = _colour_faces()
     reconstructed = faces.clone()  # dec(mu(x), y) = x
-    figures = reconstruction_fidelity(reconstructed_predictions=_judge(reconstructed), real_predictions=_judge(faces),
-                                      labels=labels, class_names=NAMES)
+    figures = reconstruction_fidelity(
+        reconstructed_predictions=_judge(reconstructed),
+        real_predictions=_judge(faces),
+        labels=labels,
+        class_names=NAMES,
+    )
     assert all(figures[name]["ratio"] == 1.0 and figures[name]["n"] == 6 for name in NAMES), figures
     blurred = torch.full_like(faces, 0.55)  # every reconstruction the same grey: only class c=2 survives
-    figures = reconstruction_fidelity(reconstructed_predictions=_judge(blurred), real_predictions=_judge(faces),
-                                      labels=labels, class_names=NAMES)
+    figures = reconstruction_fidelity(
+        reconstructed_predictions=_judge(blurred), real_predictions=_judge(faces), labels=labels, class_names=NAMES
+    )
     assert [figures[name]["ratio"] for name in NAMES] == [0.0, 0.0, 1.0, 0.0]
 
 
@@ -62,17 +66,31 @@ def test_a_decoder_that_ignores_the_label_is_at_chance_and_keeps_the_source_clas
     sources, targets = _flip_sources(labels)
     features = faces.flatten(1)
     ignoring = faces[sources]  # dec(mu(x), y') = x whatever y'
-    figures = label_flip_figures(predictions=_judge(ignoring), target_labels=targets, source_labels=labels[sources],
-                                 class_names=NAMES, flipped_features=ignoring.flatten(1), source_features=features[sources],
-                                 real_features=features, real_labels=labels)
+    figures = label_flip_figures(
+        predictions=_judge(ignoring),
+        target_labels=targets,
+        source_labels=labels[sources],
+        class_names=NAMES,
+        flipped_features=ignoring.flatten(1),
+        source_features=features[sources],
+        real_features=features,
+        real_labels=labels,
+    )
     for name in NAMES:
         f = figures[name]
         assert f["n"] == 18 and f["chance"] == 0.25
         assert f["accuracy"] <= f["chance"] and f["source_kept"] == 1.0 and f["identity_kept"] == 1.0, f
     obeying = (targets.float().view(-1, 1, 1, 1) + 0.5) / len(NAMES) + 0 * faces[sources]  # draws y', forgets the face
-    figures = label_flip_figures(predictions=_judge(obeying), target_labels=targets, source_labels=labels[sources],
-                                 class_names=NAMES, flipped_features=obeying.flatten(1), source_features=features[sources],
-                                 real_features=features, real_labels=labels)
+    figures = label_flip_figures(
+        predictions=_judge(obeying),
+        target_labels=targets,
+        source_labels=labels[sources],
+        class_names=NAMES,
+        flipped_features=obeying.flatten(1),
+        source_features=features[sources],
+        real_features=features,
+        real_labels=labels,
+    )
     assert all(figures[name]["accuracy"] == 1.0 and figures[name]["source_kept"] == 0.0 for name in NAMES)
     assert all(figures[name]["identity_kept"] == 0.0 for name in NAMES)  # a flat copy of the class, not the source face
 
@@ -80,10 +98,20 @@ def test_a_decoder_that_ignores_the_label_is_at_chance_and_keeps_the_source_clas
 def test_per_class_kid_is_small_for_the_same_distribution_and_large_for_a_shifted_one() -> None:
     generator = torch.Generator().manual_seed(0)
     real, labels = torch.randn(60, 8, generator=generator), torch.arange(60) % 2
-    same = per_class_kid(generated=torch.randn(30, 8, generator=generator), generated_labels=torch.arange(30) % 2,
-                         real=real, real_labels=labels, class_names=("x", "y"))
-    shifted = per_class_kid(generated=torch.randn(30, 8, generator=generator) + 2, generated_labels=torch.arange(30) % 2,
-                            real=real, real_labels=labels, class_names=("x", "y"))
+    same = per_class_kid(
+        generated=torch.randn(30, 8, generator=generator),
+        generated_labels=torch.arange(30) % 2,
+        real=real,
+        real_labels=labels,
+        class_names=("x", "y"),
+    )
+    shifted = per_class_kid(
+        generated=torch.randn(30, 8, generator=generator) + 2,
+        generated_labels=torch.arange(30) % 2,
+        real=real,
+        real_labels=labels,
+        class_names=("x", "y"),
+    )
     for name in ("x", "y"):
         assert same[name]["subset_size"] == 15 and same[name]["n_real"] == 30
         assert abs(same[name]["kid"]) < 0.2 * shifted[name]["kid"], (same, shifted)
@@ -104,13 +132,20 @@ def test_encoder_head_stays_fp32_under_bf16_autocast() -> None:
 def test_old_architecture_checkpoints_are_refused_with_retrain(tmp_path: Path) -> None:
     model = VAEGAN(resolution=32, latent_dim=32, num_classes=7, base_channels=8, max_channels=32, embed_dim=8)
     names = ["Surprise", "Fear", "Disgust", "Happiness", "Sadness", "Anger", "Neutral"]
-    path = save_vaegan(tmp_path / "v2.safetensors", model=model, config={}, class_names=names,
-                       extra={"image_size": 32, "data_fingerprint": "x"})
+    path = save_vaegan(
+        tmp_path / "v2.safetensors",
+        model=model,
+        config={},
+        class_names=names,
+        extra={"image_size": 32, "data_fingerprint": "x"},
+    )
     loaded, meta = load_vaegan(path)  # the new layout round-trips
     assert meta["architecture_version"] == 2
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
     old_meta = {k: v for k, v in meta.items() if k != "architecture_version"}  # what version 1 wrote
-    old = save_safetensors(tmp_path / "v1.safetensors", model.state_dict(), metadata={"format": FORMAT, "meta": old_meta})
+    old = save_safetensors(
+        tmp_path / "v1.safetensors", model.state_dict(), metadata={"format": FORMAT, "meta": old_meta}
+    )
     with pytest.raises(CheckpointError, match=r"v1\.safetensors: a VAE-GAN of architecture version 1.*Retrain"):
         load_vaegan(old)
 
@@ -124,16 +159,33 @@ def test_ddp_is_refused_before_any_work_with_what_to_use() -> None:
 
 def _swapped_decodes(root: Path, tmp: Path, *, label_weight: str) -> torch.Tensor:
     """dec(z, y') of fixed codes after 3 real training steps with the given swapped-label weight."""
-    cfg = tiny_config(root=root, cache_dir=tmp / "cache", extra=(
-        "epochs=1", "vaegan.losses.adversarial_start_epochs=0", "vaegan.losses.adversarial_ramp_epochs=0",
-        f"vaegan.losses.label_weight={label_weight}"))
+    cfg = tiny_config(
+        root=root,
+        cache_dir=tmp / "cache",
+        extra=(
+            "epochs=1",
+            "vaegan.losses.adversarial_start_epochs=0",
+            "vaegan.losses.adversarial_ramp_epochs=0",
+            f"vaegan.losses.label_weight={label_weight}",
+        ),
+    )
     config = OmegaConf.to_container(cfg, resolve=True)
     fit, val, _ = load_vaegan_faces(config["data"], cache_dir=config["paths"]["cache_dir"])
     pl.seed_everything(0)
-    module = VAEGANModule(config=config, class_names=list(fit.class_names), image_size=fit.image_size, data_fingerprint="x")
+    module = VAEGANModule(
+        config=config, class_names=list(fit.class_names), image_size=fit.image_size, data_fingerprint="x"
+    )
     datamodule = VAEGANDataModule(fit=fit, val=val, resolution=module.model.resolution, batch_size=32, seed=0)
-    trainer = pl.Trainer(accelerator="cpu", max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, limit_val_batches=0, deterministic=True)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        deterministic=True,
+    )
     trainer.fit(module, datamodule=datamodule)
     z = torch.randn(7, module.model.latent_dim, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
@@ -161,21 +213,43 @@ class _CopyingGenerator(torch.nn.Module):
 def _split(name: str, per_class: int, seed: int):
     grey, labels = _colour_faces(per_class)
     images = (grey * 255).round().clamp(0, 255).to(torch.uint8)
-    return FaceSplit(name=name, images=images, labels=labels, is_synthetic=torch.zeros(len(labels), dtype=torch.bool),
-                     sample_ids=tuple(f"{name}_{seed}_{i}" for i in range(len(labels))), class_names=NAMES)
+    return FaceSplit(
+        name=name,
+        images=images,
+        labels=labels,
+        is_synthetic=torch.zeros(len(labels), dtype=torch.bool),
+        sample_ids=tuple(f"{name}_{seed}_{i}" for i in range(len(labels))),
+        class_names=NAMES,
+    )
 
 
 def test_the_generation_reports_generator_section_on_a_copying_label_blind_generator() -> None:
     fit, val = _split("train", 10, 0), _split("val", 6, 1)
     judge = lambda images: torch.nn.functional.one_hot(_judge(images.float() / 255), len(NAMES)).float()  # noqa: E731
     embed = lambda images: images.float().flatten(1)  # noqa: E731
-    figures = generator_figures(model=_CopyingGenerator(), fit=fit, val=val, classes=[0, 1, 2], judge=judge, embed=embed,
-                                real_features=embed(fit.images), device=torch.device("cpu"), seed=0)
+    figures = generator_figures(
+        model=_CopyingGenerator(),
+        fit=fit,
+        val=val,
+        classes=[0, 1, 2],
+        judge=judge,
+        embed=embed,
+        real_features=embed(fit.images),
+        device=torch.device("cpu"),
+        seed=0,
+    )
     assert all(figures["reconstruction_fidelity"][name]["ratio"] == 1.0 for name in NAMES)
     for name in ("a", "b", "c"):
         flip = figures["label_flip"][name]
-        assert flip["n"] == 3 * 6 and flip["accuracy"] == 0.0 and flip["source_kept"] == 1.0 and flip["identity_kept"] == 1.0
-        assert figures["prior_fidelity"][name]["n"] == 64 and figures["kid_efficientnet_lite0_prior"][name]["n_real"] == 10
+        assert (
+            flip["n"] == 3 * 6
+            and flip["accuracy"] == 0.0
+            and flip["source_kept"] == 1.0
+            and flip["identity_kept"] == 1.0
+        )
+        assert (
+            figures["prior_fidelity"][name]["n"] == 64 and figures["kid_efficientnet_lite0_prior"][name]["n_real"] == 10
+        )
 
 
 def test_the_ablation_gives_the_vaegan_and_the_judge_one_device_of_a_ddp_trainer() -> None:

@@ -13,7 +13,9 @@ from vaegan.metrics import diversity_ratio, frechet_distance
 
 
 def small_model(resolution: int, latent_dim: int = 32) -> VAEGAN:
-    return VAEGAN(resolution=resolution, latent_dim=latent_dim, num_classes=7, base_channels=8, max_channels=32, embed_dim=8)
+    return VAEGAN(
+        resolution=resolution, latent_dim=latent_dim, num_classes=7, base_channels=8, max_channels=32, embed_dim=8
+    )
 
 
 @pytest.mark.parametrize("resolution", [32, 64, 128])
@@ -35,8 +37,10 @@ def test_shapes_for_each_resolution(resolution: int) -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"resolution": 48, "latent_dim": 64}, r"resolution=48 .*\[32, 64, 128\]"),
-     ({"resolution": 64, "latent_dim": 100}, r"latent_dim=100 .*\[32, 64, 128, 256, 512\]")],
+    [
+        ({"resolution": 48, "latent_dim": 64}, r"resolution=48 .*\[32, 64, 128\]"),
+        ({"resolution": 64, "latent_dim": 100}, r"latent_dim=100 .*\[32, 64, 128, 256, 512\]"),
+    ],
 )
 def test_unknown_resolution_or_latent_size_names_the_choices(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -117,7 +121,8 @@ def test_frechet_distance_and_collapse_indicator() -> None:
     assert math.isnan(frechet_distance(a[:1], b))
     labels = torch.zeros(200, dtype=torch.long)
     varied = diversity_ratio(generated=b, generated_labels=labels, real=a, real_labels=labels, class_names=["c"])
-    collapsed = diversity_ratio(generated=b[:1].expand(200, 8), generated_labels=labels, real=a, real_labels=labels,
-                                class_names=["c"])
+    collapsed = diversity_ratio(
+        generated=b[:1].expand(200, 8), generated_labels=labels, real=a, real_labels=labels, class_names=["c"]
+    )
     assert varied["overall"] == pytest.approx(1.0, abs=0.15)
     assert collapsed["overall"] == 0.0

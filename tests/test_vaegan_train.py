@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+from vaegan_helpers import compose_config, tiny_config
 
 from vaegan import CheckpointError, checkpoint_fingerprint, load_vaegan, save_vaegan
 from vaegan.module import NonFiniteLossError, VAEGANModule
 from vaegan.train import EXPORT_NAME, train_vaegan, validate_config
-
-from vaegan_helpers import compose_config, tiny_config
 
 
 def _train(root: Path, tmp: Path, *extra: str, callbacks=()):
@@ -54,8 +53,13 @@ def test_export_round_trip_gives_identical_decodes(three_epochs, tmp_path: Path)
     assert meta["image_size"] == 32 and meta["resolution"] == 32 and meta["latent_dim"] == 32
     assert meta["class_names"][0] == "Surprise" and len(meta["data_fingerprint"]) > 8
     z, y = torch.randn(5, 32, generator=torch.Generator().manual_seed(1)), torch.arange(5)
-    copy = save_vaegan(tmp_path / "copy.safetensors", model=model, config=meta["config"],
-                       class_names=meta["class_names"], extra={"image_size": 32, "data_fingerprint": meta["data_fingerprint"]})
+    copy = save_vaegan(
+        tmp_path / "copy.safetensors",
+        model=model,
+        config=meta["config"],
+        class_names=meta["class_names"],
+        extra={"image_size": 32, "data_fingerprint": meta["data_fingerprint"]},
+    )
     again, _ = load_vaegan(copy)
     with torch.no_grad():
         assert torch.equal(model.decode(z, y), again.decode(z, y))
@@ -77,7 +81,9 @@ def test_bad_checkpoints_are_named(three_epochs, tmp_path: Path) -> None:
     cfg = tiny_config(root=tmp_path, cache_dir=tmp_path, extra=(f"resume={garbage}",))
     with pytest.raises(CheckpointError, match="not a loadable training checkpoint"):
         train_vaegan(cfg, output_dir=tmp_path / "run")
-    cfg = tiny_config(root=tmp_path, cache_dir=tmp_path, extra=(f"resume={three_epochs.last_checkpoint}", "vaegan.latent_dim=64"))
+    cfg = tiny_config(
+        root=tmp_path, cache_dir=tmp_path, extra=(f"resume={three_epochs.last_checkpoint}", "vaegan.latent_dim=64")
+    )
     with pytest.raises(CheckpointError, match=r"latent_dim: checkpoint 32, expected 64"):
         train_vaegan(cfg, output_dir=tmp_path / "run")
 
@@ -101,8 +107,13 @@ class _InjectNaN(pl.Callback):
                 pl_module.model.decoder.to_rgb.weight.fill_(float("nan"))
 
 
-def test_injected_nan_trips_the_guard_and_keeps_the_last_good_checkpoint(tiny_synthetic_root: Path, tmp_path: Path) -> None:
-    with pytest.raises(NonFiniteLossError, match=r"non-finite discriminator_hinge_loss=nan.* at step \d+ \(epoch 1\).*Last good checkpoint: .*last\.ckpt"):
+def test_injected_nan_trips_the_guard_and_keeps_the_last_good_checkpoint(
+    tiny_synthetic_root: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"non-finite discriminator_hinge_loss=nan.* at step \d+ \(epoch 1\).*Last good checkpoint: .*last\.ckpt",
+    ):
         _train(tiny_synthetic_root, tmp_path, "epochs=3", callbacks=[_InjectNaN()])
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     state = torch.load(last, map_location="cpu", weights_only=True)
@@ -110,24 +121,42 @@ def test_injected_nan_trips_the_guard_and_keeps_the_last_good_checkpoint(tiny_sy
     assert all(torch.isfinite(v).all() for v in state["state_dict"].values() if v.is_floating_point())
 
 
-def test_gradients_reach_what_should_train_and_no_gan_gradient_reaches_the_encoder(tiny_synthetic_root: Path, tmp_path: Path) -> None:
+def test_gradients_reach_what_should_train_and_no_gan_gradient_reaches_the_encoder(
+    tiny_synthetic_root: Path, tmp_path: Path
+) -> None:
     """One real step with the GAN term on from step 0, and the same step with it off."""
     grads = {}
     for name, weight in (("gan", "0.5"), ("no_gan", "0.0")):
-        cfg = tiny_config(root=tiny_synthetic_root, cache_dir=tmp_path / "cache", extra=(
-            "epochs=1", "vaegan.losses.adversarial_start_epochs=0", "vaegan.losses.adversarial_ramp_epochs=0",
-            "vaegan.losses.kl_warmup_epochs=0", f"vaegan.losses.adversarial_weight={weight}",
-        ))
-        from vaegan.data import VAEGANDataModule, load_vaegan_faces
+        cfg = tiny_config(
+            root=tiny_synthetic_root,
+            cache_dir=tmp_path / "cache",
+            extra=(
+                "epochs=1",
+                "vaegan.losses.adversarial_start_epochs=0",
+                "vaegan.losses.adversarial_ramp_epochs=0",
+                "vaegan.losses.kl_warmup_epochs=0",
+                f"vaegan.losses.adversarial_weight={weight}",
+            ),
+        )
         from omegaconf import OmegaConf
+
+        from vaegan.data import VAEGANDataModule, load_vaegan_faces
 
         config = OmegaConf.to_container(cfg, resolve=True)
         fit, val, _ = load_vaegan_faces(config["data"], cache_dir=config["paths"]["cache_dir"])
         pl.seed_everything(0)
         module = VAEGANModule(config=config, class_names=list(fit.class_names), image_size=32, data_fingerprint="x")
         datamodule = VAEGANDataModule(fit=fit, val=val, resolution=32, batch_size=32, seed=0)
-        trainer = pl.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
-                             enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, deterministic=True)
+        trainer = pl.Trainer(
+            accelerator="cpu",
+            max_steps=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            limit_val_batches=0,
+            deterministic=True,
+        )
         trainer.fit(module, datamodule=datamodule)
         grads[name] = {k: (None if p.grad is None else p.grad.clone()) for k, p in module.model.named_parameters()}
     trainable = [k for k in grads["gan"] if not k.startswith("decoder_ema.")]
@@ -142,8 +171,10 @@ def test_gradients_reach_what_should_train_and_no_gan_gradient_reaches_the_encod
 
 @pytest.mark.parametrize(
     ("override", "message"),
-    [("vaegan.resolution=48", r"vaegan.resolution=48 .*\[32, 64, 128\]"),
-     ("vaegan.latent_dim=100", r"vaegan.latent_dim=100 .*\[32, 64, 128, 256, 512\]")],
+    [
+        ("vaegan.resolution=48", r"vaegan.resolution=48 .*\[32, 64, 128\]"),
+        ("vaegan.latent_dim=100", r"vaegan.latent_dim=100 .*\[32, 64, 128, 256, 512\]"),
+    ],
 )
 def test_bad_config_fails_before_work(override: str, message: str) -> None:
     from omegaconf import OmegaConf

@@ -33,5 +33,9 @@ def compose_config(*overrides: str) -> DictConfig:
 
 def tiny_config(*, root: Path, cache_dir: Path, extra: tuple[str, ...] = (), preset: str | None = "tiny") -> DictConfig:
     return compose_config(
-        *([f"data.preset={preset}"] if preset else []), f"data.root={root}", f"paths.cache_dir={cache_dir}", *TINY_OVERRIDES, *extra
+        *([f"data.preset={preset}"] if preset else []),
+        f"data.root={root}",
+        f"paths.cache_dir={cache_dir}",
+        *TINY_OVERRIDES,
+        *extra,
     )

@@ -45,13 +45,18 @@ class _Timer(pl.Callback):
 def _random_split(*, n: int, size: int, num_classes: int) -> FaceSplit:
     generator = torch.Generator().manual_seed(0)
     return FaceSplit(
-        name="train", images=torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=generator),
-        labels=torch.randint(0, num_classes, (n,), generator=generator), is_synthetic=torch.zeros(n, dtype=torch.bool),
-        sample_ids=tuple(f"bench_{i}" for i in range(n)), class_names=tuple(faces.RAFDB_CLASSES[:num_classes]),
+        name="train",
+        images=torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=generator),
+        labels=torch.randint(0, num_classes, (n,), generator=generator),
+        is_synthetic=torch.zeros(n, dtype=torch.bool),
+        sample_ids=tuple(f"bench_{i}" for i in range(n)),
+        class_names=tuple(faces.RAFDB_CLASSES[:num_classes]),
     )
 
 
-def benchmark_training(config: dict[str, Any], *, steps: int, warmup_steps: int, precision: str | None = None) -> dict[str, Any]:
+def benchmark_training(
+    config: dict[str, Any], *, steps: int, warmup_steps: int, precision: str | None = None
+) -> dict[str, Any]:
     """Images/s over `steps` training batches after `warmup_steps` (cudnn autotune, allocator). `precision`
     (Lightning's: 32-true, bf16-mixed) defaults to bf16-mixed on CUDA and 32-true on CPU; the memory
     format follows config["channels_last"]."""
@@ -62,19 +67,35 @@ def benchmark_training(config: dict[str, Any], *, steps: int, warmup_steps: int,
     cuda = torch.cuda.is_available()
     precision = precision or ("bf16-mixed" if cuda else "32-true")
     split = _random_split(n=batch_size * (steps + warmup_steps), size=resolution, num_classes=7)
-    datamodule = VAEGANDataModule(fit=split, val=split.subset(range(2 * 7)), resolution=resolution,
-                                  batch_size=batch_size, seed=0)
-    module = VAEGANModule(config=config, class_names=list(split.class_names), image_size=resolution, data_fingerprint="bench")
+    datamodule = VAEGANDataModule(
+        fit=split, val=split.subset(range(2 * 7)), resolution=resolution, batch_size=batch_size, seed=0
+    )
+    module = VAEGANModule(
+        config=config, class_names=list(split.class_names), image_size=resolution, data_fingerprint="bench"
+    )
     timer = _Timer(warmup_steps=warmup_steps)
     trainer = pl.Trainer(
-        accelerator="gpu" if cuda else "cpu", devices=1, precision=precision,
-        max_epochs=1, limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, callbacks=[timer], benchmark=cuda,
+        accelerator="gpu" if cuda else "cpu",
+        devices=1,
+        precision=precision,
+        max_epochs=1,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+        benchmark=cuda,
     )
     trainer.fit(module, datamodule=datamodule)
     device = torch.cuda.get_device_name() if cuda else f"CPU ({torch.get_num_threads()} threads)"
     return {
-        "model": config["vaegan"]["name"], "resolution": resolution, "batch_size": batch_size, "device": device,
-        "precision": precision, "channels_last": module._channels_last(), "images_per_s": timer.images / max(timer.seconds, 1e-9),
+        "model": config["vaegan"]["name"],
+        "resolution": resolution,
+        "batch_size": batch_size,
+        "device": device,
+        "precision": precision,
+        "channels_last": module._channels_last(),
+        "images_per_s": timer.images / max(timer.seconds, 1e-9),
         "timed_images": timer.images,
     }

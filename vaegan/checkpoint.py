@@ -62,23 +62,38 @@ def read_vaegan_meta(path: Path | str) -> dict[str, Any]:
         raise CheckpointError(f"{path}: a safetensors file, but not {WHAT} (format={meta.get('format')!r})")
     missing = [key for key in ("architecture", "class_names", "image_size") if key not in meta]
     if missing:
-        raise CheckpointError(f"{path}: VAE-GAN checkpoint metadata lacks {missing}; the file is damaged or was not written by save_vaegan")
-    require_metadata(path, meta, {
-        "class_names": ("a list of distinct class names", is_name_list),
-        "image_size": ("a positive integer", is_positive_int),
-        "architecture": (f"an object with keys from {list(ARCHITECTURE_KEYS)}",
-                         lambda v: isinstance(v, dict) and set(v) <= set(ARCHITECTURE_KEYS)
-                         and all(is_positive_int(x) for x in v.values())),
-    }, what=WHAT)
+        raise CheckpointError(
+            f"{path}: VAE-GAN checkpoint metadata lacks {missing}; the file is damaged or was not written by save_vaegan"
+        )
+    require_metadata(
+        path,
+        meta,
+        {
+            "class_names": ("a list of distinct class names", is_name_list),
+            "image_size": ("a positive integer", is_positive_int),
+            "architecture": (
+                f"an object with keys from {list(ARCHITECTURE_KEYS)}",
+                lambda v: (
+                    isinstance(v, dict)
+                    and set(v) <= set(ARCHITECTURE_KEYS)
+                    and all(is_positive_int(x) for x in v.values())
+                ),
+            ),
+        },
+        what=WHAT,
+    )
     version = meta.get("architecture_version", 1)  # files from before the version was recorded are version 1
     if version != ARCHITECTURE_VERSION:
         raise CheckpointError(
             f"{path}: a VAE-GAN of architecture version {version!r}; this code builds version {ARCHITECTURE_VERSION} "
             "(space-to-depth stems, sub-pixel output, the discriminator's expression classifier) and cannot load it. "
-            "Retrain: python scripts/train_vaegan.py (or delete the ablation's vaegan/ folder and re-run scripts/ablate.py)")
+            "Retrain: python scripts/train_vaegan.py (or delete the ablation's vaegan/ folder and re-run scripts/ablate.py)"
+        )
     if meta["architecture"].get("num_classes") != len(meta["class_names"]):
-        raise CheckpointError(f"{path}: metadata architecture.num_classes={meta['architecture'].get('num_classes')!r} but "
-                              f"{len(meta['class_names'])} class names; the file is damaged or was not written by save_vaegan")
+        raise CheckpointError(
+            f"{path}: metadata architecture.num_classes={meta['architecture'].get('num_classes')!r} but "
+            f"{len(meta['class_names'])} class names; the file is damaged or was not written by save_vaegan"
+        )
     return meta
 
 
@@ -115,7 +130,8 @@ def load_vaegan(
         )
     shapes = [
         f"{key}: {tuple(state[key].shape)} vs {tuple(value.shape)}"
-        for key, value in model.state_dict().items() if state[key].shape != value.shape
+        for key, value in model.state_dict().items()
+        if state[key].shape != value.shape
     ]
     if shapes:
         raise CheckpointError(f"{path}: tensor shapes differ from the stored architecture: {shapes[:5]}")
@@ -138,11 +154,15 @@ def check_resume_checkpoint(path: Path | str, *, config: Mapping[str, Any]) -> d
             f"resume={path}: not a loadable training checkpoint ({type(error).__name__}: {str(error).splitlines()[0]})"
         ) from error
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "hyper_parameters" not in checkpoint:
-        raise CheckpointError(f"resume={path}: not a VAE-GAN training checkpoint (expected Lightning's last.ckpt/best.ckpt)")
+        raise CheckpointError(
+            f"resume={path}: not a VAE-GAN training checkpoint (expected Lightning's last.ckpt/best.ckpt)"
+        )
     version = checkpoint["hyper_parameters"].get("architecture_version", 1)
     if version != ARCHITECTURE_VERSION:
-        raise CheckpointError(f"resume={path}: a VAE-GAN of architecture version {version!r}; this code trains version "
-                              f"{ARCHITECTURE_VERSION} and cannot continue it. Retrain from scratch (drop resume=)")
+        raise CheckpointError(
+            f"resume={path}: a VAE-GAN of architecture version {version!r}; this code trains version "
+            f"{ARCHITECTURE_VERSION} and cannot continue it. Retrain from scratch (drop resume=)"
+        )
     stored = checkpoint["hyper_parameters"].get("config", {})
     stored_model, expected_model = stored.get("vaegan", {}), dict(config.get("vaegan", {}))
     if expected_model.get("resolution") == "auto":  # resolved from the data; the stored value is the resolved one

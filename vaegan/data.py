@@ -25,7 +25,9 @@ from .images import resize_uint8
 VAEGAN_SPLITS = ("train",)
 
 
-def load_vaegan_faces(data_cfg: Mapping[str, Any], *, cache_dir: Path | str) -> tuple[FaceSplit, FaceSplit, faces.FaceData]:
+def load_vaegan_faces(
+    data_cfg: Mapping[str, Any], *, cache_dir: Path | str
+) -> tuple[FaceSplit, FaceSplit, faces.FaceData]:
     """(fit, val, data): the real train split minus the classifier's validation carve-out, and that carve-out."""
     data = faces.load_faces(data_cfg, cache_dir=cache_dir, splits=VAEGAN_SPLITS)
     if "test" in data.splits:  # belt and braces: the protocol forbids it, whatever load_faces does
@@ -58,10 +60,19 @@ class VAEGANDataModule(pl.LightningDataModule):
         sampler = EpochSampler(num_items=len(self.fit), seed=self.seed, rank=rank, world_size=world)
         # drop_last: a trailing batch of 1-2 images would give batch norm degenerate statistics.
         drop_last = len(sampler) >= 2 * self.batch_size
-        return make_loader(BatchedFaceDataset(split=self.fit, role="train"), sampler=sampler,
-                           batch_size=self.batch_size, drop_last=drop_last, pin_memory=self._pin())
+        return make_loader(
+            BatchedFaceDataset(split=self.fit, role="train"),
+            sampler=sampler,
+            batch_size=self.batch_size,
+            drop_last=drop_last,
+            pin_memory=self._pin(),
+        )
 
     def val_dataloader(self) -> DataLoader:
         # Every rank scores the whole validation set (the metrics are not reduced across ranks).
-        return make_loader(BatchedFaceDataset(split=self.val, role="val"), sampler=ShardSampler(num_items=len(self.val)),
-                           batch_size=max(self.batch_size, 256), pin_memory=self._pin())
+        return make_loader(
+            BatchedFaceDataset(split=self.val, role="val"),
+            sampler=ShardSampler(num_items=len(self.val)),
+            batch_size=max(self.batch_size, 256),
+            pin_memory=self._pin(),
+        )

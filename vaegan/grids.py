@@ -8,11 +8,14 @@ from pathlib import Path
 import torch
 from einops import rearrange
 
-from .images import to_uint8
 from faces.plotting import pyplot
 
+from .images import to_uint8
 
-def pick_per_class(*, labels: torch.Tensor, num_classes: int, per_class: int, fallback_labels: torch.Tensor | None = None):
+
+def pick_per_class(
+    *, labels: torch.Tensor, num_classes: int, per_class: int, fallback_labels: torch.Tensor | None = None
+):
     """Indices of up to `per_class` images per class: first from `labels` (held-out val), then `fallback_labels` (fit).
 
     Returns a list per class of (source, index) with source 0 = primary, 1 = fallback.
@@ -28,7 +31,12 @@ def pick_per_class(*, labels: torch.Tensor, num_classes: int, per_class: int, fa
 
 
 def save_class_grid(
-    *, rows: Sequence[torch.Tensor], class_names: Sequence[str], path: Path, title: str, column_labels: Sequence[str] = ()
+    *,
+    rows: Sequence[torch.Tensor],
+    class_names: Sequence[str],
+    path: Path,
+    title: str,
+    column_labels: Sequence[str] = (),
 ) -> Path:
     """rows[c]: float [-1, 1] images [k, 3, R, R] for class c (rows shorter than the longest are padded grey)."""
     plt = pyplot()
@@ -49,7 +57,9 @@ def save_class_grid(
     ax.imshow(canvas.numpy(), interpolation="nearest")
     ax.set_yticks([tile * (i + 0.5) for i in range(len(rows))], list(class_names))
     if column_labels:
-        ax.set_xticks([tile * (i + 0.5) for i in range(len(column_labels))], list(column_labels), fontsize=7, rotation=90)
+        ax.set_xticks(
+            [tile * (i + 0.5) for i in range(len(column_labels))], list(column_labels), fontsize=7, rotation=90
+        )
     else:
         ax.set_xticks([])
     ax.set_title(title, fontsize=9)

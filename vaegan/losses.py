@@ -101,5 +101,7 @@ def load_lpips(*, net: str = "alex", allow_download: bool = True) -> nn.Module:
     try:
         model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=False, verbose=False)
     except Exception as error:  # URLError offline, HTTP errors, corrupt files
-        raise LPIPSUnavailableError(f"could not load the LPIPS backbone ({type(error).__name__}: {error}). {how}") from error
+        raise LPIPSUnavailableError(
+            f"could not load the LPIPS backbone ({type(error).__name__}: {error}). {how}"
+        ) from error
     return model.eval().requires_grad_(False)

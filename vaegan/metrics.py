@@ -7,9 +7,8 @@ of Inception, so they are named after it (`frechet_efficientnet_lite0`, `kid_eff
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-
 import warnings
+from collections.abc import Sequence
 
 import torch
 from torchmetrics.functional.image import structural_similarity_index_measure
@@ -63,7 +62,11 @@ def mean_pairwise_distance(features: torch.Tensor) -> float:
 
 
 def per_class_frechet(
-    *, generated: torch.Tensor, generated_labels: torch.Tensor, real: torch.Tensor, real_labels: torch.Tensor,
+    *,
+    generated: torch.Tensor,
+    generated_labels: torch.Tensor,
+    real: torch.Tensor,
+    real_labels: torch.Tensor,
     class_names: Sequence[str],
 ) -> dict[str, float]:
     """{"overall": FD, "<class>": FD of that class's samples, ...}."""
@@ -74,7 +77,11 @@ def per_class_frechet(
 
 
 def diversity_ratio(
-    *, generated: torch.Tensor, generated_labels: torch.Tensor, real: torch.Tensor, real_labels: torch.Tensor,
+    *,
+    generated: torch.Tensor,
+    generated_labels: torch.Tensor,
+    real: torch.Tensor,
+    real_labels: torch.Tensor,
     class_names: Sequence[str],
 ) -> dict[str, float]:
     """Collapse indicator: within-class mean pairwise feature distance of samples / of real images.
@@ -103,8 +110,13 @@ def _recall(predictions: torch.Tensor, labels: torch.Tensor, label: int) -> tupl
     return (float((predictions[rows] == label).double().mean()) if n else math.nan), n
 
 
-def reconstruction_fidelity(*, reconstructed_predictions: torch.Tensor, real_predictions: torch.Tensor, labels: torch.Tensor,
-                            class_names: Sequence[str]) -> dict[str, dict[str, float]]:
+def reconstruction_fidelity(
+    *,
+    reconstructed_predictions: torch.Tensor,
+    real_predictions: torch.Tensor,
+    labels: torch.Tensor,
+    class_names: Sequence[str],
+) -> dict[str, dict[str, float]]:
     """Per class: the judge's recall on dec(mu(x), y) of real faces x of the class / its recall on x itself.
 
     1 means the round trip through the generator keeps everything the judge reads the expression from.
@@ -114,7 +126,12 @@ def reconstruction_fidelity(*, reconstructed_predictions: torch.Tensor, real_pre
         recall_reconstructed, n = _recall(reconstructed_predictions, labels, label)
         recall_real, _ = _recall(real_predictions, labels, label)
         ratio = recall_reconstructed / recall_real if n and recall_real > 0 else math.nan
-        result[name] = {"ratio": ratio, "judge_recall_reconstructed": recall_reconstructed, "judge_recall_real": recall_real, "n": n}
+        result[name] = {
+            "ratio": ratio,
+            "judge_recall_reconstructed": recall_reconstructed,
+            "judge_recall_real": recall_real,
+            "n": n,
+        }
     return result
 
 
@@ -127,10 +144,17 @@ def median_pairwise_distance(features: torch.Tensor) -> float:
     return float(distances[torch.triu(torch.ones(n, n, dtype=torch.bool), diagonal=1)].median())
 
 
-def label_flip_figures(*, predictions: torch.Tensor, target_labels: torch.Tensor, source_labels: torch.Tensor,
-                       class_names: Sequence[str], flipped_features: torch.Tensor | None = None,
-                       source_features: torch.Tensor | None = None, real_features: torch.Tensor | None = None,
-                       real_labels: torch.Tensor | None = None) -> dict[str, dict[str, float]]:
+def label_flip_figures(
+    *,
+    predictions: torch.Tensor,
+    target_labels: torch.Tensor,
+    source_labels: torch.Tensor,
+    class_names: Sequence[str],
+    flipped_features: torch.Tensor | None = None,
+    source_features: torch.Tensor | None = None,
+    real_features: torch.Tensor | None = None,
+    real_labels: torch.Tensor | None = None,
+) -> dict[str, dict[str, float]]:
     """Per target class y': real faces of other classes decoded as dec(mu(x), y').
 
     accuracy: share the judge reads as y' (chance is 1/K for a decoder that ignores its label);
@@ -147,16 +171,24 @@ def label_flip_figures(*, predictions: torch.Tensor, target_labels: torch.Tensor
         n = int(rows.sum())
         class_median = median_pairwise_distance(real_features[real_labels == label]) if with_features else math.nan
         if not n:
-            result[name] = {"accuracy": math.nan, "source_kept": math.nan, "identity_kept": math.nan, "n": 0,
-                            "class_median_distance": class_median}
+            result[name] = {
+                "accuracy": math.nan,
+                "source_kept": math.nan,
+                "identity_kept": math.nan,
+                "n": 0,
+                "class_median_distance": class_median,
+            }
             continue
         result[name] = {
             "accuracy": float((predictions[rows] == label).double().mean()),
             "source_kept": float((predictions[rows] == source_labels[rows]).double().mean()),
-            "identity_kept": float((distance_to_source[rows] < class_median).double().mean()) if math.isfinite(class_median) else math.nan,
+            "identity_kept": float((distance_to_source[rows] < class_median).double().mean())
+            if math.isfinite(class_median)
+            else math.nan,
             "median_distance_to_source": float(distance_to_source[rows].median()) if with_features else math.nan,
             "class_median_distance": class_median,
-            "n": n, "chance": 1.0 / len(class_names),
+            "n": n,
+            "chance": 1.0 / len(class_names),
         }
     return result
 
@@ -168,7 +200,9 @@ class _Precomputed(torch.nn.Module):
         return features
 
 
-def kid(generated: torch.Tensor, real: torch.Tensor, *, max_subset_size: int = 100, subsets: int = 50, seed: int = 0) -> dict[str, float]:
+def kid(
+    generated: torch.Tensor, real: torch.Tensor, *, max_subset_size: int = 100, subsets: int = 50, seed: int = 0
+) -> dict[str, float]:
     """Kernel inception distance (Binkowski et al. 2018, unbiased MMD^2, cubic polynomial kernel) with
     torchmetrics' KernelInceptionDistance on features of the offline feature network, so it is named
     after that network. Unbiased at any sample size (unlike the Fréchet distance): subset_size is
@@ -187,8 +221,14 @@ def kid(generated: torch.Tensor, real: torch.Tensor, *, max_subset_size: int = 1
     return {"kid": float(mean), "kid_std": float(std), "subset_size": size}
 
 
-def per_class_kid(*, generated: torch.Tensor, generated_labels: torch.Tensor, real: torch.Tensor, real_labels: torch.Tensor,
-                  class_names: Sequence[str]) -> dict[str, dict[str, float]]:
+def per_class_kid(
+    *,
+    generated: torch.Tensor,
+    generated_labels: torch.Tensor,
+    real: torch.Tensor,
+    real_labels: torch.Tensor,
+    class_names: Sequence[str],
+) -> dict[str, dict[str, float]]:
     """{class: {kid, kid_std, subset_size, n_generated, n_real}}."""
     result = {}
     for label, name in enumerate(class_names):

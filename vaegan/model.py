@@ -65,12 +65,23 @@ class Encoder(nn.Module):
     """
 
     def __init__(
-        self, *, resolution: int, latent_dim: int, num_classes: int, base_channels: int, max_channels: int, embed_dim: int
+        self,
+        *,
+        resolution: int,
+        latent_dim: int,
+        num_classes: int,
+        base_channels: int,
+        max_channels: int,
+        embed_dim: int,
     ) -> None:
         super().__init__()
         levels = _num_downsamplings(resolution)
         widths = _channels(base_channels=base_channels, max_channels=max_channels, levels=levels)
-        layers: list[nn.Module] = [nn.PixelUnshuffle(2), nn.Conv2d(12, widths[1], 3, padding=1), nn.LeakyReLU(0.2, inplace=True)]
+        layers: list[nn.Module] = [
+            nn.PixelUnshuffle(2),
+            nn.Conv2d(12, widths[1], 3, padding=1),
+            nn.LeakyReLU(0.2, inplace=True),
+        ]
         for level in range(1, levels):
             layers += [
                 nn.Conv2d(widths[level], widths[level + 1], 4, stride=2, padding=1, bias=False),
@@ -122,7 +133,14 @@ class Decoder(nn.Module):
     """
 
     def __init__(
-        self, *, resolution: int, latent_dim: int, num_classes: int, base_channels: int, max_channels: int, embed_dim: int
+        self,
+        *,
+        resolution: int,
+        latent_dim: int,
+        num_classes: int,
+        base_channels: int,
+        max_channels: int,
+        embed_dim: int,
     ) -> None:
         super().__init__()
         levels = _num_downsamplings(resolution)
@@ -165,7 +183,9 @@ class ProjectionDiscriminator(nn.Module):
         levels = _num_downsamplings(resolution)
         widths = _channels(base_channels=base_channels, max_channels=max_channels, levels=levels)
         # Space-to-depth stem, as in the encoder: the first conv runs at half resolution.
-        self.stem = nn.Sequential(nn.PixelUnshuffle(2), spectral_norm(nn.Conv2d(12, widths[1], 3, padding=1)), nn.LeakyReLU(0.2))
+        self.stem = nn.Sequential(
+            nn.PixelUnshuffle(2), spectral_norm(nn.Conv2d(12, widths[1], 3, padding=1)), nn.LeakyReLU(0.2)
+        )
         self.blocks = nn.ModuleList(
             nn.Sequential(
                 spectral_norm(nn.Conv2d(widths[level], widths[level + 1], 4, stride=2, padding=1)), nn.LeakyReLU(0.2)
@@ -195,8 +215,14 @@ class ProjectionDiscriminator(nn.Module):
         """Expression logits `b num_classes` of the auxiliary classifier."""
         return self.classifier(self._pooled(self.features(images)).float())
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor, *, return_features: bool = False,
-                return_class_logits: bool = False):
+    def forward(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        return_features: bool = False,
+        return_class_logits: bool = False,
+    ):
         features = self.features(images)
         pooled = self._pooled(features)
         logits = self.linear(pooled).squeeze(1) + (self.class_projection(labels).to(pooled.dtype) * pooled).sum(dim=1)
@@ -229,8 +255,12 @@ class VAEGAN(nn.Module):
         super().__init__()
         _check_choice("resolution", resolution, RESOLUTIONS)
         _check_choice("latent_dim", latent_dim, LATENT_DIMS)
-        for name, value in (("num_classes", num_classes), ("base_channels", base_channels),
-                            ("max_channels", max_channels), ("embed_dim", embed_dim)):
+        for name, value in (
+            ("num_classes", num_classes),
+            ("base_channels", base_channels),
+            ("max_channels", max_channels),
+            ("embed_dim", embed_dim),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}={value!r} must be a positive integer")
         if max_channels < base_channels:
@@ -239,10 +269,16 @@ class VAEGAN(nn.Module):
         self.latent_dim = latent_dim
         self.num_classes = num_classes
         self.architecture = dict(
-            resolution=resolution, latent_dim=latent_dim, num_classes=num_classes,
-            base_channels=base_channels, max_channels=max_channels, embed_dim=embed_dim,
+            resolution=resolution,
+            latent_dim=latent_dim,
+            num_classes=num_classes,
+            base_channels=base_channels,
+            max_channels=max_channels,
+            embed_dim=embed_dim,
         )
-        shared = dict(resolution=resolution, num_classes=num_classes, base_channels=base_channels, max_channels=max_channels)
+        shared = dict(
+            resolution=resolution, num_classes=num_classes, base_channels=base_channels, max_channels=max_channels
+        )
         self.encoder = Encoder(latent_dim=latent_dim, embed_dim=embed_dim, **shared)
         self.decoder = Decoder(latent_dim=latent_dim, embed_dim=embed_dim, **shared)
         self.discriminator = ProjectionDiscriminator(**shared)
@@ -277,7 +313,12 @@ class VAEGAN(nn.Module):
             ema_buffer.copy_(buffer)
 
     def _check_images(self, images: torch.Tensor) -> None:
-        if images.ndim != 4 or images.shape[1] != 3 or images.shape[-1] != self.resolution or images.shape[-2] != self.resolution:
+        if (
+            images.ndim != 4
+            or images.shape[1] != 3
+            or images.shape[-1] != self.resolution
+            or images.shape[-2] != self.resolution
+        ):
             raise ValueError(
                 f"images must be float [N, 3, {self.resolution}, {self.resolution}] in [-1, 1], got {tuple(images.shape)}"
             )

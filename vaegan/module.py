@@ -29,10 +29,10 @@ from torch import nn
 from faces.io import write_json_atomic
 
 from . import losses as L
-from .grids import pick_per_class, save_class_grid
-from .images import to_model_range, to_uint8
 from .generation.perturbations import LatentBatch, Perturbation, class_scale_for, get_perturbation, perturb_codes
 from .generation.render import render, render_for
+from .grids import pick_per_class, save_class_grid
+from .images import to_model_range, to_uint8
 from .metrics import (
     FRECHET_NAME,
     KID_NAME,
@@ -56,16 +56,27 @@ class NonFiniteLossError(RuntimeError):
 
 def build_model(*, model_cfg: dict[str, Any], num_classes: int) -> VAEGAN:
     return VAEGAN(
-        resolution=model_cfg["resolution"], latent_dim=model_cfg["latent_dim"], num_classes=num_classes,
-        base_channels=model_cfg["base_channels"], max_channels=model_cfg["max_channels"], embed_dim=model_cfg["embed_dim"],
+        resolution=model_cfg["resolution"],
+        latent_dim=model_cfg["latent_dim"],
+        num_classes=num_classes,
+        base_channels=model_cfg["base_channels"],
+        max_channels=model_cfg["max_channels"],
+        embed_dim=model_cfg["embed_dim"],
     )
 
 
 class VAEGANModule(pl.LightningModule):
     """`config` is the whole run config as plain types (so last.ckpt loads with weights_only=True)."""
 
-    def __init__(self, *, config: dict[str, Any], class_names: list[str], image_size: int, data_fingerprint: str,
-                 architecture_version: int = ARCHITECTURE_VERSION) -> None:
+    def __init__(
+        self,
+        *,
+        config: dict[str, Any],
+        class_names: list[str],
+        image_size: int,
+        data_fingerprint: str,
+        architecture_version: int = ARCHITECTURE_VERSION,
+    ) -> None:
         super().__init__()
         if config["vaegan"]["resolution"] == "auto":  # the data's own resolution (vaegan.model.resolution_for)
             config = {**config, "vaegan": {**config["vaegan"], "resolution": resolution_for(image_size)}}
@@ -95,12 +106,16 @@ class VAEGANModule(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         if self.loss_cfg["lpips_weight"] > 0:
-            self._aux["lpips_loss"] = L.load_lpips(net=self.loss_cfg["lpips_net"], allow_download=self.loss_cfg["lpips_download"])
+            self._aux["lpips_loss"] = L.load_lpips(
+                net=self.loss_cfg["lpips_net"], allow_download=self.loss_cfg["lpips_download"]
+            )
 
     def on_fit_start(self) -> None:
         precision = str(self.trainer.precision)
         if precision.startswith("16"):
-            raise ValueError(f"trainer.precision={precision} is not supported (fp16 needs loss scaling); use bf16-mixed or 32-true")
+            raise ValueError(
+                f"trainer.precision={precision} is not supported (fp16 needs loss scaling); use bf16-mixed or 32-true"
+            )
         if self._channels_last():
             self.model.to(memory_format=torch.channels_last)
         for module in self._aux.values():
@@ -159,7 +174,9 @@ class VAEGANModule(pl.LightningModule):
         # Prior labels follow the batch's class mix, so D sees real and fake of each class equally often.
         labels_prior = labels[torch.randperm(n, generator=generator, device=x.device)]
         # A different label for every real face (y' != y): its code decoded with y' must show y' (AttGAN/StarGAN).
-        labels_swapped = (labels + torch.randint(1, num_classes, (n,), generator=generator, device=x.device)) % num_classes
+        labels_swapped = (
+            labels + torch.randint(1, num_classes, (n,), generator=generator, device=x.device)
+        ) % num_classes
 
         mu, logvar = model.encoder(x, labels)
         z = model.reparameterize(mu, logvar, noise=noise)
@@ -169,8 +186,9 @@ class VAEGANModule(pl.LightningModule):
         reconstructed = decoded[:n]
 
         # Discriminator: real vs the three kinds of fake (detached), and its expression classifier on real faces only.
-        logits, class_logits = model.discriminator(torch.cat([x, decoded.detach()]), torch.cat([labels, fake_labels]),
-                                                   return_class_logits=True)
+        logits, class_logits = model.discriminator(
+            torch.cat([x, decoded.detach()]), torch.cat([labels, fake_labels]), return_class_logits=True
+        )
         d_real, d_fake = logits[:n], logits[n:]
         loss_d_hinge = L.hinge_discriminator_loss(d_real, d_fake)
         loss_d_class = F.cross_entropy(class_logits[:n].float(), labels)
@@ -201,10 +219,14 @@ class VAEGANModule(pl.LightningModule):
             reconstruction = reconstruction + self.loss_cfg["lpips_weight"] * loss_lpips
             values["lpips"] = loss_lpips
         kl_weight = L.kl_weight_at(
-            step=step, weight=self.loss_cfg["kl_weight"], warmup_steps=self._epochs_to_steps(self.loss_cfg["kl_warmup_epochs"])
+            step=step,
+            weight=self.loss_cfg["kl_weight"],
+            warmup_steps=self._epochs_to_steps(self.loss_cfg["kl_warmup_epochs"]),
         )
-        schedule = dict(start_step=self._epochs_to_steps(self.loss_cfg["adversarial_start_epochs"]),
-                        ramp_steps=self._epochs_to_steps(self.loss_cfg["adversarial_ramp_epochs"]))
+        schedule = dict(
+            start_step=self._epochs_to_steps(self.loss_cfg["adversarial_start_epochs"]),
+            ramp_steps=self._epochs_to_steps(self.loss_cfg["adversarial_ramp_epochs"]),
+        )
         adversarial_weight = L.adversarial_weight_at(step=step, weight=self.loss_cfg["adversarial_weight"], **schedule)
         # Same schedule as the GAN term: D's classifier first learns the expressions from real faces.
         label_weight = L.adversarial_weight_at(step=step, weight=self.loss_cfg["label_weight"], **schedule)
@@ -213,27 +235,50 @@ class VAEGANModule(pl.LightningModule):
         opt_encoder.zero_grad(set_to_none=True)
         opt_decoder.zero_grad(set_to_none=True)
         if adversarial_weight > 0 or label_weight > 0:
-            self.manual_backward(adversarial_weight * loss_adv + label_weight * loss_label, inputs=decoder_params,
-                                 retain_graph=True)
+            self.manual_backward(
+                adversarial_weight * loss_adv + label_weight * loss_label, inputs=decoder_params, retain_graph=True
+            )
         self.manual_backward(reconstruction + kl_weight * loss_kl, inputs=encoder_params + decoder_params)
         norm_e, norm_g = self._clip(encoder_params), self._clip(decoder_params)
         # One host sync per step (not one per optimiser): D's values of this step are checked here too, so
         # a non-finite D update is applied in memory only; training stops and is never saved with it.
-        self._guard({"discriminator_hinge_loss": loss_d_hinge, "discriminator_class_loss": loss_d_class,
-                     "discriminator_grad_norm": norm_d, **values, "encoder_grad_norm": norm_e, "decoder_grad_norm": norm_g},
-                    step=step)
+        self._guard(
+            {
+                "discriminator_hinge_loss": loss_d_hinge,
+                "discriminator_class_loss": loss_d_class,
+                "discriminator_grad_norm": norm_d,
+                **values,
+                "encoder_grad_norm": norm_e,
+                "decoder_grad_norm": norm_g,
+            },
+            step=step,
+        )
         opt_encoder.step()
         opt_decoder.step()
         model.update_ema(decay=self._ema_decay(step))
 
         self.log_dict(
-            {"train/l1": loss_l1, "train/feature": loss_feature, "train/kl": loss_kl, "train/adversarial": loss_adv,
-             "train/label": loss_label, "train/discriminator": loss_d_hinge, "train/discriminator_class": loss_d_class,
-             "train/d_real": d_real.float().mean(), "train/d_fake": d_fake.float().mean(),
-             "train/kl_weight": kl_weight, "train/adversarial_weight": adversarial_weight, "train/label_weight": label_weight},
-            on_step=True, on_epoch=True, batch_size=n,
+            {
+                "train/l1": loss_l1,
+                "train/feature": loss_feature,
+                "train/kl": loss_kl,
+                "train/adversarial": loss_adv,
+                "train/label": loss_label,
+                "train/discriminator": loss_d_hinge,
+                "train/discriminator_class": loss_d_class,
+                "train/d_real": d_real.float().mean(),
+                "train/d_fake": d_fake.float().mean(),
+                "train/kl_weight": kl_weight,
+                "train/adversarial_weight": adversarial_weight,
+                "train/label_weight": label_weight,
+            },
+            on_step=True,
+            on_epoch=True,
+            batch_size=n,
         )
-        self.log_dict({"l1": loss_l1, "kl": loss_kl, "d": loss_d_hinge}, prog_bar=True, on_step=True, on_epoch=False, logger=False)
+        self.log_dict(
+            {"l1": loss_l1, "kl": loss_kl, "d": loss_d_hinge}, prog_bar=True, on_step=True, on_epoch=False, logger=False
+        )
 
     def _ema_decay(self, step: int) -> float:
         # Warm-up form (as in many EMA implementations): early averages would otherwise be
@@ -258,7 +303,9 @@ class VAEGANModule(pl.LightningModule):
 
     def _feature_network(self) -> FeatureNetwork:
         if "features" not in self._aux:
-            self._aux["features"] = FeatureNetwork(image_size=self.config["metrics"]["feature_image_size"]).to(self.device)
+            self._aux["features"] = FeatureNetwork(image_size=self.config["metrics"]["feature_image_size"]).to(
+                self.device
+            )
         return self._aux["features"]
 
     def _lpips_metric(self) -> nn.Module | None:
@@ -269,8 +316,10 @@ class VAEGANModule(pl.LightningModule):
             if mode is False or mode == "off" or (mode == "auto" and not L.lpips_available(self.loss_cfg["lpips_net"])):
                 if mode == "auto" and not getattr(self, "_lpips_note", False):
                     self._lpips_note = True
-                    log.info("LPIPS metric skipped: %s not found (metrics.lpips=auto; put the file there to enable it)",
-                             L.lpips_backbone_path(self.loss_cfg["lpips_net"]))
+                    log.info(
+                        "LPIPS metric skipped: %s not found (metrics.lpips=auto; put the file there to enable it)",
+                        L.lpips_backbone_path(self.loss_cfg["lpips_net"]),
+                    )
                 return None
             self._aux["lpips_metric"] = L.load_lpips(net=self.loss_cfg["lpips_net"]).to(self.device)
         return self._aux["lpips_metric"]
@@ -287,7 +336,9 @@ class VAEGANModule(pl.LightningModule):
         lpips_model = self._lpips_metric()
         if lpips_model is not None:
             metrics["val/lpips"] = lpips_model(recon, real).mean()
-        metrics.update(self._sample_metrics(real=real, labels=labels, mu=mu, logvar=torch.cat(self._val_parts["logvar"])))
+        metrics.update(
+            self._sample_metrics(real=real, labels=labels, mu=mu, logvar=torch.cat(self._val_parts["logvar"]))
+        )
         metrics.update(self._generator_figures(real=real, recon=recon, labels=labels, mu=mu))
         self.log_dict(metrics, prog_bar=False, sync_dist=False)
         self.log("val_l1", metrics["val/l1"], prog_bar=True, logger=False)
@@ -298,48 +349,81 @@ class VAEGANModule(pl.LightningModule):
         """Rows of real faces of the other classes to decode with `target` (the first few of each class, so every
         source class is present)."""
         per_class = self.config["metrics"]["flip_sources_per_class"]
-        return torch.cat([(labels == c).nonzero().flatten()[:per_class] for c in range(len(self.class_names)) if c != target])
+        return torch.cat(
+            [(labels == c).nonzero().flatten()[:per_class] for c in range(len(self.class_names)) if c != target]
+        )
 
-    def _generator_figures(self, *, real: torch.Tensor, recon: torch.Tensor, labels: torch.Tensor, mu: torch.Tensor) -> dict[str, float]:
+    def _generator_figures(
+        self, *, real: torch.Tensor, recon: torch.Tensor, labels: torch.Tensor, mu: torch.Tensor
+    ) -> dict[str, float]:
         """Whether the generator does its job, judged by D's expression classifier (an in-training judge: the
         decoder is trained to satisfy it, so these read high; ablation's generation report uses the real-data
         judge): reconstruction fidelity and label-flip accuracy per class, and with the feature network the
         identity kept by label flips and per-class KID of prior samples. Writes grids/figures_<epoch>.json
         with the sample sizes."""
         model, names = self.model, self.class_names
-        classify = lambda images: torch.cat([model.discriminator.classify(images[i : i + 256]).argmax(1)
-                                             for i in range(0, len(images), 256)]).cpu()
+
+        def classify(images: torch.Tensor) -> torch.Tensor:
+            chunks = range(0, len(images), 256)
+            return torch.cat([model.discriminator.classify(images[i : i + 256]).argmax(1) for i in chunks]).cpu()
+
         labels_cpu = labels.cpu()
         figures: dict[str, Any] = {"judge": "the discriminator's expression classifier (trained with the generator)"}
         figures["reconstruction_fidelity"] = reconstruction_fidelity(
-            reconstructed_predictions=classify(recon), real_predictions=classify(real), labels=labels_cpu, class_names=names)
+            reconstructed_predictions=classify(recon),
+            real_predictions=classify(real),
+            labels=labels_cpu,
+            class_names=names,
+        )
         rows = [self._flip_sources(labels, target) for target in range(len(names))]
         sources = torch.cat(rows)
         targets = torch.cat([torch.full((len(r),), t, device=labels.device) for t, r in enumerate(rows)])
-        flipped = torch.cat([model.decode(mu[sources[i : i + 256]], targets[i : i + 256]) for i in range(0, len(sources), 256)])
+        flipped = torch.cat(
+            [model.decode(mu[sources[i : i + 256]], targets[i : i + 256]) for i in range(0, len(sources), 256)]
+        )
         flip_predictions = classify(flipped)
         use_features = self.config["metrics"]["frechet"]
-        flip = dict(predictions=flip_predictions, target_labels=targets.cpu(), source_labels=labels_cpu[sources.cpu()], class_names=names)
+        flip = dict(
+            predictions=flip_predictions,
+            target_labels=targets.cpu(),
+            source_labels=labels_cpu[sources.cpu()],
+            class_names=names,
+        )
         if use_features:
             real_features = self._real_val_features
             figures["label_flip"] = label_flip_figures(
-                **flip, flipped_features=self._feature_network()(flipped).cpu(), source_features=real_features[sources.cpu()],
-                real_features=real_features, real_labels=labels_cpu)
-            figures[f"{KID_NAME}_prior"] = per_class_kid(generated=self._prior_features, generated_labels=self._prior_labels,
-                                                          real=real_features, real_labels=labels_cpu, class_names=names)
+                **flip,
+                flipped_features=self._feature_network()(flipped).cpu(),
+                source_features=real_features[sources.cpu()],
+                real_features=real_features,
+                real_labels=labels_cpu,
+            )
+            figures[f"{KID_NAME}_prior"] = per_class_kid(
+                generated=self._prior_features,
+                generated_labels=self._prior_labels,
+                real=real_features,
+                real_labels=labels_cpu,
+                class_names=names,
+            )
         else:
             figures["label_flip"] = label_flip_figures(**flip)
         out: dict[str, float] = {}
         for name in names:
-            for key, value in (("aux_reconstruction_fidelity", figures["reconstruction_fidelity"][name]["ratio"]),
-                               ("aux_label_flip_accuracy", figures["label_flip"][name]["accuracy"]),
-                               ("identity_kept", figures["label_flip"][name]["identity_kept"]),
-                               (f"{KID_NAME}_prior", figures[f"{KID_NAME}_prior"][name]["kid"] if use_features else math.nan)):
+            for key, value in (
+                ("aux_reconstruction_fidelity", figures["reconstruction_fidelity"][name]["ratio"]),
+                ("aux_label_flip_accuracy", figures["label_flip"][name]["accuracy"]),
+                ("identity_kept", figures["label_flip"][name]["identity_kept"]),
+                (f"{KID_NAME}_prior", figures[f"{KID_NAME}_prior"][name]["kid"] if use_features else math.nan),
+            ):
                 if math.isfinite(value):
                     out[f"val/{key}/{name}"] = value
         if self.trainer.is_global_zero and self.output_dir is not None:
-            write_json_atomic(self.output_dir / "grids" / f"figures_epoch{self.current_epoch + 1:03d}.json", figures,
-                              indent=1, allow_nan=True)
+            write_json_atomic(
+                self.output_dir / "grids" / f"figures_epoch{self.current_epoch + 1:03d}.json",
+                figures,
+                indent=1,
+                allow_nan=True,
+            )
         return out
 
     def _perturbation(self) -> tuple[Perturbation, float]:
@@ -353,14 +437,26 @@ class VAEGANModule(pl.LightningModule):
         """grid.render, or the perturbation's own rendering (as augment.py without --render)."""
         return render_for(self._perturbation()[0], self.config["grid"].get("render") or None)
 
-    def _render(self, z: torch.Tensor, labels: torch.Tensor, *, sources: torch.Tensor, source_mu: torch.Tensor) -> torch.Tensor:
+    def _render(
+        self, z: torch.Tensor, labels: torch.Tensor, *, sources: torch.Tensor, source_mu: torch.Tensor
+    ) -> torch.Tensor:
         """Codes -> float [-1, 1] images at the model's resolution with the augmenter's own rendering
         (vaegan.generation.render); `sources` float [-1, 1] are the real images the codes were made from."""
-        images = render(self.model, z=z, labels=labels, mode=self._render_mode(), image_size=self.model.resolution,
-                        source_images=to_uint8(sources).cpu(), source_mu=source_mu, source_labels=labels)
+        images = render(
+            self.model,
+            z=z,
+            labels=labels,
+            mode=self._render_mode(),
+            image_size=self.model.resolution,
+            source_images=to_uint8(sources).cpu(),
+            source_mu=source_mu,
+            source_labels=labels,
+        )
         return to_model_range(images).to(self.device)
 
-    def _perturb(self, mu: torch.Tensor, logvar: torch.Tensor, labels: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor:
+    def _perturb(
+        self, mu: torch.Tensor, logvar: torch.Tensor, labels: torch.Tensor, *, generator: torch.Generator
+    ) -> torch.Tensor:
         perturbation, strength = self._perturbation()
         return perturb_codes(perturbation, mu=mu, logvar=logvar, labels=labels, strength=strength, generator=generator)
 
@@ -369,12 +465,19 @@ class VAEGANModule(pl.LightningModule):
         perturbation, strength = self._perturbation()
         first = lambda t: t[:1].expand(k, -1)  # noqa: E731
         partners = mu[(1 + torch.arange(k, device=mu.device)) % mu.shape[0]]
-        batch = LatentBatch(mu=first(mu), logvar=first(logvar), partner_mu=partners,
-                            noise=torch.randn(k, mu.shape[1], generator=generator, device=mu.device),
-                            mix=torch.rand(k, 1, generator=generator, device=mu.device), class_scale=class_scale_for(perturbation, mu))
+        batch = LatentBatch(
+            mu=first(mu),
+            logvar=first(logvar),
+            partner_mu=partners,
+            noise=torch.randn(k, mu.shape[1], generator=generator, device=mu.device),
+            mix=torch.rand(k, 1, generator=generator, device=mu.device),
+            class_scale=class_scale_for(perturbation, mu),
+        )
         return perturbation.apply(batch, strength)
 
-    def _sample_metrics(self, *, real: torch.Tensor, labels: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> dict[str, float]:
+    def _sample_metrics(
+        self, *, real: torch.Tensor, labels: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
+    ) -> dict[str, float]:
         cfg = self.config["metrics"]
         if not cfg["frechet"]:
             return {}
@@ -386,20 +489,39 @@ class VAEGANModule(pl.LightningModule):
         # As many samples per class as the val set has, but at least `min_samples_per_class`
         # (per-class covariances need more than a handful of points).
         per_class = torch.bincount(labels, minlength=len(self.class_names)).clamp_min(cfg["min_samples_per_class"])
-        sample_labels = torch.repeat_interleave(torch.arange(len(self.class_names), device=self.device), per_class.to(self.device))
+        sample_labels = torch.repeat_interleave(
+            torch.arange(len(self.class_names), device=self.device), per_class.to(self.device)
+        )
         z = torch.randn(sample_labels.shape[0], self.model.latent_dim, generator=generator, device=self.device)
-        prior = torch.cat([self.model.decode(z[i : i + 256], sample_labels[i : i + 256]) for i in range(0, len(z), 256)])
+        prior = torch.cat(
+            [self.model.decode(z[i : i + 256], sample_labels[i : i + 256]) for i in range(0, len(z), 256)]
+        )
         # Perturbed encodings of the held-out images with the augmenter's own perturbation (one registry).
-        perturbed = self._render(self._perturb(mu, logvar, labels, generator=generator), labels, sources=real, source_mu=mu)
+        perturbed = self._render(
+            self._perturb(mu, logvar, labels, generator=generator), labels, sources=real, source_mu=mu
+        )
         prior_features, perturbed_features = network(prior).cpu(), network(perturbed).cpu()
         self._prior_features, self._prior_labels = prior_features, sample_labels.cpu()  # for the per-class KID
         labels_cpu, sample_labels_cpu = labels.cpu(), sample_labels.cpu()
         out: dict[str, float] = {}
-        for kind, feats, feat_labels in (("prior", prior_features, sample_labels_cpu), ("perturbed", perturbed_features, labels_cpu)):
-            fd = per_class_frechet(generated=feats, generated_labels=feat_labels, real=real_features,
-                                   real_labels=labels_cpu, class_names=self.class_names)
-            diversity = diversity_ratio(generated=feats, generated_labels=feat_labels, real=real_features,
-                                        real_labels=labels_cpu, class_names=self.class_names)
+        for kind, feats, feat_labels in (
+            ("prior", prior_features, sample_labels_cpu),
+            ("perturbed", perturbed_features, labels_cpu),
+        ):
+            fd = per_class_frechet(
+                generated=feats,
+                generated_labels=feat_labels,
+                real=real_features,
+                real_labels=labels_cpu,
+                class_names=self.class_names,
+            )
+            diversity = diversity_ratio(
+                generated=feats,
+                generated_labels=feat_labels,
+                real=real_features,
+                real_labels=labels_cpu,
+                class_names=self.class_names,
+            )
             for name, value in fd.items():
                 key = f"val/{FRECHET_NAME}_{kind}" + ("" if name == "overall" else f"/{name}")
                 if not math.isnan(value):
@@ -419,8 +541,12 @@ class VAEGANModule(pl.LightningModule):
         k = cfg["per_class"]
         was_training = self.model.training
         self.model.eval()
-        picks = pick_per_class(labels=datamodule.val.labels, num_classes=len(self.class_names), per_class=k,
-                               fallback_labels=datamodule.fit.labels)
+        picks = pick_per_class(
+            labels=datamodule.val.labels,
+            num_classes=len(self.class_names),
+            per_class=k,
+            fallback_labels=datamodule.fit.labels,
+        )
         sources = ((datamodule.val.images, datamodule.val.labels), (datamodule.fit.images, datamodule.fit.labels))
         generator = torch.Generator(device=self.device).manual_seed(int(self.config["seed"]) + 777)
         recon_rows, sample_rows = [], []
@@ -453,7 +579,9 @@ class VAEGANModule(pl.LightningModule):
                 perturbed_codes = torch.zeros(k, self.model.latent_dim, device=self.device)
             y = torch.full((k,), label, device=self.device, dtype=torch.long)
             prior = self.model.decode(torch.randn(k, self.model.latent_dim, generator=generator, device=self.device), y)
-            perturbed = self._render(perturbed_codes, y, sources=anchor_x.expand(k, -1, -1, -1), source_mu=anchor_mu.expand(k, -1))
+            perturbed = self._render(
+                perturbed_codes, y, sources=anchor_x.expand(k, -1, -1, -1), source_mu=anchor_mu.expand(k, -1)
+            )
             sample_rows.append(torch.cat([prior, anchor_x, perturbed]).float().cpu())
         flip_rows, flip_names = self._label_flip_rows(encoded, fit_counts=fit_counts, k=k)
         self.model.train(was_training)
@@ -464,24 +592,44 @@ class VAEGANModule(pl.LightningModule):
         sample_columns = [f"prior {i + 1}" for i in range(k)] + ["real"] + [f"variant {i + 1}" for i in range(k)]
         paths = []
         for name, rows, columns, title in (
-            ("reconstructions", recon_rows, recon_columns, f"epoch {epoch}: real | reconstruction (EMA decoder, z = mu)"),
-            ("samples", sample_rows, sample_columns,
-             f"epoch {epoch}: {k} prior samples | a real face | {k} variants ({self._perturbation()[0].name}, "
-             f"a={self._perturbation()[1]:g}, {self._render_mode()} rendering)"),
+            (
+                "reconstructions",
+                recon_rows,
+                recon_columns,
+                f"epoch {epoch}: real | reconstruction (EMA decoder, z = mu)",
+            ),
+            (
+                "samples",
+                sample_rows,
+                sample_columns,
+                f"epoch {epoch}: {k} prior samples | a real face | {k} variants ({self._perturbation()[0].name}, "
+                f"a={self._perturbation()[1]:g}, {self._render_mode()} rendering)",
+            ),
         ):
-            path = save_class_grid(rows=rows, class_names=self.class_names, path=grids / f"{name}_{tag}.png",
-                                   title=title, column_labels=columns)
+            path = save_class_grid(
+                rows=rows,
+                class_names=self.class_names,
+                path=grids / f"{name}_{tag}.png",
+                title=title,
+                column_labels=columns,
+            )
             (grids / f"{name}.png").write_bytes(path.read_bytes())
             paths.append(path)
         if flip_rows:
-            path = save_class_grid(rows=flip_rows, class_names=flip_names, path=grids / f"label_flip_{tag}.png",
-                                   title=f"epoch {epoch}: real faces of other classes | the same codes decoded with the "
-                                         "minority label (EMA decoder, z = mu)", column_labels=[])
+            path = save_class_grid(
+                rows=flip_rows,
+                class_names=flip_names,
+                path=grids / f"label_flip_{tag}.png",
+                title=f"epoch {epoch}: real faces of other classes | the same codes decoded with the "
+                "minority label (EMA decoder, z = mu)",
+                column_labels=[],
+            )
             (grids / "label_flip.png").write_bytes(path.read_bytes())
         return paths[0], paths[1]
 
-    def _label_flip_rows(self, encoded: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]], *, fit_counts: list[int],
-                         k: int) -> tuple[list[torch.Tensor], list[str]]:
+    def _label_flip_rows(
+        self, encoded: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]], *, fit_counts: list[int], k: int
+    ) -> tuple[list[torch.Tensor], list[str]]:
         """Two rows per minority class (every class smaller than the largest): k real faces of the other
         classes (the larger first, taken in turn) and dec(mu, minority label) of each."""
         rows, names = [], []

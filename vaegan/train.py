@@ -49,39 +49,70 @@ def check_single_device(trainer: dict[str, Any]) -> None:
     """
     strategy, devices = str(trainer.get("strategy", "auto")), trainer.get("devices", 1)
     count = len(devices) if isinstance(devices, (list, tuple)) else devices if isinstance(devices, int) else 1
-    if any(name in strategy for name in ("ddp", "fsdp", "deepspeed")) or count > 1 or int(trainer.get("num_nodes", 1)) > 1:
+    if (
+        any(name in strategy for name in ("ddp", "fsdp", "deepspeed"))
+        or count > 1
+        or int(trainer.get("num_nodes", 1)) > 1
+    ):
         raise ValueError(
             f"trainer.strategy={strategy!r}, trainer.devices={devices!r}: the VAE-GAN trains on one device only (manual "
             "optimisation with one backward per part cannot run under DDP's gradient reducer). Use trainer=gpu or "
-            "trainer=cpu (trainer.devices=1); data-parallel training is for the classifier (scripts/train_classifier.py)")
+            "trainer=cpu (trainer.devices=1); data-parallel training is for the classifier (scripts/train_classifier.py)"
+        )
 
 
 def validate_config(config: dict[str, Any]) -> None:
     """Fail before any work on values the model cannot use, naming the value and the choices."""
     model = config["vaegan"]
     if model.get("resolution") not in (*RESOLUTIONS, "auto"):
-        raise ValueError(f"vaegan.resolution={model.get('resolution')!r} is not supported; choose one of {list(RESOLUTIONS)} "
-                         "or auto (the data's image size)")
+        raise ValueError(
+            f"vaegan.resolution={model.get('resolution')!r} is not supported; choose one of {list(RESOLUTIONS)} "
+            "or auto (the data's image size)"
+        )
     if model.get("latent_dim") not in LATENT_DIMS:
-        raise ValueError(f"vaegan.latent_dim={model.get('latent_dim')!r} is not supported; choose one of {list(LATENT_DIMS)}")
+        raise ValueError(
+            f"vaegan.latent_dim={model.get('latent_dim')!r} is not supported; choose one of {list(LATENT_DIMS)}"
+        )
     for key in ("epochs", "batch_size", "grid_every_n_epochs"):
         if not isinstance(config.get(key), int) or config[key] < 1:
             raise ValueError(f"{key}={config.get(key)!r} must be a positive integer")
     check_single_device(config.get("trainer", {}))
     weights = model["losses"]
-    for key in ("kl_weight", "pixel_l1_weight", "feature_weight", "lpips_weight", "adversarial_weight", "label_weight",
-                "classifier_weight"):
+    for key in (
+        "kl_weight",
+        "pixel_l1_weight",
+        "feature_weight",
+        "lpips_weight",
+        "adversarial_weight",
+        "label_weight",
+        "classifier_weight",
+    ):
         if weights[key] < 0:
             raise ValueError(f"vaegan.losses.{key}={weights[key]} must be >= 0")
 
 
-def build_trainer(config: dict[str, Any], *, output_dir: Path, callbacks: Sequence[Callback] = ()) -> tuple[pl.Trainer, ModelCheckpoint, ModelCheckpoint]:
+def build_trainer(
+    config: dict[str, Any], *, output_dir: Path, callbacks: Sequence[Callback] = ()
+) -> tuple[pl.Trainer, ModelCheckpoint, ModelCheckpoint]:
     checkpoints = output_dir / "checkpoints"
-    last = ModelCheckpoint(dirpath=checkpoints, filename="last", save_top_k=1, every_n_epochs=1,
-                           save_on_train_epoch_end=True, enable_version_counter=False)
+    last = ModelCheckpoint(
+        dirpath=checkpoints,
+        filename="last",
+        save_top_k=1,
+        every_n_epochs=1,
+        save_on_train_epoch_end=True,
+        enable_version_counter=False,
+    )
     # "Best" = lowest held-out reconstruction L1 of the EMA decoder (what sampling uses).
-    best = ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="val/l1", mode="min", save_top_k=1,
-                           auto_insert_metric_name=False, enable_version_counter=False)
+    best = ModelCheckpoint(
+        dirpath=checkpoints,
+        filename="best",
+        monitor="val/l1",
+        mode="min",
+        save_top_k=1,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )
     trainer_cfg = dict(config["trainer"])
     trainer = pl.Trainer(
         **trainer_cfg,
@@ -115,12 +146,25 @@ def train_vaegan(cfg: DictConfig | dict, *, output_dir: Path | str, callbacks: S
         if config["vaegan"]["resolution"] == "auto":
             config["vaegan"]["resolution"] = resolution_for(fit.image_size)
         resolution = config["vaegan"]["resolution"]
-        datamodule = VAEGANDataModule(fit=fit, val=val, resolution=resolution, batch_size=config["batch_size"], seed=int(config["seed"]))
-        log.info("VAE-GAN %s (%dpx, latent %d) on %s: %d fit / %d val images, classes %s",
-                 config["vaegan"]["name"], resolution, config["vaegan"]["latent_dim"], data.dataset, len(fit), len(val),
-                 dict(zip(fit.class_names, fit.class_counts())))
-        module = VAEGANModule(config=config, class_names=list(fit.class_names), image_size=fit.image_size,
-                              data_fingerprint=fit.fingerprint)
+        datamodule = VAEGANDataModule(
+            fit=fit, val=val, resolution=resolution, batch_size=config["batch_size"], seed=int(config["seed"])
+        )
+        log.info(
+            "VAE-GAN %s (%dpx, latent %d) on %s: %d fit / %d val images, classes %s",
+            config["vaegan"]["name"],
+            resolution,
+            config["vaegan"]["latent_dim"],
+            data.dataset,
+            len(fit),
+            len(val),
+            dict(zip(fit.class_names, fit.class_counts())),
+        )
+        module = VAEGANModule(
+            config=config,
+            class_names=list(fit.class_names),
+            image_size=fit.image_size,
+            data_fingerprint=fit.fingerprint,
+        )
         trainer, last, best = build_trainer(config, output_dir=output_dir, callbacks=callbacks)
         try:
             trainer.fit(module, datamodule=datamodule, ckpt_path=config.get("resume"), weights_only=True)
@@ -141,22 +185,46 @@ def train_vaegan(cfg: DictConfig | dict, *, output_dir: Path | str, callbacks: S
         if trainer.is_global_zero:
             module.model.to(memory_format=torch.contiguous_format)
             export = save_vaegan(
-                output_dir / EXPORT_NAME, model=module.model.cpu(), config=config["vaegan"], class_names=fit.class_names,
-                extra={"image_size": fit.image_size, "data_fingerprint": fit.fingerprint, "dataset": data.dataset,
-                       "data": config["data"],
-                       "seed": config["seed"], "epochs": config["epochs"], "source_checkpoint": str(source)},
+                output_dir / EXPORT_NAME,
+                model=module.model.cpu(),
+                config=config["vaegan"],
+                class_names=fit.class_names,
+                extra={
+                    "image_size": fit.image_size,
+                    "data_fingerprint": fit.fingerprint,
+                    "dataset": data.dataset,
+                    "data": config["data"],
+                    "seed": config["seed"],
+                    "epochs": config["epochs"],
+                    "source_checkpoint": str(source),
+                },
             )
         else:
             export = output_dir / EXPORT_NAME
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.as_tensor(v).numel() == 1}
-        return TrainResult(output_dir=output_dir, last_checkpoint=last_path, best_checkpoint=best_path, export=export,
-                           metrics=metrics, seconds=time.perf_counter() - started)
+        return TrainResult(
+            output_dir=output_dir,
+            last_checkpoint=last_path,
+            best_checkpoint=best_path,
+            export=export,
+            metrics=metrics,
+            seconds=time.perf_counter() - started,
+        )
 
 
 def format_summary(result: TrainResult) -> str:
-    keys = ["val/l1", "val/ssim", "val/lpips", "val/frechet_efficientnet_lite0_prior", "val/frechet_efficientnet_lite0_perturbed",
-            "val/diversity_ratio_prior", "val/diversity_ratio_perturbed", "train/l1_epoch", "train/kl_epoch",
-            "train/discriminator_epoch"]
+    keys = [
+        "val/l1",
+        "val/ssim",
+        "val/lpips",
+        "val/frechet_efficientnet_lite0_prior",
+        "val/frechet_efficientnet_lite0_perturbed",
+        "val/diversity_ratio_prior",
+        "val/diversity_ratio_perturbed",
+        "train/l1_epoch",
+        "train/kl_epoch",
+        "train/discriminator_epoch",
+    ]
     shown = ", ".join(f"{k}={result.metrics[k]:.4g}" for k in keys if k in result.metrics)
     return (
         f"{shown}\n"

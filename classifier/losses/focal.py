@@ -21,7 +21,9 @@ def focal_loss(
     return loss.mean()
 
 
-@register_loss("focal", description="focal loss, down-weights easy examples (balance.gamma)", reference="Lin et al. 2017, ICCV")
+@register_loss(
+    "focal", description="focal loss, down-weights easy examples (balance.gamma)", reference="Lin et al. 2017, ICCV"
+)
 class FocalLoss(BalancingLoss):
     def __init__(self, *, class_counts: Sequence[int], feature_dim: int, gamma: float = 2.0) -> None:
         super().__init__(class_counts=class_counts, feature_dim=feature_dim)

@@ -39,11 +39,23 @@ class LDAMLoss(nn.Module):
         return F.cross_entropy(self.scale * adjusted, targets, weight=self.class_weight if self.reweighting else None)
 
 
-@register_loss("ldam_drw", description="label-distribution-aware margins on a cosine head, deferred re-weighting late in training",
-               reference="Cao et al. 2019, NeurIPS", head="cosine")
+@register_loss(
+    "ldam_drw",
+    description="label-distribution-aware margins on a cosine head, deferred re-weighting late in training",
+    reference="Cao et al. 2019, NeurIPS",
+    head="cosine",
+)
 class LDAMDRW(BalancingLoss):
-    def __init__(self, *, class_counts: Sequence[int], feature_dim: int, max_margin: float = 0.5, scale: float = 30.0,
-                 beta: float = 0.9999, drw_start: float = 0.8) -> None:
+    def __init__(
+        self,
+        *,
+        class_counts: Sequence[int],
+        feature_dim: int,
+        max_margin: float = 0.5,
+        scale: float = 30.0,
+        beta: float = 0.9999,
+        drw_start: float = 0.8,
+    ) -> None:
         super().__init__(class_counts=class_counts, feature_dim=feature_dim)
         if not 0.0 <= drw_start <= 1.0:
             raise ValueError(f"drw_start={drw_start} is a fraction of the epochs, in [0, 1]")

@@ -37,14 +37,21 @@ def posthoc_logit_adjust(logits: torch.Tensor, *, prior: torch.Tensor, tau: floa
     return logits + posthoc_logit_bias(prior.to(logits.device, logits.dtype), tau=tau)
 
 
-@register_loss("balanced_softmax", description="softmax over logits + log prior during training", reference="Ren et al. 2020, NeurIPS")
+@register_loss(
+    "balanced_softmax",
+    description="softmax over logits + log prior during training",
+    reference="Ren et al. 2020, NeurIPS",
+)
 class BalancedSoftmax(BalancingLoss):
     def forward(self, *, logits: torch.Tensor, features: torch.Tensor, targets: torch.Tensor):
         return balanced_softmax_loss(logits.float(), targets, prior=self.prior), {}
 
 
-@register_loss("logit_adjust", description="logit adjustment by tau*log prior, training-time or post-hoc (balance.mode)",
-               reference="Menon et al. 2021, ICLR")
+@register_loss(
+    "logit_adjust",
+    description="logit adjustment by tau*log prior, training-time or post-hoc (balance.mode)",
+    reference="Menon et al. 2021, ICLR",
+)
 class LogitAdjustment(BalancingLoss):
     def __init__(self, *, class_counts: Sequence[int], feature_dim: int, tau: float = 1.0, mode: str = "train") -> None:
         super().__init__(class_counts=class_counts, feature_dim=feature_dim)

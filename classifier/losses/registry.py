@@ -36,8 +36,11 @@ class LossOption:
     def parameters(self) -> dict[str, Any]:
         """The loss's own keyword arguments and their defaults (from its signature)."""
         signature = inspect.signature(self.build.__init__)
-        return {k: p.default for k, p in signature.parameters.items()
-                if p.kind is p.KEYWORD_ONLY and k not in COMMON_ARGUMENTS}
+        return {
+            k: p.default
+            for k, p in signature.parameters.items()
+            if p.kind is p.KEYWORD_ONLY and k not in COMMON_ARGUMENTS
+        }
 
 
 LOSSES: dict[str, LossOption] = {}
@@ -50,7 +53,9 @@ class BalancingLoss(nn.Module):
         super().__init__()
         self.register_buffer("prior", class_prior(class_counts))
 
-    def forward(self, *, logits: torch.Tensor, features: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(
+        self, *, logits: torch.Tensor, features: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError
 
     def posthoc_logit_bias(self) -> torch.Tensor | None:
@@ -65,7 +70,9 @@ class BalancingLoss(nn.Module):
         return []
 
 
-def register_loss(name: str, *, description: str, reference: str, head: str = "linear") -> Callable[[type[BalancingLoss]], type[BalancingLoss]]:
+def register_loss(
+    name: str, *, description: str, reference: str, head: str = "linear"
+) -> Callable[[type[BalancingLoss]], type[BalancingLoss]]:
     def decorate(cls: type[BalancingLoss]) -> type[BalancingLoss]:
         if name in LOSSES:
             raise ValueError(f"balancing loss {name!r} is registered twice ({LOSSES[name].build} and {cls})")
@@ -82,13 +89,20 @@ def create_loss(name: str, *, class_counts: Sequence[int], feature_dim: int, **k
     option = LOSSES[name]
     unknown = sorted(set(kwargs) - set(option.parameters))
     if unknown:
-        raise ValueError(f"loss {name!r} takes no parameter {unknown}; its parameters are {sorted(option.parameters) or 'none'}")
+        raise ValueError(
+            f"loss {name!r} takes no parameter {unknown}; its parameters are {sorted(option.parameters) or 'none'}"
+        )
     return option.build(class_counts=class_counts, feature_dim=feature_dim, **kwargs)
 
 
 def sample_weighted_loss(
-    criterion: BalancingLoss, *, logits: torch.Tensor, features: torch.Tensor, targets: torch.Tensor,
-    generated: torch.Tensor | None, generated_weight: float,
+    criterion: BalancingLoss,
+    *,
+    logits: torch.Tensor,
+    features: torch.Tensor,
+    targets: torch.Tensor,
+    generated: torch.Tensor | None,
+    generated_weight: float,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The loss of a batch in which each generated sample counts `generated_weight` times a real one.
 

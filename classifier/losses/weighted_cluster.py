@@ -54,11 +54,15 @@ def weighted_cluster_loss(
     return (class_weight[targets] * intra / (inter + 1.0)).mean()
 
 
-@register_loss("weighted_cluster",
-               description="softmax + weighted-cluster loss: a learned center per class, weighted by class share (balance.center_weight)",
-               reference="Ngo & Yoon 2020, Sensors")
+@register_loss(
+    "weighted_cluster",
+    description="softmax + weighted-cluster loss: a learned center per class, weighted by class share (balance.center_weight)",
+    reference="Ngo & Yoon 2020, Sensors",
+)
 class SoftmaxWeightedCluster(BalancingLoss):
-    def __init__(self, *, class_counts: Sequence[int], feature_dim: int, center_weight: float = 0.01, center_lr: float = 0.5) -> None:
+    def __init__(
+        self, *, class_counts: Sequence[int], feature_dim: int, center_weight: float = 0.01, center_lr: float = 0.5
+    ) -> None:
         super().__init__(class_counts=class_counts, feature_dim=feature_dim)
         self.center_weight, self.center_lr = center_weight, center_lr
         self.cluster = WeightedClusterLoss(class_counts=class_counts, feature_dim=feature_dim)

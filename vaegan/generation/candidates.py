@@ -21,6 +21,7 @@ from .perturbations import LatentBatch, class_scale_for
 from .render import render
 from .request import AugmentError, AugmentSettings, GenerationRequest
 
+
 def _batch_generator(*, seed: int, label: int, batch: int) -> torch.Generator:
     # One independent stream per (seed, class, batch), on the CPU so draws do not depend on
     # the device.
@@ -29,7 +30,9 @@ def _batch_generator(*, seed: int, label: int, batch: int) -> torch.Generator:
 
 def _source_order(*, n_sources: int, seed: int, label: int, epoch: int) -> torch.Tensor:
     """A fresh permutation of the sources per pass, so every real image is used about equally."""
-    generator = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, label, 10**6 + epoch]).generate_state(1)[0]))
+    generator = torch.Generator().manual_seed(
+        int(np.random.SeedSequence([seed, label, 10**6 + epoch]).generate_state(1)[0])
+    )
     return torch.randperm(n_sources, generator=generator)
 
 
@@ -64,9 +67,9 @@ class ClassPlan:
     name: str
     need: int
     budget: int
-    members: torch.Tensor          # indices into the fit split
-    source_images: torch.Tensor    # uint8 [n, 3, H, W]
-    source_labels: torch.Tensor    # the label each source was encoded with (its own)
+    members: torch.Tensor  # indices into the fit split
+    source_images: torch.Tensor  # uint8 [n, 3, H, W]
+    source_labels: torch.Tensor  # the label each source was encoded with (its own)
     # The class's own real images, for the pixel near-duplicate test (None: the sources are the class's own).
     class_images: torch.Tensor | None = None
     mu: torch.Tensor | None = None
@@ -84,8 +87,8 @@ class CandidateBatch:
 
     batch: int
     candidates: list[int]
-    images: torch.Tensor           # uint8 [B, 3, H, W] at the data's image size
-    sources: list[int]             # index into plan.members per candidate ([] for source-free strategies)
+    images: torch.Tensor  # uint8 [B, 3, H, W] at the data's image size
+    sources: list[int]  # index into plan.members per candidate ([] for source-free strategies)
     partners: list[int]
     reason: torch.Tensor | None = None
     judge_label: torch.Tensor | None = None
@@ -103,8 +106,15 @@ def donor_indices(labels: torch.Tensor, *, label: int, counts: Sequence[int]) ->
     return torch.isin(labels, torch.as_tensor(pool, dtype=labels.dtype)).nonzero().flatten()
 
 
-def plan(model, fit: FaceSplit, *, request: GenerationRequest, targets: Sequence[int], done: Mapping[str, int],
-         accepted: Mapping[str, torch.Tensor] | None = None) -> list[ClassPlan]:
+def plan(
+    model,
+    fit: FaceSplit,
+    *,
+    request: GenerationRequest,
+    targets: Sequence[int],
+    done: Mapping[str, int],
+    accepted: Mapping[str, torch.Tensor] | None = None,
+) -> list[ClassPlan]:
     """The classes below their target, with their sources encoded once (not per batch) and the
     samples already accepted for them (`accepted`, e.g. read back from an interrupted run's PNGs)."""
     perturbation, device = request.perturbation, request.torch_device
@@ -117,17 +127,26 @@ def plan(model, fit: FaceSplit, *, request: GenerationRequest, targets: Sequence
         own = (fit.labels == label).nonzero().flatten()
         members = donor_indices(fit.labels, label=label, counts=real_counts) if perturbation.donors else own
         if perturbation.sources and len(members) == 0:
-            raise AugmentError(f"class {name} has no real training images to {'borrow' if perturbation.donors else 'perturb'}")
+            raise AugmentError(
+                f"class {name} has no real training images to {'borrow' if perturbation.donors else 'perturb'}"
+            )
         # The images a batch is compared with live on the device, beside the candidates it renders there.
         earlier = (accepted or {}).get(name, torch.zeros((0, *fit.images.shape[1:]), dtype=torch.uint8))
-        item = ClassPlan(label=label, name=name, need=need, members=members, source_images=fit.images[members].to(device),
-                         source_labels=fit.labels[members],
-                         class_images=fit.images[own].to(device) if perturbation.donors else None,
-                         budget=int(np.ceil(request.max_attempts_factor * (targets[label] - real_counts[label]))),
-                         accepted=earlier.to(device))
+        item = ClassPlan(
+            label=label,
+            name=name,
+            need=need,
+            members=members,
+            source_images=fit.images[members].to(device),
+            source_labels=fit.labels[members],
+            class_images=fit.images[own].to(device) if perturbation.donors else None,
+            budget=int(np.ceil(request.max_attempts_factor * (targets[label] - real_counts[label]))),
+            accepted=earlier.to(device),
+        )
         if perturbation.sources:
-            item.mu, item.logvar = _encode_sources(model, item.source_images, item.source_labels, device=device,
-                                                      batch_size=request.batch_size)
+            item.mu, item.logvar = _encode_sources(
+                model, item.source_images, item.source_labels, device=device, batch_size=request.batch_size
+            )
             item.class_scale = class_scale_for(perturbation, item.mu)
         plans.append(item)
     return plans
@@ -136,7 +155,12 @@ def plan(model, fit: FaceSplit, *, request: GenerationRequest, targets: Sequence
 def generate(model, item: ClassPlan, batch: int, *, request: GenerationRequest, image_size: int) -> CandidateBatch:
     """Decode candidate batch `batch` of a class; its noise and sources depend only on (seed, class, batch).
     The request's rendering says how codes become images (vaegan.generation.render)."""
-    perturbation, seed, batch_size, device = request.perturbation, request.seed, request.batch_size, request.torch_device
+    perturbation, seed, batch_size, device = (
+        request.perturbation,
+        request.seed,
+        request.batch_size,
+        request.torch_device,
+    )
     candidates = list(range(batch * batch_size, (batch + 1) * batch_size))
     generator = _batch_generator(seed=seed, label=item.label, batch=batch)
     noise = torch.randn((batch_size, model.latent_dim), generator=generator)
@@ -147,21 +171,38 @@ def generate(model, item: ClassPlan, batch: int, *, request: GenerationRequest, 
         src = source_indices(candidates=candidates, n_sources=n, seed=seed, label=item.label)
         partner_offset = torch.randint(1, max(2, n), (batch_size,), generator=generator)
         partner = [(s + int(o)) % n if n > 1 else s for s, o in zip(src, partner_offset)]
-        latents = LatentBatch(mu=item.mu[src], logvar=item.logvar[src], partner_mu=item.mu[partner],
-                              noise=noise.to(device), mix=mix.to(device), class_scale=item.class_scale)
+        latents = LatentBatch(
+            mu=item.mu[src],
+            logvar=item.logvar[src],
+            partner_mu=item.mu[partner],
+            noise=noise.to(device),
+            mix=mix.to(device),
+            class_scale=item.class_scale,
+        )
     else:
         src, partner = [], []
         zeros = torch.zeros((batch_size, model.latent_dim), device=device)
         latents = LatentBatch(mu=zeros, logvar=zeros, partner_mu=zeros, noise=noise.to(device), mix=mix.to(device))
     with torch.no_grad():
         z = perturbation.apply(latents, float(request.strength))
-    sourced = dict(source_images=item.source_images[src], source_mu=item.mu[src], source_labels=item.source_labels[src]) if src else {}
+    sourced = (
+        dict(source_images=item.source_images[src], source_mu=item.mu[src], source_labels=item.source_labels[src])
+        if src
+        else {}
+    )
     images = render(model, z=z, labels=labels.to(device), mode=request.render, image_size=image_size, **sourced)
     return CandidateBatch(batch=batch, candidates=candidates, images=images, sources=src, partners=partner)
 
 
-def manifest_row(candidates: CandidateBatch, i: int, *, item: ClassPlan, fit: FaceSplit, settings: AugmentSettings,
-                 sources_per_sample: int) -> dict[str, Any]:
+def manifest_row(
+    candidates: CandidateBatch,
+    i: int,
+    *,
+    item: ClassPlan,
+    fit: FaceSplit,
+    settings: AugmentSettings,
+    sources_per_sample: int,
+) -> dict[str, Any]:
     """The provenance of accepted candidate i: which real images it came from and how it was judged."""
     name, k = item.name, candidates.candidates[i]
     if not candidates.sources:
@@ -171,11 +212,16 @@ def manifest_row(candidates: CandidateBatch, i: int, *, item: ClassPlan, fit: Fa
     else:
         used = [candidates.sources[i]]
     return {
-        "path": f"{name}/{name}_{k:07d}.png", "class_name": name, "label": item.label, "strategy": settings.strategy,
-        "strength": float(settings.strength), "source_ids": ";".join(fit.sample_ids[int(item.members[j])] for j in used),
-        "candidate": k, "seed": settings.seed, "checkpoint_sha256": settings.checkpoint_sha256,
-        "judge_label": int(candidates.judge_label[i]), "judge_confidence": round(float(candidates.judge_confidence[i]), 6),
+        "path": f"{name}/{name}_{k:07d}.png",
+        "class_name": name,
+        "label": item.label,
+        "strategy": settings.strategy,
+        "strength": float(settings.strength),
+        "source_ids": ";".join(fit.sample_ids[int(item.members[j])] for j in used),
+        "candidate": k,
+        "seed": settings.seed,
+        "checkpoint_sha256": settings.checkpoint_sha256,
+        "judge_label": int(candidates.judge_label[i]),
+        "judge_confidence": round(float(candidates.judge_confidence[i]), 6),
         "source_distance": round(float(candidates.distance[i]), 6),
     }
-
-

@@ -44,7 +44,10 @@ class DuplicateFilter:
     def thresholds(self) -> tuple[float, ...]:
         """Per class: NEAR_DUPLICATE_FRACTION x the class's median real-to-real nearest-neighbour distance."""
         labels = self._fit.labels
-        return tuple(NEAR_DUPLICATE_FRACTION * real_spacing(self.real_features[labels == c]) for c in range(len(self._fit.class_names)))
+        return tuple(
+            NEAR_DUPLICATE_FRACTION * real_spacing(self.real_features[labels == c])
+            for c in range(len(self._fit.class_names))
+        )
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,9 @@ class QualityFilter:
     judge_sha256: str | None = None
 
 
-def judge_batch(candidates: CandidateBatch, *, item: ClassPlan, quality: QualityFilter | None, undecided_from: int) -> None:
+def judge_batch(
+    candidates: CandidateBatch, *, item: ClassPlan, quality: QualityFilter | None, undecided_from: int
+) -> None:
     """Fill in the filter's verdict per candidate: -1 accepted, else an index into REJECT_REASONS
     (REJECTED_EARLIER for candidates a previous run already decided on). Without a filter every candidate is
     accepted; the source distance is recorded either way."""
@@ -76,17 +81,27 @@ def judge_batch(candidates: CandidateBatch, *, item: ClassPlan, quality: Quality
         judge_label = probs.argmax(dim=1)
         judge_conf = probs[:, item.label]
         # A copy of *any* real training image of the class (not only its source) adds nothing oversampling lacks.
-        nearest_real = nearest_pixel_distance(candidates.images, item.source_images if item.class_images is None
-                                              else item.class_images).cpu()
-        reason[(distance < min_source_distance) | (nearest_real < min_source_distance)] = REJECT_REASONS.index("near_duplicate")
+        nearest_real = nearest_pixel_distance(
+            candidates.images, item.source_images if item.class_images is None else item.class_images
+        ).cpu()
+        reason[(distance < min_source_distance) | (nearest_real < min_source_distance)] = REJECT_REASONS.index(
+            "near_duplicate"
+        )
         reason[judge_conf < quality.min_confidence] = REJECT_REASONS.index("low_confidence")
         reason[judge_label != item.label] = REJECT_REASONS.index("wrong_class")
     reason[:undecided_from] = REJECTED_EARLIER
     if quality is not None:
-        _reject_copies_of_accepted(candidates.images, reason, accepted=item.accepted, min_distance=quality.min_source_distance)
+        _reject_copies_of_accepted(
+            candidates.images, reason, accepted=item.accepted, min_distance=quality.min_source_distance
+        )
     if quality is not None and quality.duplicates is not None:
         _reject_feature_duplicates(candidates, reason, item=item, duplicates=quality.duplicates)
-    candidates.reason, candidates.judge_label, candidates.judge_confidence, candidates.distance = reason, judge_label, judge_conf, distance
+    candidates.reason, candidates.judge_label, candidates.judge_confidence, candidates.distance = (
+        reason,
+        judge_label,
+        judge_conf,
+        distance,
+    )
 
 
 def pixel_distances(images: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
@@ -120,7 +135,9 @@ def _keep_in_order(to_earlier: torch.Tensor, among: torch.Tensor, threshold: flo
     return duplicate
 
 
-def _reject_copies_of_accepted(images: torch.Tensor, reason: torch.Tensor, *, accepted: torch.Tensor | None, min_distance: float) -> None:
+def _reject_copies_of_accepted(
+    images: torch.Tensor, reason: torch.Tensor, *, accepted: torch.Tensor | None, min_distance: float
+) -> None:
     """In candidate order: a candidate the filter would accept is a near-duplicate if it is within
     `min_distance` of a sample accepted before it (earlier batches, runs, or this batch)."""
     alive = (reason == -1).nonzero().flatten()
@@ -134,8 +151,9 @@ def _reject_copies_of_accepted(images: torch.Tensor, reason: torch.Tensor, *, ac
             reason[i] = REJECT_REASONS.index("near_duplicate")
 
 
-def _reject_feature_duplicates(candidates: CandidateBatch, reason: torch.Tensor, *, item: ClassPlan,
-                               duplicates: DuplicateFilter) -> None:
+def _reject_feature_duplicates(
+    candidates: CandidateBatch, reason: torch.Tensor, *, item: ClassPlan, duplicates: DuplicateFilter
+) -> None:
     """DuplicateFilter's rule on the candidates still accepted, in candidate order. Only those are embedded:
     the judge has already rejected most of a batch, and the feature network is the expensive part."""
     alive = (reason == -1).nonzero().flatten()
@@ -153,5 +171,3 @@ def _reject_feature_duplicates(candidates: CandidateBatch, reason: torch.Tensor,
             reason[i] = REJECT_REASONS.index("near_duplicate")
     candidates.features = torch.full((len(reason), features.shape[1]), float("nan"), dtype=features.dtype)
     candidates.features[alive] = features
-
-

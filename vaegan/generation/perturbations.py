@@ -115,21 +115,61 @@ def _prior(batch: LatentBatch, strength: float) -> torch.Tensor:
 PERTURBATIONS: dict[str, Perturbation] = {
     p.name: p
     for p in (
-        Perturbation(name="gaussian", description="z = mu + a*sigma*eps around one real image's code",
-                     sources=1, default_strength=2.0, apply=_gaussian),
-        Perturbation(name="isotropic", description="z = mu + a*eps around one real image's code",
-                     sources=1, default_strength=0.5, apply=_isotropic),
-        Perturbation(name="semantic", description="z = mu + a*L*eps along the class's own latent covariance (ISDA-style)",
-                     sources=1, default_strength=0.5, apply=_semantic, class_statistics=True),
-        Perturbation(name="interpolate", description="z between the codes of two real images of the class (latent SMOTE)",
-                     sources=2, default_strength=1.0, apply=_interpolate),
-        Perturbation(name="transfer", description="z = mu + a*sigma*eps around a real image of a larger class, decoded with "
-                     "the minority label (M2m-style)", sources=1, default_strength=1.0, apply=_transfer, render="decoder",
-                     donors=True),
-        Perturbation(name="reconstruct", description="z = mu: reconstructions only (control, a = 0)",
-                     sources=1, default_strength=0.0, apply=_reconstruct, render="decoder"),
-        Perturbation(name="prior", description="z ~ N(0, a^2 I) with the class label (control, no real source)",
-                     sources=0, default_strength=1.0, apply=_prior, render="decoder"),
+        Perturbation(
+            name="gaussian",
+            description="z = mu + a*sigma*eps around one real image's code",
+            sources=1,
+            default_strength=2.0,
+            apply=_gaussian,
+        ),
+        Perturbation(
+            name="isotropic",
+            description="z = mu + a*eps around one real image's code",
+            sources=1,
+            default_strength=0.5,
+            apply=_isotropic,
+        ),
+        Perturbation(
+            name="semantic",
+            description="z = mu + a*L*eps along the class's own latent covariance (ISDA-style)",
+            sources=1,
+            default_strength=0.5,
+            apply=_semantic,
+            class_statistics=True,
+        ),
+        Perturbation(
+            name="interpolate",
+            description="z between the codes of two real images of the class (latent SMOTE)",
+            sources=2,
+            default_strength=1.0,
+            apply=_interpolate,
+        ),
+        Perturbation(
+            name="transfer",
+            description="z = mu + a*sigma*eps around a real image of a larger class, decoded with "
+            "the minority label (M2m-style)",
+            sources=1,
+            default_strength=1.0,
+            apply=_transfer,
+            render="decoder",
+            donors=True,
+        ),
+        Perturbation(
+            name="reconstruct",
+            description="z = mu: reconstructions only (control, a = 0)",
+            sources=1,
+            default_strength=0.0,
+            apply=_reconstruct,
+            render="decoder",
+        ),
+        Perturbation(
+            name="prior",
+            description="z ~ N(0, a^2 I) with the class label (control, no real source)",
+            sources=0,
+            default_strength=1.0,
+            apply=_prior,
+            render="decoder",
+        ),
     )
 }
 
@@ -146,8 +186,15 @@ def class_scale_for(perturbation: Perturbation, class_mu: torch.Tensor) -> torch
     return class_latent_scale(class_mu.cpu()).to(class_mu.device) if perturbation.class_statistics else None
 
 
-def perturb_codes(perturbation: Perturbation, *, mu: torch.Tensor, logvar: torch.Tensor, labels: torch.Tensor,
-                  strength: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+def perturb_codes(
+    perturbation: Perturbation,
+    *,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    labels: torch.Tensor,
+    strength: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """New codes for a labelled batch of real codes (classes mixed), with the augmenter's own formula.
 
     The VAE-GAN's validation metrics and sample grids call this, so what they measure is what
@@ -169,7 +216,13 @@ def perturb_codes(perturbation: Perturbation, *, mu: torch.Tensor, logvar: torch
                 source_rows = others[pick]
         class_mu = mu[source_rows]
         partner = class_mu[torch.roll(torch.arange(len(rows), device=device), 1)]
-        batch = LatentBatch(mu=class_mu, logvar=logvar[source_rows], partner_mu=partner, noise=noise[rows], mix=mix[rows],
-                            class_scale=class_scale_for(perturbation, class_mu))
+        batch = LatentBatch(
+            mu=class_mu,
+            logvar=logvar[source_rows],
+            partner_mu=partner,
+            noise=noise[rows],
+            mix=mix[rows],
+            class_scale=class_scale_for(perturbation, class_mu),
+        )
         out[rows] = perturbation.apply(batch, strength).to(out.dtype)
     return out

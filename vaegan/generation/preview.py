@@ -18,7 +18,13 @@ GAP = 2  # pixels between tiles; a wider gap after the source column marks it as
 
 
 def preview_grids(
-    *, out_dir: Path, rows: Sequence[dict[str, Any]], fit: FaceSplit, sources: int = 4, variants: int = 8, scale: int = 2
+    *,
+    out_dir: Path,
+    rows: Sequence[dict[str, Any]],
+    fit: FaceSplit,
+    sources: int = 4,
+    variants: int = 8,
+    scale: int = 2,
 ) -> list[Path]:
     """Write `previews/<class>.png` for every class with generated images; returns the paths."""
     by_id = {sample_id: i for i, sample_id in enumerate(fit.sample_ids)}
@@ -30,8 +36,13 @@ def preview_grids(
     size = fit.image_size
     for class_name, groups in by_class.items():
         # Sources with the most accepted variants first, so each preview row is full.
-        chosen = sorted(groups.items(), key=lambda kv: -len(kv[1]))[:sources] if "" not in groups else [("", groups[""][i : i + variants])
-                                                                           for i in range(0, min(len(groups[""]), sources * variants), variants)]
+        chosen = (
+            sorted(groups.items(), key=lambda kv: -len(kv[1]))[:sources]
+            if "" not in groups
+            else [
+                ("", groups[""][i : i + variants]) for i in range(0, min(len(groups[""]), sources * variants), variants)
+            ]
+        )
         height = len(chosen) * (size + GAP)
         width = (variants + 1) * (size + GAP) + 2 * GAP
         canvas = np.full((height, width, 3), 255, dtype=np.uint8)

@@ -69,7 +69,9 @@ def kth_neighbour_radius(features: torch.Tensor, *, k: int) -> torch.Tensor:
     return distances.topk(k, dim=1, largest=False).values[:, -1]
 
 
-def precision_recall(*, real: torch.Tensor, generated: torch.Tensor, k: int = PRECISION_RECALL_K) -> tuple[float, float]:
+def precision_recall(
+    *, real: torch.Tensor, generated: torch.Tensor, k: int = PRECISION_RECALL_K
+) -> tuple[float, float]:
     """Kynkäänniemi et al. 2019: precision = share of generated samples within some real sample's
     k-NN radius; recall = share of real samples within some generated sample's radius. NaN when
     either side has k or fewer points."""
@@ -78,7 +80,7 @@ def precision_recall(*, real: torch.Tensor, generated: torch.Tensor, k: int = PR
     real_radius, generated_radius = kth_neighbour_radius(real, k=k), kth_neighbour_radius(generated, k=k)
     cross = torch.cdist(generated.double(), real.double())  # [G, R]
     precision = (cross <= real_radius[None, :]).any(dim=1).double().mean()
-    recall = (cross.T <= generated_radius[None, :]).any(dim=1).double().mean()
+    recall = (generated_radius[None, :] >= cross.T).any(dim=1).double().mean()
     return float(precision), float(recall)
 
 
@@ -89,8 +91,9 @@ def real_spacing(real: torch.Tensor) -> float:
     return float(nearest_distances(real, real, exclude_self=True).median())
 
 
-def near_duplicates(*, generated: torch.Tensor, real: torch.Tensor, spacing: float,
-                    fraction: float = NEAR_DUPLICATE_FRACTION) -> torch.Tensor:
+def near_duplicates(
+    *, generated: torch.Tensor, real: torch.Tensor, spacing: float, fraction: float = NEAR_DUPLICATE_FRACTION
+) -> torch.Tensor:
     """bool [G]: a sample within fraction x spacing of any image in `real` (the caller passes every
     real training image), or of an earlier generated sample (so eight copies of one face count as
     seven duplicates)."""
@@ -104,8 +107,15 @@ def near_duplicates(*, generated: torch.Tensor, real: torch.Tensor, spacing: flo
     return (to_real < threshold) | (to_earlier < threshold)
 
 
-def class_figures(*, generated: torch.Tensor, real: torch.Tensor, judge_predictions: torch.Tensor | None, label: int,
-                  real_val_recall: float | None, all_real: torch.Tensor | None = None) -> dict[str, Any]:
+def class_figures(
+    *,
+    generated: torch.Tensor,
+    real: torch.Tensor,
+    judge_predictions: torch.Tensor | None,
+    label: int,
+    real_val_recall: float | None,
+    all_real: torch.Tensor | None = None,
+) -> dict[str, Any]:
     """All figures for one class: features [G, D] of generated samples and [R, D] of the class's real
     training images; `all_real` (default: `real`) are the real images a near-duplicate is checked against."""
     n, spacing = int(generated.shape[0]), real_spacing(real)
@@ -114,7 +124,8 @@ def class_figures(*, generated: torch.Tensor, real: torch.Tensor, judge_predicti
         hits = int((judge_predictions == label).sum())
         recall = hits / n
         figures["fidelity"] = {
-            "judge_recall_generated": recall, "interval": wilson_interval(hits, n),
+            "judge_recall_generated": recall,
+            "interval": wilson_interval(hits, n),
             "judge_recall_real_val": real_val_recall,
             "ratio": recall / real_val_recall if real_val_recall else math.nan,
         }
@@ -129,30 +140,46 @@ def class_figures(*, generated: torch.Tensor, real: torch.Tensor, judge_predicti
     }
     real_spread = mean_pairwise_distance(real)
     generated_spread = mean_pairwise_distance(generated)
-    figures["diversity_ratio"] = generated_spread / real_spread if real_spread and math.isfinite(real_spread) else math.nan
+    figures["diversity_ratio"] = (
+        generated_spread / real_spread if real_spread and math.isfinite(real_spread) else math.nan
+    )
     precision, recall = precision_recall(real=real, generated=generated)
     figures["precision"], figures["recall"] = precision, recall
     return figures
 
 
-def generation_figures(*, generated: torch.Tensor, generated_labels: torch.Tensor, real: torch.Tensor, real_labels: torch.Tensor,
-                       class_names: Sequence[str], classes: Sequence[int], judge_predictions: torch.Tensor | None = None,
-                       real_val_recall: Sequence[float] | None = None) -> dict[str, Any]:
+def generation_figures(
+    *,
+    generated: torch.Tensor,
+    generated_labels: torch.Tensor,
+    real: torch.Tensor,
+    real_labels: torch.Tensor,
+    class_names: Sequence[str],
+    classes: Sequence[int],
+    judge_predictions: torch.Tensor | None = None,
+    real_val_recall: Sequence[float] | None = None,
+) -> dict[str, Any]:
     """{"classes": {name: figures}, "overall": figures pooled over `classes`} for one set of samples; `real`
     holds every real training image (all classes: near-duplicates are checked against any of them)."""
     per_class = {}
     for label in classes:
         mine = generated_labels == label
         per_class[class_names[label]] = class_figures(
-            generated=generated[mine], real=real[real_labels == label],
-            judge_predictions=None if judge_predictions is None else judge_predictions[mine], label=label,
-            real_val_recall=None if real_val_recall is None else real_val_recall[label], all_real=real)
+            generated=generated[mine],
+            real=real[real_labels == label],
+            judge_predictions=None if judge_predictions is None else judge_predictions[mine],
+            label=label,
+            real_val_recall=None if real_val_recall is None else real_val_recall[label],
+            all_real=real,
+        )
     overall: dict[str, Any] = {"n_generated": int(sum(f["n_generated"] for f in per_class.values()))}
     if per_class:
+
         def mean_of(getter) -> float:
             values = [getter(f) for f in per_class.values()]
             values = [v for v in values if v is not None and isinstance(v, float) and math.isfinite(v)]
             return sum(values) / len(values) if values else math.nan
+
         overall["fidelity_ratio_mean"] = mean_of(lambda f: f.get("fidelity", {}).get("ratio"))
         overall["diversity_ratio_mean"] = mean_of(lambda f: f["diversity_ratio"])
         overall["near_duplicate_share_mean"] = mean_of(lambda f: f["novelty"]["near_duplicate_share"])

@@ -37,11 +37,15 @@ def render_for(perturbation: Perturbation, mode: str | None) -> str:
     work; the augmenter and the VAE-GAN's metrics and grids both ask here."""
     mode = perturbation.render if mode is None else check_render(str(mode))
     if mode == "residual" and not perturbation.sources:
-        raise ValueError(f"the residual rendering adds the decoder's change to a real source image of the class, and "
-                         f"{perturbation.name} has none; use the decoder rendering (--render decoder, grid.render=decoder)")
+        raise ValueError(
+            f"the residual rendering adds the decoder's change to a real source image of the class, and "
+            f"{perturbation.name} has none; use the decoder rendering (--render decoder, grid.render=decoder)"
+        )
     if mode == "residual" and perturbation.donors:
-        raise ValueError(f"the residual rendering would keep the expression of the other class's face that {perturbation.name} "
-                         "starts from; use the decoder rendering (--render decoder, grid.render=decoder)")
+        raise ValueError(
+            f"the residual rendering would keep the expression of the other class's face that {perturbation.name} "
+            "starts from; use the decoder rendering (--render decoder, grid.render=decoder)"
+        )
     return mode
 
 
@@ -53,9 +57,17 @@ def resize_float(images: torch.Tensor, *, size: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def render(model, *, z: torch.Tensor, labels: torch.Tensor, mode: str, image_size: int,
-           source_images: torch.Tensor | None = None, source_mu: torch.Tensor | None = None,
-           source_labels: torch.Tensor | None = None) -> torch.Tensor:
+def render(
+    model,
+    *,
+    z: torch.Tensor,
+    labels: torch.Tensor,
+    mode: str,
+    image_size: int,
+    source_images: torch.Tensor | None = None,
+    source_mu: torch.Tensor | None = None,
+    source_labels: torch.Tensor | None = None,
+) -> torch.Tensor:
     """uint8 `b 3 image_size image_size` on `z`'s device (the augmenter moves to the CPU only what it writes) for
     codes `z` decoded with `labels`.
 
@@ -66,8 +78,10 @@ def render(model, *, z: torch.Tensor, labels: torch.Tensor, mode: str, image_siz
     if check_render(mode) == "decoder":
         return resize_uint8(to_uint8(decoded), size=image_size)
     if source_images is None or source_mu is None or source_labels is None:
-        raise ValueError("the residual rendering needs each candidate's real source image, code and label "
-                         "(a source-free strategy such as prior must use the decoder rendering)")
+        raise ValueError(
+            "the residual rendering needs each candidate's real source image, code and label "
+            "(a source-free strategy such as prior must use the decoder rendering)"
+        )
     if source_images.shape[-1] != image_size:
         raise ValueError(f"source images are {source_images.shape[-1]}px, the rendering asks for {image_size}px")
     change = decoded.float() - model.decode(source_mu, source_labels.to(z.device)).float()

@@ -90,11 +90,14 @@ class GenerationRequest:
         if not strength >= 0:
             raise AugmentError(f"--strength={strength} must be >= 0")
         self._check_filter_and_budget()
-        resolved = {"strength": strength, "render": check_render_for(perturbation, self.render),
-                    "device": resolve_device(str(self.device)),
-                    "workers": min(16, os.cpu_count() or 1) if self.workers is None else int(self.workers),
-                    "out_dir": None if self.out_dir is None else Path(self.out_dir),
-                    "judge": None if self.judge is None else Path(self.judge)}
+        resolved = {
+            "strength": strength,
+            "render": check_render_for(perturbation, self.render),
+            "device": resolve_device(str(self.device)),
+            "workers": min(16, os.cpu_count() or 1) if self.workers is None else int(self.workers),
+            "out_dir": None if self.out_dir is None else Path(self.out_dir),
+            "judge": None if self.judge is None else Path(self.judge),
+        }
         for name, value in resolved.items():  # frozen: the resolved values are set once, here
             object.__setattr__(self, name, value)
 
@@ -103,11 +106,15 @@ class GenerationRequest:
         if not 0.0 <= self.min_confidence <= 1.0:
             raise AugmentError(f"--min-confidence={self.min_confidence:g} must be a probability in [0, 1]")
         if not self.min_source_distance >= 0.0:
-            raise AugmentError(f"--min-source-distance={self.min_source_distance:g} must be >= 0 "
-                               "(a mean absolute pixel difference in 0..1)")
+            raise AugmentError(
+                f"--min-source-distance={self.min_source_distance:g} must be >= 0 "
+                "(a mean absolute pixel difference in 0..1)"
+            )
         if not self.max_attempts_factor > 0.0 or not np.isfinite(self.max_attempts_factor):
-            raise AugmentError(f"--max-attempts-factor={self.max_attempts_factor:g} must be a positive number of "
-                               "candidates per image needed")
+            raise AugmentError(
+                f"--max-attempts-factor={self.max_attempts_factor:g} must be a positive number of "
+                "candidates per image needed"
+            )
         if self.workers is not None and self.workers < 0:
             raise AugmentError(f"--workers={self.workers} must be >= 0 (0 writes PNGs in this process)")
         if self.batch_size < 1:
@@ -131,8 +138,14 @@ class GenerationRequest:
 
     def settings_so_far(self) -> dict:
         """The AugmentSettings fields the request decides by itself (checked against OUT before any work)."""
-        return {"strategy": self.strategy, "strength": self.strength, "render": self.render, "seed": self.seed,
-                "batch_size": self.batch_size, "filter": self.filter}
+        return {
+            "strategy": self.strategy,
+            "strength": self.strength,
+            "render": self.render,
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "filter": self.filter,
+        }
 
 
 @dataclass(frozen=True)

@@ -73,18 +73,26 @@ class AugmentReport:
     def table(self) -> str:
         recall = (self.judge_quality or {}).get("validation_recall") or {}
         weak = set((self.judge_quality or {}).get("weak_classes") or [])
-        lines = [f"{'class':<12}{'real':>8}{'target':>8}{'generated':>11}{'rejected':>10}{'final':>8}"
-                 + (f"{'judge val recall':>18}" if recall else "")]
+        lines = [
+            f"{'class':<12}{'real':>8}{'target':>8}{'generated':>11}{'rejected':>10}{'final':>8}"
+            + (f"{'judge val recall':>18}" if recall else "")
+        ]
         for r in self.classes:
             short = f"  SHORT by {r.shortfall}" if r.shortfall else ""
             judged = ""
             if recall:
                 value = recall.get(r.class_name)
-                judged = f"{'–' if value is None or value != value else f'{value:.2f}':>18}" + (" WEAK JUDGE" if r.class_name in weak else "")
-            lines.append(f"{r.class_name:<12}{r.real:>8}{r.target:>8}{r.generated:>11}{r.rejected:>10}{r.final:>8}{judged}{short}")
+                judged = f"{'–' if value is None or value != value else f'{value:.2f}':>18}" + (
+                    " WEAK JUDGE" if r.class_name in weak else ""
+                )
+            lines.append(
+                f"{r.class_name:<12}{r.real:>8}{r.target:>8}{r.generated:>11}{r.rejected:>10}{r.final:>8}{judged}{short}"
+            )
         if weak:
-            lines.append(f"WARNING: the judge's validation recall is below {self.judge_quality['recall_floor']:g} for "
-                         f"{', '.join(sorted(weak))}: its accept/reject verdicts on those classes mean little")
+            lines.append(
+                f"WARNING: the judge's validation recall is below {self.judge_quality['recall_floor']:g} for "
+                f"{', '.join(sorted(weak))}: its accept/reject verdicts on those classes mean little"
+            )
         return "\n".join(lines)
 
 
@@ -107,8 +115,16 @@ class _Run:
         return self.request.out_dir
 
 
-def augment(request: GenerationRequest, *, model, checkpoint_sha256: str, fit: FaceSplit, targets: Sequence[int],
-            quality: QualityFilter | None = None, record: Mapping[str, Any] | None = None) -> AugmentReport:
+def augment(
+    request: GenerationRequest,
+    *,
+    model,
+    checkpoint_sha256: str,
+    fit: FaceSplit,
+    targets: Sequence[int],
+    quality: QualityFilter | None = None,
+    record: Mapping[str, Any] | None = None,
+) -> AugmentReport:
     """Generate `targets[c] - real[c]` accepted images for every class below its target into request.out_dir,
     filtered by `quality` (None: every candidate is kept).
 
@@ -125,19 +141,39 @@ def augment(request: GenerationRequest, *, model, checkpoint_sha256: str, fit: F
     if request.out_dir is None:
         raise AugmentError("the generation request names no output folder (--out)")
     settings = AugmentSettings(
-        checkpoint_sha256=checkpoint_sha256, strategy=request.strategy, strength=float(request.strength), render=request.render,
-        seed=int(request.seed), batch_size=int(request.batch_size), image_size=fit.image_size, class_names=tuple(fit.class_names),
-        real_fingerprint=fit.fingerprint, source_ids_sha256=sample_ids_fingerprint(fit.sample_ids),
-        filter=quality is not None, judge_sha256=quality.judge_sha256 if quality else None,
-        min_confidence=float(request.min_confidence), min_source_distance=float(request.min_source_distance),
+        checkpoint_sha256=checkpoint_sha256,
+        strategy=request.strategy,
+        strength=float(request.strength),
+        render=request.render,
+        seed=int(request.seed),
+        batch_size=int(request.batch_size),
+        image_size=fit.image_size,
+        class_names=tuple(fit.class_names),
+        real_fingerprint=fit.fingerprint,
+        source_ids_sha256=sample_ids_fingerprint(fit.sample_ids),
+        filter=quality is not None,
+        judge_sha256=quality.judge_sha256 if quality else None,
+        min_confidence=float(request.min_confidence),
+        min_source_distance=float(request.min_source_distance),
     )
-    check_out_dir(request.out_dir, asdict(settings), overwrite=request.overwrite)  # before the lock creates anything in OUT
+    check_out_dir(
+        request.out_dir, asdict(settings), overwrite=request.overwrite
+    )  # before the lock creates anything in OUT
     record = dict(record or {})
     # Provenance kept in augment.json that does not decide resumption (e.g. the judge's validation quality).
-    record = {**record, "source_split": {**dict(record.get("source_split") or {}), "fit_images": len(fit)},
-              **completion_record(fit, targets)}
-    run = _Run(request=request, settings=settings, model=model.to(request.torch_device).eval(), fit=fit, targets=targets,
-               quality=quality)
+    record = {
+        **record,
+        "source_split": {**dict(record.get("source_split") or {}), "fit_images": len(fit)},
+        **completion_record(fit, targets),
+    }
+    run = _Run(
+        request=request,
+        settings=settings,
+        model=model.to(request.torch_device).eval(),
+        fit=fit,
+        targets=targets,
+        quality=quality,
+    )
     with writing_into(request.out_dir), folder_lock(request.out_dir, what="augmentation"):
         return _augment_locked(run, record=record)
 
@@ -158,18 +194,30 @@ def _augment_locked(run: _Run, *, record: Mapping[str, Any]) -> AugmentReport:
     with PngWriterPool(workers=request.workers) as pool:
         _fill(run, plans, pool)
     seconds = time.perf_counter() - started
-    previews = preview_grids(out_dir=run.out_dir, rows=run.rows, fit=fit, sources=request.preview_sources,
-                             variants=request.preview_variants)
+    previews = preview_grids(
+        out_dir=run.out_dir, rows=run.rows, fit=fit, sources=request.preview_sources, variants=request.preview_variants
+    )
     mark_finished(run.out_dir)
-    return AugmentReport(out_dir=run.out_dir, classes=class_reports(fit=fit, targets=run.targets, progress=run.progress),
-                         written_this_run=run.written, seconds=seconds, previews=previews)
+    return AugmentReport(
+        out_dir=run.out_dir,
+        classes=class_reports(fit=fit, targets=run.targets, progress=run.progress),
+        written_this_run=run.written,
+        seconds=seconds,
+        previews=previews,
+    )
 
 
 def _plan(run: _Run) -> list[ClassPlan]:
     """What each class needs, with the samples an earlier run accepted read back (the duplicate tests see them)."""
     accepted = read_accepted(run.out_dir, run.rows) if run.quality is not None else None
-    plans = plan(run.model, run.fit, request=run.request, targets=run.targets,
-                 done={name: state.accepted for name, state in run.progress.items()}, accepted=accepted)
+    plans = plan(
+        run.model,
+        run.fit,
+        request=run.request,
+        targets=run.targets,
+        done={name: state.accepted for name, state in run.progress.items()},
+        accepted=accepted,
+    )
     duplicates = run.quality.duplicates if run.quality is not None else None
     if duplicates is not None:
         for item in plans:  # samples accepted by an earlier run, embedded as a single run would have them
@@ -188,7 +236,9 @@ def _fill(run: _Run, plans: Sequence[ClassPlan], pool: PngWriterPool) -> None:
         with _class_bar(run, item) as bar:
             while item.need > 0 and state.attempted < item.budget:
                 futures = _next_batch(run, item, pool)
-                snapshot = {k: ClassProgress(**{**asdict(v), "rejected": dict(v.rejected)}) for k, v in run.progress.items()}
+                snapshot = {
+                    k: ClassProgress(**{**asdict(v), "rejected": dict(v.rejected)}) for k, v in run.progress.items()
+                }
                 if pending is not None:
                     _settle(run, pending)
                 pending = (futures, snapshot, len(run.rows))
@@ -204,8 +254,15 @@ def _fill(run: _Run, plans: Sequence[ClassPlan], pool: PngWriterPool) -> None:
 def _class_bar(run: _Run, item: ClassPlan) -> tqdm:
     """accepted/wanted for one class, with candidates tried, rate and ETA; only on a terminal (disable=None)."""
     state = run.progress[item.name]
-    return tqdm(total=state.accepted + item.need, initial=state.accepted, desc=item.name, unit="img", dynamic_ncols=True,
-                disable=None if run.request.progress_bar else True, leave=False)
+    return tqdm(
+        total=state.accepted + item.need,
+        initial=state.accepted,
+        desc=item.name,
+        unit="img",
+        dynamic_ncols=True,
+        disable=None if run.request.progress_bar else True,
+        leave=False,
+    )
 
 
 def _next_batch(run: _Run, item: ClassPlan, pool: PngWriterPool) -> list:
@@ -221,8 +278,17 @@ def _next_batch(run: _Run, item: ClassPlan, pool: PngWriterPool) -> list:
     state.attempted += decided - start
     for code, reason_name in enumerate(REJECT_REASONS):
         state.rejected[reason_name] += int((candidates.reason[start:decided] == code).sum())
-    new_rows = [manifest_row(candidates, i, item=item, fit=run.fit, settings=run.settings,
-                             sources_per_sample=run.request.perturbation.sources) for i in accepted]
+    new_rows = [
+        manifest_row(
+            candidates,
+            i,
+            item=item,
+            fit=run.fit,
+            settings=run.settings,
+            sources_per_sample=run.request.perturbation.sources,
+        )
+        for i in accepted
+    ]
     run.rows.extend(new_rows)
     _remember_accepted(item, candidates, accepted)
     state.accepted += len(accepted)
@@ -232,7 +298,9 @@ def _next_batch(run: _Run, item: ClassPlan, pool: PngWriterPool) -> list:
     if not accepted:
         return []
     paths = [run.out_dir / row["path"] for row in new_rows]
-    return pool.submit(paths, rearrange(candidates.images[accepted], "b c h w -> b h w c").cpu().numpy())  # what is written
+    return pool.submit(
+        paths, rearrange(candidates.images[accepted], "b c h w -> b h w c").cpu().numpy()
+    )  # what is written
 
 
 def _remember_accepted(item: ClassPlan, candidates: CandidateBatch, accepted: list[int]) -> None:
@@ -260,11 +328,15 @@ def class_reports(*, fit: FaceSplit, targets: Sequence[int], progress: dict[str,
     for label, name in enumerate(fit.class_names):
         state = progress[name]
         wanted = max(0, targets[label] - real_counts[label])
-        reports.append(ClassReport(
-            class_name=name, real=real_counts[label], target=max(targets[label], real_counts[label]),
-            generated=state.accepted, rejected=sum(state.rejected.values()), final=real_counts[label] + state.accepted,
-            shortfall=max(0, wanted - state.accepted),
-        ))
+        reports.append(
+            ClassReport(
+                class_name=name,
+                real=real_counts[label],
+                target=max(targets[label], real_counts[label]),
+                generated=state.accepted,
+                rejected=sum(state.rejected.values()),
+                final=real_counts[label] + state.accepted,
+                shortfall=max(0, wanted - state.accepted),
+            )
+        )
     return reports
-
-

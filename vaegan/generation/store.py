@@ -34,8 +34,19 @@ from .request import AugmentError, AugmentSettings, GenerationWriteError
 PROGRESS_FILE = "progress.json"
 PREVIEW_DIR = "previews"
 MANIFEST_COLUMNS = (
-    "path", "class_name", "label", "strategy", "strength", "source_ids", "candidate", "seed",
-    "checkpoint_sha256", "judge_label", "judge_confidence", "source_distance", "sha256",
+    "path",
+    "class_name",
+    "label",
+    "strategy",
+    "strength",
+    "source_ids",
+    "candidate",
+    "seed",
+    "checkpoint_sha256",
+    "judge_label",
+    "judge_confidence",
+    "source_distance",
+    "sha256",
 )
 # Manifest values that may be NaN (no judge, no source): progress.json stores them as null (strict JSON).
 FLOAT_COLUMNS = ("judge_confidence", "source_distance")
@@ -66,6 +77,7 @@ def _ours_before_settings(entry: Path) -> bool:
 
 def settings_differences(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """'key: old -> new' for every key of `new` whose stored value differs."""
+
     def norm(value: Any) -> Any:
         return list(value) if isinstance(value, tuple) else value
 
@@ -87,13 +99,17 @@ def check_out_dir(out_dir: Path, settings: dict[str, Any], *, overwrite: bool) -
         foreign = sorted(p.name for p in out_dir.iterdir() if not _ours_before_settings(p)) if out_dir.is_dir() else []
         if foreign:
             shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-            raise AugmentError(f"--out {out_dir} is not an augmentation folder (no {SETTINGS_FILE}) and holds files that "
-                               f"scripts/augment.py did not make ({shown}); it is left untouched. Choose a new or empty folder for --out")
+            raise AugmentError(
+                f"--out {out_dir} is not an augmentation folder (no {SETTINGS_FILE}) and holds files that "
+                f"scripts/augment.py did not make ({shown}); it is left untouched. Choose a new or empty folder for --out"
+            )
         return
     differing = settings_differences(stored, settings)
     if differing and not overwrite:
-        raise AugmentError(f"--out {out_dir} was made with different settings ({'; '.join(differing)}); "
-                           "pass --overwrite to replace it, or choose another --out")
+        raise AugmentError(
+            f"--out {out_dir} was made with different settings ({'; '.join(differing)}); "
+            "pass --overwrite to replace it, or choose another --out"
+        )
 
 
 def _remove_generated(out_dir: Path, *, class_names: Sequence[str]) -> None:
@@ -112,8 +128,9 @@ def _remove_generated(out_dir: Path, *, class_names: Sequence[str]) -> None:
     (out_dir / SETTINGS_FILE).unlink(missing_ok=True)
 
 
-def prepare_out_dir(out_dir: Path, settings: AugmentSettings, *, overwrite: bool,
-                    record: Mapping[str, Any] | None = None) -> None:
+def prepare_out_dir(
+    out_dir: Path, settings: AugmentSettings, *, overwrite: bool, record: Mapping[str, Any] | None = None
+) -> None:
     """Replace the augmenter's files if `overwrite` and the settings differ, write augment.json (the settings,
     plus `record`: provenance that is kept but does not decide resumption). OUT was checked (check_out_dir)
     before the lock was taken; the lock keeps anyone else from changing it since."""
@@ -134,7 +151,9 @@ def load_progress(out_dir: Path, class_names: Sequence[str]) -> tuple[dict[str, 
             data = json.loads(path.read_text())
             rows = data["rows"]
         except (ValueError, KeyError, TypeError) as error:
-            raise AugmentError(f"{path}: damaged progress record ({type(error).__name__}: {error}); rerun with --overwrite") from error
+            raise AugmentError(
+                f"{path}: damaged progress record ({type(error).__name__}: {error}); rerun with --overwrite"
+            ) from error
         for name, state in data["classes"].items():
             progress[name] = ClassProgress(**state)
         # null in strict JSON is NaN in the manifest, as an uninterrupted run writes it.
@@ -143,13 +162,17 @@ def load_progress(out_dir: Path, class_names: Sequence[str]) -> tuple[dict[str, 
     # (regenerating it would silently change which candidates were accepted).
     missing = [row["path"] for row in rows if not (out_dir / row["path"]).is_file()]
     if missing:
-        raise AugmentError(f"{out_dir}: {len(missing)} listed image(s) are missing (e.g. {missing[0]}); rerun with --overwrite")
+        raise AugmentError(
+            f"{out_dir}: {len(missing)} listed image(s) are missing (e.g. {missing[0]}); rerun with --overwrite"
+        )
     for row in rows:  # rows committed before manifests carried checksums
         row.setdefault("sha256", file_sha256(out_dir / row["path"]))
     # A run stopped between the manifest and progress.json leaves the manifest one batch ahead: put it back
     # to what progress.json committed before that batch's files (orphans) are removed below.
     manifest = out_dir / MANIFEST_FILE
-    if (rows or manifest.is_file()) and (not manifest.is_file() or manifest.read_text(encoding="utf-8") != manifest_text(rows)):
+    if (rows or manifest.is_file()) and (
+        not manifest.is_file() or manifest.read_text(encoding="utf-8") != manifest_text(rows)
+    ):
         write_text_atomic(manifest, manifest_text(rows))
     # Files written by a run killed before it committed their batch are orphans: remove them,
     # the same batch is regenerated identically.
@@ -181,20 +204,28 @@ def commit(out_dir: Path, progress: dict[str, ClassProgress], rows: list[dict[st
     rows = canonical_order(rows)
     write_text_atomic(out_dir / MANIFEST_FILE, manifest_text(rows))
     stored = [{k: None if k in FLOAT_COLUMNS and v != v else v for k, v in row.items()} for row in rows]
-    write_json_atomic(out_dir / PROGRESS_FILE, {"classes": {k: asdict(v) for k, v in progress.items()}, "rows": stored},
-                      indent=1, sort_keys=True, allow_nan=False)
+    write_json_atomic(
+        out_dir / PROGRESS_FILE,
+        {"classes": {k: asdict(v) for k, v in progress.items()}, "rows": stored},
+        indent=1,
+        sort_keys=True,
+        allow_nan=False,
+    )
 
 
 def file_sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
+
 def completion_record(fit: FaceSplit, targets: Sequence[int]) -> dict[str, Any]:
     """What augment.json says about the set's completeness until the run ends (faces.generated reads it): the
     targets, the generated images each class wants, and finished=false (set true once every class is done)."""
     real = fit.class_counts()
-    return {TARGETS_KEY: dict(zip(fit.class_names, map(int, targets))),
-            WANTED_KEY: {name: max(0, int(t) - real[c]) for c, (name, t) in enumerate(zip(fit.class_names, targets))},
-            FINISHED_KEY: False}
+    return {
+        TARGETS_KEY: dict(zip(fit.class_names, map(int, targets))),
+        WANTED_KEY: {name: max(0, int(t) - real[c]) for c, (name, t) in enumerate(zip(fit.class_names, targets))},
+        FINISHED_KEY: False,
+    }
 
 
 def mark_finished(out_dir: Path) -> None:
@@ -217,9 +248,11 @@ def writing_into(out_dir: Path) -> Iterator[None]:
             raise
         target = error.filename2 if str(error.filename or "").endswith(".tmp") and error.filename2 else error.filename
         raise GenerationWriteError(
-            error.errno, f"cannot write {target or 'a file'} in {out_dir}: {error.strerror or error}. Everything "
+            error.errno,
+            f"cannot write {target or 'a file'} in {out_dir}: {error.strerror or error}. Everything "
             f"{MANIFEST_FILE} lists is complete and kept; free space (or fix the folder) and re-run the same command to "
-            "finish the set") from error
+            "finish the set",
+        ) from error
 
 
 def read_accepted(out_dir: Path, rows: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
