@@ -50,13 +50,8 @@ from .judge import ensure_judge, judge_trainer, load_judge
 log = logging.getLogger("augment")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="scripts/augment.py",
-        description="Fill the long tail with VAE-GAN samples made by perturbing latent codes of real minority images.",
-        epilog="Extra arguments are Hydra overrides for the data and paths, e.g. data=rafdb data.root=/data/RAF-DB/basic. "
-        "Without data overrides the data config stored in the checkpoint is used.",
-    )
+def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
+    """What to generate: checkpoint, per-class targets, output folder, perturbation, rendering and seed."""
     parser.add_argument(
         "--checkpoint",
         required=True,
@@ -89,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
         "residual except for reconstruct and prior)",
     )
     parser.add_argument("--seed", type=int, default=0)
+
+
+def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
+    """The quality filter: the judge, its confidence threshold, the near-duplicate rule and the attempt budget."""
     parser.add_argument(
         "--filter",
         action=argparse.BooleanOptionalAction,
@@ -120,6 +119,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=10.0,
         help="give up on a class after this many candidates per image needed",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scripts/augment.py",
+        description="Fill the long tail with VAE-GAN samples made by perturbing latent codes of real minority images.",
+        epilog="Extra arguments are Hydra overrides for the data and paths, e.g. data=rafdb data.root=/data/RAF-DB/basic. "
+        "Without data overrides the data config stored in the checkpoint is used.",
+    )
+    # Argument order is the --help order: what to generate, then the quality filter, then how to run.
+    add_generation_arguments(parser)
+    add_filter_arguments(parser)
     parser.add_argument(
         "--batch-size", type=int, default=256, help="candidates per generation batch (part of the reproducibility key)"
     )

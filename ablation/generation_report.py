@@ -81,6 +81,99 @@ def feature_embedder(device: torch.device) -> Embed:
     return lambda images: network(images.to(device)).cpu()
 
 
+def _encode_batched(model, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int, device) -> torch.Tensor:
+    """mu of uint8 faces, resized to the generator's resolution, in batches (the generator's own input range)."""
+    resolution = model.resolution
+    return torch.cat(
+        [
+            model.encode(
+                to_model_range(resize_uint8(images[i : i + batch_size], size=resolution)).to(device),
+                labels[i : i + batch_size].to(device),
+            )[0]
+            for i in range(0, len(images), batch_size)
+        ]
+    )
+
+
+def _decode_batched(
+    model, z: torch.Tensor, labels: torch.Tensor, *, image_size: int, batch_size: int, device
+) -> torch.Tensor:
+    """Decoded uint8 faces, resized to the data's size, in batches."""
+    return torch.cat(
+        [
+            resize_uint8(
+                to_uint8(model.decode(z[i : i + batch_size], labels[i : i + batch_size].to(device))).cpu(),
+                size=image_size,
+            )
+            for i in range(0, len(z), batch_size)
+        ]
+    )
+
+
+def label_flip_pairs(
+    val_labels: torch.Tensor, *, classes: Sequence[int], num_classes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(source indices, target labels) for the label-flip test: for each minority class, up to
+    FLIP_SOURCES_PER_CLASS validation faces of every other class, in class order."""
+    sources = (
+        torch.cat(
+            [
+                torch.cat(
+                    [
+                        (val_labels == c).nonzero().flatten()[:FLIP_SOURCES_PER_CLASS]
+                        for c in range(num_classes)
+                        if c != target
+                    ]
+                )
+                for target in classes
+            ]
+        )
+        if classes
+        else torch.zeros(0, dtype=torch.long)
+    )
+    targets = (
+        torch.cat(
+            [
+                torch.full(
+                    (
+                        sum(
+                            min(FLIP_SOURCES_PER_CLASS, int((val_labels == c).sum()))
+                            for c in range(num_classes)
+                            if c != t
+                        ),
+                    ),
+                    t,
+                )
+                for t in classes
+            ]
+        )
+        if classes
+        else torch.zeros(0, dtype=torch.long)
+    )
+    return sources, targets
+
+
+def _prior_fidelity(
+    prior_predictions: torch.Tensor,
+    prior_labels: torch.Tensor,
+    *,
+    classes: Sequence[int],
+    names: Sequence[str],
+    reconstruction: dict[str, Any],
+) -> dict[str, Any]:
+    """Per class: the judge's recall on prior samples, and its ratio to the judge's recall on real faces."""
+    out: dict[str, Any] = {}
+    for c in classes:
+        recall = float((prior_predictions[prior_labels == c] == c).double().mean())
+        real_recall = reconstruction[names[c]]["judge_recall_real"]
+        out[names[c]] = {
+            "judge_recall": recall,
+            "ratio": recall / real_recall if real_recall else math.nan,
+            "n": PRIOR_SAMPLES_PER_CLASS,
+        }
+    return out
+
+
 @torch.no_grad()
 def generator_figures(
     *,
@@ -105,29 +198,12 @@ def generator_figures(
     - kid per minority class: prior samples dec(z ~ N(0, I), y') against the class's real training faces.
     """
     names = fit.class_names
-    resolution = model.resolution
 
     def encode(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return torch.cat(
-            [
-                model.encode(
-                    to_model_range(resize_uint8(images[i : i + batch_size], size=resolution)).to(device),
-                    labels[i : i + batch_size].to(device),
-                )[0]
-                for i in range(0, len(images), batch_size)
-            ]
-        )
+        return _encode_batched(model, images, labels, batch_size=batch_size, device=device)
 
     def decode(z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return torch.cat(
-            [
-                resize_uint8(
-                    to_uint8(model.decode(z[i : i + batch_size], labels[i : i + batch_size].to(device))).cpu(),
-                    size=fit.image_size,
-                )
-                for i in range(0, len(z), batch_size)
-            ]
-        )
+        return _decode_batched(model, z, labels, image_size=fit.image_size, batch_size=batch_size, device=device)
 
     def predict(images: torch.Tensor) -> torch.Tensor:
         return judge(images).argmax(dim=1).cpu()
@@ -142,41 +218,7 @@ def generator_figures(
             class_names=names,
         )
     }
-    sources = (
-        torch.cat(
-            [
-                torch.cat(
-                    [
-                        (val.labels == c).nonzero().flatten()[:FLIP_SOURCES_PER_CLASS]
-                        for c in range(len(names))
-                        if c != target
-                    ]
-                )
-                for target in classes
-            ]
-        )
-        if classes
-        else torch.zeros(0, dtype=torch.long)
-    )
-    targets = (
-        torch.cat(
-            [
-                torch.full(
-                    (
-                        sum(
-                            min(FLIP_SOURCES_PER_CLASS, int((val.labels == c).sum()))
-                            for c in range(len(names))
-                            if c != t
-                        ),
-                    ),
-                    t,
-                )
-                for t in classes
-            ]
-        )
-        if classes
-        else torch.zeros(0, dtype=torch.long)
-    )
+    sources, targets = label_flip_pairs(val.labels, classes=classes, num_classes=len(names))
     flipped = decode(mu[sources.to(device)], targets)
     figures["label_flip"] = label_flip_figures(
         predictions=predict(flipped),
@@ -199,20 +241,57 @@ def generator_figures(
         class_names=names,
     )
     prior_predictions = predict(prior)
-    figures["prior_fidelity"] = {}
-    for c in classes:
-        recall = float((prior_predictions[prior_labels == c] == c).double().mean())
-        real_recall = figures["reconstruction_fidelity"][names[c]]["judge_recall_real"]
-        figures["prior_fidelity"][names[c]] = {
-            "judge_recall": recall,
-            "ratio": recall / real_recall if real_recall else math.nan,
-            "n": PRIOR_SAMPLES_PER_CLASS,
-        }
+    figures["prior_fidelity"] = _prior_fidelity(
+        prior_predictions, prior_labels, classes=classes, names=names, reconstruction=figures["reconstruction_fidelity"]
+    )
     return figures
 
 
 def _predictions(judge: Judge | None, images: torch.Tensor) -> torch.Tensor | None:
     return None if judge is None or images.shape[0] == 0 else judge(images).argmax(dim=1).cpu()
+
+
+def _first_candidates(
+    model, plans, *, request: GenerationRequest, image_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Before the filter: the first candidate batch of each class, exactly as the augmenter drew it."""
+    candidates = [generate(model, item, 0, request=request, image_size=image_size).images for item in plans]
+    before_images = (
+        torch.cat(candidates) if candidates else torch.zeros(0, 3, image_size, image_size, dtype=torch.uint8)
+    )
+    before_labels = (
+        torch.cat([torch.full((c.shape[0],), item.label) for c, item in zip(candidates, plans)])
+        if candidates
+        else torch.zeros(0, dtype=torch.long)
+    )
+    return before_images, before_labels
+
+
+def _accepted_set(
+    out_dir: Path, *, fit: faces.FaceSplit, cache_dir: Path | str, empty
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """After the filter: the accepted generated faces on disk, or `empty` (images, labels) when none were kept."""
+    if accepted_count(out_dir) > 0:
+        accepted = faces.load_generated(
+            out_dir, class_names=fit.class_names, image_size=fit.image_size, cache_dir=cache_dir
+        )
+        return accepted.images, accepted.labels
+    return empty
+
+
+def _set_figures(features, labels, judge_predictions, *, real, class_names, classes, real_val_recall) -> dict[str, Any]:
+    """generation_figures for one generated set (before or after the filter) against the real training faces."""
+    real_features, real_labels = real
+    return generation_figures(
+        generated=features,
+        generated_labels=labels,
+        real=real_features,
+        real_labels=real_labels,
+        class_names=class_names,
+        classes=classes,
+        judge_predictions=judge_predictions,
+        real_val_recall=real_val_recall,
+    )
 
 
 @torch.no_grad()
@@ -236,23 +315,10 @@ def write_generation_report(
     real_features = judge.duplicates.real_features if judge is not None and judge.duplicates is not None else None
     plans = plan(model, fit, request=request, targets=targets, done={})
     classes = [item.label for item in plans]
-    # Before the filter: the first candidate batch of each class, exactly as the augmenter drew it.
-    candidates = [generate(model, item, 0, request=request, image_size=fit.image_size).images for item in plans]
-    before_images = (
-        torch.cat(candidates) if candidates else torch.zeros(0, 3, fit.image_size, fit.image_size, dtype=torch.uint8)
+    before_images, before_labels = _first_candidates(model, plans, request=request, image_size=fit.image_size)
+    after_images, after_labels = _accepted_set(
+        out_dir, fit=fit, cache_dir=cache_dir, empty=(before_images[:0], before_labels[:0])
     )
-    before_labels = (
-        torch.cat([torch.full((c.shape[0],), item.label) for c, item in zip(candidates, plans)])
-        if candidates
-        else torch.zeros(0, dtype=torch.long)
-    )
-    if accepted_count(out_dir) > 0:
-        accepted = faces.load_generated(
-            out_dir, class_names=fit.class_names, image_size=fit.image_size, cache_dir=cache_dir
-        )
-        after_images, after_labels = accepted.images, accepted.labels
-    else:
-        after_images, after_labels = before_images[:0], before_labels[:0]
     embed = feature_embedder(device) if embed is None else embed
     # Every real training image: per-class figures use their class's, near-duplicates are checked against all.
     real_features = embed(fit.images) if real_features is None else real_features
@@ -264,6 +330,7 @@ def write_generation_report(
         else (judge_quality(judge_probabilities, val) if judge_probabilities is not None else None)
     )
     val_recall = [judge_report["validation_recall"][n] for n in fit.class_names] if judge_report else None
+    common = dict(class_names=fit.class_names, classes=classes, real_val_recall=val_recall)
     report = {
         "feature_network": f"{FEATURE_NETWORK} (ImageNet, offline), {FEATURE_IMAGE_SIZE}px",
         "near_duplicate_rule": f"nearest real training image (any class) or earlier sample closer than {NEAR_DUPLICATE_FRACTION:g} x "
@@ -272,25 +339,19 @@ def write_generation_report(
         "strength": request.strength,
         "render": request.render,
         "judge": judge_report,
-        "before_filter": generation_figures(
-            generated=before_features,
-            generated_labels=before_labels,
-            real=real_features,
-            real_labels=real_labels,
-            class_names=fit.class_names,
-            classes=classes,
-            judge_predictions=_predictions(judge_probabilities, before_images),
-            real_val_recall=val_recall,
+        "before_filter": _set_figures(
+            before_features,
+            before_labels,
+            _predictions(judge_probabilities, before_images),
+            real=(real_features, real_labels),
+            **common,
         ),
-        "after_filter": generation_figures(
-            generated=embed(after_images),
-            generated_labels=after_labels,
-            real=real_features,
-            real_labels=real_labels,
-            class_names=fit.class_names,
-            classes=classes,
-            judge_predictions=_predictions(judge_probabilities, after_images),
-            real_val_recall=val_recall,
+        "after_filter": _set_figures(
+            embed(after_images),
+            after_labels,
+            _predictions(judge_probabilities, after_images),
+            real=(real_features, real_labels),
+            **common,
         ),
     }
     report["before_filter"]["kid"] = per_class_kid(

@@ -251,6 +251,28 @@ def load_run_data(cfg: DictConfig, *, spec: BalanceSpec, evaluate_test: bool) ->
     )
 
 
+def run_meta(cfg: DictConfig, *, spec: BalanceSpec, run: RunData, input_size, normalize, pretrained: str) -> dict:
+    """What a checkpoint records about its run: classes, input pipeline, backbone, balance and data."""
+    (input_size, input_size_rule), (mean, std) = input_size, normalize
+    return {
+        "class_names": list(run.data.class_names),
+        "image_size": run.fit.image_size,
+        "input_size": input_size,
+        "backbone": str(cfg.classifier.backbone),
+        "head": spec.head,
+        "drop_rate": float(cfg.classifier.get("drop_rate", 0.0)),
+        "mean": list(mean),
+        "std": list(std),
+        "pretrained": pretrained,
+        "seed": int(cfg.seed),
+        "balance": spec.as_dict(),
+        "dataset": run.data.dataset,
+        "train_counts": run.train_counts,
+        "groups": run.groups,
+        "input_size_rule": input_size_rule,
+    }
+
+
 def build_run(cfg: DictConfig, *, spec: BalanceSpec, run: RunData, cascade_from: str | Path | None) -> BuiltRun:
     """Model (backbone + head, cascade weights), loss, augmentation, Lightning module and data module."""
     class_names = run.data.class_names
@@ -311,23 +333,9 @@ def build_run(cfg: DictConfig, *, spec: BalanceSpec, run: RunData, cascade_from:
         steps_per_epoch=budget.steps_per_epoch,
         replace_prob=spec.replace_prob,
     )
-    meta = {
-        "class_names": list(class_names),
-        "image_size": run.fit.image_size,
-        "input_size": input_size,
-        "backbone": str(cfg.classifier.backbone),
-        "head": spec.head,
-        "drop_rate": float(cfg.classifier.get("drop_rate", 0.0)),
-        "mean": list(mean),
-        "std": list(std),
-        "pretrained": pretrained,
-        "seed": int(cfg.seed),
-        "balance": spec.as_dict(),
-        "dataset": run.data.dataset,
-        "train_counts": run.train_counts,
-        "groups": run.groups,
-        "input_size_rule": input_size_rule,
-    }
+    meta = run_meta(
+        cfg, spec=spec, run=run, input_size=(input_size, input_size_rule), normalize=(mean, std), pretrained=pretrained
+    )
     return BuiltRun(
         module=module,
         datamodule=datamodule,

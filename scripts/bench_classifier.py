@@ -138,16 +138,8 @@ def main() -> None:
     if args.matrix:
         cpu_matrix(args)
         return
-    device = torch.device(
-        "cuda"
-        if args.device == "auto" and torch.cuda.is_available()
-        else ("cpu" if args.device == "auto" else args.device)
-    )
+    device = select_device(args.device)
     cuda = device.type == "cuda"
-    if cuda:
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
     data = faces.load_faces(
         {"name": "synthetic", "preset": args.preset, "root": args.data_dir, "seed": 0, "image_size": args.image_size},
         cache_dir=args.cache_dir,
@@ -177,24 +169,6 @@ def main() -> None:
         if cuda:
             torch.cuda.synchronize()
 
-    def loader_batches():
-        dataset = BatchedFaceDataset(split=train, role="train")
-        epoch = 0
-        while True:
-            sampler = EpochSampler(num_items=len(train), seed=0)
-            sampler.set_epoch(epoch)
-            # As FaceDataModule serves it: on CUDA the split lives on the GPU (DeviceBatches); on CPU a host gather.
-            for images, labels in make_loader(
-                dataset,
-                sampler=sampler,
-                batch_size=args.batch_size,
-                drop_last=True,
-                pin_memory=cuda,
-                device=device if cuda else None,
-            ):
-                yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            epoch += 1
-
     def timed(batches) -> float:
         for _ in range(args.warmup):
             step(*next(batches))
@@ -213,8 +187,47 @@ def main() -> None:
 
     model.train()
     on_device = timed(device_batches())
-    from_cache = timed(loader_batches())
+    from_cache = timed(cache_batches(train, batch_size=args.batch_size, device=device))
     on_device_2 = timed(device_batches())  # again, so drift in clocks/contention shows up
+    print_throughput(args, device=device, num_train=len(train), rates=(on_device, from_cache, on_device_2))
+
+
+def select_device(requested: str) -> torch.device:
+    """The device to time on ("auto": CUDA if present); on CUDA, the fast-path settings training uses."""
+    device = torch.device(
+        "cuda" if requested == "auto" and torch.cuda.is_available() else ("cpu" if requested == "auto" else requested)
+    )
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return device
+
+
+def cache_batches(train, *, batch_size: int, device: torch.device):
+    """Endless training batches from the uint8 cache, served as FaceDataModule serves them."""
+    cuda = device.type == "cuda"
+    dataset = BatchedFaceDataset(split=train, role="train")
+    epoch = 0
+    while True:
+        sampler = EpochSampler(num_items=len(train), seed=0)
+        sampler.set_epoch(epoch)
+        # As FaceDataModule serves it: on CUDA the split lives on the GPU (DeviceBatches); on CPU a host gather.
+        for images, labels in make_loader(
+            dataset,
+            sampler=sampler,
+            batch_size=batch_size,
+            drop_last=True,
+            pin_memory=cuda,
+            device=device if cuda else None,
+        ):
+            yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        epoch += 1
+
+
+def print_throughput(args, *, device: torch.device, num_train: int, rates: tuple[float, float, float]) -> None:
+    on_device, from_cache, on_device_2 = rates
+    cuda = device.type == "cuda"
     reference = max(on_device, on_device_2)
     name = (
         torch.cuda.get_device_name(device)
@@ -224,7 +237,7 @@ def main() -> None:
     print(f"device: {name}; torch {torch.__version__}; {'bf16 autocast, channels_last' if cuda else 'fp32'}")
     print(
         f"model: {args.backbone} (random init), input {args.image_size}x{args.image_size}, batch {args.batch_size}, "
-        f"{args.steps} timed steps after {args.warmup} warm-up; data: synthetic {args.preset} ({len(train)} train images, uint8 cache)"
+        f"{args.steps} timed steps after {args.warmup} warm-up; data: synthetic {args.preset} ({num_train} train images, uint8 cache)"
     )
     print(f"tensors already on device : {on_device:10.1f} images/s (repeat: {on_device_2:.1f})")
     print(f"real data from the cache  : {from_cache:10.1f} images/s")

@@ -167,16 +167,8 @@ class VAEGANModule(pl.LightningModule):
         opt_encoder, opt_decoder, opt_discriminator = self.optimizers()
         model = self.model
         x = self._prepare(images)
-        n, num_classes = x.shape[0], model.num_classes
-        generator = torch.Generator(device=x.device).manual_seed(int(self.config["seed"]) * 1_000_003 + step)
-        noise = torch.randn(n, model.latent_dim, generator=generator, device=x.device)
-        z_prior = torch.randn(n, model.latent_dim, generator=generator, device=x.device)
-        # Prior labels follow the batch's class mix, so D sees real and fake of each class equally often.
-        labels_prior = labels[torch.randperm(n, generator=generator, device=x.device)]
-        # A different label for every real face (y' != y): its code decoded with y' must show y' (AttGAN/StarGAN).
-        labels_swapped = (
-            labels + torch.randint(1, num_classes, (n,), generator=generator, device=x.device)
-        ) % num_classes
+        n = x.shape[0]
+        noise, z_prior, labels_prior, labels_swapped = self._draw_step_randomness(x, labels, step)
 
         mu, logvar = model.encoder(x, labels)
         z = model.reparameterize(mu, logvar, noise=noise)
@@ -185,8 +177,62 @@ class VAEGANModule(pl.LightningModule):
         # decoded[:n] reconstructions, [n:2n] prior samples, [2n:] swapped-label decodes; D and the GAN term use all three.
         reconstructed = decoded[:n]
 
+        d_out = self._discriminator_update(x, labels, decoded, fake_labels, opt_discriminator)
+        values = self._generator_losses(x, labels, decoded, fake_labels, reconstructed, mu, logvar)
+        reconstruction = values.pop("reconstruction")
+        kl_weight, adversarial_weight, label_weight = self._loss_weights(step)
+        encoder_params = list(model.encoder.parameters())
+        decoder_params = list(model.decoder.parameters())
+        opt_encoder.zero_grad(set_to_none=True)
+        opt_decoder.zero_grad(set_to_none=True)
+        if adversarial_weight > 0 or label_weight > 0:
+            self.manual_backward(
+                adversarial_weight * values["adversarial"] + label_weight * values["label"],
+                inputs=decoder_params,
+                retain_graph=True,
+            )
+        self.manual_backward(reconstruction + kl_weight * values["kl"], inputs=encoder_params + decoder_params)
+        norm_e, norm_g = self._clip(encoder_params), self._clip(decoder_params)
+        # One host sync per step (not one per optimiser): D's values of this step are checked here too, so
+        # a non-finite D update is applied in memory only; training stops and is never saved with it.
+        self._guard(
+            {
+                "discriminator_hinge_loss": d_out["hinge"],
+                "discriminator_class_loss": d_out["class"],
+                "discriminator_grad_norm": d_out["grad_norm"],
+                **values,
+                "encoder_grad_norm": norm_e,
+                "decoder_grad_norm": norm_g,
+            },
+            step=step,
+        )
+        opt_encoder.step()
+        opt_decoder.step()
+        model.update_ema(decay=self._ema_decay(step))
+        self._log_training_step(values, d_out, (kl_weight, adversarial_weight, label_weight), batch_size=n)
+
+    def _draw_step_randomness(self, x: torch.Tensor, labels: torch.Tensor, step: int):
+        """This step's posterior noise, prior codes, prior labels and swapped labels, drawn in that order.
+
+        One generator seeded from (seed, step), so a resumed run draws the same values at the same step.
+        """
+        n, num_classes = x.shape[0], self.model.num_classes
+        generator = torch.Generator(device=x.device).manual_seed(int(self.config["seed"]) * 1_000_003 + step)
+        noise = torch.randn(n, self.model.latent_dim, generator=generator, device=x.device)
+        z_prior = torch.randn(n, self.model.latent_dim, generator=generator, device=x.device)
+        # Prior labels follow the batch's class mix, so D sees real and fake of each class equally often.
+        labels_prior = labels[torch.randperm(n, generator=generator, device=x.device)]
+        # A different label for every real face (y' != y): its code decoded with y' must show y' (AttGAN/StarGAN).
+        labels_swapped = (
+            labels + torch.randint(1, num_classes, (n,), generator=generator, device=x.device)
+        ) % num_classes
+        return noise, z_prior, labels_prior, labels_swapped
+
+    def _discriminator_update(self, x, labels, decoded, fake_labels, opt_discriminator) -> dict:
+        """One discriminator step; it runs before the encoder/decoder step, which sees the updated D."""
+        n = x.shape[0]
         # Discriminator: real vs the three kinds of fake (detached), and its expression classifier on real faces only.
-        logits, class_logits = model.discriminator(
+        logits, class_logits = self.model.discriminator(
             torch.cat([x, decoded.detach()]), torch.cat([labels, fake_labels]), return_class_logits=True
         )
         d_real, d_fake = logits[:n], logits[n:]
@@ -195,12 +241,16 @@ class VAEGANModule(pl.LightningModule):
         loss_d = loss_d_hinge + self.loss_cfg["classifier_weight"] * loss_d_class
         opt_discriminator.zero_grad(set_to_none=True)
         self.manual_backward(loss_d)
-        norm_d = self._clip(model.discriminator.parameters())
+        norm_d = self._clip(self.model.discriminator.parameters())
         opt_discriminator.step()
+        return {"hinge": loss_d_hinge, "class": loss_d_class, "grad_norm": norm_d, "real": d_real, "fake": d_fake}
 
+    def _generator_losses(self, x, labels, decoded, fake_labels, reconstructed, mu, logvar) -> dict:
+        """Encoder/decoder loss terms; the weighted reconstruction sum comes back under "reconstruction"."""
+        n = x.shape[0]
         # Encoder and decoder, against the updated discriminator. D's parameters get no gradient
         # here (backward `inputs=`), and real features are a fixed target.
-        logits_g, features, class_logits_g = model.discriminator(
+        logits_g, features, class_logits_g = self.model.discriminator(
             torch.cat([x, decoded]), torch.cat([labels, fake_labels]), return_features=True, return_class_logits=True
         )
         fake_logits = logits_g[n:]
@@ -218,6 +268,11 @@ class VAEGANModule(pl.LightningModule):
             loss_lpips = self._aux["lpips_loss"](reconstructed.float(), x.float()).mean()
             reconstruction = reconstruction + self.loss_cfg["lpips_weight"] * loss_lpips
             values["lpips"] = loss_lpips
+        values["reconstruction"] = reconstruction
+        return values
+
+    def _loss_weights(self, step: int) -> tuple[float, float, float]:
+        """KL, adversarial and label weights at this step (warm-up and delayed-ramp schedules)."""
         kl_weight = L.kl_weight_at(
             step=step,
             weight=self.loss_cfg["kl_weight"],
@@ -230,54 +285,35 @@ class VAEGANModule(pl.LightningModule):
         adversarial_weight = L.adversarial_weight_at(step=step, weight=self.loss_cfg["adversarial_weight"], **schedule)
         # Same schedule as the GAN term: D's classifier first learns the expressions from real faces.
         label_weight = L.adversarial_weight_at(step=step, weight=self.loss_cfg["label_weight"], **schedule)
-        encoder_params = list(model.encoder.parameters())
-        decoder_params = list(model.decoder.parameters())
-        opt_encoder.zero_grad(set_to_none=True)
-        opt_decoder.zero_grad(set_to_none=True)
-        if adversarial_weight > 0 or label_weight > 0:
-            self.manual_backward(
-                adversarial_weight * loss_adv + label_weight * loss_label, inputs=decoder_params, retain_graph=True
-            )
-        self.manual_backward(reconstruction + kl_weight * loss_kl, inputs=encoder_params + decoder_params)
-        norm_e, norm_g = self._clip(encoder_params), self._clip(decoder_params)
-        # One host sync per step (not one per optimiser): D's values of this step are checked here too, so
-        # a non-finite D update is applied in memory only; training stops and is never saved with it.
-        self._guard(
-            {
-                "discriminator_hinge_loss": loss_d_hinge,
-                "discriminator_class_loss": loss_d_class,
-                "discriminator_grad_norm": norm_d,
-                **values,
-                "encoder_grad_norm": norm_e,
-                "decoder_grad_norm": norm_g,
-            },
-            step=step,
-        )
-        opt_encoder.step()
-        opt_decoder.step()
-        model.update_ema(decay=self._ema_decay(step))
+        return kl_weight, adversarial_weight, label_weight
 
+    def _log_training_step(self, values: dict, d_out: dict, weights: tuple, batch_size: int) -> None:
+        kl_weight, adversarial_weight, label_weight = weights
         self.log_dict(
             {
-                "train/l1": loss_l1,
-                "train/feature": loss_feature,
-                "train/kl": loss_kl,
-                "train/adversarial": loss_adv,
-                "train/label": loss_label,
-                "train/discriminator": loss_d_hinge,
-                "train/discriminator_class": loss_d_class,
-                "train/d_real": d_real.float().mean(),
-                "train/d_fake": d_fake.float().mean(),
+                "train/l1": values["l1"],
+                "train/feature": values["feature"],
+                "train/kl": values["kl"],
+                "train/adversarial": values["adversarial"],
+                "train/label": values["label"],
+                "train/discriminator": d_out["hinge"],
+                "train/discriminator_class": d_out["class"],
+                "train/d_real": d_out["real"].float().mean(),
+                "train/d_fake": d_out["fake"].float().mean(),
                 "train/kl_weight": kl_weight,
                 "train/adversarial_weight": adversarial_weight,
                 "train/label_weight": label_weight,
             },
             on_step=True,
             on_epoch=True,
-            batch_size=n,
+            batch_size=batch_size,
         )
         self.log_dict(
-            {"l1": loss_l1, "kl": loss_kl, "d": loss_d_hinge}, prog_bar=True, on_step=True, on_epoch=False, logger=False
+            {"l1": values["l1"], "kl": values["kl"], "d": d_out["hinge"]},
+            prog_bar=True,
+            on_step=True,
+            on_epoch=False,
+            logger=False,
         )
 
     def _ema_decay(self, step: int) -> float:
@@ -549,7 +585,18 @@ class VAEGANModule(pl.LightningModule):
         )
         sources = ((datamodule.val.images, datamodule.val.labels), (datamodule.fit.images, datamodule.fit.labels))
         generator = torch.Generator(device=self.device).manual_seed(int(self.config["seed"]) + 777)
-        recon_rows, sample_rows = [], []
+        recon_rows, encoded = self._reconstruction_rows(picks, sources)
+        fit_counts = torch.bincount(datamodule.fit.labels, minlength=len(self.class_names)).tolist()
+        sample_rows = self._sample_rows(len(picks), encoded, fit_counts=fit_counts, k=k, generator=generator)
+        flip_rows, flip_names = self._label_flip_rows(encoded, fit_counts=fit_counts, k=k)
+        self.model.train(was_training)
+        return self._write_grids(tag, k=k, recon_rows=recon_rows, sample_rows=sample_rows, flip=(flip_rows, flip_names))
+
+    def _reconstruction_rows(
+        self, picks, sources
+    ) -> tuple[list[torch.Tensor], dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]]:
+        """Per class: the picked real faces interleaved with their reconstructions, and their codes for reuse."""
+        recon_rows = []
         encoded: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}  # label -> (x, mu, logvar)
         for label, chosen in enumerate(picks):
             if chosen:
@@ -562,9 +609,21 @@ class VAEGANModule(pl.LightningModule):
                 encoded[label] = (x, mu.float(), logvar.float())
             else:
                 recon_rows.append(torch.zeros(2, 3, self.model.resolution, self.model.resolution))
+        return recon_rows, encoded
+
+    def _sample_rows(
+        self,
+        num_rows: int,
+        encoded: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+        *,
+        fit_counts: list[int],
+        k: int,
+        generator: torch.Generator,
+    ) -> list[torch.Tensor]:
+        """Per class: k prior samples, one real face and k perturbed variants of its code (draws in class order)."""
         perturbation = self._perturbation()[0]
-        fit_counts = torch.bincount(datamodule.fit.labels, minlength=len(self.class_names)).tolist()
-        for label in range(len(picks)):
+        sample_rows = []
+        for label in range(num_rows):
             source = label
             if perturbation.donors:  # the row's real face is a donor: the largest other class's first pick
                 others = [c for c in sorted(encoded, key=lambda c: -fit_counts[c]) if c != label]
@@ -583,8 +642,11 @@ class VAEGANModule(pl.LightningModule):
                 perturbed_codes, y, sources=anchor_x.expand(k, -1, -1, -1), source_mu=anchor_mu.expand(k, -1)
             )
             sample_rows.append(torch.cat([prior, anchor_x, perturbed]).float().cpu())
-        flip_rows, flip_names = self._label_flip_rows(encoded, fit_counts=fit_counts, k=k)
-        self.model.train(was_training)
+        return sample_rows
+
+    def _write_grids(self, tag: str, *, k: int, recon_rows, sample_rows, flip) -> tuple[Path, Path]:
+        """Write the reconstruction, sample and (if any) label-flip grids, each also as the untagged latest copy."""
+        flip_rows, flip_names = flip
         grids = self.output_dir / "grids"
         # During fit current_epoch is the epoch in progress; after fit it already counts all of them.
         epoch = self.current_epoch if tag == "final" else self.current_epoch + 1

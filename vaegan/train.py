@@ -127,6 +127,37 @@ def build_trainer(
     return trainer, last, best
 
 
+def export_best_weights(module, trainer, *, checkpoints, config: dict, fit, dataset: str, output_dir: Path):
+    """Load the best (else last) checkpoint into the module and export its weights; returns (last, best, export)."""
+    last, best = checkpoints
+    last_path = Path(last.best_model_path)  # save_top_k=1, no monitor: the most recent epoch
+    best_path = Path(best.best_model_path) if best.best_model_path else None
+    # Export the best (held-out reconstruction) weights for the augmenter.
+    source = best_path or last_path
+    state = torch.load(source, map_location="cpu", weights_only=True)["state_dict"]
+    module.load_state_dict(state)
+    if trainer.is_global_zero:
+        module.model.to(memory_format=torch.contiguous_format)
+        export = save_vaegan(
+            output_dir / EXPORT_NAME,
+            model=module.model.cpu(),
+            config=config["vaegan"],
+            class_names=fit.class_names,
+            extra={
+                "image_size": fit.image_size,
+                "data_fingerprint": fit.fingerprint,
+                "dataset": dataset,
+                "data": config["data"],
+                "seed": config["seed"],
+                "epochs": config["epochs"],
+                "source_checkpoint": str(source),
+            },
+        )
+    else:
+        export = output_dir / EXPORT_NAME
+    return last_path, best_path, export
+
+
 def train_vaegan(cfg: DictConfig | dict, *, output_dir: Path | str, callbacks: Sequence[Callback] = ()) -> TrainResult:
     """Train on the real train split (minus the validation carve-out), write checkpoints, grids, logs and the export."""
     started = time.perf_counter()
@@ -176,31 +207,15 @@ def train_vaegan(cfg: DictConfig | dict, *, output_dir: Path | str, callbacks: S
 
         if trainer.is_global_zero:
             module.save_grids(tag="final")
-        last_path = Path(last.best_model_path)  # save_top_k=1, no monitor: the most recent epoch
-        best_path = Path(best.best_model_path) if best.best_model_path else None
-        # Export the best (held-out reconstruction) weights for the augmenter.
-        source = best_path or last_path
-        state = torch.load(source, map_location="cpu", weights_only=True)["state_dict"]
-        module.load_state_dict(state)
-        if trainer.is_global_zero:
-            module.model.to(memory_format=torch.contiguous_format)
-            export = save_vaegan(
-                output_dir / EXPORT_NAME,
-                model=module.model.cpu(),
-                config=config["vaegan"],
-                class_names=fit.class_names,
-                extra={
-                    "image_size": fit.image_size,
-                    "data_fingerprint": fit.fingerprint,
-                    "dataset": data.dataset,
-                    "data": config["data"],
-                    "seed": config["seed"],
-                    "epochs": config["epochs"],
-                    "source_checkpoint": str(source),
-                },
-            )
-        else:
-            export = output_dir / EXPORT_NAME
+        last_path, best_path, export = export_best_weights(
+            module,
+            trainer,
+            checkpoints=(last, best),
+            config=config,
+            fit=fit,
+            dataset=data.dataset,
+            output_dir=output_dir,
+        )
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.as_tensor(v).numel() == 1}
         return TrainResult(
             output_dir=output_dir,
