@@ -1,7 +1,7 @@
 """Collect finished, failed and diverged runs from any folder and summarise them per row.
 
 A run is a folder with `metrics.json` (written by classifier.train.run_training) or
-`error.json` (written when a run fails); the names live in `faces.runs`. Both `scripts/ablate.py` folders and Hydra multirun
+`error.json` (written when a run fails); the names live in `faces.runkit.runs`. Both `scripts/ablate.py` folders and Hydra multirun
 folders (`scripts/train_classifier.py -m ...`) have that shape, so one aggregation serves both.
 Failed and diverged runs are kept as rows with their error; means and standard deviations
 use only the runs that finished, and the table says how many that was.
@@ -22,7 +22,7 @@ import numpy as np
 
 from faces.errors import EmptyGeneratedSetError
 from faces.generated import read_generated_settings
-from faces.runs import ERROR_FILE, GROUPS_TAIL_FIRST, HEADLINE, METRICS_FILE, ROW_FILE, read_metrics
+from faces.runkit.runs import ERROR_FILE, GROUPS_TAIL_FIRST, HEADLINE, METRICS_FILE, ROW_FILE, read_metrics
 
 
 @dataclass

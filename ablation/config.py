@@ -3,7 +3,7 @@ the augmenter's judge): the only place that reaches into Hydra outside an entry 
 
 from __future__ import annotations
 
-from faces.config import CONF_DIR, register_resolvers
+from faces.runkit.config import CONF_DIR, register_resolvers
 
 
 def compose_config(config_name: str, overrides: list[str] | tuple[str, ...] = ()):

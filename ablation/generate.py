@@ -25,8 +25,8 @@ import faces
 from faces.errors import CheckpointError, FolderLockedError
 from faces.generated import COMMAND_KEY
 from faces.io import checkpoint_fingerprint
-from faces.lock import folder_lock
-from faces.runs import RunInterrupted, command_line, interrupt_signals
+from faces.runkit.lock import folder_lock
+from faces.runkit.runs import RunInterrupted, command_line, interrupt_signals
 from vaegan.checkpoint import load_vaegan, read_vaegan_meta
 from vaegan.generation.filter import DuplicateFilter, QualityFilter
 from vaegan.generation.perturbations import PERTURBATIONS

@@ -189,7 +189,7 @@ def generator_figures(
     batch_size: int = 256,
 ) -> dict[str, Any]:
     """Whether the generator itself does its job, judged by the real-data judge on real validation faces
-    (issue 22; no rendering trick involved, every image is the decoder's own, resized to the data's size):
+    (no rendering trick involved, every image is the decoder's own, resized to the data's size):
 
     - reconstruction_fidelity per class: judge recall on dec(mu(x), y) / on x;
     - label_flip per minority class y': faces of the other classes decoded as dec(mu(x), y'), judged y'

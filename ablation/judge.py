@@ -29,8 +29,8 @@ from classifier.checkpoint import (
 from classifier.predict import predict_proba
 from classifier.train import run_training
 from faces.io import checkpoint_fingerprint, plain, write_json_atomic
-from faces.lock import LOCK_FILE
-from faces.logs import quiet_lightning
+from faces.runkit.lock import LOCK_FILE
+from faces.runkit.logs import quiet_lightning
 from vaegan.generation.request import AugmentError, Judge
 
 from .config import compose_config

@@ -30,9 +30,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from classifier.train import world_size
-from faces.config import CONF_DIR, trainer_uses_gpu
 from faces.io import write_text_atomic
-from faces.runs import ERROR_FILE, METRICS_FILE, ROW_FILE, record_failure
+from faces.runkit.config import CONF_DIR, trainer_uses_gpu
+from faces.runkit.runs import ERROR_FILE, METRICS_FILE, ROW_FILE, record_failure
 
 log = logging.getLogger("ablate")
 

@@ -22,11 +22,11 @@ from omegaconf import DictConfig, OmegaConf
 from classifier.balance import resolve_balance
 from classifier.outputs import format_metrics
 from classifier.train import budget_for, run_training
-from faces.config import single_device_trainer, trainer_device
 from faces.generated import read_generated_settings
 from faces.io import write_json_atomic, write_text_atomic
-from faces.lock import folder_lock
-from faces.runs import (
+from faces.runkit.config import single_device_trainer, trainer_device
+from faces.runkit.lock import folder_lock
+from faces.runkit.runs import (
     ERROR_FILE,
     METRICS_FILE,
     ROW_FILE,

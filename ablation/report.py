@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from faces.generated import read_generated_settings
-from faces.plotting import pyplot
-from faces.runs import CONFIG_FILE
+from faces.runkit.plotting import pyplot
+from faces.runkit.runs import CONFIG_FILE
 
 from .aggregate import (
     PAIRED_METHOD,

@@ -1,1 +1,1 @@
-"""Transfer-learned FER classifier with long-tail balancing strategies (issue 5)."""
+"""Transfer-learned FER classifier with long-tail balancing strategies."""

@@ -10,8 +10,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import faces
-from faces.config import trainer_uses_gpu
-from faces.logs import quiet_lightning
+from faces.runkit.config import trainer_uses_gpu
+from faces.runkit.logs import quiet_lightning
 from faces.summary import GroupThresholds, class_groups
 
 from .checkpoint import (

@@ -1,5 +1,5 @@
 """What a classifier run or evaluation leaves in its folder (config, figures, metrics.json last) and
-how its test numbers print. File names come from the run folder contract, `faces.runs`."""
+how its test numbers print. File names come from the run folder contract, `faces.runkit.runs`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from faces.io import write_text_atomic
-from faces.runs import CONFIG_FILE, write_metrics
+from faces.runkit.runs import CONFIG_FILE, write_metrics
 
 from .plots import plot_confusion_matrix, plot_per_class_recall
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from faces.plotting import pyplot
+from faces.runkit.plotting import pyplot
 
 GROUP_COLOURS = {"many": "#4C72B0", "medium": "#DD8452", "few": "#C44E52", None: "#888888"}
 

@@ -18,10 +18,10 @@ import faces
 from faces.features import IMAGENET_MEAN, IMAGENET_STD
 from faces.generated import read_generated_settings
 from faces.io import plain
-from faces.lock import folder_lock
-from faces.loggers import build_loggers
-from faces.logs import quiet_lightning
-from faces.runs import check_not_interrupted, clear_interruption
+from faces.runkit.lock import folder_lock
+from faces.runkit.loggers import build_loggers
+from faces.runkit.logs import quiet_lightning
+from faces.runkit.runs import check_not_interrupted, clear_interruption
 from faces.split import warn_unvalidated_classes
 from faces.summary import GroupThresholds, class_groups
 

@@ -13,8 +13,8 @@ import torch
 from omegaconf import DictConfig
 from pytorch_lightning.strategies import DDPStrategy
 
-from faces.config import trainer_uses_gpu
 from faces.io import plain
+from faces.runkit.config import trainer_uses_gpu
 
 log = logging.getLogger(__name__)
 

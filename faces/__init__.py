@@ -2,7 +2,7 @@
 the uint8 tensor cache and provenance (real vs generated) per sample.
 
 Names are imported lazily (PEP 562): `from faces import load_faces` works as usual, but
-`import faces.io` or `import faces.workers` alone does not pull in torch. That keeps
+`import faces.io` or `import faces.runkit.workers` alone does not pull in torch. That keeps
 worker processes (PNG writing, rendering), which import their task function through this
 package, light and quick to start.
 """
@@ -36,7 +36,7 @@ _EXPORTS = {
     "manifest_fingerprint": "generated",
     "read_generated_settings": "generated",
     "sample_ids_fingerprint": "generated",
-    "folder_lock": "lock",
+    "folder_lock": "runkit.lock",
     "FaceSplit": "split",
     "require_real": "split",
     "stratified_split": "split",

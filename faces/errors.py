@@ -29,4 +29,4 @@ class CheckpointError(ValueError):
 
 
 class FolderLockedError(RuntimeError):
-    """An output folder is being written by another live run (see faces.lock.folder_lock)."""
+    """An output folder is being written by another live run (see faces.runkit.lock.folder_lock)."""

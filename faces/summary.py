@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .cache import EXIF_ROTATED, NOT_SQUARE, SMALL
-from .plotting import pyplot
+from .runkit.plotting import pyplot
 from .split import warn_unvalidated_classes
 
 GROUPS = ("many", "medium", "few")

@@ -24,8 +24,8 @@ from .classes import RAFDB_CLASSES, RAFDB_OFFICIAL_COUNTS
 from .errors import DatasetError
 from .folder import list_image_folder
 from .listing import SourceListing
+from .runkit.workers import spawn_pool
 from .synthetic_render import EXPRESSIONS, render_face
-from .workers import spawn_pool
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ def ensure_synthetic_faces(
     try:
         if workers > 1 and len(jobs) >= 4000:
             chunks = [jobs[i : i + 256] for i in range(0, len(jobs), 256)]
-            # Spawned workers that die with this process (faces.workers).
+            # Spawned workers that die with this process (faces.runkit.workers).
             with spawn_pool(workers) as pool:
                 list(pool.map(_render_chunk, chunks))
         else:

@@ -47,8 +47,8 @@ def main() -> None:
     from omegaconf import DictConfig
 
     from ablation.pipeline import check_ablation, failed_runs, run_ablation
-    from faces.config import register_resolvers
-    from faces.runs import RunInterrupted, command_line, exit_interrupted, interrupt_signals
+    from faces.runkit.config import register_resolvers
+    from faces.runkit.runs import RunInterrupted, command_line, exit_interrupted, interrupt_signals
 
     register_resolvers()
 

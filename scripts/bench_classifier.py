@@ -33,7 +33,7 @@ import faces
 from classifier.backbones import create_backbone
 from classifier.model import FERClassifier, preprocess
 from classifier.transforms import TensorAugment
-from faces.config import project_root
+from faces.runkit.config import project_root
 from faces.torchdata import BatchedFaceDataset, EpochSampler, make_loader
 
 

@@ -40,7 +40,7 @@ def main() -> None:
     import torch
     from hydra import compose, initialize_config_dir
 
-    from faces.config import CONF_DIR, register_resolvers
+    from faces.runkit.config import CONF_DIR, register_resolvers
 
     register_resolvers()
 

@@ -18,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 import faces
-from faces.config import register_resolvers
+from faces.runkit.config import register_resolvers
 from faces.summary import GroupThresholds, format_summary, plot_class_counts, plot_class_samples, summarize_dataset
 
 register_resolvers()

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from classifier.evaluate import run_evaluation
 from classifier.outputs import format_metrics
 from classifier.trainer import is_global_zero
-from faces.config import register_resolvers
+from faces.runkit.config import register_resolvers
 
 register_resolvers()
 

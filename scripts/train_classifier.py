@@ -32,8 +32,8 @@ from ablation.launch import LAUNCH_KEY, load_launched_run
 from classifier.outputs import format_metrics
 from classifier.train import run_training, world_size
 from classifier.trainer import is_global_zero
-from faces.config import register_resolvers
-from faces.runs import (
+from faces.runkit.config import register_resolvers
+from faces.runkit.runs import (
     RunInterrupted,
     command_line,
     exit_interrupted,

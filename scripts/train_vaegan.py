@@ -17,9 +17,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from faces.config import register_resolvers
-from faces.lock import is_rank_zero_process
-from faces.runs import RunInterrupted, command_line, exit_interrupted, interrupt_signals, replace_argument
+from faces.runkit.config import register_resolvers
+from faces.runkit.lock import is_rank_zero_process
+from faces.runkit.runs import RunInterrupted, command_line, exit_interrupted, interrupt_signals, replace_argument
 from vaegan.train import format_summary, train_vaegan
 
 register_resolvers()

@@ -13,7 +13,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from faces.config import register_resolvers  # noqa: E402
+from faces.runkit.config import register_resolvers  # noqa: E402
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 # Like every entry point, the test session registers ${project_root:} before composing configs.

@@ -11,7 +11,7 @@ import pytest
 
 from ablation.aggregate import collect_runs, markdown_table, mean_std, summarise
 from ablation.report import write_report
-from faces.runs import ROW_FILE
+from faces.runkit.runs import ROW_FILE
 
 CLASSES = ["Surprise", "Fear", "Happiness"]
 
@@ -121,7 +121,7 @@ def test_empty_folder_is_an_error(tmp_path: Path) -> None:
 
 
 def test_failed_multirun_job_is_labelled_from_its_hydra_config(tmp_path: Path) -> None:
-    from faces.runs import record_failure
+    from faces.runkit.runs import record_failure
 
     job = tmp_path / "multirun" / "0"
     (job / ".hydra").mkdir(parents=True)

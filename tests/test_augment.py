@@ -347,7 +347,7 @@ WORKER_PARENT = """
 import json, os, signal, sys
 import numpy as np
 from vaegan.generation.writer import PngWriterPool
-from faces.workers import worker_report
+from faces.runkit.workers import worker_report
 pool = PngWriterPool(workers=1)
 for future in pool.submit([sys.argv[1]], np.zeros((1, 8, 8, 3), dtype=np.uint8)):
     future.result()

@@ -40,7 +40,7 @@ from classifier.backbones import PretrainedWeightsError
 from classifier.evaluate import run_evaluation
 from classifier.train import run_training
 from faces.classes import RAFDB_CLASSES
-from faces.lock import LOCK_FILE
+from faces.runkit.lock import LOCK_FILE
 from vaegan.checkpoint import save_vaegan
 from vaegan.model import VAEGAN
 
@@ -307,7 +307,7 @@ def _evaluate_forged(env: Env) -> Callable[[], object]:
     return lambda: run_evaluation(cfg, checkpoint=cfg.checkpoint, run_dir=env.tmp / "evaluation")
 
 
-# ----- the second probe (issue 23): entry points run as the user runs them, in a subprocess ----------------
+# ----- the second probe: entry points run as the user runs them, in a subprocess ----------------
 def run_script(
     env: Env,
     script: str,
@@ -843,7 +843,7 @@ def test_bad_input(case: Case, env: Env, capsys: pytest.CaptureFixture, caplog: 
     assert not lost, f"changed or deleted: {lost}"
 
 
-# ----- the validation leak (issue 13, item 1), end to end ------------------------------------------------
+# ----- the validation leak, end to end ------------------------------------------------
 def test_generated_set_from_another_split_seed_is_refused_before_training(env: Env, one_thread) -> None:
     """augment.py data.split_seed=1, then train_classifier.py balance=synthetic with the default split_seed=0:
     the set's sources include the classifier's validation images, so the run refuses it, naming the folder,
@@ -895,7 +895,7 @@ def test_a_stale_lock_of_a_killed_run_is_taken_over(env: Env) -> None:
 
 LOCK_HOLDER = """
 import sys, time
-from faces.lock import folder_lock
+from faces.runkit.lock import folder_lock
 with folder_lock(sys.argv[1], what="a test run"):
     print("locked", flush=True)
     time.sleep(120)
@@ -904,7 +904,7 @@ with folder_lock(sys.argv[1], what="a test run"):
 
 def test_one_writer_per_folder_and_a_killed_writers_lock_is_taken_over(tmp_path: Path) -> None:
     from faces.errors import FolderLockedError
-    from faces.lock import folder_lock, lock_holder
+    from faces.runkit.lock import folder_lock, lock_holder
 
     folder = tmp_path / "out"
     holder = subprocess.Popen(

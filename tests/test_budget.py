@@ -144,7 +144,7 @@ def test_bad_training_numbers_name_the_key(key: str, value: object) -> None:
 
 def test_a_row_whose_filter_accepted_nothing_says_so(tmp_path: Path) -> None:
     from faces import EmptyGeneratedSetError
-    from faces.runs import record_failure
+    from faces.runkit.runs import record_failure
 
     root = tmp_path / "runs"
     write_run(root / "none" / "seed0", balance="none", seed=0, accuracy=0.7, mca=0.6, f1=0.55, recalls=[0.7, 0.3, 0.8])

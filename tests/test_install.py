@@ -147,7 +147,7 @@ def test_wheel_installs_and_runs_from_another_folder(tmp_path: Path) -> None:
     where = run(
         "python",
         "-c",
-        "import faces, faces.config as c; print(faces.__file__); print(c.CONF_DIR); print(c.project_root())",
+        "import faces, faces.runkit.config as c; print(faces.__file__); print(c.CONF_DIR); print(c.project_root())",
     )
     code, conf, root = where.split()
     assert code.startswith(str(venv)) and conf.startswith(str(venv)) and Path(conf, "train_classifier.yaml").is_file()

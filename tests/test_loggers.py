@@ -13,8 +13,8 @@ from hydra import compose, initialize_config_dir
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from classifier.train import run_training
-from faces.config import CONF_DIR
-from faces.loggers import build_loggers
+from faces.runkit.config import CONF_DIR
+from faces.runkit.loggers import build_loggers
 
 
 def composed(config_name: str, *overrides: str):

@@ -1,5 +1,5 @@
 """The generator's own figures on inputs with known answers, the swapped-label loss, the v2 checkpoint
-layout, the fp32 encoder head and the single-device rule (issue 22, issue 21 items 1 and 5)."""
+layout, the fp32 encoder head and the single-device rule."""
 
 from __future__ import annotations
 
@@ -255,7 +255,7 @@ def test_the_generation_reports_generator_section_on_a_copying_label_blind_gener
 def test_the_ablation_gives_the_vaegan_and_the_judge_one_device_of_a_ddp_trainer() -> None:
     """`ablate.py trainer=ddp launcher=...`: stage 3's classifier runs may be data-parallel, but the VAE-GAN (refused
     under DDP) and the judge train in the ablation's own process on one device of the same kind."""
-    from faces.config import single_device_trainer
+    from faces.runkit.config import single_device_trainer
     from vaegan.train import check_single_device
 
     ddp = compose_config("trainer=ddp_cpu", "trainer.devices=2").trainer

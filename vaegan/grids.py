@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from einops import rearrange
 
-from faces.plotting import pyplot
+from faces.runkit.plotting import pyplot
 
 from .images import to_uint8
 

@@ -100,7 +100,7 @@ def diversity_ratio(
 
 
 # ---------------------------------------------------------------------------------------------------
-# Does the generator do its job? (issue 22) Figures on *predictions* of some judge, so the VAE-GAN's
+# Does the generator do its job? Figures on *predictions* of some judge, so the VAE-GAN's
 # validation can use its discriminator's classifier and the generation report the real-data judge.
 
 

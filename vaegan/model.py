@@ -22,7 +22,7 @@ LATENT_DIMS = (32, 64, 128, 256, 512)
 # Everything that shapes the weights; a checkpoint must agree on all of these to load.
 ARCHITECTURE_KEYS = ("resolution", "latent_dim", "num_classes", "base_channels", "max_channels", "embed_dim")
 # The layout of the weights: 2 = space-to-depth stems in encoder and discriminator, a sub-pixel last
-# decoder level and the discriminator's auxiliary expression classifier (issue 22). A file of another
+# decoder level and the discriminator's auxiliary expression classifier. A file of another
 # version cannot be loaded into this code: vaegan.checkpoint refuses it and says to retrain.
 ARCHITECTURE_VERSION = 2
 # Encoder log-variance is clamped: exp(logvar) of an untrained or diverging encoder would

@@ -15,10 +15,10 @@ from omegaconf import DictConfig
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
 from faces.io import plain
-from faces.lock import folder_lock
-from faces.loggers import build_loggers
-from faces.logs import quiet_lightning
-from faces.runs import check_not_interrupted, clear_interruption
+from faces.runkit.lock import folder_lock
+from faces.runkit.loggers import build_loggers
+from faces.runkit.logs import quiet_lightning
+from faces.runkit.runs import check_not_interrupted, clear_interruption
 
 from .checkpoint import check_resume_checkpoint, save_vaegan
 from .data import VAEGANDataModule, load_vaegan_faces

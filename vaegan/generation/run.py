@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from faces import FaceSplit
 from faces.generated import sample_ids_fingerprint
-from faces.lock import folder_lock
+from faces.runkit.lock import folder_lock
 
 from .candidates import CandidateBatch, ClassPlan, generate, manifest_row, plan
 from .filter import REJECT_REASONS, QualityFilter, judge_batch

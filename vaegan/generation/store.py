@@ -1,6 +1,6 @@
 """The output folder: what may be resumed or replaced, the commit of each batch, the completeness record.
 
-One writer per OUT (faces.lock.folder_lock, taken by the run); --overwrite only ever replaces a folder
+One writer per OUT (faces.runkit.lock.folder_lock, taken by the run); --overwrite only ever replaces a folder
 the augmenter made (it has augment.json), and then only the files the augmenter writes. progress.json
 is the source of truth for resuming; manifest.csv, written first at each commit, is never behind it.
 """
@@ -26,7 +26,7 @@ from einops import rearrange
 from faces import MANIFEST_FILE, SETTINGS_FILE, DatasetError, FaceSplit
 from faces.generated import FINISHED_KEY, TARGETS_KEY, WANTED_KEY, read_generated_settings
 from faces.io import write_json_atomic, write_text_atomic
-from faces.lock import LOCK_FILE
+from faces.runkit.lock import LOCK_FILE
 
 from .filter import REJECT_REASONS
 from .request import AugmentError, AugmentSettings, GenerationWriteError

@@ -1,6 +1,6 @@
 """Atomic PNG writing in worker processes, so the device is not waiting on PNG encoding.
 
-The workers (faces.workers.spawn_pool) are spawned, import only numpy, PIL and faces.io (no
+The workers (faces.runkit.workers.spawn_pool) are spawned, import only numpy, PIL and faces.io (no
 torch), and die with the parent: a killed augment.py leaves no orphan processes behind.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from faces.io import PNG_COMPRESS_LEVEL, write_png_atomic, write_pngs
-from faces.workers import spawn_pool
+from faces.runkit.workers import spawn_pool
 
 __all__ = ["PNG_COMPRESS_LEVEL", "PngWriterPool", "write_png_atomic"]
 

@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import FolderLockedError
+from ..errors import FolderLockedError
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .io import write_json_atomic
-from .summary import GROUPS
+from ..io import write_json_atomic
+from ..summary import GROUPS
 from .workers import die_with_parent
 
 METRICS_FILE = "metrics.json"
@@ -126,7 +126,7 @@ def replace_argument(key: str, value: str | Path) -> list[str]:
 def interrupt_signals() -> Iterator[None]:
     """Within the block, SIGTERM and SIGINT raise RunInterrupted in the main thread (previous handlers are
     restored afterwards). A DDP rank that Lightning started (LOCAL_RANK > 0) also dies with its parent, so a
-    signal that ends rank 0 never leaves the other ranks waiting in a collective (issue 21: both ranks hung)."""
+    signal that ends rank 0 never leaves the other ranks waiting in a collective (a SIGTERM to rank 0 once left both ranks hung for minutes)."""
     previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
     for signum in previous:
         signal.signal(signum, _raise_interrupted)

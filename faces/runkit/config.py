@@ -20,14 +20,14 @@ from .runs import UnwritableFolderError, check_writable
 
 # The checkout's conf/ (editable install, or scripts run from a clone); an installed wheel ships the same
 # folder as fer_longtail/conf beside this package (pyproject.toml, [tool.setuptools.package-dir]).
-_CHECKOUT_CONF = Path(__file__).resolve().parent.parent / "conf"
+_CHECKOUT_CONF = Path(__file__).resolve().parents[2] / "conf"
 CONF_DIR = _CHECKOUT_CONF if _CHECKOUT_CONF.is_dir() else _CHECKOUT_CONF.parent / "fer_longtail" / "conf"
 GPU_ACCELERATORS = ("gpu", "cuda")
 
 
 def project_root() -> str:
     """The checkout's root (where pyproject.toml is) for an editable install, else the cwd."""
-    candidate = Path(__file__).resolve().parent.parent
+    candidate = Path(__file__).resolve().parents[2]
     return str(candidate if (candidate / "pyproject.toml").is_file() else Path.cwd())
 
 
