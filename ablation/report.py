@@ -531,6 +531,41 @@ def _set_summary(name: str, report: dict[str, Any]) -> str:
     )
 
 
+def generator_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]] | None:
+    """The generator's own images per minority class (decoder only, no rendering trick), with sample sizes:
+    reconstruction fidelity, label-flip accuracy / source kept / identity kept, prior fidelity, prior KID."""
+    generator = report.get("generator")
+    if not generator:
+        return None
+    kid = next((v for k, v in generator.items() if k.startswith("kid_")), {})
+    header = [
+        "class",
+        "reconstruction fidelity (n)",
+        "label-flip accuracy (n)",
+        "source kept",
+        "identity kept",
+        "prior fidelity (n)",
+        "prior KID",
+    ]
+    rows = []
+    for name, flip in generator["label_flip"].items():
+        recon, prior = generator["reconstruction_fidelity"].get(name, {}), generator["prior_fidelity"].get(name)
+        if prior is None:  # not a class the set fills
+            continue
+        rows.append(
+            [
+                name,
+                f"{format_figure(recon.get('ratio'))} ({recon.get('n', 0)})",
+                f"{format_figure(flip['accuracy'])} ({flip['n']})",
+                format_figure(flip["source_kept"]),
+                format_figure(flip["identity_kept"]),
+                f"{format_figure(prior['ratio'])} ({prior['n']})",
+                format_figure((kid.get(name) or {}).get("kid"), 3),
+            ]
+        )
+    return header, rows
+
+
 def generation_report_sections(records: Sequence[RunRecord]) -> list[Section]:
     """Markdown: one line per generated set (and its CAS); HTML: a section per set with the per-class table and CAS."""
     generation = generation_sections(records)
@@ -563,10 +598,27 @@ def generation_report_sections(records: Sequence[RunRecord]) -> list[Section]:
                     ),
                     *([Text(cas)] if cas else []),
                     Table(header, [[(c, False) for c in row] for row in rows], css="generation"),
+                    *_generator_blocks(report),
                 ],
             )
         )
     return sections
+
+
+def _generator_blocks(report: dict[str, Any]) -> list[Block]:
+    table = generator_table(report)
+    if table is None:
+        return []
+    header, rows = table
+    return [
+        Text(
+            "The generator's own images (the decoder's, resized; no residual), judged by the same judge on real "
+            "validation faces: reconstruction fidelity = recall on dec(μ(x), y) ÷ recall on x; label flip = faces of "
+            "other classes decoded as dec(μ(x), y′) and judged y′ (source kept: still judged their own class; identity "
+            "kept: nearer their source than the class's median real-to-real distance); prior = dec(z ~ N(0, I), y′)."
+        ),
+        Table(header, [[(c, False) for c in row] for row in rows], css="generation"),
+    ]
 
 
 def figure_sections(

@@ -204,3 +204,21 @@ def test_report_compares_every_row_with_oversample_and_the_best_loss_based_row(t
     assert not any(line.startswith("| cas |") for line in md.splitlines())  # not a row of the table or the comparisons
     page = paths["html"].read_text()
     assert "<table class='paired'>" in page and page.count("<tr>") == 1 + 5  # the main table alone uses plain rows
+
+
+def test_the_generator_table_shows_each_filled_class_with_its_sample_sizes() -> None:
+    from ablation.report import generator_table
+
+    flip = {"accuracy": 0.25, "source_kept": 0.5, "identity_kept": 0.75, "n": 8}
+    report = {
+        "generator": {
+            "reconstruction_fidelity": {"Fear": {"ratio": 1.0, "n": 5}, "Happiness": {"ratio": 0.9, "n": 40}},
+            "label_flip": {"Fear": flip, "Happiness": {**flip, "n": 0}},
+            "prior_fidelity": {"Fear": {"ratio": 0.5, "n": 64}},  # Happiness is not filled: no prior samples
+            "kid_efficientnet_lite0_prior": {"Fear": {"kid": 0.0123}},
+        }
+    }
+    header, rows = generator_table(report)
+    assert header[0] == "class" and len(header) == 7
+    assert rows == [["Fear", "1.00 (5)", "0.25 (8)", "0.50", "0.75", "0.50 (64)", "0.012"]]
+    assert generator_table({"before_filter": {}}) is None  # a set measured before the generator section existed
