@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from ..metrics import mean_pairwise_distance
+
 # A sample closer to a real training image of *any* class (or to an earlier sample) than
 # NEAR_DUPLICATE_FRACTION of its class's median real-to-real nearest-neighbour distance is a
 # near-duplicate: real faces of one class are rarely that close to each other, so such a sample adds
@@ -52,13 +54,6 @@ def nearest_distances(queries: torch.Tensor, references: torch.Tensor, *, exclud
     if exclude_self:
         distances.fill_diagonal_(math.inf)
     return distances.min(dim=1).values
-
-
-def mean_pairwise_distance(features: torch.Tensor) -> float:
-    n = features.shape[0]
-    if n < 2:
-        return math.nan
-    return float(torch.cdist(features.double(), features.double()).sum() / (n * (n - 1)))
 
 
 def kth_neighbour_radius(features: torch.Tensor, *, k: int) -> torch.Tensor:
