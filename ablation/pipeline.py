@@ -217,7 +217,8 @@ def run_ablation(cfg: DictConfig) -> dict[str, Path]:
             checkpoint = ensure_vaegan(cfg, out_dir=out_dir)
             generated = ensure_generated(cfg, checkpoint=checkpoint, strategies=strategies, out_dir=out_dir)
 
-        runs = [(row, int(seed)) for row in rows for seed in cfg.seeds]
+        # Seed-major: a study stopped part-way holds whole seeds of every row, so its comparisons stay paired.
+        runs = [(row, int(seed)) for seed in cfg.seeds for row in rows]
         pending: list[PendingRun] = []
         if plugin is None:
             progress.start(
