@@ -103,8 +103,9 @@ def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--min-confidence",
         type=float,
-        default=0.5,
-        help="drop samples whose judge probability for the target class is below this",
+        default=None,
+        help="drop samples whose judge probability for the target class is below this "
+        "(default: the strategy's own, 0.5; 0.9 for guided_transfer)",
     )
     parser.add_argument(
         "--min-source-distance",
@@ -362,7 +363,7 @@ def _quality_filter(
         trainer=judge_trainer(request.torch_device),
         replace=request.overwrite,
     )
-    judge_probabilities, judge_sha = load_judge(
+    judge_probabilities, judge_logits, judge_sha = load_judge(
         Path(judge_path), class_names=inputs.data.class_names, device=request.torch_device
     )
     # A judge is only as good as its own validation recall: measured here, stored, and warned about.
@@ -380,6 +381,7 @@ def _quality_filter(
         )
     return QualityFilter(
         judge_probabilities=judge_probabilities,
+        judge_logits=judge_logits,
         min_confidence=request.min_confidence,
         min_source_distance=request.min_source_distance,
         judge_sha256=judge_sha,

@@ -26,11 +26,13 @@ from classifier.checkpoint import (
     load_classifier,
     resolve_checkpoint_path,
 )
+from classifier.model import preprocess
 from classifier.predict import predict_proba
 from classifier.train import run_training
 from faces.io import checkpoint_fingerprint, plain, write_json_atomic
 from faces.runkit.lock import LOCK_FILE
 from faces.runkit.logs import quiet_lightning
+from vaegan.generation.guidance import Guide
 from vaegan.generation.request import AugmentError, Judge
 
 from .config import compose_config
@@ -57,17 +59,25 @@ _RUN_ENTRIES = frozenset(
 )
 
 
-def load_judge(path: Path, *, class_names: tuple[str, ...], device: torch.device) -> tuple[Judge, str]:
-    """(judge_probabilities: uint8 images -> class probabilities, sha256 of the checkpoint) for a classifier checkpoint
-    trained on real data."""
+def load_judge(path: Path, *, class_names: tuple[str, ...], device: torch.device) -> tuple[Judge, Guide, str]:
+    """For a classifier checkpoint trained on real data: (judge_probabilities: uint8 images -> class probabilities,
+    judge_logits: float images in [0, 1] -> logits with gradients, for guided strategies; sha256 of the checkpoint)."""
     path = resolve_checkpoint_path(path)
     model, meta = load_classifier(path, map_location=device)
     check_classes_match(meta, class_names, what=f"--judge {path}")
+    model.eval().to(device)
+    for parameter in model.parameters():  # frozen: guidance differentiates with respect to its input only
+        parameter.requires_grad_(False)
 
     def judge_probabilities(images: torch.Tensor) -> torch.Tensor:
         return predict_proba(model, images, meta=meta, device=device)
 
-    return judge_probabilities, checkpoint_fingerprint(path)
+    def judge_logits(images: torch.Tensor) -> torch.Tensor:
+        # The training-time preprocessing (classifier.model.preprocess) on float [0, 1] images, in fp32.
+        x = preprocess(images.to(device), input_size=int(meta["input_size"]), mean=meta["mean"], std=meta["std"])
+        return model(x).float()
+
+    return judge_probabilities, judge_logits, checkpoint_fingerprint(path)
 
 
 def judge_trainer(device: torch.device) -> str | DictConfig:

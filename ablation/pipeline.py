@@ -179,7 +179,7 @@ def ensure_generated(cfg: DictConfig, *, checkpoint: Path, strategies: list[str]
             seed=int(a.seed),
             filter=bool(a.filter),
             judge=judge,
-            min_confidence=float(a.min_confidence),
+            min_confidence=None if a.min_confidence is None else float(a.min_confidence),
             max_attempts_factor=float(a.max_attempts_factor),
             batch_size=int(a.batch_size),
             workers=a.workers,

@@ -17,6 +17,7 @@ import torch
 from faces import FaceSplit
 
 from ..images import resize_uint8, to_model_range
+from .guidance import Guide, guide_codes
 from .perturbations import LatentBatch, class_scale_for
 from .render import render
 from .request import AugmentError, AugmentSettings, GenerationRequest
@@ -152,9 +153,12 @@ def plan(
     return plans
 
 
-def generate(model, item: ClassPlan, batch: int, *, request: GenerationRequest, image_size: int) -> CandidateBatch:
+def generate(
+    model, item: ClassPlan, batch: int, *, request: GenerationRequest, image_size: int, guide: Guide | None = None
+) -> CandidateBatch:
     """Decode candidate batch `batch` of a class; its noise and sources depend only on (seed, class, batch).
-    The request's rendering says how codes become images (vaegan.generation.render)."""
+    The request's rendering says how codes become images (vaegan.generation.render); a guided strategy's codes
+    are first steered by `guide` (the judge's differentiable logits, vaegan.generation.guidance)."""
     perturbation, seed, batch_size, device = (
         request.perturbation,
         request.seed,
@@ -185,6 +189,17 @@ def generate(model, item: ClassPlan, batch: int, *, request: GenerationRequest, 
         latents = LatentBatch(mu=zeros, logvar=zeros, partner_mu=zeros, noise=noise.to(device), mix=mix.to(device))
     with torch.no_grad():
         z = perturbation.apply(latents, float(request.strength))
+    if perturbation.guidance is not None:
+        if guide is None:
+            raise AugmentError(f"--strategy {perturbation.name} needs the filter's judge to steer its codes")
+        z = guide_codes(
+            model,
+            z,
+            labels=labels.to(device),
+            source_labels=item.source_labels[src].to(device),
+            guide=guide,
+            guidance=perturbation.guidance,
+        )
     sourced = (
         dict(source_images=item.source_images[src], source_mu=item.mu[src], source_labels=item.source_labels[src])
         if src

@@ -17,6 +17,7 @@ from einops import rearrange
 from faces import FaceSplit
 
 from .candidates import CandidateBatch, ClassPlan
+from .guidance import Guide
 from .quality import NEAR_DUPLICATE_FRACTION, nearest_distances, real_spacing
 from .request import Embed, Judge
 
@@ -55,6 +56,8 @@ class QualityFilter:
     """The judge and the thresholds a candidate must pass (GenerationRequest's filter settings, with the judge loaded)."""
 
     judge_probabilities: Judge
+    # The same judge, differentiable on float images (vaegan.generation.guidance): guided strategies need it.
+    judge_logits: Guide | None = None
     min_confidence: float = 0.5
     min_source_distance: float = 0.02
     duplicates: DuplicateFilter | None = None

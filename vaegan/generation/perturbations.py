@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .guidance import Guidance
+
 
 @dataclass(frozen=True)
 class LatentBatch:
@@ -53,6 +55,12 @@ class Perturbation:
     # of the classes *larger* than it (M2m-style transfer: a majority face's code decoded with the
     # minority label borrows the majority's identities and poses; every other class for the largest).
     donors: bool = False
+    # Gradient steps on the codes that make the filter's judge call the decoded image the target class
+    # (vaegan.generation.guidance; M2m in latent space). None: the codes are used as `apply` makes them.
+    guidance: Guidance | None = None
+    # The filter's confidence floor unless the user sets one: 0.5, and M2m's 0.9 for guided samples (the
+    # judge steered them, so only its confident verdicts are kept).
+    min_confidence: float = 0.5
 
 
 def _gaussian(batch: LatentBatch, strength: float) -> torch.Tensor:
@@ -155,6 +163,18 @@ PERTURBATIONS: dict[str, Perturbation] = {
             donors=True,
         ),
         Perturbation(
+            name="guided_transfer",
+            description="a larger class's code (z = mu + a*sigma*eps) moved by 10 gradient steps until the judge "
+            "calls its decode with the minority label the minority class (M2m in latent space)",
+            sources=1,
+            default_strength=0.5,
+            apply=_transfer,
+            render="decoder",
+            donors=True,
+            guidance=Guidance(),
+            min_confidence=0.9,
+        ),
+        Perturbation(
             name="reconstruct",
             description="z = mu: reconstructions only (control, a = 0)",
             sources=1,
@@ -201,6 +221,11 @@ def perturb_codes(
     `augment.py --strategy <name>` produces: partners and class covariances come from the codes
     of the same class within the batch.
     """
+    if perturbation.guidance is not None:
+        raise ValueError(
+            f"{perturbation.name} steers codes with a real-data classifier (the augmenter's judge), which the "
+            "VAE-GAN's own metrics and grids do not have; use its unguided form, transfer"
+        )
     strength = perturbation.default_strength if strength is None else float(strength)
     device = mu.device
     noise = torch.randn(mu.shape, generator=generator, device=device)

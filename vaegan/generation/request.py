@@ -68,7 +68,7 @@ class GenerationRequest:
     seed: int = 0
     filter: bool = True
     judge: Path | None = None  # the filter's classifier checkpoint (None: the composition trains one)
-    min_confidence: float = 0.5
+    min_confidence: float | None = None  # None: the strategy's own (0.5; 0.9 for guided_transfer, M2m's rule)
     min_source_distance: float = 0.02
     max_attempts_factor: float = 10.0
     out_dir: Path | None = None  # None: the composition names one
@@ -89,7 +89,14 @@ class GenerationRequest:
         strength = perturbation.default_strength if self.strength is None else float(self.strength)
         if not strength >= 0:
             raise AugmentError(f"--strength={strength} must be >= 0")
+        min_confidence = perturbation.min_confidence if self.min_confidence is None else float(self.min_confidence)
+        object.__setattr__(self, "min_confidence", min_confidence)
         self._check_filter_and_budget()
+        if perturbation.guidance is not None and not self.filter:
+            raise AugmentError(
+                f"--strategy {self.strategy} steers codes with the quality filter's judge; it needs the filter "
+                "(drop --no-filter, or use --strategy transfer)"
+            )
         resolved = {
             "strength": strength,
             "render": check_render_for(perturbation, self.render),

@@ -140,6 +140,11 @@ def augment(
         raise AugmentError(f"{len(targets)} targets for {len(fit.class_names)} classes")
     if request.out_dir is None:
         raise AugmentError("the generation request names no output folder (--out)")
+    if request.perturbation.guidance is not None and (quality is None or quality.judge_logits is None):
+        raise AugmentError(
+            f"--strategy {request.strategy} steers codes with the filter's judge, and this filter has no "
+            "differentiable judge (QualityFilter.judge_logits)"
+        )
     settings = AugmentSettings(
         checkpoint_sha256=checkpoint_sha256,
         strategy=request.strategy,
@@ -270,7 +275,8 @@ def _next_batch(run: _Run, item: ClassPlan, pool: PngWriterPool) -> list:
     accepted rows, and start writing its PNGs (the futures)."""
     state, batch_size = run.progress[item.name], run.request.batch_size
     b, start = divmod(state.next_candidate, batch_size)
-    candidates = generate(run.model, item, b, request=run.request, image_size=run.fit.image_size)
+    guide = run.quality.judge_logits if run.quality is not None else None
+    candidates = generate(run.model, item, b, request=run.request, image_size=run.fit.image_size, guide=guide)
     judge_batch(candidates, item=item, quality=run.quality, undecided_from=start)
     accepted = (candidates.reason == -1).nonzero().flatten()[: item.need].tolist()
     # Candidates after the last one needed stay undecided (not counted as attempts).
