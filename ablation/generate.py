@@ -190,7 +190,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"augment: error: bad override in {' '.join(overrides)}: {error}", file=sys.stderr)
         return 2
     print(report.table())
-    print(f"wrote {report.written_this_run} images in {report.seconds:.1f}s ({report.images_per_second:.0f} images/s)")
+    rate = report.images_per_second  # a few images a minute (a short or strict run) must not print as "0 images/s"
+    print(
+        f"wrote {report.written_this_run} images in {report.seconds:.1f}s ({rate:.{0 if rate >= 10 else 2}f} images/s)"
+    )
     print(
         f"out: {report.out_dir}\nmanifest: {report.out_dir / faces.MANIFEST_FILE}\npreviews: {report.out_dir / 'previews'}"
     )

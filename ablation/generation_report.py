@@ -252,10 +252,13 @@ def _predictions(judge: Judge | None, images: torch.Tensor) -> torch.Tensor | No
 
 
 def _first_candidates(
-    model, plans, *, request: GenerationRequest, image_size: int
+    model, plans, *, request: GenerationRequest, image_size: int, guide=None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Before the filter: the first candidate batch of each class, exactly as the augmenter drew it."""
-    candidates = [generate(model, item, 0, request=request, image_size=image_size).images for item in plans]
+    """Before the filter: the first candidate batch of each class, exactly as the augmenter drew it (a guided
+    strategy's codes steered by the same judge)."""
+    candidates = [
+        generate(model, item, 0, request=request, image_size=image_size, guide=guide).images for item in plans
+    ]
     before_images = (
         torch.cat(candidates) if candidates else torch.zeros(0, 3, image_size, image_size, dtype=torch.uint8)
     )
@@ -315,7 +318,13 @@ def write_generation_report(
     real_features = judge.duplicates.real_features if judge is not None and judge.duplicates is not None else None
     plans = plan(model, fit, request=request, targets=targets, done={})
     classes = [item.label for item in plans]
-    before_images, before_labels = _first_candidates(model, plans, request=request, image_size=fit.image_size)
+    before_images, before_labels = _first_candidates(
+        model,
+        plans,
+        request=request,
+        image_size=fit.image_size,
+        guide=judge.judge_logits if judge is not None else None,
+    )
     after_images, after_labels = _accepted_set(
         out_dir, fit=fit, cache_dir=cache_dir, empty=(before_images[:0], before_labels[:0])
     )

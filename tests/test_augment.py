@@ -636,3 +636,24 @@ def test_target_count_per_class_sequence() -> None:
     assert parse_target_count((60, 80, 200), class_names=names, real_counts=real) == [60, 80, 200]
     with pytest.raises(ValueError, match="2 targets for 3 classes"):
         parse_target_count((60, 80), class_names=names, real_counts=real)
+
+
+def test_a_greyscale_dataset_gets_greyscale_samples(model, fit) -> None:
+    from vaegan.generation.candidates import generate, plan
+    from vaegan.images import is_greyscale, to_greyscale
+
+    grey = faces.FaceSplit(
+        name="train",
+        images=to_greyscale(fit.images),
+        labels=fit.labels,
+        is_synthetic=fit.is_synthetic,
+        sample_ids=fit.sample_ids,
+        class_names=fit.class_names,
+    )
+    assert is_greyscale(grey.images) and not is_greyscale(fit.images)
+    request = GenerationRequest(target_count=40, strategy="gaussian", batch_size=8)
+    for split, expect_grey in ((grey, True), (fit, False)):
+        item = plan(model, split, request=request, targets=[40] * 7, done={})[0]
+        images = generate(model, item, 0, request=request, image_size=split.image_size).images
+        # the decoder's RGB change would tint a greyscale face; a colour dataset keeps its colours
+        assert is_greyscale(images) == expect_grey

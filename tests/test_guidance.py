@@ -108,6 +108,11 @@ def test_guided_candidates_start_where_transfer_does_and_end_nearer_the_target_c
     assert plain.sources == guided.sources  # the same donor faces of larger classes
     assert all(counts[int(item.source_labels[s])] > counts[fear] for s in guided.sources)
     assert not torch.equal(plain.images, guided.images)
+    # The generation report's before-filter candidates are these, steered by the same judge.
+    from ablation.generation_report import _first_candidates
+
+    report_images, _ = _first_candidates(model, [item], request=request, image_size=fit.image_size, guide=judge)
+    assert torch.equal(report_images, guided.images)
     fear_probability = lambda images: judge.probabilities(images)[:, fear]  # noqa: E731
     gain = fear_probability(guided.images).log() - fear_probability(plain.images).log()
     assert gain.mean() > 0.1 and (gain > 0).float().mean() >= 0.75

@@ -30,3 +30,15 @@ def resize_uint8(images: torch.Tensor, *, size: int, batch_size: int = 1024) -> 
     if not chunks:
         return images.new_zeros((0, images.shape[1], size, size))
     return torch.cat(chunks)
+
+
+def is_greyscale(images: torch.Tensor) -> bool:
+    """Whether every uint8 `b 3 h w` image has R = G = B (a greyscale dataset decoded to RGB, e.g. FER2013)."""
+    return bool(images.shape[0] > 0 and (images[:, 0] == images[:, 1]).all() and (images[:, 1] == images[:, 2]).all())
+
+
+def to_greyscale(images: torch.Tensor) -> torch.Tensor:
+    """uint8 `b 3 h w` -> the same with R = G = B = ITU-R 601 luma (PIL's convert("L") weights)."""
+    weights = torch.tensor([0.299, 0.587, 0.114], device=images.device).view(1, 3, 1, 1)
+    luma = (images.float() * weights).sum(dim=1, keepdim=True).round_().clamp_(0, 255).to(torch.uint8)
+    return luma.expand(-1, 3, -1, -1).contiguous()

@@ -16,7 +16,7 @@ import torch
 
 from faces import FaceSplit
 
-from ..images import resize_uint8, to_model_range
+from ..images import is_greyscale, resize_uint8, to_greyscale, to_model_range
 from .guidance import Guide, guide_codes
 from .perturbations import LatentBatch, class_scale_for
 from .render import render
@@ -80,6 +80,9 @@ class ClassPlan:
     # order: a new candidate too close to any of them is a near-duplicate.
     accepted: torch.Tensor | None = None
     accepted_features: torch.Tensor | None = None  # their features, with a DuplicateFilter
+    # A greyscale dataset (every real image R = G = B) gets greyscale samples: the decoder's RGB output would
+    # otherwise tint them, and "tinted" would mark every generated (minority) face for the classifier.
+    greyscale: bool = False
 
 
 @dataclass
@@ -120,6 +123,7 @@ def plan(
     samples already accepted for them (`accepted`, e.g. read back from an interrupted run's PNGs)."""
     perturbation, device = request.perturbation, request.torch_device
     real_counts = fit.class_counts()
+    greyscale = is_greyscale(fit.images)
     plans = []
     for label, name in enumerate(fit.class_names):
         need = targets[label] - real_counts[label] - done.get(name, 0)
@@ -143,6 +147,7 @@ def plan(
             class_images=fit.images[own].to(device) if perturbation.donors else None,
             budget=int(np.ceil(request.max_attempts_factor * (targets[label] - real_counts[label]))),
             accepted=earlier.to(device),
+            greyscale=greyscale,
         )
         if perturbation.sources:
             item.mu, item.logvar = _encode_sources(
@@ -206,6 +211,8 @@ def generate(
         else {}
     )
     images = render(model, z=z, labels=labels.to(device), mode=request.render, image_size=image_size, **sourced)
+    if item.greyscale:
+        images = to_greyscale(images)
     return CandidateBatch(batch=batch, candidates=candidates, images=images, sources=src, partners=partner)
 
 
