@@ -252,10 +252,11 @@ def _predictions(judge: Judge | None, images: torch.Tensor) -> torch.Tensor | No
 
 
 def _first_candidates(
-    model, plans, *, request: GenerationRequest, image_size: int, guide=None
+    model, plans, *, request: GenerationRequest, image_size: int, judge: QualityFilter | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Before the filter: the first candidate batch of each class, exactly as the augmenter drew it (a guided
-    strategy's codes steered by the same judge)."""
+    strategy's codes steered by the filter's judge)."""
+    guide = judge.judge_logits if judge is not None else None
     candidates = [
         generate(model, item, 0, request=request, image_size=image_size, guide=guide).images for item in plans
     ]
@@ -319,11 +320,7 @@ def write_generation_report(
     plans = plan(model, fit, request=request, targets=targets, done={})
     classes = [item.label for item in plans]
     before_images, before_labels = _first_candidates(
-        model,
-        plans,
-        request=request,
-        image_size=fit.image_size,
-        guide=judge.judge_logits if judge is not None else None,
+        model, plans, request=request, image_size=fit.image_size, judge=judge
     )
     after_images, after_labels = _accepted_set(
         out_dir, fit=fit, cache_dir=cache_dir, empty=(before_images[:0], before_labels[:0])
@@ -333,11 +330,8 @@ def write_generation_report(
     real_features = embed(fit.images) if real_features is None else real_features
     real_labels = fit.labels
     before_features = embed(before_images)
-    judge_report = (
-        judge_report
-        if judge_report is not None
-        else (judge_quality(judge_probabilities, val) if judge_probabilities is not None else None)
-    )
+    if judge_report is None and judge_probabilities is not None:
+        judge_report = judge_quality(judge_probabilities, val)
     val_recall = [judge_report["validation_recall"][n] for n in fit.class_names] if judge_report else None
     common = dict(class_names=fit.class_names, classes=classes, real_val_recall=val_recall)
     report = {

@@ -111,7 +111,8 @@ def test_guided_candidates_start_where_transfer_does_and_end_nearer_the_target_c
     # The generation report's before-filter candidates are these, steered by the same judge.
     from ablation.generation_report import _first_candidates
 
-    report_images, _ = _first_candidates(model, [item], request=request, image_size=fit.image_size, guide=judge)
+    quality = QualityFilter(judge_probabilities=judge.probabilities, judge_logits=judge)
+    report_images, _ = _first_candidates(model, [item], request=request, image_size=fit.image_size, judge=quality)
     assert torch.equal(report_images, guided.images)
     fear_probability = lambda images: judge.probabilities(images)[:, fear]  # noqa: E731
     gain = fear_probability(guided.images).log() - fear_probability(plain.images).log()
