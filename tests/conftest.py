@@ -35,6 +35,25 @@ def tiny_synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def fit(tiny_synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The tiny preset's fit split (train minus the validation carve-out): the generation tests' real sources."""
+    import faces
+
+    cfg = {"name": "synthetic", "preset": "tiny", "seed": 0, "root": str(tiny_synthetic_root)}
+    data = faces.load_faces(cfg, cache_dir=tmp_path_factory.mktemp("cache"), splits=("train",))
+    return data.train_val()[0]
+
+
+@pytest.fixture(scope="module")
+def model():
+    """A real, small, untrained 32 px VAE-GAN (seeded): the generation tests exercise machinery, not quality."""
+    from vaegan.model import VAEGAN
+
+    torch.manual_seed(0)
+    return VAEGAN(resolution=32, latent_dim=32, num_classes=7, base_channels=8, max_channels=32).eval()
+
+
 @pytest.fixture
 def one_thread():
     """One intra-op thread for tiny models: on a shared 2-core machine OpenMP's spinning threads

@@ -25,19 +25,6 @@ from vaegan.generation.targets import parse_target_count
 from vaegan.model import VAEGAN
 
 
-@pytest.fixture(scope="module")
-def fit(tiny_synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> faces.FaceSplit:
-    cfg = {"name": "synthetic", "preset": "tiny", "seed": 0, "root": str(tiny_synthetic_root)}
-    data = faces.load_faces(cfg, cache_dir=tmp_path_factory.mktemp("cache"), splits=("train",))
-    return data.train_val()[0]
-
-
-@pytest.fixture(scope="module")
-def model() -> VAEGAN:
-    torch.manual_seed(0)
-    return VAEGAN(resolution=32, latent_dim=32, num_classes=7, base_channels=8, max_channels=32).eval()
-
-
 def run(model, fit, out: Path, **kwargs):
     settings = dict(
         checkpoint_sha256="0" * 64,

@@ -9,26 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-import faces
 from vaegan.generation.filter import QualityFilter
 from vaegan.generation.guidance import Guidance, guide_codes
 from vaegan.generation.perturbations import get_perturbation, perturb_codes
 from vaegan.generation.request import AugmentError, GenerationRequest
 from vaegan.generation.run import augment
-from vaegan.model import VAEGAN
-
-
-@pytest.fixture(scope="module")
-def fit(tiny_synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> faces.FaceSplit:
-    cfg = {"name": "synthetic", "preset": "tiny", "seed": 0, "root": str(tiny_synthetic_root)}
-    data = faces.load_faces(cfg, cache_dir=tmp_path_factory.mktemp("cache"), splits=("train",))
-    return data.train_val()[0]
-
-
-@pytest.fixture(scope="module")
-def model() -> VAEGAN:
-    torch.manual_seed(0)
-    return VAEGAN(resolution=32, latent_dim=32, num_classes=7, base_channels=8, max_channels=32).eval()
 
 
 class TinyJudge(nn.Module):
