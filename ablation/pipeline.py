@@ -207,6 +207,8 @@ def run_ablation(cfg: DictConfig) -> dict[str, Path]:
     # One writer per ablation folder: a second ablate.py on it gets an error naming this one's pid.
     with folder_lock(out_dir, what="ablation"), StageProgress(enabled=cfg.get("progress")) as progress:
         out_dir.mkdir(parents=True, exist_ok=True)
+        # This invocation is the resume a stopped one asked for; if it is stopped too, it marks the folder again.
+        clear_interruption(out_dir)
         write_text_atomic(out_dir / "ablate_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
         strategies = list(

@@ -102,7 +102,10 @@ def test_tiny_ablation_report_and_resume(tmp_path: Path, tiny_synthetic_root: Pa
     # Resume: finished runs and the generated set are reused, the failed runs are tried again.
     finished = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/seed*/metrics.json")}
     manifest = (out / "generated" / "gaussian" / "manifest.csv").read_bytes()
+    # As a stopped invocation leaves it (scripts/ablate.py's exit_interrupted): the resumed one clears it.
+    (out / "interrupted.json").write_text('{"signal": "SIGTERM", "resume": "python scripts/ablate.py"}')
     run_ablation(cfg)
+    assert not (out / "interrupted.json").exists()
     assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/seed*/metrics.json")} == finished
     assert (out / "generated" / "gaussian" / "manifest.csv").read_bytes() == manifest
     assert (out / "runs" / "broken" / "seed1" / "error.json").is_file()

@@ -1,5 +1,5 @@
-"""The generator's own figures on inputs with known answers, the swapped-label loss, the v2 checkpoint
-layout, the fp32 encoder head and the single-device rule."""
+"""The generator's own figures on inputs with known answers, the swapped-label loss, the latent adversary,
+the v3 checkpoint layout, the fp32 encoder head and the single-device rule."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ from faces.io import save_safetensors
 from vaegan import load_vaegan, save_vaegan
 from vaegan.checkpoint import FORMAT
 from vaegan.data import VAEGANDataModule, load_vaegan_faces
+from vaegan.losses import latent_confusion
 from vaegan.metrics import label_flip_figures, per_class_kid, reconstruction_fidelity
-from vaegan.model import VAEGAN, resolution_for
+from vaegan.model import ARCHITECTURE_VERSION, VAEGAN, resolution_for
 from vaegan.module import VAEGANModule
 from vaegan.train import validate_config
 
@@ -133,14 +134,15 @@ def test_old_architecture_checkpoints_are_refused_with_retrain(tmp_path: Path) -
     model = VAEGAN(resolution=32, latent_dim=32, num_classes=7, base_channels=8, max_channels=32, embed_dim=8)
     names = ["Surprise", "Fear", "Disgust", "Happiness", "Sadness", "Anger", "Neutral"]
     path = save_vaegan(
-        tmp_path / "v2.safetensors",
+        tmp_path / "current.safetensors",
         model=model,
         config={},
         class_names=names,
         extra={"image_size": 32, "data_fingerprint": "x"},
     )
     loaded, meta = load_vaegan(path)  # the new layout round-trips
-    assert meta["architecture_version"] == 2
+    assert meta["architecture_version"] == ARCHITECTURE_VERSION == 3
+    assert "latent_classifier.net.0.weight" in loaded.state_dict()
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
     old_meta = {k: v for k, v in meta.items() if k != "architecture_version"}  # what version 1 wrote
     old = save_safetensors(
@@ -148,6 +150,15 @@ def test_old_architecture_checkpoints_are_refused_with_retrain(tmp_path: Path) -
     )
     with pytest.raises(CheckpointError, match=r"v1\.safetensors: a VAE-GAN of architecture version 1.*Retrain"):
         load_vaegan(old)
+    # Version 2 had no latent classifier: its file is refused by version, before any weight is read.
+    v2_state = {k: v for k, v in model.state_dict().items() if not k.startswith("latent_classifier.")}
+    v2 = save_safetensors(
+        tmp_path / "v2.safetensors",
+        v2_state,
+        metadata={"format": FORMAT, "meta": {**meta, "architecture_version": 2}},
+    )
+    with pytest.raises(CheckpointError, match=r"v2\.safetensors: a VAE-GAN of architecture version 2.*Retrain"):
+        load_vaegan(v2)
 
 
 def test_ddp_is_refused_before_any_work_with_what_to_use() -> None:
@@ -157,8 +168,8 @@ def test_ddp_is_refused_before_any_work_with_what_to_use() -> None:
     validate_config(OmegaConf.to_container(compose_config(), resolve=True))  # one device: accepted
 
 
-def _swapped_decodes(root: Path, tmp: Path, *, label_weight: str) -> torch.Tensor:
-    """dec(z, y') of fixed codes after 3 real training steps with the given swapped-label weight."""
+def _trained(root: Path, tmp: Path, *, steps: int, extra: tuple[str, ...]) -> tuple[VAEGANModule, FaceSplit]:
+    """A tiny VAE-GAN after `steps` real training steps (GAN, label and latent terms on from step 0)."""
     cfg = tiny_config(
         root=root,
         cache_dir=tmp / "cache",
@@ -166,7 +177,9 @@ def _swapped_decodes(root: Path, tmp: Path, *, label_weight: str) -> torch.Tenso
             "epochs=1",
             "vaegan.losses.adversarial_start_epochs=0",
             "vaegan.losses.adversarial_ramp_epochs=0",
-            f"vaegan.losses.label_weight={label_weight}",
+            "vaegan.losses.latent_adversary_start_epochs=0",
+            "vaegan.losses.latent_adversary_ramp_epochs=0",
+            *extra,
         ),
     )
     config = OmegaConf.to_container(cfg, resolve=True)
@@ -178,7 +191,7 @@ def _swapped_decodes(root: Path, tmp: Path, *, label_weight: str) -> torch.Tenso
     datamodule = VAEGANDataModule(fit=fit, val=val, resolution=module.model.resolution, batch_size=32, seed=0)
     trainer = pl.Trainer(
         accelerator="cpu",
-        max_steps=3,
+        max_steps=steps,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -187,6 +200,12 @@ def _swapped_decodes(root: Path, tmp: Path, *, label_weight: str) -> torch.Tenso
         deterministic=True,
     )
     trainer.fit(module, datamodule=datamodule)
+    return module, fit
+
+
+def _swapped_decodes(root: Path, tmp: Path, *, label_weight: str) -> torch.Tensor:
+    """dec(z, y') of fixed codes after 3 real training steps with the given swapped-label weight."""
+    module, _ = _trained(root, tmp, steps=3, extra=(f"vaegan.losses.label_weight={label_weight}",))
     z = torch.randn(7, module.model.latent_dim, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         return module.model.decode(z, (torch.arange(7) + 1) % 7, ema=False)
@@ -196,6 +215,49 @@ def test_swapped_label_loss_changes_the_decodes_of_a_changed_label(tiny_syntheti
     without = _swapped_decodes(tiny_synthetic_root, tmp_path, label_weight="0.0")
     with_loss = _swapped_decodes(tiny_synthetic_root, tmp_path, label_weight="5.0")
     assert (with_loss - without).abs().mean() > 1e-3
+
+
+def test_latent_confusion_is_zero_at_the_class_prior_and_grows_with_a_confident_reading() -> None:
+    assert abs(float(latent_confusion(torch.zeros(4, 7)))) < 1e-6
+    sure, surer = torch.eye(7)[:4] * 3, torch.eye(7)[:4] * 9
+    assert 0 < float(latent_confusion(sure)) < float(latent_confusion(surer))
+    # On long-tailed data a code that says nothing is read as the class frequencies: that is 0, not uniform.
+    prior = torch.tensor([0.5, 0.2, 0.1, 0.1, 0.05, 0.03, 0.02])
+    assert abs(float(latent_confusion(prior.log().expand(4, -1), prior))) < 1e-6
+    assert float(latent_confusion(torch.zeros(4, 7), prior)) > 0.1
+
+
+def test_the_latent_adversary_moves_the_encoder_only_and_hides_the_label_from_the_latent_classifier() -> None:
+    """Fader's two sides on a tiny model, with the module's own pieces: the latent classifier learns to read
+    the label from the codes (they carry it: the encoder sees the label), then encoder steps on the confusion
+    term alone, backpropagated into the encoder only as training does, leave that classifier near chance."""
+    torch.manual_seed(0)
+    model = VAEGAN(resolution=32, latent_dim=32, num_classes=7, base_channels=8, max_channels=32, embed_dim=8).eval()
+    images, labels = torch.rand(28, 3, 32, 32) * 2 - 1, torch.arange(7).repeat(4)
+    reader = torch.optim.Adam(model.latent_classifier.parameters(), lr=0.01)
+    with torch.no_grad():
+        codes = model.encode(images, labels)[0]
+    for _ in range(100):
+        reader.zero_grad()
+        torch.nn.functional.cross_entropy(model.latent_classifier(codes), labels).backward()
+        reader.step()
+    reader.zero_grad(set_to_none=True)
+
+    def confusion() -> float:
+        with torch.no_grad():
+            return float(latent_confusion(model.latent_classifier(model.encode(images, labels)[0])))
+
+    read, frozen = confusion(), [p.detach().clone() for p in model.latent_classifier.parameters()]
+    encoder = torch.optim.Adam(model.encoder.parameters(), lr=0.01)
+    for _ in range(30):
+        encoder.zero_grad()
+        loss = latent_confusion(model.latent_classifier(model.encode(images, labels)[0]))
+        torch.autograd.backward(loss, inputs=list(model.encoder.parameters()))
+        encoder.step()
+    assert read > 1.0  # the classifier read the label
+    assert confusion() < 0.1 * read
+    assert all(torch.equal(a, b) for a, b in zip(frozen, model.latent_classifier.parameters()))
+    assert all(p.grad is None for p in model.latent_classifier.parameters())
 
 
 class _CopyingGenerator(torch.nn.Module):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -190,3 +191,25 @@ def test_default_config_composes() -> None:
     base = compose_config("vaegan=base", "trainer=gpu")
     assert base.vaegan.resolution == 64 and base.trainer.precision == "bf16-mixed"
     assert compose_config("vaegan=large").vaegan.resolution == 128
+
+
+def test_a_greyscale_dataset_gets_greyscale_grids(tiny_synthetic_root: Path, tmp_path: Path) -> None:
+    """A FER2013-style folder (every face R = G = B): the VAE-GAN's grids show what augment.py would write,
+    luma only, not the decoder's tint."""
+    from PIL import Image
+
+    source = next(tiny_synthetic_root.glob("*/train")).parent
+    for path in source.glob("t*/*/*.png"):
+        target = tmp_path / "grey" / path.relative_to(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.open(path).convert("L").save(target)
+    cfg = tiny_config(
+        root=tmp_path / "grey",
+        cache_dir=tmp_path / "cache",
+        preset=None,
+        extra=("data=folder", "data.image_size=32", "epochs=1"),
+    )
+    out = train_vaegan(cfg, output_dir=tmp_path / "run").output_dir
+    for name in ("reconstructions", "samples", "label_flip"):
+        grid = torch.from_numpy(np.asarray(Image.open(out / "grids" / f"{name}.png").convert("RGB")))
+        assert torch.equal(grid[..., 0], grid[..., 1]) and torch.equal(grid[..., 1], grid[..., 2]), name

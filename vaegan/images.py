@@ -37,8 +37,20 @@ def is_greyscale(images: torch.Tensor) -> bool:
     return bool(images.shape[0] > 0 and (images[:, 0] == images[:, 1]).all() and (images[:, 1] == images[:, 2]).all())
 
 
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601, PIL's convert("L")
+
+
+def _luma(images: torch.Tensor) -> torch.Tensor:
+    weights = torch.tensor(LUMA_WEIGHTS, device=images.device).view(1, 3, 1, 1)
+    return (images.float() * weights).sum(dim=1, keepdim=True)
+
+
 def to_greyscale(images: torch.Tensor) -> torch.Tensor:
     """uint8 `b 3 h w` -> the same with R = G = B = ITU-R 601 luma (PIL's convert("L") weights)."""
-    weights = torch.tensor([0.299, 0.587, 0.114], device=images.device).view(1, 3, 1, 1)
-    luma = (images.float() * weights).sum(dim=1, keepdim=True).round_().clamp_(0, 255).to(torch.uint8)
+    luma = _luma(images).round_().clamp_(0, 255).to(torch.uint8)
     return luma.expand(-1, 3, -1, -1).contiguous()
+
+
+def to_greyscale_float(images: torch.Tensor) -> torch.Tensor:
+    """float `b 3 h w` (any range: the weights sum to 1) -> the same with R = G = B = luma, in the input's dtype."""
+    return _luma(images).to(images.dtype).expand(-1, 3, -1, -1).contiguous()

@@ -3,6 +3,7 @@ the discriminator wants D(real) >= 1 and D(fake) <= -1; the generator wants D(fa
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -41,6 +42,22 @@ def adversarial_weight_at(*, step: int, weight: float, start_step: int, ramp_ste
     if ramp_steps <= 0:
         return weight
     return weight * min(1.0, (step - start_step + 1) / ramp_steps)
+
+
+def latent_confusion(logits: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
+    """KL(prior || softmax(logits)), batch mean: 0 when a classifier reads nothing but the class frequencies.
+
+    The encoder's side of Fader Networks' latent adversary for more than two classes. `prior` (default
+    uniform) is what a classifier trained with cross-entropy predicts from a code that says nothing about
+    the class: the training set's class frequencies, not uniform, on long-tailed data (pushing towards uniform
+    there would fight the classifier's prior, not the information in the code). Bounded below by 0, where
+    maximising the classifier's cross-entropy would reward confidently wrong readings without end.
+    """
+    log_p = F.log_softmax(logits.float(), dim=1)
+    if prior is None:
+        return -log_p.mean(dim=1).mean() - math.log(log_p.shape[1])
+    prior = prior.to(log_p)
+    return (prior * (prior.clamp_min(1e-12).log() - log_p)).sum(dim=1).mean()
 
 
 def hinge_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:

@@ -1,9 +1,10 @@
 """Class-conditional VAE-GAN (Larsen et al. 2016) with a projection discriminator (Miyato & Koyama 2018).
 
 Shapes read as einops patterns: images `b c h w` in [-1, 1], latents `b d`, labels `b`.
-The three parts are separate modules because they have separate optimizers and separate
-loss terms (see `vaegan.module`): the encoder learns from KL + reconstruction only, the
-decoder from reconstruction + adversarial terms, the discriminator from the hinge loss.
+The parts are separate modules because they have separate optimizers and separate loss terms
+(see `vaegan.module`): the encoder learns from KL + reconstruction + the latent adversary, the
+decoder from reconstruction + adversarial + label terms, the discriminator from the hinge loss
+and the latent classifier from reading the label off the codes.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ LATENT_DIMS = (32, 64, 128, 256, 512)
 # Everything that shapes the weights; a checkpoint must agree on all of these to load.
 ARCHITECTURE_KEYS = ("resolution", "latent_dim", "num_classes", "base_channels", "max_channels", "embed_dim")
 # The layout of the weights: 2 = space-to-depth stems in encoder and discriminator, a sub-pixel last
-# decoder level and the discriminator's auxiliary expression classifier. A file of another
-# version cannot be loaded into this code: vaegan.checkpoint refuses it and says to retrain.
-ARCHITECTURE_VERSION = 2
+# decoder level and the discriminator's auxiliary expression classifier; 3 = and the latent classifier
+# (Fader Networks' latent discriminator). A file of another version cannot be loaded into this code:
+# vaegan.checkpoint refuses it and says to retrain.
+ARCHITECTURE_VERSION = 3
 # Encoder log-variance is clamped: exp(logvar) of an untrained or diverging encoder would
 # otherwise overflow to Inf and poison the KL term (a classic VAE-GAN NaN source).
 LOGVAR_RANGE = (-12.0, 8.0)
@@ -234,8 +236,31 @@ class ProjectionDiscriminator(nn.Module):
         return out if len(out) > 1 else logits
 
 
+class LatentClassifier(nn.Module):
+    """Reads the expression from a latent code alone: Fader Networks' latent discriminator (Lample et al. 2017).
+
+    Trained to predict y from mu(x, y); the encoder is trained to leave it at chance, so the code keeps
+    identity, pose and lighting but not the expression, and dec(z, y') must draw y' from the label.
+    An MLP: the code is a vector, and Fader's own is two layers on its flattened latent map.
+    """
+
+    def __init__(self, *, latent_dim: int, num_classes: int, hidden: int = 256) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(latent_dim, hidden),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(hidden, hidden),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(hidden, num_classes),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z.float())
+
+
 class VAEGAN(nn.Module):
-    """Encoder, class-conditional decoder, projection discriminator (with its auxiliary classifier) and an EMA copy of the decoder.
+    """Encoder, class-conditional decoder, projection discriminator (with its auxiliary classifier), latent
+    classifier and an EMA copy of the decoder.
 
     `encode(images, labels)` uses the label (a conditional VAE); `decode(z, labels)` uses the
     EMA decoder by default, which is what sampling and augmentation should see (smoother
@@ -282,6 +307,7 @@ class VAEGAN(nn.Module):
         self.encoder = Encoder(latent_dim=latent_dim, embed_dim=embed_dim, **shared)
         self.decoder = Decoder(latent_dim=latent_dim, embed_dim=embed_dim, **shared)
         self.discriminator = ProjectionDiscriminator(**shared)
+        self.latent_classifier = LatentClassifier(latent_dim=latent_dim, num_classes=num_classes)
         self.decoder_ema = copy.deepcopy(self.decoder).requires_grad_(False).eval()
 
     def train(self, mode: bool = True) -> VAEGAN:

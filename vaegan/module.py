@@ -1,10 +1,12 @@
-"""LightningModule: manual optimisation of encoder, decoder and discriminator (Larsen et al. 2016).
+"""LightningModule: manual optimisation of encoder, decoder, discriminator (Larsen et al. 2016) and latent classifier.
 
 Per batch, with x real, y its label, z ~ q(z|x,y), (z_p, y_p) a prior draw and y' != y a swapped label:
 
     discriminator  <- hinge(D(x, y), D(dec(z, y), y), D(dec(z_p, y_p), y_p), D(dec(z, y'), y'))   fakes detached
                       + classifier_weight * CE(C(x), y)                       C: D's expression classifier, real faces only
-    encoder        <- kl_weight * KL + recon                                          no GAN gradient
+    latent C_z     <- CE(C_z(mu), y)                                   Fader's latent discriminator, codes detached
+    encoder        <- kl_weight * KL + recon + latent_adversary_weight * KL(pi || C_z(mu))   no GAN gradient;
+                                                                      pi: the fit split's class frequencies
     decoder        <- recon + adversarial_weight * hinge_G(all three fakes)
                       + label_weight * CE(C([dec(z_p, y_p), dec(z, y')]), [y_p, y'])   AttGAN's swapped-label loss
     recon = l1 * |dec(z,y) - x| + feature * ||D_l(dec(z,y)) - D_l(x)||^2 + lpips * LPIPS
@@ -32,7 +34,7 @@ from . import losses as L
 from .generation.perturbations import LatentBatch, Perturbation, class_scale_for, get_perturbation, perturb_codes
 from .generation.render import render, render_for
 from .grids import pick_per_class, save_class_grid
-from .images import to_model_range, to_uint8
+from .images import is_greyscale, to_greyscale, to_greyscale_float, to_model_range, to_uint8
 from .metrics import (
     FRECHET_NAME,
     KID_NAME,
@@ -93,6 +95,8 @@ class VAEGANModule(pl.LightningModule):
         self._aux: dict[str, nn.Module] = {}
         self._real_val_features: torch.Tensor | None = None
         self._steps_per_epoch = 1
+        self._greyscale = False  # set at fit start from the training faces
+        self._class_prior: torch.Tensor | None = None  # the fit split's class frequencies, set at fit start
 
     # ----------------------------------------------------------------- set-up
     def configure_optimizers(self):
@@ -102,6 +106,7 @@ class VAEGANModule(pl.LightningModule):
             torch.optim.Adam(self.model.encoder.parameters(), lr=optim["lr"], betas=betas),
             torch.optim.Adam(self.model.decoder.parameters(), lr=optim["lr"], betas=betas),
             torch.optim.Adam(self.model.discriminator.parameters(), lr=optim["discriminator_lr"], betas=betas),
+            torch.optim.Adam(self.model.latent_classifier.parameters(), lr=optim["discriminator_lr"], betas=betas),
         ]
 
     def setup(self, stage: str) -> None:
@@ -121,6 +126,13 @@ class VAEGANModule(pl.LightningModule):
         for module in self._aux.values():
             module.to(self.device)
         self._render_mode()  # a bad grid.perturbation / grid.render fails now, not at the first validation
+        # A greyscale dataset (FER2013-style) gets greyscale grids and metric images, as augment.py's samples:
+        # the decoder's RGB output would otherwise tint them and the figures would judge the tint.
+        datamodule = getattr(self.trainer, "datamodule", None)
+        self._greyscale = datamodule is not None and is_greyscale(datamodule.fit.images)
+        if datamodule is not None:
+            counts = torch.bincount(datamodule.fit.labels, minlength=len(self.class_names)).float()
+            self._class_prior = (counts / counts.sum()).to(self.device)
 
     def on_train_start(self) -> None:
         # Known only once the train dataloader exists (after on_fit_start).
@@ -164,7 +176,7 @@ class VAEGANModule(pl.LightningModule):
     def training_step(self, batch, batch_idx: int) -> None:
         images, labels = batch
         step = self._step_index(batch_idx)
-        opt_encoder, opt_decoder, opt_discriminator = self.optimizers()
+        opt_encoder, opt_decoder, opt_discriminator, opt_latent = self.optimizers()
         model = self.model
         x = self._prepare(images)
         n = x.shape[0]
@@ -178,9 +190,10 @@ class VAEGANModule(pl.LightningModule):
         reconstructed = decoded[:n]
 
         d_out = self._discriminator_update(x, labels, decoded, fake_labels, opt_discriminator)
+        d_out["latent_class"] = self._latent_classifier_update(mu, labels, opt_latent)
         values = self._generator_losses(x, labels, decoded, fake_labels, reconstructed, mu, logvar)
         reconstruction = values.pop("reconstruction")
-        kl_weight, adversarial_weight, label_weight = self._loss_weights(step)
+        kl_weight, adversarial_weight, label_weight, latent_weight = self._loss_weights(step)
         encoder_params = list(model.encoder.parameters())
         decoder_params = list(model.decoder.parameters())
         opt_encoder.zero_grad(set_to_none=True)
@@ -191,7 +204,10 @@ class VAEGANModule(pl.LightningModule):
                 inputs=decoder_params,
                 retain_graph=True,
             )
-        self.manual_backward(reconstruction + kl_weight * values["kl"], inputs=encoder_params + decoder_params)
+        self.manual_backward(
+            reconstruction + kl_weight * values["kl"] + latent_weight * values["latent_confusion"],
+            inputs=encoder_params + decoder_params,
+        )
         norm_e, norm_g = self._clip(encoder_params), self._clip(decoder_params)
         # One host sync per step (not one per optimiser): D's values of this step are checked here too, so
         # a non-finite D update is applied in memory only; training stops and is never saved with it.
@@ -200,6 +216,7 @@ class VAEGANModule(pl.LightningModule):
                 "discriminator_hinge_loss": d_out["hinge"],
                 "discriminator_class_loss": d_out["class"],
                 "discriminator_grad_norm": d_out["grad_norm"],
+                "latent_classifier_loss": d_out["latent_class"],
                 **values,
                 "encoder_grad_norm": norm_e,
                 "decoder_grad_norm": norm_g,
@@ -209,7 +226,9 @@ class VAEGANModule(pl.LightningModule):
         opt_encoder.step()
         opt_decoder.step()
         model.update_ema(decay=self._ema_decay(step))
-        self._log_training_step(values, d_out, (kl_weight, adversarial_weight, label_weight), batch_size=n)
+        self._log_training_step(
+            values, d_out, (kl_weight, adversarial_weight, label_weight, latent_weight), batch_size=n
+        )
 
     def _draw_step_randomness(self, x: torch.Tensor, labels: torch.Tensor, step: int):
         """This step's posterior noise, prior codes, prior labels and swapped labels, drawn in that order.
@@ -245,6 +264,15 @@ class VAEGANModule(pl.LightningModule):
         opt_discriminator.step()
         return {"hinge": loss_d_hinge, "class": loss_d_class, "grad_norm": norm_d, "real": d_real, "fake": d_fake}
 
+    def _latent_classifier_update(self, mu: torch.Tensor, labels: torch.Tensor, opt_latent) -> torch.Tensor:
+        """One step of the latent classifier on this batch's codes (detached: the encoder is its adversary)."""
+        loss = F.cross_entropy(self.model.latent_classifier(mu.detach()), labels)
+        opt_latent.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        self._clip(self.model.latent_classifier.parameters())
+        opt_latent.step()
+        return loss.detach()
+
     def _generator_losses(self, x, labels, decoded, fake_labels, reconstructed, mu, logvar) -> dict:
         """Encoder/decoder loss terms; the weighted reconstruction sum comes back under "reconstruction"."""
         n = x.shape[0]
@@ -262,8 +290,18 @@ class VAEGANModule(pl.LightningModule):
         # The decoder must draw the label it is given wherever the code does not fix the image: on prior
         # samples and on swapped-label decodes, D's classifier must read the asked-for label.
         loss_label = F.cross_entropy(class_logits_g[2 * n :].float(), fake_labels[n:])
+        # Fader: the encoder pushes the latent classifier's reading of its codes towards the class frequencies
+        # (what it would read from codes that say nothing about the expression).
+        loss_latent = L.latent_confusion(self.model.latent_classifier(mu), self._class_prior)
         reconstruction = self.loss_cfg["pixel_l1_weight"] * loss_l1 + self.loss_cfg["feature_weight"] * loss_feature
-        values = {"l1": loss_l1, "feature": loss_feature, "kl": loss_kl, "adversarial": loss_adv, "label": loss_label}
+        values = {
+            "l1": loss_l1,
+            "feature": loss_feature,
+            "kl": loss_kl,
+            "adversarial": loss_adv,
+            "label": loss_label,
+            "latent_confusion": loss_latent,
+        }
         if "lpips_loss" in self._aux:
             loss_lpips = self._aux["lpips_loss"](reconstructed.float(), x.float()).mean()
             reconstruction = reconstruction + self.loss_cfg["lpips_weight"] * loss_lpips
@@ -271,8 +309,8 @@ class VAEGANModule(pl.LightningModule):
         values["reconstruction"] = reconstruction
         return values
 
-    def _loss_weights(self, step: int) -> tuple[float, float, float]:
-        """KL, adversarial and label weights at this step (warm-up and delayed-ramp schedules)."""
+    def _loss_weights(self, step: int) -> tuple[float, float, float, float]:
+        """KL, adversarial, label and latent-adversary weights at this step (warm-up and delayed-ramp schedules)."""
         kl_weight = L.kl_weight_at(
             step=step,
             weight=self.loss_cfg["kl_weight"],
@@ -285,10 +323,17 @@ class VAEGANModule(pl.LightningModule):
         adversarial_weight = L.adversarial_weight_at(step=step, weight=self.loss_cfg["adversarial_weight"], **schedule)
         # Same schedule as the GAN term: D's classifier first learns the expressions from real faces.
         label_weight = L.adversarial_weight_at(step=step, weight=self.loss_cfg["label_weight"], **schedule)
-        return kl_weight, adversarial_weight, label_weight
+        # Fader ramps its latent adversary in from 0: the latent classifier first learns to read the codes.
+        latent_weight = L.adversarial_weight_at(
+            step=step,
+            weight=self.loss_cfg["latent_adversary_weight"],
+            start_step=self._epochs_to_steps(self.loss_cfg["latent_adversary_start_epochs"]),
+            ramp_steps=self._epochs_to_steps(self.loss_cfg["latent_adversary_ramp_epochs"]),
+        )
+        return kl_weight, adversarial_weight, label_weight, latent_weight
 
     def _log_training_step(self, values: dict, d_out: dict, weights: tuple, batch_size: int) -> None:
-        kl_weight, adversarial_weight, label_weight = weights
+        kl_weight, adversarial_weight, label_weight, latent_weight = weights
         self.log_dict(
             {
                 "train/l1": values["l1"],
@@ -296,6 +341,8 @@ class VAEGANModule(pl.LightningModule):
                 "train/kl": values["kl"],
                 "train/adversarial": values["adversarial"],
                 "train/label": values["label"],
+                "train/latent_confusion": values["latent_confusion"],
+                "train/latent_classifier": d_out["latent_class"],
                 "train/discriminator": d_out["hinge"],
                 "train/discriminator_class": d_out["class"],
                 "train/d_real": d_out["real"].float().mean(),
@@ -303,6 +350,7 @@ class VAEGANModule(pl.LightningModule):
                 "train/kl_weight": kl_weight,
                 "train/adversarial_weight": adversarial_weight,
                 "train/label_weight": label_weight,
+                "train/latent_adversary_weight": latent_weight,
             },
             on_step=True,
             on_epoch=True,
@@ -330,7 +378,7 @@ class VAEGANModule(pl.LightningModule):
         images, labels = batch
         x = self._prepare(images)
         mu, logvar = self.model.encode(x, labels)
-        reconstructed = self.model.decode(mu, labels, ema=True)
+        reconstructed = self._decode(mu, labels)
         self._val_parts["real"].append(x.float())
         self._val_parts["recon"].append(reconstructed.float())
         self._val_parts["labels"].append(labels)
@@ -368,7 +416,11 @@ class VAEGANModule(pl.LightningModule):
         recon = torch.cat(self._val_parts["recon"])
         labels = torch.cat(self._val_parts["labels"])
         mu = torch.cat(self._val_parts["mu"])
-        metrics = {"val/l1": reconstruction_l1(recon, real), "val/ssim": reconstruction_ssim(recon, real)}
+        metrics = {
+            "val/l1": reconstruction_l1(recon, real),
+            "val/ssim": reconstruction_ssim(recon, real),
+            "val/latent_label_recall": self._latent_label_recall(mu, labels),
+        }
         lpips_model = self._lpips_metric()
         if lpips_model is not None:
             metrics["val/lpips"] = lpips_model(recon, real).mean()
@@ -380,6 +432,18 @@ class VAEGANModule(pl.LightningModule):
         self.log("val_l1", metrics["val/l1"], prog_bar=True, logger=False)
         if self.trainer.is_global_zero and self.output_dir is not None:
             self.save_grids(tag=f"epoch{self.current_epoch + 1:03d}")
+
+    def _decode(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The EMA decoder's images for the grids and metrics: luma only on a greyscale dataset."""
+        images = self.model.decode(z, labels)
+        return to_greyscale_float(images) if self._greyscale else images
+
+    def _latent_label_recall(self, mu: torch.Tensor, labels: torch.Tensor) -> float:
+        """How much expression the codes still carry: the latent classifier's mean class recall on the held-out
+        codes (chance = 1 / number of classes; Fader's adversary pushes it there)."""
+        predictions = self.model.latent_classifier(mu).argmax(dim=1)
+        recalls = [(predictions[labels == c] == c).float().mean() for c in labels.unique()]
+        return float(torch.stack(recalls).mean())
 
     def _flip_sources(self, labels: torch.Tensor, target: int) -> torch.Tensor:
         """Rows of real faces of the other classes to decode with `target` (the first few of each class, so every
@@ -415,7 +479,7 @@ class VAEGANModule(pl.LightningModule):
         sources = torch.cat(rows)
         targets = torch.cat([torch.full((len(r),), t, device=labels.device) for t, r in enumerate(rows)])
         flipped = torch.cat(
-            [model.decode(mu[sources[i : i + 256]], targets[i : i + 256]) for i in range(0, len(sources), 256)]
+            [self._decode(mu[sources[i : i + 256]], targets[i : i + 256]) for i in range(0, len(sources), 256)]
         )
         flip_predictions = classify(flipped)
         use_features = self.config["metrics"]["frechet"]
@@ -488,6 +552,7 @@ class VAEGANModule(pl.LightningModule):
             source_mu=source_mu,
             source_labels=labels,
         )
+        images = to_greyscale(images) if self._greyscale else images  # as augment.py writes them
         return to_model_range(images).to(self.device)
 
     def _perturb(
@@ -529,9 +594,7 @@ class VAEGANModule(pl.LightningModule):
             torch.arange(len(self.class_names), device=self.device), per_class.to(self.device)
         )
         z = torch.randn(sample_labels.shape[0], self.model.latent_dim, generator=generator, device=self.device)
-        prior = torch.cat(
-            [self.model.decode(z[i : i + 256], sample_labels[i : i + 256]) for i in range(0, len(z), 256)]
-        )
+        prior = torch.cat([self._decode(z[i : i + 256], sample_labels[i : i + 256]) for i in range(0, len(z), 256)])
         # Perturbed encodings of the held-out images with the augmenter's own perturbation (one registry).
         perturbed = self._render(
             self._perturb(mu, logvar, labels, generator=generator), labels, sources=real, source_mu=mu
@@ -604,7 +667,7 @@ class VAEGANModule(pl.LightningModule):
                 x = self._prepare(real)
                 y = torch.full((x.shape[0],), label, device=self.device, dtype=torch.long)
                 mu, logvar = self.model.encode(x, y)
-                recon = self.model.decode(mu, y)
+                recon = self._decode(mu, y)
                 recon_rows.append(torch.stack([x, recon], dim=1).flatten(0, 1).float().cpu())
                 encoded[label] = (x, mu.float(), logvar.float())
             else:
@@ -637,7 +700,7 @@ class VAEGANModule(pl.LightningModule):
                 anchor_mu = torch.zeros(1, self.model.latent_dim, device=self.device)
                 perturbed_codes = torch.zeros(k, self.model.latent_dim, device=self.device)
             y = torch.full((k,), label, device=self.device, dtype=torch.long)
-            prior = self.model.decode(torch.randn(k, self.model.latent_dim, generator=generator, device=self.device), y)
+            prior = self._decode(torch.randn(k, self.model.latent_dim, generator=generator, device=self.device), y)
             perturbed = self._render(
                 perturbed_codes, y, sources=anchor_x.expand(k, -1, -1, -1), source_mu=anchor_mu.expand(k, -1)
             )
@@ -703,7 +766,7 @@ class VAEGANModule(pl.LightningModule):
                 continue
             x = torch.stack([encoded[c][0][i] for c, i in picks])
             mu = torch.stack([encoded[c][1][i] for c, i in picks])
-            flipped = self.model.decode(mu, torch.full((len(picks),), target, device=self.device, dtype=torch.long))
+            flipped = self._decode(mu, torch.full((len(picks),), target, device=self.device, dtype=torch.long))
             rows += [x.float().cpu(), flipped.float().cpu()]
             names += ["sources", f"as {self.class_names[target]}"]
         return rows, names

@@ -86,6 +86,7 @@ def validate_config(config: dict[str, Any]) -> None:
         "adversarial_weight",
         "label_weight",
         "classifier_weight",
+        "latent_adversary_weight",
     ):
         if weights[key] < 0:
             raise ValueError(f"vaegan.losses.{key}={weights[key]} must be >= 0")
