@@ -106,7 +106,7 @@ class VAEGANModule(pl.LightningModule):
             torch.optim.Adam(self.model.encoder.parameters(), lr=optim["lr"], betas=betas),
             torch.optim.Adam(self.model.decoder.parameters(), lr=optim["lr"], betas=betas),
             torch.optim.Adam(self.model.discriminator.parameters(), lr=optim["discriminator_lr"], betas=betas),
-            torch.optim.Adam(self.model.latent_classifier.parameters(), lr=optim["discriminator_lr"], betas=betas),
+            torch.optim.Adam(self.model.latent_classifier.parameters(), lr=optim["latent_classifier_lr"], betas=betas),
         ]
 
     def setup(self, stage: str) -> None:
@@ -265,13 +265,17 @@ class VAEGANModule(pl.LightningModule):
         return {"hinge": loss_d_hinge, "class": loss_d_class, "grad_norm": norm_d, "real": d_real, "fake": d_fake}
 
     def _latent_classifier_update(self, mu: torch.Tensor, labels: torch.Tensor, opt_latent) -> torch.Tensor:
-        """One step of the latent classifier on this batch's codes (detached: the encoder is its adversary)."""
-        loss = F.cross_entropy(self.model.latent_classifier(mu.detach()), labels)
-        opt_latent.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        self._clip(self.model.latent_classifier.parameters())
-        opt_latent.step()
-        return loss.detach()
+        """`latent_classifier_steps` steps of the latent classifier on this batch's codes (detached: the encoder
+        is its adversary); returns the first step's loss (its reading before this batch's updates)."""
+        codes, losses = mu.detach(), []
+        for _ in range(int(self.model_cfg["optim"]["latent_classifier_steps"])):
+            loss = F.cross_entropy(self.model.latent_classifier(codes), labels)
+            opt_latent.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            self._clip(self.model.latent_classifier.parameters())
+            opt_latent.step()
+            losses.append(loss.detach())
+        return losses[0]
 
     def _generator_losses(self, x, labels, decoded, fake_labels, reconstructed, mu, logvar) -> dict:
         """Encoder/decoder loss terms; the weighted reconstruction sum comes back under "reconstruction"."""

@@ -90,6 +90,9 @@ def validate_config(config: dict[str, Any]) -> None:
     ):
         if weights[key] < 0:
             raise ValueError(f"vaegan.losses.{key}={weights[key]} must be >= 0")
+    steps = model["optim"].get("latent_classifier_steps")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"vaegan.optim.latent_classifier_steps={steps!r} must be a positive integer")
 
 
 def build_trainer(
