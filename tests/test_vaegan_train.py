@@ -176,7 +176,10 @@ def test_gradients_reach_what_should_train_and_no_gan_gradient_reaches_the_encod
         ("vaegan.resolution=48", r"vaegan.resolution=48 .*\[32, 64, 128\]"),
         ("vaegan.latent_dim=100", r"vaegan.latent_dim=100 .*\[32, 64, 128, 256, 512\]"),
         ("vaegan.losses.latent_adversary_weight=-1", r"vaegan.losses.latent_adversary_weight=-1.* must be >= 0"),
-        ("vaegan.optim.latent_classifier_steps=0", r"vaegan.optim.latent_classifier_steps=0 must be a positive integer"),
+        (
+            "vaegan.optim.latent_classifier_steps=0",
+            r"vaegan.optim.latent_classifier_steps=0 must be a positive integer",
+        ),
     ],
 )
 def test_bad_config_fails_before_work(override: str, message: str) -> None:
