@@ -28,6 +28,7 @@ from vaegan.images import resize_uint8, to_model_range, to_uint8
 from vaegan.metrics import (
     KID_NAME,
     label_flip_figures,
+    latent_probe_recall,
     per_class_kid,
     reconstruction_fidelity,
 )
@@ -210,13 +211,23 @@ def generator_figures(
 
     mu = encode(val.images, val.labels)
     reconstructed = decode(mu, val.labels)
+    # What the codes say about the expression (Fader's aim: nothing): a probe fitted on the fit split's codes.
+    probe = latent_probe_recall(
+        train_codes=encode(fit.images, fit.labels),
+        train_labels=fit.labels,
+        test_codes=mu,
+        test_labels=val.labels,
+        class_names=names,
+        seed=seed,
+    )
     figures: dict[str, Any] = {
+        "latent_probe": probe,
         "reconstruction_fidelity": reconstruction_fidelity(
             reconstructed_predictions=predict(reconstructed),
             real_predictions=predict(val.images),
             labels=val.labels,
             class_names=names,
-        )
+        ),
     }
     sources, targets = label_flip_pairs(val.labels, classes=classes, num_classes=len(names))
     flipped = decode(mu[sources.to(device)], targets)
@@ -411,6 +422,12 @@ def format_generation_report(report: dict[str, Any]) -> str:
         lines.append(
             f"{'class':<11}{'recon fid':>10}{'flip acc':>9}{'src kept':>9}{'identity':>9}{'prior fid':>10}{'KID prior':>10}"
         )
+        if "latent_probe" in generator:
+            probe = generator["latent_probe"]
+            lines.append(
+                f"a linear probe reads the expression from the codes: mean class recall "
+                f"{format_figure(probe['mean_class_recall'])} (chance {probe['chance']:.2f})"
+            )
         for name, flip in generator["label_flip"].items():
             if name not in generator["prior_fidelity"]:
                 continue

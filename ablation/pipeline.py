@@ -207,8 +207,7 @@ def run_ablation(cfg: DictConfig) -> dict[str, Path]:
     # One writer per ablation folder: a second ablate.py on it gets an error naming this one's pid.
     with folder_lock(out_dir, what="ablation"), StageProgress(enabled=cfg.get("progress")) as progress:
         out_dir.mkdir(parents=True, exist_ok=True)
-        # This invocation is the resume a stopped one asked for; if it is stopped too, it marks the folder again.
-        clear_interruption(out_dir)
+        clear_interruption(out_dir)  # this invocation is the resume a stopped one asked for
         write_text_atomic(out_dir / "ablate_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
         strategies = list(
@@ -271,8 +270,7 @@ def run_ablation(cfg: DictConfig) -> dict[str, Path]:
             for p in sorted((folder / "previews").glob("*.png"))
         }
         extra = {"rows": ", ".join(rows), "wall time": f"{time.perf_counter() - started:.0f}s (this invocation)"}
-        if plugin is not None:
-            extra["classifier runs"] = f"one Hydra multirun on hydra/launcher={plugin}"
+        extra |= {"classifier runs": f"one Hydra multirun on hydra/launcher={plugin}"} if plugin is not None else {}
         return write_report(
             out_dir / "runs",
             out_dir=out_dir,

@@ -19,7 +19,7 @@ from vaegan import load_vaegan, save_vaegan
 from vaegan.checkpoint import FORMAT
 from vaegan.data import VAEGANDataModule, load_vaegan_faces
 from vaegan.losses import latent_confusion
-from vaegan.metrics import label_flip_figures, per_class_kid, reconstruction_fidelity
+from vaegan.metrics import label_flip_figures, latent_probe_recall, per_class_kid, reconstruction_fidelity
 from vaegan.model import ARCHITECTURE_VERSION, VAEGAN, resolution_for
 from vaegan.module import VAEGANModule
 from vaegan.train import validate_config
@@ -94,6 +94,18 @@ def test_a_decoder_that_ignores_the_label_is_at_chance_and_keeps_the_source_clas
     )
     assert all(figures[name]["accuracy"] == 1.0 and figures[name]["source_kept"] == 0.0 for name in NAMES)
     assert all(figures[name]["identity_kept"] == 0.0 for name in NAMES)  # a flat copy of the class, not the source face
+
+
+def test_a_latent_probe_reads_codes_that_carry_the_label_and_not_codes_that_hide_it() -> None:
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(len(NAMES)).repeat(40)
+    noise = torch.randn(len(labels), 16, generator=generator)
+    carrying = noise + 3 * torch.nn.functional.one_hot(labels, 16).float()  # a few dimensions say the class
+    split = dict(train_labels=labels[:120], test_labels=labels[120:], class_names=NAMES)
+    read = latent_probe_recall(train_codes=carrying[:120], test_codes=carrying[120:], **split)
+    hidden = latent_probe_recall(train_codes=noise[:120], test_codes=noise[120:], **split)
+    assert read["mean_class_recall"] > 0.9 and read["chance"] == 0.25 and read["n_test"] == 40
+    assert hidden["mean_class_recall"] < 0.5
 
 
 def test_per_class_kid_is_small_for_the_same_distribution_and_large_for_a_shifted_one() -> None:
