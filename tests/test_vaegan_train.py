@@ -216,5 +216,5 @@ def test_a_greyscale_dataset_gets_greyscale_grids(tiny_synthetic_root: Path, tmp
     )
     out = train_vaegan(cfg, output_dir=tmp_path / "run").output_dir
     for name in ("reconstructions", "samples", "label_flip"):
-        grid = torch.from_numpy(np.asarray(Image.open(out / "grids" / f"{name}.png").convert("RGB")))
+        grid = torch.from_numpy(np.array(Image.open(out / "grids" / f"{name}.png").convert("RGB")))
         assert torch.equal(grid[..., 0], grid[..., 1]) and torch.equal(grid[..., 1], grid[..., 2]), name
