@@ -110,6 +110,15 @@ def _recall(predictions: torch.Tensor, labels: torch.Tensor, label: int) -> tupl
     return (float((predictions[rows] == label).double().mean()) if n else math.nan), n
 
 
+def mean_class_recall(
+    predictions: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str]
+) -> tuple[float, dict[str, float]]:
+    """(mean over the classes present in `labels` of each class's recall, each class's recall; NaN if absent)."""
+    per_class = {name: _recall(predictions, labels, label)[0] for label, name in enumerate(class_names)}
+    present = [v for v in per_class.values() if math.isfinite(v)]
+    return (sum(present) / len(present) if present else math.nan), per_class
+
+
 def reconstruction_fidelity(
     *,
     reconstructed_predictions: torch.Tensor,
@@ -172,10 +181,9 @@ def latent_probe_recall(
             optimizer.step()
     with torch.no_grad():
         predictions = probe(x_test).argmax(dim=1)
-    per_class = {name: _recall(predictions, test_labels, label)[0] for label, name in enumerate(class_names)}
-    present = [v for v in per_class.values() if math.isfinite(v)]
+    mean_recall, per_class = mean_class_recall(predictions, test_labels, class_names)
     return {
-        "mean_class_recall": sum(present) / len(present) if present else math.nan,
+        "mean_class_recall": mean_recall,
         "chance": 1.0 / num_classes,
         "per_class": per_class,
         "n_train": int(len(train_labels)),

@@ -41,6 +41,7 @@ from .metrics import (
     FeatureNetwork,
     diversity_ratio,
     label_flip_figures,
+    mean_class_recall,
     per_class_frechet,
     per_class_kid,
     reconstruction_fidelity,
@@ -446,8 +447,7 @@ class VAEGANModule(pl.LightningModule):
         """How much expression the codes still carry: the latent classifier's mean class recall on the held-out
         codes (chance = 1 / number of classes; Fader's adversary pushes it there)."""
         predictions = self.model.latent_classifier(mu).argmax(dim=1)
-        recalls = [(predictions[labels == c] == c).float().mean() for c in labels.unique()]
-        return float(torch.stack(recalls).mean())
+        return mean_class_recall(predictions.cpu(), labels.cpu(), self.class_names)[0]
 
     def _flip_sources(self, labels: torch.Tensor, target: int) -> torch.Tensor:
         """Rows of real faces of the other classes to decode with `target` (the first few of each class, so every
