@@ -171,6 +171,15 @@ def test_old_architecture_checkpoints_are_refused_with_retrain(tmp_path: Path) -
     )
     with pytest.raises(CheckpointError, match=r"v2\.safetensors: a VAE-GAN of architecture version 2.*Retrain"):
         load_vaegan(v2)
+    # A version-3 file written before the encoder_sees_label switch existed loads with the switch's default.
+    before_switch = {
+        **meta,
+        "architecture": {k: v for k, v in meta["architecture"].items() if k != "encoder_sees_label"},
+    }
+    pre = save_safetensors(
+        tmp_path / "pre.safetensors", model.state_dict(), metadata={"format": FORMAT, "meta": before_switch}
+    )
+    assert load_vaegan(pre)[1]["architecture"]["encoder_sees_label"] is True
 
 
 def test_ddp_is_refused_before_any_work_with_what_to_use() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -126,3 +127,32 @@ def test_frechet_distance_and_collapse_indicator() -> None:
     )
     assert varied["overall"] == pytest.approx(1.0, abs=0.15)
     assert collapsed["overall"] == 0.0
+
+
+def test_an_encoder_that_does_not_see_the_label_ignores_it_and_round_trips(tmp_path: Path) -> None:
+    from vaegan.checkpoint import load_vaegan, save_vaegan
+
+    torch.manual_seed(0)
+    model = VAEGAN(
+        resolution=32, latent_dim=32, num_classes=7, base_channels=8, max_channels=32, encoder_sees_label=False
+    ).eval()
+    assert model.encoder.label_embedding is None
+    images = torch.rand(4, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        mu_a, _ = model.encode(images, torch.zeros(4, dtype=torch.long))
+        mu_b, _ = model.encode(images, torch.full((4,), 6, dtype=torch.long))
+    assert torch.equal(mu_a, mu_b)
+    path = save_vaegan(
+        tmp_path / "v.safetensors",
+        model=model,
+        config={},
+        class_names=[f"c{i}" for i in range(7)],
+        extra={"image_size": 32, "data_fingerprint": "x"},
+    )
+    loaded, meta = load_vaegan(path)
+    assert meta["architecture"]["encoder_sees_label"] is False
+    assert loaded.encoder.label_embedding is None
+    with torch.no_grad():
+        assert torch.allclose(loaded.encode(images, torch.zeros(4, dtype=torch.long))[0], mu_a)
+    with pytest.raises(ValueError, match=r"encoder_sees_label='no' must be true or false"):
+        VAEGAN(resolution=32, latent_dim=32, num_classes=7, encoder_sees_label="no")

@@ -180,6 +180,7 @@ def test_gradients_reach_what_should_train_and_no_gan_gradient_reaches_the_encod
             "vaegan.optim.latent_classifier_steps=0",
             r"vaegan.optim.latent_classifier_steps=0 must be a positive integer",
         ),
+        ("vaegan.encoder_sees_label=sometimes", r"vaegan.encoder_sees_label='sometimes' must be true or false"),
     ],
 )
 def test_bad_config_fails_before_work(override: str, message: str) -> None:

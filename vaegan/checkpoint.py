@@ -24,7 +24,7 @@ from faces.io import (
     save_safetensors,
 )
 
-from .model import ARCHITECTURE_KEYS, ARCHITECTURE_VERSION, VAEGAN
+from .model import ARCHITECTURE_KEYS, ARCHITECTURE_SWITCHES, ARCHITECTURE_VERSION, VAEGAN
 
 FORMAT = "fer-longtail-vaegan"
 FORMAT_VERSION = 1
@@ -72,12 +72,9 @@ def read_vaegan_meta(path: Path | str) -> dict[str, Any]:
             "class_names": ("a list of distinct class names", is_name_list),
             "image_size": ("a positive integer", is_positive_int),
             "architecture": (
-                f"an object with keys from {list(ARCHITECTURE_KEYS)}",
-                lambda v: (
-                    isinstance(v, dict)
-                    and set(v) <= set(ARCHITECTURE_KEYS)
-                    and all(is_positive_int(x) for x in v.values())
-                ),
+                f"an object with keys from {list(ARCHITECTURE_KEYS)} (sizes: positive integers; "
+                f"{list(ARCHITECTURE_SWITCHES)}: true or false)",
+                _is_architecture,
             ),
         },
         what=WHAT,
@@ -89,12 +86,21 @@ def read_vaegan_meta(path: Path | str) -> dict[str, Any]:
             "(space-to-depth stems, sub-pixel output, the discriminator's expression classifier) and cannot load it. "
             "Retrain: python scripts/train_vaegan.py (or delete the ablation's vaegan/ folder and re-run scripts/ablate.py)"
         )
+    meta["architecture"] = {**ARCHITECTURE_SWITCHES, **meta["architecture"]}
     if meta["architecture"].get("num_classes") != len(meta["class_names"]):
         raise CheckpointError(
             f"{path}: metadata architecture.num_classes={meta['architecture'].get('num_classes')!r} but "
             f"{len(meta['class_names'])} class names; the file is damaged or was not written by save_vaegan"
         )
     return meta
+
+
+def _is_architecture(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and set(value) <= set(ARCHITECTURE_KEYS)
+        and all(isinstance(x, bool) if key in ARCHITECTURE_SWITCHES else is_positive_int(x) for key, x in value.items())
+    )
 
 
 def config_differences(stored: Mapping[str, Any], expected: Mapping[str, Any], *, keys: Sequence[str]) -> list[str]:
@@ -164,7 +170,9 @@ def check_resume_checkpoint(path: Path | str, *, config: Mapping[str, Any]) -> d
             f"{ARCHITECTURE_VERSION} and cannot continue it. Retrain from scratch (drop resume=)"
         )
     stored = checkpoint["hyper_parameters"].get("config", {})
-    stored_model, expected_model = stored.get("vaegan", {}), dict(config.get("vaegan", {}))
+    # A switch added after the checkpoint was written has its default there.
+    stored_model = {**ARCHITECTURE_SWITCHES, **stored.get("vaegan", {})}
+    expected_model = {**ARCHITECTURE_SWITCHES, **dict(config.get("vaegan", {}))}
     if expected_model.get("resolution") == "auto":  # resolved from the data; the stored value is the resolved one
         expected_model.pop("resolution")
     differences = config_differences(stored_model, expected_model, keys=[*ARCHITECTURE_KEYS, "name"])

@@ -21,7 +21,17 @@ from torch.nn.utils.parametrizations import spectral_norm
 RESOLUTIONS = (32, 64, 128)
 LATENT_DIMS = (32, 64, 128, 256, 512)
 # Everything that shapes the weights; a checkpoint must agree on all of these to load.
-ARCHITECTURE_KEYS = ("resolution", "latent_dim", "num_classes", "base_channels", "max_channels", "embed_dim")
+ARCHITECTURE_KEYS = (
+    "resolution",
+    "latent_dim",
+    "num_classes",
+    "base_channels",
+    "max_channels",
+    "embed_dim",
+    "encoder_sees_label",
+)
+# Keys whose value is a switch rather than a size; files written before a switch existed get its default.
+ARCHITECTURE_SWITCHES = {"encoder_sees_label": True}
 # The layout of the weights: 2 = space-to-depth stems in encoder and discriminator, a sub-pixel last
 # decoder level and the discriminator's auxiliary expression classifier; 3 = and the latent classifier
 # (Fader Networks' latent discriminator). A file of another version cannot be loaded into this code:
@@ -58,12 +68,15 @@ def _num_downsamplings(resolution: int) -> int:
 
 
 class Encoder(nn.Module):
-    """q(z | x, y): a space-to-depth stem, strided convs down to 4x4, then a linear head for mean and log-variance.
+    """q(z | x[, y]): a space-to-depth stem, strided convs down to 4x4, then a linear head for mean and log-variance.
 
     The stem folds each 2x2 pixel block into channels (pixel_unshuffle) and convolves at half
     resolution: a full-resolution conv costs 4x as much per output for what a 2x2 block already
     says. The label enters after the convolutions (concatenated to the flattened features), so the
     latent code need not carry the expression: the decoder gets it from the label instead.
+    `sees_label=False` is Fader's and AttGAN's encoder, q(z | x): the code is a function of the image
+    alone, so it cannot add a label-dependent offset that a latent adversary trained alongside chases
+    but never catches (what the conditional encoder did; BENCHMARKS.md).
     """
 
     def __init__(
@@ -75,6 +88,7 @@ class Encoder(nn.Module):
         base_channels: int,
         max_channels: int,
         embed_dim: int,
+        sees_label: bool = True,
     ) -> None:
         super().__init__()
         levels = _num_downsamplings(resolution)
@@ -91,15 +105,17 @@ class Encoder(nn.Module):
                 nn.LeakyReLU(0.2, inplace=True),
             ]
         self.features = nn.Sequential(*layers)
-        self.label_embedding = nn.Embedding(num_classes, embed_dim)
-        self.head = nn.Linear(widths[-1] * 16 + embed_dim, 2 * latent_dim)
+        self.label_embedding = nn.Embedding(num_classes, embed_dim) if sees_label else None
+        self.head = nn.Linear(widths[-1] * 16 + (embed_dim if sees_label else 0), 2 * latent_dim)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = rearrange(self.features(images), "b c h w -> b (c h w)")
         # The head runs in fp32 even under bf16 autocast: near |mu| ~ 2 bf16's spacing (~0.016) reaches
         # the posterior sigma, so a*sigma perturbations of the codes would drown in rounding.
         with torch.autocast(device_type=h.device.type, enabled=False):
-            h = torch.cat([h.float(), self.label_embedding(labels).float()], dim=1)
+            h = h.float()
+            if self.label_embedding is not None:
+                h = torch.cat([h, self.label_embedding(labels).float()], dim=1)
             mu, logvar = rearrange(self.head(h), "b (two d) -> two b d", two=2)
         return mu, logvar.clamp(*LOGVAR_RANGE)
 
@@ -262,7 +278,8 @@ class VAEGAN(nn.Module):
     """Encoder, class-conditional decoder, projection discriminator (with its auxiliary classifier), latent
     classifier and an EMA copy of the decoder.
 
-    `encode(images, labels)` uses the label (a conditional VAE); `decode(z, labels)` uses the
+    `encode(images, labels)` uses the label unless `encoder_sees_label=False` (then it ignores
+    them); `decode(z, labels)` uses the
     EMA decoder by default, which is what sampling and augmentation should see (smoother
     than the raw weights after adversarial updates). `decode(..., ema=False)` is the trained copy.
     """
@@ -276,6 +293,7 @@ class VAEGAN(nn.Module):
         base_channels: int = 64,
         max_channels: int = 512,
         embed_dim: int = 64,
+        encoder_sees_label: bool = True,
     ) -> None:
         super().__init__()
         _check_choice("resolution", resolution, RESOLUTIONS)
@@ -288,6 +306,8 @@ class VAEGAN(nn.Module):
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}={value!r} must be a positive integer")
+        if not isinstance(encoder_sees_label, bool):
+            raise ValueError(f"encoder_sees_label={encoder_sees_label!r} must be true or false")
         if max_channels < base_channels:
             raise ValueError(f"max_channels={max_channels} must be >= base_channels={base_channels}")
         self.resolution = resolution
@@ -300,11 +320,12 @@ class VAEGAN(nn.Module):
             base_channels=base_channels,
             max_channels=max_channels,
             embed_dim=embed_dim,
+            encoder_sees_label=encoder_sees_label,
         )
         shared = dict(
             resolution=resolution, num_classes=num_classes, base_channels=base_channels, max_channels=max_channels
         )
-        self.encoder = Encoder(latent_dim=latent_dim, embed_dim=embed_dim, **shared)
+        self.encoder = Encoder(latent_dim=latent_dim, embed_dim=embed_dim, sees_label=encoder_sees_label, **shared)
         self.decoder = Decoder(latent_dim=latent_dim, embed_dim=embed_dim, **shared)
         self.discriminator = ProjectionDiscriminator(**shared)
         self.latent_classifier = LatentClassifier(latent_dim=latent_dim, num_classes=num_classes)

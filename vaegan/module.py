@@ -65,6 +65,7 @@ def build_model(*, model_cfg: dict[str, Any], num_classes: int) -> VAEGAN:
         base_channels=model_cfg["base_channels"],
         max_channels=model_cfg["max_channels"],
         embed_dim=model_cfg["embed_dim"],
+        encoder_sees_label=model_cfg.get("encoder_sees_label", True),
     )
 
 

@@ -90,6 +90,8 @@ def validate_config(config: dict[str, Any]) -> None:
     ):
         if weights[key] < 0:
             raise ValueError(f"vaegan.losses.{key}={weights[key]} must be >= 0")
+    if not isinstance(model.get("encoder_sees_label", True), bool):
+        raise ValueError(f"vaegan.encoder_sees_label={model.get('encoder_sees_label')!r} must be true or false")
     steps = model["optim"].get("latent_classifier_steps")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"vaegan.optim.latent_classifier_steps={steps!r} must be a positive integer")
