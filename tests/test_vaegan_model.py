@@ -10,6 +10,7 @@ import torch
 
 from vaegan import VAEGAN, to_model_range, to_uint8
 from vaegan import losses as L
+from vaegan.checkpoint import load_vaegan, save_vaegan
 from vaegan.metrics import diversity_ratio, frechet_distance
 
 
@@ -130,8 +131,6 @@ def test_frechet_distance_and_collapse_indicator() -> None:
 
 
 def test_an_encoder_that_does_not_see_the_label_ignores_it_and_round_trips(tmp_path: Path) -> None:
-    from vaegan.checkpoint import load_vaegan, save_vaegan
-
     torch.manual_seed(0)
     model = VAEGAN(
         resolution=32, latent_dim=32, num_classes=7, base_channels=8, max_channels=32, encoder_sees_label=False

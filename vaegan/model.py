@@ -278,10 +278,9 @@ class VAEGAN(nn.Module):
     """Encoder, class-conditional decoder, projection discriminator (with its auxiliary classifier), latent
     classifier and an EMA copy of the decoder.
 
-    `encode(images, labels)` uses the label unless `encoder_sees_label=False` (then it ignores
-    them); `decode(z, labels)` uses the
-    EMA decoder by default, which is what sampling and augmentation should see (smoother
-    than the raw weights after adversarial updates). `decode(..., ema=False)` is the trained copy.
+    `encode(images, labels)` uses the label unless `encoder_sees_label=False` (then it ignores them);
+    `decode(z, labels)` uses the EMA decoder by default, which is what sampling and augmentation should
+    see (smoother than the raw weights after adversarial updates). `decode(..., ema=False)` is the trained copy.
     """
 
     def __init__(

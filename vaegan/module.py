@@ -48,7 +48,7 @@ from .metrics import (
     reconstruction_l1,
     reconstruction_ssim,
 )
-from .model import ARCHITECTURE_VERSION, VAEGAN, resolution_for
+from .model import ARCHITECTURE_SWITCHES, ARCHITECTURE_VERSION, VAEGAN, resolution_for
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def build_model(*, model_cfg: dict[str, Any], num_classes: int) -> VAEGAN:
         base_channels=model_cfg["base_channels"],
         max_channels=model_cfg["max_channels"],
         embed_dim=model_cfg["embed_dim"],
-        encoder_sees_label=model_cfg.get("encoder_sees_label", True),
+        encoder_sees_label=model_cfg.get("encoder_sees_label", ARCHITECTURE_SWITCHES["encoder_sees_label"]),
     )
 
 

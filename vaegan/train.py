@@ -22,7 +22,7 @@ from faces.runkit.runs import check_not_interrupted, clear_interruption
 
 from .checkpoint import check_resume_checkpoint, save_vaegan
 from .data import VAEGANDataModule, load_vaegan_faces
-from .model import LATENT_DIMS, RESOLUTIONS, resolution_for
+from .model import ARCHITECTURE_SWITCHES, LATENT_DIMS, RESOLUTIONS, resolution_for
 from .module import NonFiniteLossError, VAEGANModule
 
 log = logging.getLogger(__name__)
@@ -90,8 +90,9 @@ def validate_config(config: dict[str, Any]) -> None:
     ):
         if weights[key] < 0:
             raise ValueError(f"vaegan.losses.{key}={weights[key]} must be >= 0")
-    if not isinstance(model.get("encoder_sees_label", True), bool):
-        raise ValueError(f"vaegan.encoder_sees_label={model.get('encoder_sees_label')!r} must be true or false")
+    for key, default in ARCHITECTURE_SWITCHES.items():
+        if not isinstance(model.get(key, default), bool):
+            raise ValueError(f"vaegan.{key}={model.get(key)!r} must be true or false")
     steps = model["optim"].get("latent_classifier_steps")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"vaegan.optim.latent_classifier_steps={steps!r} must be a positive integer")
