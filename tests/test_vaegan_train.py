@@ -122,10 +122,12 @@ def test_injected_nan_trips_the_guard_and_keeps_the_last_good_checkpoint(
     assert all(torch.isfinite(v).all() for v in state["state_dict"].values() if v.is_floating_point())
 
 
+@pytest.mark.parametrize("diff_augment", ["[]", "[color,translation,cutout]"])
 def test_gradients_reach_what_should_train_and_no_gan_gradient_reaches_the_encoder(
-    tiny_synthetic_root: Path, tmp_path: Path
+    tiny_synthetic_root: Path, tmp_path: Path, diff_augment: str
 ) -> None:
-    """One real step with the GAN term on from step 0, and the same step with it off."""
+    """One real step with the GAN term on from step 0, and the same step with it off; with DiffAugment the
+    gradient still reaches the decoder through the augmented images, and still not the encoder."""
     grads = {}
     for name, weight in (("gan", "0.5"), ("no_gan", "0.0")):
         cfg = tiny_config(
@@ -137,6 +139,7 @@ def test_gradients_reach_what_should_train_and_no_gan_gradient_reaches_the_encod
                 "vaegan.losses.adversarial_ramp_epochs=0",
                 "vaegan.losses.kl_warmup_epochs=0",
                 f"vaegan.losses.adversarial_weight={weight}",
+                f"vaegan.losses.diff_augment={diff_augment}",
             ),
         )
         from omegaconf import OmegaConf
@@ -181,6 +184,7 @@ def test_gradients_reach_what_should_train_and_no_gan_gradient_reaches_the_encod
             r"vaegan.optim.latent_classifier_steps=0 must be a positive integer",
         ),
         ("vaegan.encoder_sees_label=sometimes", r"vaegan.encoder_sees_label='sometimes' must be true or false"),
+        ("vaegan.losses.diff_augment=[color,blur]", r"diff_augment: unknown op\(s\) \['blur'\]; choose from"),
     ],
 )
 def test_bad_config_fails_before_work(override: str, message: str) -> None:

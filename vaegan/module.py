@@ -3,6 +3,7 @@
 Per batch, with x real, y its label, z ~ q(z|x,y), (z_p, y_p) a prior draw and y' != y a swapped label:
 
     discriminator  <- hinge(D(x, y), D(dec(z, y), y), D(dec(z_p, y_p), y_p), D(dec(z, y'), y'))   fakes detached
+                      (every D input through the same DiffAugment policy when vaegan.losses.diff_augment is set)
                       + classifier_weight * CE(C(x), y)                       C: D's expression classifier, real faces only
     latent C_z     <- CE(C_z(mu), y)                                   Fader's latent discriminator, codes detached
     encoder        <- kl_weight * KL + recon + latent_adversary_weight * KL(pi || C_z(mu))   no GAN gradient;
@@ -31,6 +32,7 @@ from torch import nn
 from faces.io import write_json_atomic
 
 from . import losses as L
+from .diff_augment import diff_augment, parse_policy
 from .generation.perturbations import LatentBatch, Perturbation, class_scale_for, get_perturbation, perturb_codes
 from .generation.render import render, render_for
 from .grids import pick_per_class, save_class_grid
@@ -99,6 +101,7 @@ class VAEGANModule(pl.LightningModule):
         self._steps_per_epoch = 1
         self._greyscale = False  # set at fit start from the training faces
         self._class_prior: torch.Tensor | None = None  # the fit split's class frequencies, set at fit start
+        self._augment_policy = parse_policy(self.loss_cfg.get("diff_augment"))
 
     # ----------------------------------------------------------------- set-up
     def configure_optimizers(self):
@@ -182,7 +185,7 @@ class VAEGANModule(pl.LightningModule):
         model = self.model
         x = self._prepare(images)
         n = x.shape[0]
-        noise, z_prior, labels_prior, labels_swapped = self._draw_step_randomness(x, labels, step)
+        noise, z_prior, labels_prior, labels_swapped, generator = self._draw_step_randomness(x, labels, step)
 
         mu, logvar = model.encoder(x, labels)
         z = model.reparameterize(mu, logvar, noise=noise)
@@ -191,9 +194,11 @@ class VAEGANModule(pl.LightningModule):
         # decoded[:n] reconstructions, [n:2n] prior samples, [2n:] swapped-label decodes; D and the GAN term use all three.
         reconstructed = decoded[:n]
 
-        d_out = self._discriminator_update(x, labels, decoded, fake_labels, opt_discriminator)
+        # D sees real and fake through the same random augmentation (vaegan.diff_augment; off when the policy is
+        # empty), a fresh draw for its own step and for the generator's.
+        d_out = self._discriminator_update(x, labels, decoded, fake_labels, opt_discriminator, generator)
         d_out["latent_class"] = self._latent_classifier_update(mu, labels, opt_latent)
-        values = self._generator_losses(x, labels, decoded, fake_labels, reconstructed, mu, logvar)
+        values = self._generator_losses(x, labels, decoded, fake_labels, reconstructed, mu, logvar, generator)
         reconstruction = values.pop("reconstruction")
         kl_weight, adversarial_weight, label_weight, latent_weight = self._loss_weights(step)
         encoder_params = list(model.encoder.parameters())
@@ -235,7 +240,8 @@ class VAEGANModule(pl.LightningModule):
     def _draw_step_randomness(self, x: torch.Tensor, labels: torch.Tensor, step: int):
         """This step's posterior noise, prior codes, prior labels and swapped labels, drawn in that order.
 
-        One generator seeded from (seed, step), so a resumed run draws the same values at the same step.
+        One generator seeded from (seed, step), so a resumed run draws the same values at the same step; it comes
+        back too, for the step's augmentation draws (made after these, so they leave these values unchanged).
         """
         n, num_classes = x.shape[0], self.model.num_classes
         generator = torch.Generator(device=x.device).manual_seed(int(self.config["seed"]) * 1_000_003 + step)
@@ -247,14 +253,21 @@ class VAEGANModule(pl.LightningModule):
         labels_swapped = (
             labels + torch.randint(1, num_classes, (n,), generator=generator, device=x.device)
         ) % num_classes
-        return noise, z_prior, labels_prior, labels_swapped
+        return noise, z_prior, labels_prior, labels_swapped, generator
 
-    def _discriminator_update(self, x, labels, decoded, fake_labels, opt_discriminator) -> dict:
+    def _augment(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """DiffAugment on a stack of four equal blocks (real, reconstructions, prior samples, swapped-label
+        decodes): row i of each block gets the same draw, so a face and its reconstruction stay comparable."""
+        return diff_augment(images, policy=self._augment_policy, generator=generator, groups=4)
+
+    def _discriminator_update(self, x, labels, decoded, fake_labels, opt_discriminator, generator) -> dict:
         """One discriminator step; it runs before the encoder/decoder step, which sees the updated D."""
         n = x.shape[0]
         # Discriminator: real vs the three kinds of fake (detached), and its expression classifier on real faces only.
         logits, class_logits = self.model.discriminator(
-            torch.cat([x, decoded.detach()]), torch.cat([labels, fake_labels]), return_class_logits=True
+            self._augment(torch.cat([x, decoded.detach()]), generator),
+            torch.cat([labels, fake_labels]),
+            return_class_logits=True,
         )
         d_real, d_fake = logits[:n], logits[n:]
         loss_d_hinge = L.hinge_discriminator_loss(d_real, d_fake)
@@ -279,13 +292,16 @@ class VAEGANModule(pl.LightningModule):
             losses.append(loss.detach())
         return losses[0]
 
-    def _generator_losses(self, x, labels, decoded, fake_labels, reconstructed, mu, logvar) -> dict:
+    def _generator_losses(self, x, labels, decoded, fake_labels, reconstructed, mu, logvar, generator) -> dict:
         """Encoder/decoder loss terms; the weighted reconstruction sum comes back under "reconstruction"."""
         n = x.shape[0]
         # Encoder and decoder, against the updated discriminator. D's parameters get no gradient
         # here (backward `inputs=`), and real features are a fixed target.
         logits_g, features, class_logits_g = self.model.discriminator(
-            torch.cat([x, decoded]), torch.cat([labels, fake_labels]), return_features=True, return_class_logits=True
+            self._augment(torch.cat([x, decoded]), generator),
+            torch.cat([labels, fake_labels]),
+            return_features=True,
+            return_class_logits=True,
         )
         fake_logits = logits_g[n:]
         features_real, features_reconstructed = features[:n].detach(), features[n : 2 * n]

@@ -22,6 +22,7 @@ from faces.runkit.runs import check_not_interrupted, clear_interruption
 
 from .checkpoint import check_resume_checkpoint, save_vaegan
 from .data import VAEGANDataModule, load_vaegan_faces
+from .diff_augment import parse_policy
 from .model import ARCHITECTURE_SWITCHES, LATENT_DIMS, RESOLUTIONS, resolution_for
 from .module import NonFiniteLossError, VAEGANModule
 
@@ -93,6 +94,7 @@ def validate_config(config: dict[str, Any]) -> None:
     for key, default in ARCHITECTURE_SWITCHES.items():
         if not isinstance(model.get(key, default), bool):
             raise ValueError(f"vaegan.{key}={model.get(key)!r} must be true or false")
+    parse_policy(weights.get("diff_augment"))  # an unknown op name fails here, naming the choices
     steps = model["optim"].get("latent_classifier_steps")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"vaegan.optim.latent_classifier_steps={steps!r} must be a positive integer")

@@ -1,0 +1,84 @@
+"""DiffAugment for the discriminator: each op on images with known answers, gradients, paired draws."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vaegan.diff_augment import CUTOUT_RATIO, OPS, diff_augment, parse_policy
+
+
+def _generator(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_an_empty_policy_is_the_identity() -> None:
+    images = torch.rand(4, 3, 16, 16) * 2 - 1
+    assert diff_augment(images, policy=(), generator=_generator()) is images
+    assert parse_policy([]) == () and parse_policy("") == () and parse_policy(None) == ()
+    assert parse_policy("color, cutout") == ("color", "cutout")
+
+
+def test_unknown_ops_are_named_with_the_choices() -> None:
+    with pytest.raises(
+        ValueError, match=r"unknown op\(s\) \['blur'\]; choose from \['color', 'cutout', 'translation'\]"
+    ):
+        parse_policy(["color", "blur"])
+
+
+def test_translation_moves_a_pixel_and_pads_with_zero() -> None:
+    images = torch.zeros(64, 1, 16, 16)
+    images[:, :, 8, 8] = 1.0
+    shifted = diff_augment(images, policy=("translation",), generator=_generator())
+    assert shifted.shape == images.shape
+    # The one bright pixel is still there, exactly once per image, within 2 px (1/8 of 16) of where it was.
+    assert torch.equal(shifted.flatten(1).sum(1), torch.ones(64))
+    rows, cols = (shifted[:, 0] == 1).nonzero()[:, 1], (shifted[:, 0] == 1).nonzero()[:, 2]
+    assert ((rows - 8).abs() <= 2).all() and ((cols - 8).abs() <= 2).all()
+    assert len({(int(r), int(c)) for r, c in zip(rows, cols)}) > 1  # shifts differ between rows
+    constant = diff_augment(torch.ones(64, 1, 16, 16), policy=("translation",), generator=_generator())
+    assert (constant == 0).any() and set(constant.unique().tolist()) <= {0.0, 1.0}  # zero padding
+
+
+def test_cutout_zeroes_one_square_of_the_set_size() -> None:
+    images = torch.ones(8, 3, 32, 32)
+    cut = diff_augment(images, policy=("cutout",), generator=_generator())
+    side = int(32 * CUTOUT_RATIO)
+    assert torch.equal((cut[:, 0] == 0).flatten(1).sum(1), torch.full((8,), side * side))
+    assert torch.equal(cut[:, 0], cut[:, 2])  # the same square on every channel
+
+
+def test_color_keeps_a_grey_image_grey_and_changes_brightness() -> None:
+    grey = torch.full((16, 3, 8, 8), 0.2)
+    out = diff_augment(grey, policy=("color",), generator=_generator())
+    assert torch.allclose(out[:, 0], out[:, 1]) and torch.allclose(out[:, 1], out[:, 2])  # saturation acts on colour
+    assert out.mean(dim=(1, 2, 3)).std() > 0.1  # brightness differs between rows
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_every_op_passes_the_gradient_to_its_input(name: str) -> None:
+    images = (torch.rand(4, 3, 16, 16) * 2 - 1).requires_grad_(True)
+    diff_augment(images, policy=(name,), generator=_generator()).sum().backward()
+    assert images.grad is not None and images.grad.abs().sum() > 0
+
+
+def test_blocks_share_their_draws_and_seeds_repeat() -> None:
+    """A face and its reconstruction (same row of two blocks) are transformed alike; the same seed, the same draw."""
+    block = torch.rand(6, 3, 16, 16) * 2 - 1
+    policy = ("color", "translation", "cutout")
+    out = diff_augment(torch.cat([block, block]), policy=policy, generator=_generator(3), groups=2)
+    assert torch.equal(out[:6], out[6:])
+    again = diff_augment(torch.cat([block, block]), policy=policy, generator=_generator(3), groups=2)
+    assert torch.equal(out, again)
+    other = diff_augment(torch.cat([block, block]), policy=policy, generator=_generator(4), groups=2)
+    assert not torch.equal(out, other)
+    with pytest.raises(ValueError, match="does not split into 4 equal blocks"):
+        diff_augment(block, policy=policy, generator=_generator(), groups=4)
+
+
+def test_channels_last_input_gives_the_same_images() -> None:
+    images = torch.rand(4, 3, 16, 16) * 2 - 1
+    policy = ("color", "translation", "cutout")
+    plain = diff_augment(images, policy=policy, generator=_generator())
+    strided = diff_augment(images.contiguous(memory_format=torch.channels_last), policy=policy, generator=_generator())
+    assert torch.allclose(plain, strided, atol=1e-6)
