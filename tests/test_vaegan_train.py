@@ -38,6 +38,9 @@ def test_training_lowers_reconstruction_loss_and_writes_outputs(three_epochs) ->
     assert len(train_l1) == len(val_l1) == 3
     assert train_l1[-1] < 0.8 * train_l1[0], train_l1
     assert val_l1[-1] < val_l1[0], val_l1
+    # D's expression classifier on real validation faces, each epoch (the ceiling on what the decoder can obey)
+    class_recall = _epoch_metric(three_epochs.output_dir, "val/discriminator_class_recall")
+    assert len(class_recall) == 3 and all(0.0 <= r <= 1.0 for r in class_recall), class_recall
     out = three_epochs.output_dir
     assert three_epochs.last_checkpoint == out / "checkpoints" / "last.ckpt" and three_epochs.last_checkpoint.is_file()
     assert three_epochs.best_checkpoint == out / "checkpoints" / "best.ckpt" and three_epochs.best_checkpoint.is_file()
