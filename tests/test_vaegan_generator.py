@@ -20,7 +20,7 @@ from vaegan.checkpoint import FORMAT
 from vaegan.data import VAEGANDataModule, load_vaegan_faces
 from vaegan.losses import latent_confusion
 from vaegan.metrics import label_flip_figures, latent_probe_recall, per_class_kid, reconstruction_fidelity
-from vaegan.model import ARCHITECTURE_VERSION, VAEGAN, resolution_for
+from vaegan.model import ARCHITECTURE_SWITCHES, ARCHITECTURE_VERSION, VAEGAN, resolution_for
 from vaegan.module import VAEGANModule
 from vaegan.train import validate_config
 
@@ -171,15 +171,16 @@ def test_old_architecture_checkpoints_are_refused_with_retrain(tmp_path: Path) -
     )
     with pytest.raises(CheckpointError, match=r"v2\.safetensors: a VAE-GAN of architecture version 2.*Retrain"):
         load_vaegan(v2)
-    # A version-3 file written before the encoder_sees_label switch existed loads with the switch's default.
+    # A version-3 file written before the switches existed loads with their defaults.
     before_switch = {
         **meta,
-        "architecture": {k: v for k, v in meta["architecture"].items() if k != "encoder_sees_label"},
+        "architecture": {k: v for k, v in meta["architecture"].items() if k not in ARCHITECTURE_SWITCHES},
     }
     pre = save_safetensors(
         tmp_path / "pre.safetensors", model.state_dict(), metadata={"format": FORMAT, "meta": before_switch}
     )
     assert load_vaegan(pre)[1]["architecture"]["encoder_sees_label"] is True
+    assert load_vaegan(pre)[1]["architecture"]["expression_classifier"] is False
 
 
 def test_ddp_is_refused_before_any_work_with_what_to_use() -> None:

@@ -155,3 +155,40 @@ def test_an_encoder_that_does_not_see_the_label_ignores_it_and_round_trips(tmp_p
         assert torch.allclose(loaded.encode(images, torch.zeros(4, dtype=torch.long))[0], mu_a)
     with pytest.raises(ValueError, match=r"encoder_sees_label='no' must be true or false"):
         VAEGAN(resolution=32, latent_dim=32, num_classes=7, encoder_sees_label="no")
+
+
+@pytest.mark.parametrize("resolution", [32, 64])
+def test_a_separate_expression_classifier_judges_in_eval_mode_and_round_trips(tmp_path: Path, resolution: int) -> None:
+    """`expression_classifier=True`: model.classify answers with the separate CNN, in eval mode (the decoder's
+    images never move its batch-norm statistics), and the weights come back from the safetensors file."""
+    torch.manual_seed(0)
+    model = VAEGAN(
+        resolution=resolution,
+        latent_dim=32,
+        num_classes=7,
+        base_channels=8,
+        max_channels=32,
+        expression_classifier=True,
+    )
+    assert VAEGAN(resolution=resolution, latent_dim=32, num_classes=7).expression_classifier is None
+    classifier = model.expression_classifier.train()
+    classifier(torch.rand(8, 3, resolution, resolution) * 2 - 1)  # a real-face step moves the running statistics
+    stats = [b.clone() for b in classifier.buffers()]
+    fakes = torch.rand(5, 3, resolution, resolution) * 2 - 1
+    logits = model.classify(fakes)
+    assert logits.shape == (5, 7) and classifier.training  # back in training mode afterwards
+    assert all(torch.equal(a, b) for a, b in zip(stats, classifier.buffers()))
+    assert not torch.allclose(logits, model.discriminator.classify(fakes))
+    path = save_vaegan(
+        tmp_path / "v.safetensors",
+        model=model.eval(),
+        config={},
+        class_names=[f"c{i}" for i in range(7)],
+        extra={"image_size": resolution, "data_fingerprint": "x"},
+    )
+    loaded, meta = load_vaegan(path)
+    assert meta["architecture"]["expression_classifier"] is True
+    with torch.no_grad():
+        assert torch.allclose(loaded.classify(fakes), model.classify(fakes))
+    with pytest.raises(ValueError, match=r"expression_classifier=1 must be true or false"):
+        VAEGAN(resolution=32, latent_dim=32, num_classes=7, expression_classifier=1)

@@ -29,9 +29,10 @@ ARCHITECTURE_KEYS = (
     "max_channels",
     "embed_dim",
     "encoder_sees_label",
+    "expression_classifier",
 )
 # Keys whose value is a switch rather than a size; files written before a switch existed get its default.
-ARCHITECTURE_SWITCHES = {"encoder_sees_label": True}
+ARCHITECTURE_SWITCHES = {"encoder_sees_label": True, "expression_classifier": False}
 # The layout of the weights: 2 = space-to-depth stems in encoder and discriminator, a sub-pixel last
 # decoder level and the discriminator's auxiliary expression classifier; 3 = and the latent classifier
 # (Fader Networks' latent discriminator). A file of another version cannot be loaded into this code:
@@ -274,6 +275,37 @@ class LatentClassifier(nn.Module):
         return self.net(z.float())
 
 
+class ExpressionClassifier(nn.Module):
+    """A separate expression classifier for the swapped-label loss (`expression_classifier: true`).
+
+    Why not D's own classifier: on D's spectrally normalised trunk (base width 8, shared with the real/fake
+    hinge) it read real validation faces at 0.31 mean class recall after 48 epochs while the decoder's
+    label flips satisfied it at 0.90; a batch-normalised CNN trained alone on the same faces read 0.57-0.65
+    after 12 epochs (BENCHMARKS.md). A decoder can only obey its label as well as the classifier it answers
+    to reads expressions. Trained on real faces only; the decoder's images are judged in eval mode, so
+    fakes never touch its batch-norm statistics. Space-to-depth stem as the other networks (the
+    full-resolution layers are the expensive ones), then VGG-style double convolutions down to 4x4.
+    """
+
+    def __init__(self, *, resolution: int, num_classes: int, width: int = 32, dropout: float = 0.3) -> None:
+        super().__init__()
+
+        def conv(c_in: int, c_out: int) -> list[nn.Module]:
+            return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+        layers: list[nn.Module] = [nn.PixelUnshuffle(2), *conv(12, width)]
+        channels = width
+        for _ in range(_num_downsamplings(resolution) - 1):  # resolution / 2 down to 4x4
+            layers += [*conv(channels, channels), *conv(channels, 2 * channels), nn.MaxPool2d(2)]
+            channels *= 2
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, num_classes))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """images float [-1, 1] `b 3 R R` -> expression logits `b num_classes`."""
+        return self.head(self.features(images).mean(dim=(2, 3)).float())
+
+
 class VAEGAN(nn.Module):
     """Encoder, class-conditional decoder, projection discriminator (with its auxiliary classifier), latent
     classifier and an EMA copy of the decoder.
@@ -293,6 +325,7 @@ class VAEGAN(nn.Module):
         max_channels: int = 512,
         embed_dim: int = 64,
         encoder_sees_label: bool = True,
+        expression_classifier: bool = False,
     ) -> None:
         super().__init__()
         _check_choice("resolution", resolution, RESOLUTIONS)
@@ -305,8 +338,12 @@ class VAEGAN(nn.Module):
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}={value!r} must be a positive integer")
-        if not isinstance(encoder_sees_label, bool):
-            raise ValueError(f"encoder_sees_label={encoder_sees_label!r} must be true or false")
+        for name, value in (
+            ("encoder_sees_label", encoder_sees_label),
+            ("expression_classifier", expression_classifier),
+        ):
+            if not isinstance(value, bool):
+                raise ValueError(f"{name}={value!r} must be true or false")
         if max_channels < base_channels:
             raise ValueError(f"max_channels={max_channels} must be >= base_channels={base_channels}")
         self.resolution = resolution
@@ -320,6 +357,7 @@ class VAEGAN(nn.Module):
             max_channels=max_channels,
             embed_dim=embed_dim,
             encoder_sees_label=encoder_sees_label,
+            expression_classifier=expression_classifier,
         )
         shared = dict(
             resolution=resolution, num_classes=num_classes, base_channels=base_channels, max_channels=max_channels
@@ -328,7 +366,23 @@ class VAEGAN(nn.Module):
         self.decoder = Decoder(latent_dim=latent_dim, embed_dim=embed_dim, **shared)
         self.discriminator = ProjectionDiscriminator(**shared)
         self.latent_classifier = LatentClassifier(latent_dim=latent_dim, num_classes=num_classes)
+        # Only when asked for: files without it (the default) keep their layout.
+        self.expression_classifier = (
+            ExpressionClassifier(resolution=resolution, num_classes=num_classes) if expression_classifier else None
+        )
         self.decoder_ema = copy.deepcopy(self.decoder).requires_grad_(False).eval()
+
+    def classify(self, images: torch.Tensor) -> torch.Tensor:
+        """The expression logits the swapped-label loss answers to: the separate classifier when there is one
+        (in eval mode: the decoder's images never touch its batch-norm statistics), else D's own."""
+        if self.expression_classifier is None:
+            return self.discriminator.classify(images)
+        was_training = self.expression_classifier.training
+        self.expression_classifier.eval()
+        try:
+            return self.expression_classifier(images)
+        finally:
+            self.expression_classifier.train(was_training)
 
     def train(self, mode: bool = True) -> VAEGAN:
         super().train(mode)

@@ -67,7 +67,7 @@ def build_model(*, model_cfg: dict[str, Any], num_classes: int) -> VAEGAN:
         base_channels=model_cfg["base_channels"],
         max_channels=model_cfg["max_channels"],
         embed_dim=model_cfg["embed_dim"],
-        encoder_sees_label=model_cfg.get("encoder_sees_label", ARCHITECTURE_SWITCHES["encoder_sees_label"]),
+        **{key: model_cfg.get(key, default) for key, default in ARCHITECTURE_SWITCHES.items()},
     )
 
 
@@ -107,12 +107,18 @@ class VAEGANModule(pl.LightningModule):
     def configure_optimizers(self):
         optim = self.model_cfg["optim"]
         betas = tuple(optim["betas"])
-        return [
+        optimizers = [
             torch.optim.Adam(self.model.encoder.parameters(), lr=optim["lr"], betas=betas),
             torch.optim.Adam(self.model.decoder.parameters(), lr=optim["lr"], betas=betas),
             torch.optim.Adam(self.model.discriminator.parameters(), lr=optim["discriminator_lr"], betas=betas),
             torch.optim.Adam(self.model.latent_classifier.parameters(), lr=optim["latent_classifier_lr"], betas=betas),
         ]
+        if self.model.expression_classifier is not None:
+            # A plain classifier on real faces: Adam's usual betas, not the GAN's (0.5, 0.999).
+            optimizers.append(
+                torch.optim.Adam(self.model.expression_classifier.parameters(), lr=optim["expression_classifier_lr"])
+            )
+        return optimizers
 
     def setup(self, stage: str) -> None:
         if self.loss_cfg["lpips_weight"] > 0:
@@ -181,7 +187,7 @@ class VAEGANModule(pl.LightningModule):
     def training_step(self, batch, batch_idx: int) -> None:
         images, labels = batch
         step = self._step_index(batch_idx)
-        opt_encoder, opt_decoder, opt_discriminator, opt_latent = self.optimizers()
+        opt_encoder, opt_decoder, opt_discriminator, opt_latent, *opt_expression = self.optimizers()
         model = self.model
         x = self._prepare(images)
         n = x.shape[0]
@@ -198,6 +204,8 @@ class VAEGANModule(pl.LightningModule):
         # empty), a fresh draw for its own step and for the generator's.
         d_out = self._discriminator_update(x, labels, decoded, fake_labels, opt_discriminator, generator)
         d_out["latent_class"] = self._latent_classifier_update(mu, labels, opt_latent)
+        if opt_expression:
+            d_out["expression_class"] = self._expression_classifier_update(x, labels, opt_expression[0], generator)
         values = self._generator_losses(x, labels, decoded, fake_labels, reconstructed, mu, logvar, generator)
         reconstruction = values.pop("reconstruction")
         kl_weight, adversarial_weight, label_weight, latent_weight = self._loss_weights(step)
@@ -224,6 +232,7 @@ class VAEGANModule(pl.LightningModule):
                 "discriminator_class_loss": d_out["class"],
                 "discriminator_grad_norm": d_out["grad_norm"],
                 "latent_classifier_loss": d_out["latent_class"],
+                **({"expression_classifier_loss": d_out["expression_class"]} if "expression_class" in d_out else {}),
                 **values,
                 "encoder_grad_norm": norm_e,
                 "decoder_grad_norm": norm_g,
@@ -292,6 +301,23 @@ class VAEGANModule(pl.LightningModule):
             losses.append(loss.detach())
         return losses[0]
 
+    def _expression_classifier_update(self, x, labels, opt_expression, generator) -> torch.Tensor:
+        """One step of the separate expression classifier on this batch's real faces: class-balanced cross-entropy
+        (weights 1 / (K p_k): on the prior's weights it sat at "everything is Happiness" for epochs), on faces
+        mirrored at random (an expression is left-right symmetric)."""
+        classifier = self.model.expression_classifier
+        mirror = torch.rand(x.shape[0], generator=generator, device=x.device) < 0.5
+        faces = torch.where(mirror[:, None, None, None], x.flip(3), x)
+        prior = self._class_prior
+        weight = None if prior is None else (1.0 / (prior.clamp_min(1e-8) * len(prior))).float()
+        classifier.train()
+        loss = F.cross_entropy(classifier(faces), labels, weight=weight)
+        opt_expression.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        self._clip(classifier.parameters())
+        opt_expression.step()
+        return loss.detach()
+
     def _generator_losses(self, x, labels, decoded, fake_labels, reconstructed, mu, logvar, generator) -> dict:
         """Encoder/decoder loss terms; the weighted reconstruction sum comes back under "reconstruction"."""
         n = x.shape[0]
@@ -310,8 +336,13 @@ class VAEGANModule(pl.LightningModule):
         loss_kl = L.kl_divergence(mu, logvar)
         loss_adv = L.hinge_generator_loss(fake_logits)
         # The decoder must draw the label it is given wherever the code does not fix the image: on prior
-        # samples and on swapped-label decodes, D's classifier must read the asked-for label.
-        loss_label = F.cross_entropy(class_logits_g[2 * n :].float(), fake_labels[n:])
+        # samples and on swapped-label decodes, the classifier must read the asked-for label (D's own, or the
+        # separate expression classifier when the model has one; its parameters get no gradient here).
+        if self.model.expression_classifier is None:
+            label_logits = class_logits_g[2 * n :]
+        else:
+            label_logits = self.model.classify(decoded[n:])
+        loss_label = F.cross_entropy(label_logits.float(), fake_labels[n:])
         # Fader: the encoder pushes the latent classifier's reading of its codes towards the class frequencies
         # (what it would read from codes that say nothing about the expression).
         loss_latent = L.latent_confusion(self.model.latent_classifier(mu), self._class_prior)
@@ -367,6 +398,7 @@ class VAEGANModule(pl.LightningModule):
                 "train/latent_classifier": d_out["latent_class"],
                 "train/discriminator": d_out["hinge"],
                 "train/discriminator_class": d_out["class"],
+                **({"train/expression_classifier": d_out["expression_class"]} if "expression_class" in d_out else {}),
                 "train/d_real": d_out["real"].float().mean(),
                 "train/d_fake": d_out["fake"].float().mean(),
                 "train/kl_weight": kl_weight,
@@ -477,7 +509,8 @@ class VAEGANModule(pl.LightningModule):
     def _generator_figures(
         self, *, real: torch.Tensor, recon: torch.Tensor, labels: torch.Tensor, mu: torch.Tensor
     ) -> dict[str, float]:
-        """Whether the generator does its job, judged by D's expression classifier (an in-training judge: the
+        """Whether the generator does its job, judged by the classifier the swapped-label loss answers to (D's, or
+        the separate expression classifier; an in-training judge: the
         decoder is trained to satisfy it, so these read high; ablation's generation report uses the real-data
         judge): reconstruction fidelity and label-flip accuracy per class, and with the feature network the
         identity kept by label flips and per-class KID of prior samples. Writes grids/figures_<epoch>.json
@@ -486,10 +519,11 @@ class VAEGANModule(pl.LightningModule):
 
         def classify(images: torch.Tensor) -> torch.Tensor:
             chunks = range(0, len(images), 256)
-            return torch.cat([model.discriminator.classify(images[i : i + 256]).argmax(1) for i in chunks]).cpu()
+            return torch.cat([model.classify(images[i : i + 256]).argmax(1) for i in chunks]).cpu()
 
         labels_cpu = labels.cpu()
-        figures: dict[str, Any] = {"judge": "the discriminator's expression classifier (trained with the generator)"}
+        judge = "the discriminator's" if model.expression_classifier is None else "the separate"
+        figures: dict[str, Any] = {"judge": f"{judge} expression classifier (trained with the generator)"}
         real_predictions = classify(real)
         figures["reconstruction_fidelity"] = reconstruction_fidelity(
             reconstructed_predictions=classify(recon),
@@ -499,7 +533,7 @@ class VAEGANModule(pl.LightningModule):
         )
         # How well that judge knows the expressions on real faces it never trained on: a decoder can only obey a
         # label as well as the classifier it satisfies reads it (far below the real-data judge: BENCHMARKS.md).
-        figures["discriminator_class_recall"] = mean_class_recall(real_predictions, labels_cpu, names)[0]
+        figures["label_classifier_recall"] = mean_class_recall(real_predictions, labels_cpu, names)[0]
         rows = [self._flip_sources(labels, target) for target in range(len(names))]
         sources = torch.cat(rows)
         targets = torch.cat([torch.full((len(r),), t, device=labels.device) for t, r in enumerate(rows)])
@@ -532,7 +566,7 @@ class VAEGANModule(pl.LightningModule):
             )
         else:
             figures["label_flip"] = label_flip_figures(**flip)
-        out: dict[str, float] = {"val/discriminator_class_recall": figures["discriminator_class_recall"]}
+        out: dict[str, float] = {"val/label_classifier_recall": figures["label_classifier_recall"]}
         for name in names:
             for key, value in (
                 ("aux_reconstruction_fidelity", figures["reconstruction_fidelity"][name]["ratio"]),
