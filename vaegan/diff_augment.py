@@ -1,11 +1,13 @@
 """Differentiable augmentation of everything the discriminator sees (DiffAugment, Zhao et al. 2020).
 
-Why here: D's expression classifier learns from ~3,000 real faces and the decoder is trained to satisfy it.
+Why here: D's expression classifier learns from ~1,800 real faces and the decoder is trained to satisfy it.
 Without augmentation it read real validation faces at ~0.3 mean class recall while reading the decoder's
 label-flipped faces as their new label at 0.7-1.0 (BENCHMARKS.md): the decoder met a classifier that had
 memorised its training faces with patterns no expression judge reads. Augmenting real and fake alike, with
 ops that keep the gradient to the decoder, regularises D and its classifier without teaching D that
 augmented images are fake (the same ops on both sides, so nothing leaks into the generated images).
+Measured on the embedded faces it did the opposite (off by default): D's classifier stayed at the class prior
+and the decoder tiled eyes across the face to answer D's translated views (BENCHMARKS.md).
 
 Every op works on float images in [-1, 1] (NCHW, any memory format) and draws its parameters from the
 caller's torch.Generator, so a resumed run draws the same augmentation at the same step.
