@@ -283,23 +283,24 @@ class ExpressionClassifier(nn.Module):
     label flips satisfied it at 0.90; a batch-normalised CNN trained alone on the same faces read 0.57-0.65
     after 12 epochs (BENCHMARKS.md). A decoder can only obey its label as well as the classifier it answers
     to reads expressions. Trained on real faces only; the decoder's images are judged in eval mode, so
-    fakes never touch its batch-norm statistics. Space-to-depth stem as the other networks (the
-    full-resolution layers are the expensive ones), then VGG-style double convolutions down to 4x4.
+    fakes never touch its batch-norm statistics. VGG-style double convolutions from full resolution down to
+    4x4, width 16: a space-to-depth stem (as the other networks have) learned nothing in 12 epochs inside the
+    VAE-GAN (balanced cross-entropy stayed at ln 7), and width 32 costs 4x for no gain measured yet.
     """
 
-    def __init__(self, *, resolution: int, num_classes: int, width: int = 32, dropout: float = 0.3) -> None:
+    def __init__(self, *, resolution: int, num_classes: int, width: int = 16, dropout: float = 0.3) -> None:
         super().__init__()
 
         def conv(c_in: int, c_out: int) -> list[nn.Module]:
             return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
 
-        layers: list[nn.Module] = [nn.PixelUnshuffle(2), *conv(12, width)]
-        channels = width
-        for _ in range(_num_downsamplings(resolution) - 1):  # resolution / 2 down to 4x4
-            layers += [*conv(channels, channels), *conv(channels, 2 * channels), nn.MaxPool2d(2)]
-            channels *= 2
+        layers: list[nn.Module] = []
+        channels_in, channels = 3, width
+        for _ in range(_num_downsamplings(resolution)):  # full resolution down to 4x4
+            layers += [*conv(channels_in, channels), *conv(channels, channels), nn.MaxPool2d(2)]
+            channels_in, channels = channels, 2 * channels
         self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, num_classes))
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels_in, num_classes))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images float [-1, 1] `b 3 R R` -> expression logits `b num_classes`."""

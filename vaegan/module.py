@@ -114,9 +114,9 @@ class VAEGANModule(pl.LightningModule):
             torch.optim.Adam(self.model.latent_classifier.parameters(), lr=optim["latent_classifier_lr"], betas=betas),
         ]
         if self.model.expression_classifier is not None:
-            # A plain classifier on real faces: Adam's usual betas, not the GAN's (0.5, 0.999).
+            classifier = self.model.expression_classifier
             optimizers.append(
-                torch.optim.Adam(self.model.expression_classifier.parameters(), lr=optim["expression_classifier_lr"])
+                torch.optim.Adam(classifier.parameters(), lr=optim["expression_classifier_lr"], betas=betas)
             )
         return optimizers
 
