@@ -3,6 +3,7 @@
     python scripts/bench_vaegan.py                          # CPU here; CUDA + bf16 + channels_last on a GPU
     python scripts/bench_vaegan.py --models base --batch-size 256 --steps 50
     python scripts/bench_vaegan.py --models small --precision 32-true bf16-mixed --channels-last false true --repeats 3
+    python scripts/bench_vaegan.py --models small --set vaegan.expression_classifier=true
 
 Not a test: prints one line per model for BENCHMARKS.md.
 """
@@ -35,6 +36,13 @@ def main() -> None:
         "--repeats", type=int, default=1, help="runs per combination; the best is printed (noisy shared CPUs)"
     )
     parser.add_argument("--warmup-steps", type=int, default=None, help="untimed batches first (default: 2 / 10)")
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Hydra overrides for every model, e.g. vaegan.expression_classifier=true",
+    )
     args = parser.parse_args()
 
     import torch
@@ -53,7 +61,7 @@ def main() -> None:
         with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
             cfg = compose(
                 config_name="train_vaegan",
-                overrides=[f"vaegan={name}", f"batch_size={batch_size}", "metrics.frechet=false"],
+                overrides=[f"vaegan={name}", f"batch_size={batch_size}", "metrics.frechet=false", *args.set],
             )
         for precision in args.precision:
             for channels_last in args.channels_last:
@@ -67,7 +75,7 @@ def main() -> None:
                 result = max(runs, key=lambda r: r["images_per_s"])
                 each = ", ".join(f"{r['images_per_s']:.1f}" for r in runs)
                 print(
-                    f"vaegan={result['model']} {result['resolution']}px batch {result['batch_size']} "
+                    f"vaegan={result['model']} {' '.join(args.set)} {result['resolution']}px batch {result['batch_size']} "
                     f"{result['precision']} channels_last={result['channels_last']} on {result['device']}: "
                     f"{result['images_per_s']:.1f} images/s (best of {len(runs)}: "
                     f"{each}; {result['timed_images']} images timed each)",

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from vaegan_helpers import compose_config, tiny_config
+from vaegan_helpers import TINY_OVERRIDES, compose_config, tiny_config
 
 from vaegan import CheckpointError, checkpoint_fingerprint, load_vaegan, save_vaegan
 from vaegan.module import NonFiniteLossError, VAEGANModule
@@ -234,3 +234,20 @@ def test_a_greyscale_dataset_gets_greyscale_grids(tiny_synthetic_root: Path, tmp
     for name in ("reconstructions", "samples", "label_flip"):
         grid = torch.from_numpy(np.array(Image.open(out / "grids" / f"{name}.png").convert("RGB")))
         assert torch.equal(grid[..., 0], grid[..., 1]) and torch.equal(grid[..., 1], grid[..., 2]), name
+
+
+@pytest.mark.parametrize("expression_classifier", ["false", "true"])
+def test_the_throughput_benchmark_times_the_batches_after_warm_up(expression_classifier: str) -> None:
+    """bench_vaegan's timer counts batches, not optimizer steps (a batch takes 8-9 of those: encoder, decoder, D,
+    the latent classifier's steps, the expression classifier), so every batch after the warm-up is timed."""
+    from omegaconf import OmegaConf
+
+    from vaegan.bench import benchmark_training
+
+    cfg = compose_config(
+        *TINY_OVERRIDES, "vaegan.resolution=32", f"vaegan.expression_classifier={expression_classifier}"
+    )
+    config = OmegaConf.to_container(cfg, resolve=True)
+    config["output_dir"] = None
+    result = benchmark_training(config, steps=2, warmup_steps=1)
+    assert result["timed_images"] == 2 * 32 and result["images_per_s"] > 0

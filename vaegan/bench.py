@@ -28,7 +28,9 @@ class _Timer(pl.Callback):
             torch.cuda.synchronize()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if trainer.global_step // 3 == self.warmup_steps and self.started is None:  # 3 optimizer steps per batch
+        # Counted in batches: global_step counts optimizer steps, and how many a batch takes depends on the
+        # model (encoder, decoder, D, latent_classifier_steps, the expression classifier).
+        if batch_idx == self.warmup_steps and self.started is None:
             self._sync(pl_module)
             self.started = time.perf_counter()
 
