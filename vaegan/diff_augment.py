@@ -32,13 +32,18 @@ def _uniform(n: int, *, generator: torch.Generator, like: torch.Tensor) -> torch
     return torch.rand(n, 1, 1, 1, generator=generator, device=like.device, dtype=like.dtype)
 
 
+def _over_blocks(images: torch.Tensor, *draws: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """One draw per row of a block -> one per row of the whole stack (row i of every block alike)."""
+    blocks = images.shape[0] // draws[0].shape[0]
+    return tuple(draw.repeat(blocks, *([1] * (draw.ndim - 1))) for draw in draws)
+
+
 def color(images: torch.Tensor, *, n: int, generator: torch.Generator) -> torch.Tensor:
     """Brightness, saturation and contrast, one draw of each per row of `n`."""
     brightness = _uniform(n, generator=generator, like=images) - 0.5
     saturation = _uniform(n, generator=generator, like=images) * 2.0
     contrast = _uniform(n, generator=generator, like=images) + 0.5
-    groups = images.shape[0] // n
-    brightness, saturation, contrast = (v.repeat(groups, 1, 1, 1) for v in (brightness, saturation, contrast))
+    brightness, saturation, contrast = _over_blocks(images, brightness, saturation, contrast)
     images = images + brightness
     channel_mean = images.mean(dim=1, keepdim=True)
     images = (images - channel_mean) * saturation + channel_mean
@@ -53,8 +58,7 @@ def translation(images: torch.Tensor, *, n: int, generator: torch.Generator) -> 
     device = images.device
     shift_y = torch.randint(-pad_y, pad_y + 1, (n,), generator=generator, device=device)
     shift_x = torch.randint(-pad_x, pad_x + 1, (n,), generator=generator, device=device)
-    groups = images.shape[0] // n
-    shift_y, shift_x = shift_y.repeat(groups), shift_x.repeat(groups)
+    shift_y, shift_x = _over_blocks(images, shift_y, shift_x)
     padded = F.pad(images, [pad_x, pad_x, pad_y, pad_y])
     rows = torch.arange(height, device=device)[None, :] + pad_y - shift_y[:, None]  # (N, H)
     cols = torch.arange(width, device=device)[None, :] + pad_x - shift_x[:, None]  # (N, W)
@@ -70,8 +74,7 @@ def cutout(images: torch.Tensor, *, n: int, generator: torch.Generator) -> torch
     device = images.device
     top = torch.randint(0, height - size_y + 1, (n,), generator=generator, device=device)
     left = torch.randint(0, width - size_x + 1, (n,), generator=generator, device=device)
-    groups = images.shape[0] // n
-    top, left = top.repeat(groups), left.repeat(groups)
+    top, left = _over_blocks(images, top, left)
     ys = torch.arange(height, device=device)[None, :, None]
     xs = torch.arange(width, device=device)[None, None, :]
     inside = (ys >= top[:, None, None]) & (ys < (top + size_y)[:, None, None])
