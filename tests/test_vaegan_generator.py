@@ -18,7 +18,7 @@ from faces.io import save_safetensors
 from vaegan import load_vaegan, save_vaegan
 from vaegan.checkpoint import FORMAT
 from vaegan.data import VAEGANDataModule, load_vaegan_faces
-from vaegan.losses import latent_confusion
+from vaegan.losses import expression_feature_loss, latent_confusion
 from vaegan.metrics import label_flip_figures, latent_probe_recall, per_class_kid, reconstruction_fidelity
 from vaegan.model import ARCHITECTURE_SWITCHES, ARCHITECTURE_VERSION, VAEGAN, resolution_for
 from vaegan.module import VAEGANModule
@@ -225,9 +225,9 @@ def _trained(root: Path, tmp: Path, *, steps: int, extra: tuple[str, ...]) -> tu
     return module, fit
 
 
-def _swapped_decodes(root: Path, tmp: Path, *, label_weight: str) -> torch.Tensor:
+def _swapped_decodes(root: Path, tmp: Path, *, label_weight: str, extra: tuple[str, ...] = ()) -> torch.Tensor:
     """dec(z, y') of fixed codes after 3 real training steps with the given swapped-label weight."""
-    module, _ = _trained(root, tmp, steps=3, extra=(f"vaegan.losses.label_weight={label_weight}",))
+    module, _ = _trained(root, tmp, steps=3, extra=(f"vaegan.losses.label_weight={label_weight}", *extra))
     z = torch.randn(7, module.model.latent_dim, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         return module.model.decode(z, (torch.arange(7) + 1) % 7, ema=False)
@@ -237,6 +237,39 @@ def test_swapped_label_loss_changes_the_decodes_of_a_changed_label(tiny_syntheti
     without = _swapped_decodes(tiny_synthetic_root, tmp_path, label_weight="0.0")
     with_loss = _swapped_decodes(tiny_synthetic_root, tmp_path, label_weight="5.0")
     assert (with_loss - without).abs().mean() > 1e-3
+
+
+def test_the_expression_feature_loss_trains_the_decoder(tiny_synthetic_root: Path, tmp_path: Path) -> None:
+    """With the separate classifier, 3 steps with its feature loss on give another decoder than with it off
+    (the label loss is the same in both: its logits come from the same eval-mode pass)."""
+    on = ("vaegan.expression_classifier=true",)
+    without = _swapped_decodes(tiny_synthetic_root, tmp_path, label_weight="1.0", extra=on)
+    with_loss = _swapped_decodes(
+        tiny_synthetic_root, tmp_path, label_weight="1.0", extra=(*on, "vaegan.losses.expression_feature_weight=5.0")
+    )
+    assert (with_loss - without).abs().mean() > 1e-4
+
+
+def test_expression_features_are_the_classifiers_blocks_and_their_loss_is_zero_only_on_a_copy() -> None:
+    torch.manual_seed(0)
+    model = VAEGAN(
+        resolution=32, latent_dim=32, num_classes=7, base_channels=8, max_channels=32, expression_classifier=True
+    )
+    images = torch.rand(4, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        logits, blocks = model.classify(images, return_features=True)
+        assert torch.allclose(logits, model.classify(images))
+        assert [b.shape[-1] for b in blocks] == [16, 8, 4]
+        _, other = model.classify(images.flip(3), return_features=True)
+    assert float(expression_feature_loss(blocks, blocks)) == 0.0
+    assert float(expression_feature_loss(other, blocks)) > 0.01
+    with pytest.raises(ValueError, match="same non-zero number of blocks"):
+        expression_feature_loss(blocks[:2], blocks)
+    with pytest.raises(ValueError, match="expression_classifier=true"):
+        VAEGAN(resolution=32, latent_dim=32, num_classes=7).classify(images, return_features=True)
+    config = OmegaConf.to_container(compose_config("vaegan.losses.expression_feature_weight=0.5"), resolve=True)
+    with pytest.raises(ValueError, match=r"expression_feature_weight=0.5 needs the separate expression classifier"):
+        validate_config(config)
 
 
 def test_latent_confusion_is_zero_at_the_class_prior_and_grows_with_a_confident_reading() -> None:

@@ -302,9 +302,17 @@ class ExpressionClassifier(nn.Module):
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels_in, num_classes))
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """images float [-1, 1] `b 3 R R` -> expression logits `b num_classes`."""
-        return self.head(self.features(images).mean(dim=(2, 3)).float())
+    def forward(self, images: torch.Tensor, *, return_features: bool = False):
+        """images float [-1, 1] `b 3 R R` -> expression logits `b num_classes`; with `return_features`, also
+        each block's output (full resolution / 2, / 4, ... 4x4), for the expression feature loss."""
+        if not return_features:
+            return self.head(self.features(images).mean(dim=(2, 3)).float())
+        blocks, h = [], images
+        for layer in self.features:
+            h = layer(h)
+            if isinstance(layer, nn.MaxPool2d):
+                blocks.append(h)
+        return self.head(h.mean(dim=(2, 3)).float()), blocks
 
 
 class VAEGAN(nn.Module):
@@ -373,15 +381,18 @@ class VAEGAN(nn.Module):
         )
         self.decoder_ema = copy.deepcopy(self.decoder).requires_grad_(False).eval()
 
-    def classify(self, images: torch.Tensor) -> torch.Tensor:
+    def classify(self, images: torch.Tensor, *, return_features: bool = False):
         """The expression logits the swapped-label loss answers to: the separate classifier when there is one
-        (in eval mode: the decoder's images never touch its batch-norm statistics), else D's own."""
+        (in eval mode: the decoder's images never touch its batch-norm statistics), else D's own.
+        `return_features` (the separate classifier only): also its block outputs, see ExpressionClassifier."""
         if self.expression_classifier is None:
+            if return_features:
+                raise ValueError("expression features need the separate classifier (vaegan.expression_classifier=true)")
             return self.discriminator.classify(images)
         was_training = self.expression_classifier.training
         self.expression_classifier.eval()
         try:
-            return self.expression_classifier(images)
+            return self.expression_classifier(images, return_features=return_features)
         finally:
             self.expression_classifier.train(was_training)
 

@@ -11,6 +11,7 @@ Per batch, with x real, y its label, z ~ q(z|x,y), (z_p, y_p) a prior draw and y
     decoder        <- recon + adversarial_weight * hinge_G(all three fakes)
                       + label_weight * CE(C([dec(z_p, y_p), dec(z, y')]), [y_p, y'])   AttGAN's swapped-label loss
     recon = l1 * |dec(z,y) - x| + feature * ||D_l(dec(z,y)) - D_l(x)||^2 + lpips * LPIPS
+            + expression_feature * mean_b ||E_b(dec(z,y)) - E_b(x)||^2      E_b: the separate classifier's blocks
 
 Keeping the adversarial and label gradients out of the encoder (backward with `inputs=`) stops the
 encoder from hiding information from D, a known cause of reconstructions degrading once the
@@ -338,8 +339,18 @@ class VAEGANModule(pl.LightningModule):
         # The decoder must draw the label it is given wherever the code does not fix the image: on prior
         # samples and on swapped-label decodes, the classifier must read the asked-for label (D's own, or the
         # separate expression classifier when the model has one; its parameters get no gradient here).
+        expression_feature_weight = self.loss_cfg.get("expression_feature_weight", 0.0)
+        loss_expression = None
         if self.model.expression_classifier is None:
             label_logits = class_logits_g[2 * n :]
+        elif expression_feature_weight > 0:
+            # One pass over all three kinds of decode: the reconstructions' blocks for the expression feature
+            # loss, the others' logits for the label loss; the real faces' blocks are a fixed target.
+            logits_all, blocks = self.model.classify(decoded, return_features=True)
+            with torch.no_grad():
+                _, blocks_real = self.model.classify(x, return_features=True)
+            loss_expression = L.expression_feature_loss([b[:n] for b in blocks], blocks_real)
+            label_logits = logits_all[n:]
         else:
             label_logits = self.model.classify(decoded[n:])
         loss_label = F.cross_entropy(label_logits.float(), fake_labels[n:])
@@ -355,6 +366,9 @@ class VAEGANModule(pl.LightningModule):
             "label": loss_label,
             "latent_confusion": loss_latent,
         }
+        if loss_expression is not None:
+            reconstruction = reconstruction + expression_feature_weight * loss_expression
+            values["expression_feature"] = loss_expression
         if "lpips_loss" in self._aux:
             loss_lpips = self._aux["lpips_loss"](reconstructed.float(), x.float()).mean()
             reconstruction = reconstruction + self.loss_cfg["lpips_weight"] * loss_lpips
@@ -399,6 +413,9 @@ class VAEGANModule(pl.LightningModule):
                 "train/discriminator": d_out["hinge"],
                 "train/discriminator_class": d_out["class"],
                 **({"train/expression_classifier": d_out["expression_class"]} if "expression_class" in d_out else {}),
+                **(
+                    {"train/expression_feature": values["expression_feature"]} if "expression_feature" in values else {}
+                ),
                 "train/d_real": d_out["real"].float().mean(),
                 "train/d_fake": d_out["fake"].float().mean(),
                 "train/kl_weight": kl_weight,

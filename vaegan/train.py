@@ -88,9 +88,15 @@ def validate_config(config: dict[str, Any]) -> None:
         "label_weight",
         "classifier_weight",
         "latent_adversary_weight",
+        "expression_feature_weight",
     ):
-        if weights[key] < 0:
+        if weights.get(key, 0.0) < 0:
             raise ValueError(f"vaegan.losses.{key}={weights[key]} must be >= 0")
+    if weights.get("expression_feature_weight", 0.0) > 0 and not model.get("expression_classifier", False):
+        raise ValueError(
+            f"vaegan.losses.expression_feature_weight={weights['expression_feature_weight']} needs the separate "
+            "expression classifier whose features it matches: set vaegan.expression_classifier=true, or the weight to 0"
+        )
     for key, default in ARCHITECTURE_SWITCHES.items():
         if not isinstance(model.get(key, default), bool):
             raise ValueError(f"vaegan.{key}={model.get(key)!r} must be true or false")
