@@ -396,6 +396,12 @@ def format_figure(value: Any, digits: int = 2) -> str:
     return "–" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.{digits}f}"
 
 
+def read_instead(recon: dict[str, Any]) -> str:
+    """'Anger 0.44': the class the judge reads most of a class's reconstructions as, and that share."""
+    other = recon.get("read_instead_as")
+    return "-" if other is None else f"{other} {format_figure(recon.get('read_instead_share'))}"
+
+
 def format_generation_report(report: dict[str, Any]) -> str:
     """A per-class table for the terminal: n, fidelity ratio, diversity, near-duplicates, before -> after the filter."""
     lines = [
@@ -421,6 +427,7 @@ def format_generation_report(report: dict[str, Any]) -> str:
         lines.append("the generator's own images (decoder, judged by the judge on real val faces):")
         lines.append(
             f"{'class':<11}{'recon fid':>10}{'flip acc':>9}{'src kept':>9}{'identity':>9}{'prior fid':>10}{'KID prior':>10}"
+            "  recon read instead as"
         )
         if "latent_probe" in generator:
             probe = generator["latent_probe"]
@@ -435,7 +442,8 @@ def format_generation_report(report: dict[str, Any]) -> str:
                 f"{name:<11}{format_figure(generator['reconstruction_fidelity'][name]['ratio']):>10}"
                 f"{format_figure(flip['accuracy']):>9}{format_figure(flip['source_kept']):>9}"
                 f"{format_figure(flip['identity_kept']):>9}{format_figure(generator['prior_fidelity'][name]['ratio']):>10}"
-                f"{format_figure(generator[KID_NAME + '_prior'][name]['kid'], 3):>10}  (n flip {flip['n']})"
+                f"{format_figure(generator[KID_NAME + '_prior'][name]['kid'], 3):>10}"
+                f"  {read_instead(generator['reconstruction_fidelity'][name])}  (n flip {flip['n']})"
             )
     judge = report.get("judge")
     if judge:

@@ -41,7 +41,7 @@ from .aggregate import (
     table_rows,
 )
 from .generation_report import REPORT_FILE as GENERATION_REPORT_FILE
-from .generation_report import format_figure
+from .generation_report import format_figure, read_instead
 
 CSV_FILE = "ablation.csv"
 MARKDOWN_FILE = "ablation.md"
@@ -541,6 +541,7 @@ def generator_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]
     header = [
         "class",
         "reconstruction fidelity (n)",
+        "reconstructions read instead as",
         "label-flip accuracy (n)",
         "source kept",
         "identity kept",
@@ -556,6 +557,7 @@ def generator_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]
             [
                 name,
                 f"{format_figure(recon.get('ratio'))} ({recon.get('n', 0)})",
+                read_instead(recon),
                 f"{format_figure(flip['accuracy'])} ({flip['n']})",
                 format_figure(flip["source_kept"]),
                 format_figure(flip["identity_kept"]),

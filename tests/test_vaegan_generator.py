@@ -55,11 +55,15 @@ def test_a_decoder_that_copies_its_input_has_reconstruction_fidelity_one() -> No
         class_names=NAMES,
     )
     assert all(figures[name]["ratio"] == 1.0 and figures[name]["n"] == 6 for name in NAMES), figures
+    assert all(figures[name]["read_instead_as"] is None and figures[name]["read_instead_share"] == 0 for name in NAMES)
     blurred = torch.full_like(faces, 0.55)  # every reconstruction the same grey: only class c=2 survives
     figures = reconstruction_fidelity(
         reconstructed_predictions=_judge(blurred), real_predictions=_judge(faces), labels=labels, class_names=NAMES
     )
     assert [figures[name]["ratio"] for name in NAMES] == [0.0, 0.0, 1.0, 0.0]
+    # ... and the others are all read as c, which names the feature the round trip loses.
+    assert [figures[name]["read_instead_as"] for name in NAMES] == ["c", "c", None, "c"]
+    assert [figures[name]["read_instead_share"] for name in NAMES] == [1.0, 1.0, 0.0, 1.0]
 
 
 def test_a_decoder_that_ignores_the_label_is_at_chance_and_keeps_the_source_class() -> None:
