@@ -212,13 +212,18 @@ def test_the_generator_table_shows_each_filled_class_with_its_sample_sizes() -> 
     flip = {"accuracy": 0.25, "source_kept": 0.5, "identity_kept": 0.75, "n": 8}
     report = {
         "generator": {
-            "reconstruction_fidelity": {"Fear": {"ratio": 1.0, "n": 5}, "Happiness": {"ratio": 0.9, "n": 40}},
+            "reconstruction_fidelity": {
+                "Fear": {"ratio": 0.5, "n": 5, "read_instead_as": "Surprise", "read_instead_share": 0.4},
+                "Happiness": {"ratio": 0.9, "n": 40},  # a report from before read_instead_as: shown as "-"
+            },
             "label_flip": {"Fear": flip, "Happiness": {**flip, "n": 0}},
             "prior_fidelity": {"Fear": {"ratio": 0.5, "n": 64}},  # Happiness is not filled: no prior samples
             "kid_efficientnet_lite0_prior": {"Fear": {"kid": 0.0123}},
         }
     }
     header, rows = generator_table(report)
-    assert header[0] == "class" and len(header) == 7
-    assert rows == [["Fear", "1.00 (5)", "0.25 (8)", "0.50", "0.75", "0.50 (64)", "0.012"]]
+    assert header[0] == "class" and len(header) == 8
+    assert rows == [["Fear", "0.50 (5)", "Surprise 0.40", "0.25 (8)", "0.50", "0.75", "0.50 (64)", "0.012"]]
+    old_report = {**report["generator"], "reconstruction_fidelity": {"Fear": {"ratio": 1.0, "n": 5}}}
+    assert generator_table({"generator": old_report})[1][0][2] == "-"
     assert generator_table({"before_filter": {}}) is None  # a set measured before the generator section existed
