@@ -305,14 +305,13 @@ class ExpressionClassifier(nn.Module):
     def forward(self, images: torch.Tensor, *, return_features: bool = False):
         """images float [-1, 1] `b 3 R R` -> expression logits `b num_classes`; with `return_features`, also
         each block's output (full resolution / 2, / 4, ... 4x4), for the expression feature loss."""
-        if not return_features:
-            return self.head(self.features(images).mean(dim=(2, 3)).float())
         blocks, h = [], images
         for layer in self.features:
             h = layer(h)
-            if isinstance(layer, nn.MaxPool2d):
+            if return_features and isinstance(layer, nn.MaxPool2d):
                 blocks.append(h)
-        return self.head(h.mean(dim=(2, 3)).float()), blocks
+        logits = self.head(h.mean(dim=(2, 3)).float())
+        return (logits, blocks) if return_features else logits
 
 
 class VAEGAN(nn.Module):
