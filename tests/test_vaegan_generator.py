@@ -254,6 +254,19 @@ def test_the_expression_feature_loss_trains_the_decoder(tiny_synthetic_root: Pat
     assert (with_loss - without).abs().mean() > 1e-4
 
 
+def test_the_expression_classifiers_views_change_what_the_decoder_learns(
+    tiny_synthetic_root: Path, tmp_path: Path
+) -> None:
+    """expression_augment reaches training: the classifier learns from, and the label loss reads, augmented views,
+    so 3 steps give another decoder than the same 3 steps without it."""
+    on = ("vaegan.expression_classifier=true",)
+    without = _swapped_decodes(tiny_synthetic_root, tmp_path, label_weight="5.0", extra=on)
+    augmented = _swapped_decodes(
+        tiny_synthetic_root, tmp_path, label_weight="5.0", extra=(*on, "vaegan.losses.expression_augment=[translation]")
+    )
+    assert (augmented - without).abs().mean() > 1e-4
+
+
 def test_expression_features_are_the_classifiers_blocks_and_their_loss_is_zero_only_on_a_copy() -> None:
     torch.manual_seed(0)
     model = VAEGAN(

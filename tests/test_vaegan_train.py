@@ -196,6 +196,14 @@ def test_gradients_reach_what_should_train_and_no_gan_gradient_reaches_the_encod
         ),
         ("vaegan.encoder_sees_label=sometimes", r"vaegan.encoder_sees_label='sometimes' must be true or false"),
         ("vaegan.losses.diff_augment=[color,blur]", r"diff_augment: unknown op\(s\) \['blur'\]; choose from"),
+        (
+            "vaegan.losses.expression_augment=[mirror]",
+            r"vaegan.losses.expression_augment: unknown op\(s\) \['mirror'\]; choose from",
+        ),
+        (
+            "vaegan.losses.expression_augment=[translation]",
+            r"expression_augment=\['translation'\] augments .* set vaegan.expression_classifier=true",
+        ),
     ],
 )
 def test_bad_config_fails_before_work(override: str, message: str) -> None:

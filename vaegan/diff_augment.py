@@ -85,14 +85,17 @@ def cutout(images: torch.Tensor, *, n: int, generator: torch.Generator) -> torch
 OPS: dict[str, Callable[..., torch.Tensor]] = {"color": color, "translation": translation, "cutout": cutout}
 
 
-def parse_policy(policy: Sequence[str] | str | None) -> tuple[str, ...]:
-    """`vaegan.losses.diff_augment` -> op names in order; [] / "" / None is off. Unknown names are refused."""
+def parse_policy(
+    policy: Sequence[str] | str | None, *, setting: str = "vaegan.losses.diff_augment"
+) -> tuple[str, ...]:
+    """A policy setting (`setting` names it in errors) -> op names in order; [] / "" / None is off. Unknown names
+    are refused."""
     if policy is None or policy == "":
         return ()
     names = tuple(part.strip() for part in policy.split(",")) if isinstance(policy, str) else tuple(policy)
     unknown = [name for name in names if name not in OPS]
     if unknown:
-        raise ValueError(f"vaegan.losses.diff_augment: unknown op(s) {unknown}; choose from {sorted(OPS)}")
+        raise ValueError(f"{setting}: unknown op(s) {unknown}; choose from {sorted(OPS)}")
     return names
 
 

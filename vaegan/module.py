@@ -10,6 +10,7 @@ Per batch, with x real, y its label, z ~ q(z|x,y), (z_p, y_p) a prior draw and y
                                                                       pi: the fit split's class frequencies
     decoder        <- recon + adversarial_weight * hinge_G(all three fakes)
                       + label_weight * CE(C([dec(z_p, y_p), dec(z, y')]), [y_p, y'])   AttGAN's swapped-label loss
+                      (the separate classifier reads them, and learns from real faces, through expression_augment)
     recon = l1 * |dec(z,y) - x| + feature * ||D_l(dec(z,y)) - D_l(x)||^2 + lpips * LPIPS
             + expression_feature * mean_b ||E_b(dec(z,y)) - E_b(x)||^2      E_b: the separate classifier's blocks
 
@@ -103,6 +104,11 @@ class VAEGANModule(pl.LightningModule):
         self._greyscale = False  # set at fit start from the training faces
         self._class_prior: torch.Tensor | None = None  # the fit split's class frequencies, set at fit start
         self._augment_policy = parse_policy(self.loss_cfg.get("diff_augment"))
+        # The separate expression classifier's views: its real training faces and the decodes its label loss reads
+        # (vaegan.losses.expression_augment; off when empty).
+        self._expression_policy = parse_policy(
+            self.loss_cfg.get("expression_augment"), setting="vaegan.losses.expression_augment"
+        )
 
     # ----------------------------------------------------------------- set-up
     def configure_optimizers(self):
@@ -309,6 +315,7 @@ class VAEGANModule(pl.LightningModule):
         classifier = self.model.expression_classifier
         mirror = torch.rand(x.shape[0], generator=generator, device=x.device) < 0.5
         faces = torch.where(mirror[:, None, None, None], x.flip(3), x)
+        faces = self._expression_views(faces, generator)
         prior = self._class_prior
         weight = None if prior is None else (1.0 / (prior.clamp_min(1e-8) * len(prior))).float()
         classifier.train()
@@ -318,6 +325,13 @@ class VAEGANModule(pl.LightningModule):
         self._clip(classifier.parameters())
         opt_expression.step()
         return loss.detach()
+
+    def _expression_views(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """`vaegan.losses.expression_augment` on images the separate classifier reads, an independent draw per
+        image. Why on the decodes too: the label loss then asks for evidence that survives a shift and a colour
+        change (expectation over transformation), which a face's brows and mouth do and a pixel-aligned speckle
+        that happens to satisfy the classifier does not."""
+        return diff_augment(images, policy=self._expression_policy, generator=generator)
 
     def _generator_losses(self, x, labels, decoded, fake_labels, reconstructed, mu, logvar, generator) -> dict:
         """Encoder/decoder loss terms; the weighted reconstruction sum comes back under "reconstruction"."""
@@ -345,14 +359,16 @@ class VAEGANModule(pl.LightningModule):
             label_logits = class_logits_g[2 * n :]
         elif expression_feature_weight > 0:
             # One pass over all three kinds of decode: the reconstructions' blocks for the expression feature
-            # loss, the others' logits for the label loss; the real faces' blocks are a fixed target.
-            logits_all, blocks = self.model.classify(decoded, return_features=True)
+            # loss, the others' logits (through expression_augment's views) for the label loss; the real faces'
+            # blocks are a fixed target.
+            views = torch.cat([reconstructed, self._expression_views(decoded[n:], generator)])
+            logits_all, blocks = self.model.classify(views, return_features=True)
             with torch.no_grad():
                 _, blocks_real = self.model.classify(x, return_features=True)
             loss_expression = L.expression_feature_loss([b[:n] for b in blocks], blocks_real)
             label_logits = logits_all[n:]
         else:
-            label_logits = self.model.classify(decoded[n:])
+            label_logits = self.model.classify(self._expression_views(decoded[n:], generator))
         loss_label = F.cross_entropy(label_logits.float(), fake_labels[n:])
         # Fader: the encoder pushes the latent classifier's reading of its codes towards the class frequencies
         # (what it would read from codes that say nothing about the expression).

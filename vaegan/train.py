@@ -101,6 +101,13 @@ def validate_config(config: dict[str, Any]) -> None:
         if not isinstance(model.get(key, default), bool):
             raise ValueError(f"vaegan.{key}={model.get(key)!r} must be true or false")
     parse_policy(weights.get("diff_augment"))  # an unknown op name fails here, naming the choices
+    if parse_policy(weights.get("expression_augment"), setting="vaegan.losses.expression_augment") and not model.get(
+        "expression_classifier", False
+    ):
+        raise ValueError(
+            f"vaegan.losses.expression_augment={list(weights['expression_augment'])} augments what the separate "
+            "expression classifier reads: set vaegan.expression_classifier=true, or expression_augment to []"
+        )
     steps = model["optim"].get("latent_classifier_steps")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"vaegan.optim.latent_classifier_steps={steps!r} must be a positive integer")
