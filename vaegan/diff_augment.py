@@ -85,9 +85,7 @@ def cutout(images: torch.Tensor, *, n: int, generator: torch.Generator) -> torch
 OPS: dict[str, Callable[..., torch.Tensor]] = {"color": color, "translation": translation, "cutout": cutout}
 
 
-def parse_policy(
-    policy: Sequence[str] | str | None, *, setting: str = "vaegan.losses.diff_augment"
-) -> tuple[str, ...]:
+def parse_policy(policy: Sequence[str] | str | None, *, setting: str = "vaegan.losses.diff_augment") -> tuple[str, ...]:
     """A policy setting (`setting` names it in errors) -> op names in order; [] / "" / None is off. Unknown names
     are refused."""
     if policy is None or policy == "":
