@@ -101,11 +101,10 @@ def validate_config(config: dict[str, Any]) -> None:
         if not isinstance(model.get(key, default), bool):
             raise ValueError(f"vaegan.{key}={model.get(key)!r} must be true or false")
     parse_policy(weights.get("diff_augment"))  # an unknown op name fails here, naming the choices
-    if parse_policy(weights.get("expression_augment"), setting="vaegan.losses.expression_augment") and not model.get(
-        "expression_classifier", False
-    ):
+    expression_policy = parse_policy(weights.get("expression_augment"), setting="vaegan.losses.expression_augment")
+    if expression_policy and not model.get("expression_classifier", False):
         raise ValueError(
-            f"vaegan.losses.expression_augment={list(weights['expression_augment'])} augments what the separate "
+            f"vaegan.losses.expression_augment={list(expression_policy)} augments what the separate "
             "expression classifier reads: set vaegan.expression_classifier=true, or expression_augment to []"
         )
     steps = model["optim"].get("latent_classifier_steps")
