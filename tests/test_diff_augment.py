@@ -21,9 +21,9 @@ def test_an_empty_policy_is_the_identity() -> None:
 
 def test_unknown_ops_are_named_with_the_choices() -> None:
     with pytest.raises(
-        ValueError, match=r"unknown op\(s\) \['blur'\]; choose from \['color', 'cutout', 'translation'\]"
+        ValueError, match=r"unknown op\(s\) \['rotate'\]; choose from \['blur', 'color', 'cutout', 'translation'\]"
     ):
-        parse_policy(["color", "blur"])
+        parse_policy(["color", "rotate"])
 
 
 def test_translation_moves_a_pixel_and_pads_with_zero() -> None:
@@ -46,6 +46,24 @@ def test_cutout_zeroes_one_square_of_the_set_size() -> None:
     side = int(32 * CUTOUT_RATIO)
     assert torch.equal((cut[:, 0] == 0).flatten(1).sum(1), torch.full((8,), side * side))
     assert torch.equal(cut[:, 0], cut[:, 2])  # the same square on every channel
+
+
+def test_blur_removes_pixel_speckle_and_keeps_flat_regions_and_coarse_shapes() -> None:
+    """A checkerboard at the Nyquist frequency (the decoder's speckle) is gone; a constant image is unchanged (edges
+    reflected, weights sum to 1); a dark 16 px square (a mouth-sized shape at 64 px) keeps its centre."""
+    side = 64
+    checker = ((torch.arange(side)[:, None] + torch.arange(side)[None, :]) % 2).float() * 2 - 1
+    speckle = checker.expand(8, 3, side, side).contiguous()
+    out = diff_augment(speckle, policy=("blur",), generator=_generator())
+    assert out.abs().max() < 0.02  # every row's sigma (>= 1 px) leaves less than 2 % of the +-1 pattern
+    constant = torch.full((8, 3, side, side), 0.3)
+    assert torch.allclose(diff_augment(constant, policy=("blur",), generator=_generator()), constant, atol=1e-6)
+    square = torch.ones(8, 1, side, side)
+    square[:, :, 24:40, 24:40] = -1.0
+    blurred = diff_augment(square, policy=("blur",), generator=_generator())
+    assert (blurred[:, 0, 32, 32] < -0.99).all() and (blurred[:, 0, 4, 4] > 0.99).all()
+    # Sigmas differ between rows: the square's edge is softened by different amounts.
+    assert blurred[:, 0, 32, 24].unique().numel() > 1
 
 
 def test_color_keeps_a_grey_image_grey_and_changes_brightness() -> None:
