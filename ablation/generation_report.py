@@ -27,6 +27,7 @@ from vaegan.generation.request import Embed, GenerationRequest, Judge
 from vaegan.images import resize_uint8, to_model_range, to_uint8
 from vaegan.metrics import (
     KID_NAME,
+    high_frequency_energy,
     label_flip_figures,
     latent_probe_recall,
     per_class_kid,
@@ -195,7 +196,8 @@ def generator_figures(
     - reconstruction_fidelity per class: judge recall on dec(mu(x), y) / on x;
     - label_flip per minority class y': faces of the other classes decoded as dec(mu(x), y'), judged y'
       (accuracy), still judged their own class (source_kept), and nearer their source than two real
-      faces of y' typically are (identity_kept);
+      faces of y' typically are (identity_kept), and their pixel-scale energy over that of the same faces'
+      reconstructions (high_frequency_ratio: speckle the judge may read as the label is well above 1);
     - kid per minority class: prior samples dec(z ~ N(0, I), y') against the class's real training faces.
     """
     names = fit.class_names
@@ -240,6 +242,8 @@ def generator_figures(
         source_features=embed(val.images[sources]),
         real_features=real_features,
         real_labels=fit.labels,
+        flipped_high_frequency=high_frequency_energy(to_model_range(flipped)),
+        reconstructed_high_frequency=high_frequency_energy(to_model_range(reconstructed[sources])),
     )
     generator = torch.Generator(device=device).manual_seed(seed + 4242)
     prior_labels = torch.tensor(classes, dtype=torch.long).repeat_interleave(PRIOR_SAMPLES_PER_CLASS)
@@ -426,7 +430,8 @@ def format_generation_report(report: dict[str, Any]) -> str:
     if generator:
         lines.append("the generator's own images (decoder, judged by the judge on real val faces):")
         lines.append(
-            f"{'class':<11}{'recon fid':>10}{'flip acc':>9}{'src kept':>9}{'identity':>9}{'prior fid':>10}{'KID prior':>10}"
+            f"{'class':<11}{'recon fid':>10}{'flip acc':>9}{'src kept':>9}{'identity':>9}{'flip HF':>8}{'prior fid':>10}"
+            f"{'KID prior':>10}"
             "  recon read instead as"
         )
         if "latent_probe" in generator:
@@ -441,7 +446,8 @@ def format_generation_report(report: dict[str, Any]) -> str:
             lines.append(
                 f"{name:<11}{format_figure(generator['reconstruction_fidelity'][name]['ratio']):>10}"
                 f"{format_figure(flip['accuracy']):>9}{format_figure(flip['source_kept']):>9}"
-                f"{format_figure(flip['identity_kept']):>9}{format_figure(generator['prior_fidelity'][name]['ratio']):>10}"
+                f"{format_figure(flip['identity_kept']):>9}{format_figure(flip.get('high_frequency_ratio')):>8}"
+                f"{format_figure(generator['prior_fidelity'][name]['ratio']):>10}"
                 f"{format_figure(generator[KID_NAME + '_prior'][name]['kid'], 3):>10}"
                 f"  {read_instead(generator['reconstruction_fidelity'][name])}  (n flip {flip['n']})"
             )

@@ -545,6 +545,7 @@ def generator_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]
         "label-flip accuracy (n)",
         "source kept",
         "identity kept",
+        "flip high-freq. vs recon.",
         "prior fidelity (n)",
         "prior KID",
     ]
@@ -561,6 +562,7 @@ def generator_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]
                 f"{format_figure(flip['accuracy'])} ({flip['n']})",
                 format_figure(flip["source_kept"]),
                 format_figure(flip["identity_kept"]),
+                format_figure(flip.get("high_frequency_ratio")),  # absent in reports written before it existed
                 f"{format_figure(prior['ratio'])} ({prior['n']})",
                 format_figure((kid.get(name) or {}).get("kid"), 3),
             ]

@@ -209,7 +209,7 @@ def test_report_compares_every_row_with_oversample_and_the_best_loss_based_row(t
 def test_the_generator_table_shows_each_filled_class_with_its_sample_sizes() -> None:
     from ablation.report import generator_table
 
-    flip = {"accuracy": 0.25, "source_kept": 0.5, "identity_kept": 0.75, "n": 8}
+    flip = {"accuracy": 0.25, "source_kept": 0.5, "identity_kept": 0.75, "high_frequency_ratio": 2.5, "n": 8}
     report = {
         "generator": {
             "reconstruction_fidelity": {
@@ -222,8 +222,10 @@ def test_the_generator_table_shows_each_filled_class_with_its_sample_sizes() -> 
         }
     }
     header, rows = generator_table(report)
-    assert header[0] == "class" and len(header) == 8
-    assert rows == [["Fear", "0.50 (5)", "Surprise 0.40", "0.25 (8)", "0.50", "0.75", "0.50 (64)", "0.012"]]
+    assert header[0] == "class" and len(header) == 9
+    assert rows == [["Fear", "0.50 (5)", "Surprise 0.40", "0.25 (8)", "0.50", "0.75", "2.50", "0.50 (64)", "0.012"]]
     old_report = {**report["generator"], "reconstruction_fidelity": {"Fear": {"ratio": 1.0, "n": 5}}}
+    old_report["label_flip"] = {"Fear": {key: value for key, value in flip.items() if key != "high_frequency_ratio"}}
     assert generator_table({"generator": old_report})[1][0][2] == "-"
+    assert generator_table({"generator": old_report})[1][0][6] == "–"  # written before the high-frequency ratio
     assert generator_table({"before_filter": {}}) is None  # a set measured before the generator section existed

@@ -3,6 +3,7 @@ the v3 checkpoint layout, the fp32 encoder head and the single-device rule."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,15 @@ from faces.io import save_safetensors
 from vaegan import load_vaegan, save_vaegan
 from vaegan.checkpoint import FORMAT
 from vaegan.data import VAEGANDataModule, load_vaegan_faces
+from vaegan.diff_augment import gaussian_blur
 from vaegan.losses import expression_feature_loss, latent_confusion
-from vaegan.metrics import label_flip_figures, latent_probe_recall, per_class_kid, reconstruction_fidelity
+from vaegan.metrics import (
+    high_frequency_energy,
+    label_flip_figures,
+    latent_probe_recall,
+    per_class_kid,
+    reconstruction_fidelity,
+)
 from vaegan.model import ARCHITECTURE_SWITCHES, ARCHITECTURE_VERSION, VAEGAN, resolution_for
 from vaegan.module import VAEGANModule
 from vaegan.train import validate_config
@@ -98,6 +106,39 @@ def test_a_decoder_that_ignores_the_label_is_at_chance_and_keeps_the_source_clas
     )
     assert all(figures[name]["accuracy"] == 1.0 and figures[name]["source_kept"] == 0.0 for name in NAMES)
     assert all(figures[name]["identity_kept"] == 0.0 for name in NAMES)  # a flat copy of the class, not the source face
+
+
+def test_the_high_frequency_ratio_is_one_for_a_decoder_that_ignores_the_label_and_flags_speckle() -> None:
+    """Known answers: flips identical to the reconstructions give exactly 1 per class; flips that add a pixel
+    checkerboard (speckle) are far above 1; flips blurred further (a decoder that smooths the new label in) are
+    below 1. Without the energies the figure is NaN."""
+    faces, labels = _colour_faces()
+    faces = torch.nn.functional.interpolate(faces, size=64, mode="nearest")  # a face-sized image, 1 px = 1 px
+    sources, targets = _flip_sources(labels)
+    side = faces.shape[-1]
+    texture = torch.rand(1, 1, side, side, generator=torch.Generator().manual_seed(0)) * 0.4 - 0.2
+    reconstructed = (faces[sources] + texture).clamp(-1, 1)  # some real detail, so the energy is not zero
+    checker = ((torch.arange(side)[:, None] + torch.arange(side)[None, :]) % 2).float() * 0.2 - 0.1
+
+    def ratios(flipped: torch.Tensor) -> list[float]:
+        figures = label_flip_figures(
+            predictions=_judge(flipped),
+            target_labels=targets,
+            source_labels=labels[sources],
+            class_names=NAMES,
+            flipped_high_frequency=high_frequency_energy(flipped),
+            reconstructed_high_frequency=high_frequency_energy(reconstructed),
+        )
+        return [figures[name]["high_frequency_ratio"] for name in NAMES]
+
+    assert ratios(reconstructed) == [1.0] * len(NAMES)
+    assert min(ratios(reconstructed + checker)) > 1.5
+    smoothed = gaussian_blur(reconstructed, torch.full((len(reconstructed),), 2.0 * side / 64))
+    assert max(ratios(smoothed)) < 0.9
+    plain = label_flip_figures(
+        predictions=_judge(reconstructed), target_labels=targets, source_labels=labels[sources], class_names=NAMES
+    )
+    assert all(math.isnan(plain[name]["high_frequency_ratio"]) for name in NAMES)
 
 
 def test_a_latent_probe_reads_codes_that_carry_the_label_and_not_codes_that_hide_it() -> None:

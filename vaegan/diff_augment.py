@@ -89,15 +89,12 @@ def cutout(images: torch.Tensor, *, n: int, generator: torch.Generator) -> torch
     return images * (~inside).unsqueeze(1).to(images.dtype)
 
 
-def blur(images: torch.Tensor, *, n: int, generator: torch.Generator) -> torch.Tensor:
-    """A separable Gaussian blur, one standard deviation per row (BLUR_SIGMAS at a 64 px side), edges reflected.
-    One grouped convolution per axis over all rows at once (each row and channel its own kernel)."""
+def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """A separable Gaussian blur with its own standard deviation (pixels) per row, edges reflected: one grouped
+    convolution per axis over all rows at once (each row and channel its own kernel). Differentiable."""
     batch, channels, height, width = images.shape
-    scale = min(height, width) / 64
-    low, high = (sigma * scale for sigma in BLUR_SIGMAS)
-    sigma = low + (high - low) * _uniform(n, generator=generator, like=images).flatten()
-    (sigma,) = _over_blocks(images, sigma)
-    radius = max(1, math.ceil(3 * high))
+    sigma = sigma.to(device=images.device, dtype=images.dtype).reshape(batch)
+    radius = min(max(1, math.ceil(3 * float(sigma.max()))), height - 1, width - 1)
     offsets = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
     kernel = torch.exp(-(offsets[None, :] ** 2) / (2 * sigma[:, None] ** 2))
     kernel = (kernel / kernel.sum(dim=1, keepdim=True)).repeat_interleave(channels, dim=0)  # (N*C, taps)
@@ -105,6 +102,14 @@ def blur(images: torch.Tensor, *, n: int, generator: torch.Generator) -> torch.T
     flat = F.conv2d(flat, kernel[:, None, None, :], groups=batch * channels)  # along rows
     flat = F.conv2d(flat, kernel[:, None, :, None], groups=batch * channels)  # along columns
     return flat.reshape(batch, channels, height, width)
+
+
+def blur(images: torch.Tensor, *, n: int, generator: torch.Generator) -> torch.Tensor:
+    """gaussian_blur with one standard deviation per row drawn from BLUR_SIGMAS (at a 64 px side)."""
+    scale = min(images.shape[-2:]) / 64
+    low, high = (sigma * scale for sigma in BLUR_SIGMAS)
+    (sigma,) = _over_blocks(images, low + (high - low) * _uniform(n, generator=generator, like=images).flatten())
+    return gaussian_blur(images, sigma)
 
 
 OPS: dict[str, Callable[..., torch.Tensor]] = {

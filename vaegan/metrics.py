@@ -1,7 +1,7 @@
 """Sample-quality metrics on held-out real train images: L1, SSIM, LPIPS (when available), a
 Fréchet distance and KID in EfficientNet-Lite0 feature space (per class and overall), a collapse
 indicator, and the generator's own figures (reconstruction fidelity, label-flip accuracy, identity
-kept). Neither distance is FID/Inception-KID: they use an offline ImageNet EfficientNet-Lite0 instead
+kept, high-frequency ratio). Neither distance is FID/Inception-KID: they use an offline ImageNet EfficientNet-Lite0 instead
 of Inception, so they are named after it (`frechet_efficientnet_lite0`, `kid_efficientnet_lite0`)."""
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 from torchmetrics.image.kid import KernelInceptionDistance
 
 from faces.features import FEATURE_NETWORK, FeatureNetwork  # noqa: F401  (re-exported: the metrics' feature space)
+
+from .diff_augment import gaussian_blur
 
 FRECHET_NAME = f"frechet_{FEATURE_NETWORK}"
 KID_NAME = f"kid_{FEATURE_NETWORK}"
@@ -208,6 +210,21 @@ def median_pairwise_distance(features: torch.Tensor) -> float:
     return float(distances[torch.triu(torch.ones(n, n, dtype=torch.bool), diagonal=1)].median())
 
 
+# The pass band of high_frequency_energy: what a Gaussian of 1 px at a 64 px side keeps (scaled with the side);
+# pixel-scale speckle lies above it, a mouth's corner or a brow (periods of 8 px and more) mostly below.
+HIGH_FREQUENCY_SIGMA = 1.0
+
+
+def high_frequency_energy(images: torch.Tensor) -> torch.Tensor:
+    """Per image: the mean squared residual of float [-1, 1] `b c h w` images after a Gaussian blur of
+    HIGH_FREQUENCY_SIGMA (at a 64 px side, at least 0.5 px), i.e. the energy of pixel-scale detail. Float64 `b`."""
+    images = images.double()
+    # At least half a pixel: below that the kernel is the identity and every image would have no energy.
+    scaled = max(0.5, HIGH_FREQUENCY_SIGMA * min(images.shape[-2:]) / 64)
+    sigma = torch.full((images.shape[0],), scaled, dtype=images.dtype)
+    return (images - gaussian_blur(images, sigma)).pow(2).mean(dim=(1, 2, 3))
+
+
 def label_flip_figures(
     *,
     predictions: torch.Tensor,
@@ -218,6 +235,8 @@ def label_flip_figures(
     source_features: torch.Tensor | None = None,
     real_features: torch.Tensor | None = None,
     real_labels: torch.Tensor | None = None,
+    flipped_high_frequency: torch.Tensor | None = None,
+    reconstructed_high_frequency: torch.Tensor | None = None,
 ) -> dict[str, dict[str, float]]:
     """Per target class y': real faces of other classes decoded as dec(mu(x), y').
 
@@ -225,8 +244,13 @@ def label_flip_figures(
     source_kept: share still read as the source's class; identity_kept: share nearer their own source
     face (features) than two different real faces of y' typically are (the class's median real-to-real
     distance): a new face of y' with the source's identity, not a copy of some other face. Without
-    features the identity figures are NaN.
+    features the identity figures are NaN. high_frequency_ratio (given both high_frequency_energy tensors,
+    row for row): the flips' pixel-scale energy over that of the same faces decoded with their own label.
+    1: changing the label adds no pixel-scale pattern (a decoder that ignores the label is exactly 1); well
+    above 1: the label is drawn as speckle, which can satisfy a CNN judge without drawing the expression (the
+    judge's accuracy then overstates the faces: look at the grid).
     """
+    with_high_frequency = flipped_high_frequency is not None and reconstructed_high_frequency is not None
     with_features = flipped_features is not None
     distance_to_source = (flipped_features.double() - source_features.double()).norm(dim=1) if with_features else None
     result = {}
@@ -239,6 +263,7 @@ def label_flip_figures(
                 "accuracy": math.nan,
                 "source_kept": math.nan,
                 "identity_kept": math.nan,
+                "high_frequency_ratio": math.nan,
                 "n": 0,
                 "class_median_distance": class_median,
             }
@@ -251,6 +276,11 @@ def label_flip_figures(
             else math.nan,
             "median_distance_to_source": float(distance_to_source[rows].median()) if with_features else math.nan,
             "class_median_distance": class_median,
+            "high_frequency_ratio": float(
+                flipped_high_frequency[rows].mean() / reconstructed_high_frequency[rows].mean()
+            )
+            if with_high_frequency
+            else math.nan,
             "n": n,
             "chance": 1.0 / len(class_names),
         }

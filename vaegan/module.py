@@ -44,6 +44,7 @@ from .metrics import (
     KID_NAME,
     FeatureNetwork,
     diversity_ratio,
+    high_frequency_energy,
     label_flip_figures,
     mean_class_recall,
     per_class_frechet,
@@ -545,7 +546,7 @@ class VAEGANModule(pl.LightningModule):
         """Whether the generator does its job, judged by the classifier the swapped-label loss answers to (D's, or
         the separate expression classifier; an in-training judge: the
         decoder is trained to satisfy it, so these read high; ablation's generation report uses the real-data
-        judge): reconstruction fidelity and label-flip accuracy per class, and with the feature network the
+        judge): reconstruction fidelity, label-flip accuracy and the flips' high-frequency ratio per class, and with the feature network the
         identity kept by label flips and per-class KID of prior samples. Writes grids/figures_<epoch>.json
         with the sample sizes."""
         model, names = self.model, self.class_names
@@ -580,6 +581,10 @@ class VAEGANModule(pl.LightningModule):
             target_labels=targets.cpu(),
             source_labels=labels_cpu[sources.cpu()],
             class_names=names,
+            # Pixel-scale energy of the flips over the same faces' reconstructions: speckle that satisfies the
+            # judge without drawing the expression shows here well above 1.
+            flipped_high_frequency=high_frequency_energy(flipped).cpu(),
+            reconstructed_high_frequency=high_frequency_energy(recon[sources]).cpu(),
         )
         if use_features:
             real_features = self._real_val_features
@@ -605,6 +610,7 @@ class VAEGANModule(pl.LightningModule):
                 ("aux_reconstruction_fidelity", figures["reconstruction_fidelity"][name]["ratio"]),
                 ("aux_label_flip_accuracy", figures["label_flip"][name]["accuracy"]),
                 ("identity_kept", figures["label_flip"][name]["identity_kept"]),
+                ("label_flip_high_frequency", figures["label_flip"][name]["high_frequency_ratio"]),
                 (f"{KID_NAME}_prior", figures[f"{KID_NAME}_prior"][name]["kid"] if use_features else math.nan),
             ):
                 if math.isfinite(value):
