@@ -195,7 +195,7 @@ def test_gradients_reach_what_should_train_and_no_gan_gradient_reaches_the_encod
             r"vaegan.optim.latent_classifier_steps=0 must be a positive integer",
         ),
         ("vaegan.encoder_sees_label=sometimes", r"vaegan.encoder_sees_label='sometimes' must be true or false"),
-        ("vaegan.losses.diff_augment=[color,blur]", r"diff_augment: unknown op\(s\) \['blur'\]; choose from"),
+        ("vaegan.losses.diff_augment=[color,rotate]", r"diff_augment: unknown op\(s\) \['rotate'\]; choose from"),
         (
             "vaegan.losses.expression_augment=[mirror]",
             r"vaegan.losses.expression_augment: unknown op\(s\) \['mirror'\]; choose from",
