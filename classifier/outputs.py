@@ -31,9 +31,27 @@ def write_run_outputs(
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:
-    """The run's test numbers as a small table for the terminal."""
+    """The run's test numbers as a small table for the terminal. A run that never opened the test split
+    (train.evaluate_test=false: the augmenter's judge) returns its selected epoch's validation numbers instead,
+    and says so."""
+    if "accuracy" not in metrics and "validation" in metrics:
+        selection = metrics.get("selection") or {}
+        heading = (
+            f"validation at the selected epoch {selection.get('best_epoch')} (train.evaluate_test=false: the test "
+            f"split was not opened)"
+        )
+        return (
+            heading
+            + "\n"
+            + _metrics_table(metrics["validation"], split="validation")
+            + f"\ncheckpoint: {metrics['checkpoint']}"
+        )
+    return _metrics_table(metrics, split="test")
+
+
+def _metrics_table(metrics: dict[str, Any], *, split: str) -> str:
     lines = [
-        f"test: accuracy {metrics['accuracy']:.4f}  mean class accuracy {metrics['mean_class_accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}"
+        f"{split}: accuracy {metrics['accuracy']:.4f}  mean class accuracy {metrics['mean_class_accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}"
         f"  (n={metrics['num_samples']})",
         f"{'class':<10} {'group':<7} {'prec':>6} {'recall':>6} {'f1':>6} {'n':>5}",
     ]

@@ -16,6 +16,7 @@ from classifier.backbones import UnknownBackboneError
 from classifier.balance import STRATEGIES
 from classifier.checkpoint import CheckpointError, load_classifier
 from classifier.evaluate import run_evaluation
+from classifier.outputs import format_metrics
 from classifier.predict import predict_proba
 from classifier.train import run_training
 from faces import DatasetError, load_faces
@@ -116,6 +117,18 @@ def test_run_directory_records_everything_and_same_seed_same_metrics(tiny_synthe
             if r.get("val/mean_class_accuracy")
         ]
     assert saved["selection"]["best_epoch"] == max(val, key=lambda e: (e[1], -e[0]))[0]
+
+
+def test_a_validation_only_run_prints_its_validation_numbers(tiny_synthetic_root: Path, tmp_path: Path) -> None:
+    """train.evaluate_test=false (how the augmenter's judge trains) never opens the test split; the script's
+    summary then shows the selected epoch's validation numbers (it used to fail on the missing test accuracy)."""
+    cfg = tiny_cfg(tiny_synthetic_root, tmp_path, "train.evaluate_test=false")
+    result = run_training(cfg, run_dir=tmp_path / "run")
+    assert "accuracy" not in result and not (tmp_path / "run" / "metrics.json").exists()
+    printed = format_metrics(result)
+    assert printed.startswith("validation at the selected epoch 0 (train.evaluate_test=false")
+    assert f"mean class accuracy {result['validation']['mean_class_accuracy']:.4f}" in printed
+    assert "test:" not in printed and printed.endswith(f"checkpoint: {result['checkpoint']}")
 
 
 def test_checkpoint_reloads_and_reproduces_test_metrics(tiny_synthetic_root: Path, tmp_path: Path) -> None:
