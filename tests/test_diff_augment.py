@@ -49,13 +49,14 @@ def test_cutout_zeroes_one_square_of_the_set_size() -> None:
 
 
 def test_blur_removes_pixel_speckle_and_keeps_flat_regions_and_coarse_shapes() -> None:
-    """A checkerboard at the Nyquist frequency (the decoder's speckle) is gone; a constant image is unchanged (edges
+    """A checkerboard at the Nyquist frequency (the decoder's speckle) is cut to a third or less; a constant image is unchanged (edges
     reflected, weights sum to 1); a dark 16 px square (a mouth-sized shape at 64 px) keeps its centre."""
     side = 64
     checker = ((torch.arange(side)[:, None] + torch.arange(side)[None, :]) % 2).float() * 2 - 1
     speckle = checker.expand(8, 3, side, side).contiguous()
     out = diff_augment(speckle, policy=("blur",), generator=_generator())
-    assert out.abs().max() < 0.02  # every row's sigma (>= 1 px) leaves less than 2 % of the +-1 pattern
+    # Every row's sigma (>= 0.5 px) leaves at most a third of the +-1 pattern (the discrete kernel at 0.5: 0.33).
+    assert out.abs().max() < 0.34 and out.abs().mean() < 0.2
     constant = torch.full((8, 3, side, side), 0.3)
     assert torch.allclose(diff_augment(constant, policy=("blur",), generator=_generator()), constant, atol=1e-6)
     square = torch.ones(8, 1, side, side)

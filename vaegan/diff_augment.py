@@ -29,10 +29,11 @@ TRANSLATION_RATIO = 0.125
 CUTOUT_RATIO = 0.25
 # `blur` (not in DiffAugment): a Gaussian of standard deviation drawn per row from BLUR_SIGMAS, in pixels of a
 # 64 px side (scaled with the side). Why: a classifier that reads only low-passed images cannot be satisfied by
-# pixel-scale speckle, the pattern the decoder drew to meet the label loss (BENCHMARKS.md). At sigma 1 the
-# response at the Nyquist frequency is e^-4.9 (speckle gone) and at an 8 px period (a mouth's corner, a brow)
-# 0.73; at sigma 2, 0.29.
-BLUR_SIGMAS = (1.0, 2.0)
+# pixel-scale speckle, the pattern the decoder drew to meet the label loss (BENCHMARKS.md). Its response at the
+# Nyquist frequency is e^-1.2 = 0.29 at sigma 0.5 and e^-4.9 at 1. Not more: a 64 px face's brows, eyelids and
+# lips are 1-3 px strokes, and with sigma 1-2 the separate classifier learned nothing in 24 epochs
+# (cross-entropy stayed at ln 7; BENCHMARKS.md).
+BLUR_SIGMAS = (0.5, 1.0)
 
 
 def _uniform(n: int, *, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
