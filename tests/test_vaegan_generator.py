@@ -20,6 +20,7 @@ from vaegan import load_vaegan, save_vaegan
 from vaegan.checkpoint import FORMAT
 from vaegan.data import VAEGANDataModule, load_vaegan_faces
 from vaegan.diff_augment import gaussian_blur
+from vaegan.images import resize_uint8, to_model_range
 from vaegan.losses import expression_feature_loss, latent_confusion
 from vaegan.metrics import (
     high_frequency_energy,
@@ -306,6 +307,27 @@ def test_the_expression_classifiers_views_change_what_the_decoder_learns(
         tiny_synthetic_root, tmp_path, label_weight="5.0", extra=(*on, "vaegan.losses.expression_augment=[translation]")
     )
     assert (augmented - without).abs().mean() > 1e-4
+
+
+def test_pretraining_the_expression_classifier_teaches_it_the_fit_faces_before_the_first_step(
+    tiny_synthetic_root: Path, tmp_path: Path
+) -> None:
+    """expression_classifier_pretrain_epochs: after one VAE-GAN step, a classifier that first took 8 passes alone
+    over the fit faces reads them better (lower class-balanced cross-entropy) than one that did not."""
+    on = ("vaegan.expression_classifier=true",)
+
+    def fit_loss(pretrain: int) -> float:
+        module, fit = _trained(
+            tiny_synthetic_root,
+            tmp_path,
+            steps=1,
+            extra=(*on, f"vaegan.optim.expression_classifier_pretrain_epochs={pretrain}"),
+        )
+        with torch.no_grad():
+            logits = module.model.classify(to_model_range(resize_uint8(fit.images, size=module.model.resolution)))
+        return float(torch.nn.functional.cross_entropy(logits, fit.labels))
+
+    assert fit_loss(8) < fit_loss(0) - 0.1  # measured 1.67 against 1.93
 
 
 def test_expression_features_are_the_classifiers_blocks_and_their_loss_is_zero_only_on_a_copy() -> None:

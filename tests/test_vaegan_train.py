@@ -204,6 +204,14 @@ def test_gradients_reach_what_should_train_and_no_gan_gradient_reaches_the_encod
             "vaegan.losses.expression_augment=[translation]",
             r"expression_augment=\['translation'\] augments .* set vaegan.expression_classifier=true",
         ),
+        (
+            "vaegan.optim.expression_classifier_pretrain_epochs=-1",
+            r"expression_classifier_pretrain_epochs=-1 must be an integer >= 0",
+        ),
+        (
+            "vaegan.optim.expression_classifier_pretrain_epochs=4",
+            r"expression_classifier_pretrain_epochs=4 pretrains .* set vaegan.expression_classifier=true",
+        ),
     ],
 )
 def test_bad_config_fails_before_work(override: str, message: str) -> None:

@@ -156,6 +156,45 @@ class VAEGANModule(pl.LightningModule):
     def on_train_start(self) -> None:
         # Known only once the train dataloader exists (after on_fit_start).
         self._steps_per_epoch = max(1, int(self.trainer.num_training_batches))
+        self._pretrain_expression_classifier()
+
+    def _pretrain_expression_classifier(self) -> None:
+        """`vaegan.optim.expression_classifier_pretrain_epochs` passes of the separate expression classifier alone
+        over the real fit faces (its own update: class-balanced, mirrored, expression_augment's views) before the
+        VAE-GAN's first step. Why: from the first epochs the label loss otherwise answers to a classifier near
+        chance (0.2 mean class recall at epoch 8 with blurred views; BENCHMARKS.md) and pushes noise into the
+        decoder. Only on a fresh start: a resumed run's classifier comes back from its checkpoint. Every rank
+        runs the same passes from the same seed, so their copies stay equal without a gradient exchange."""
+        epochs = int(self.model_cfg["optim"].get("expression_classifier_pretrain_epochs") or 0)
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if epochs <= 0 or self.model.expression_classifier is None or self.global_step > 0 or datamodule is None:
+            return
+        opt_expression = self.optimizers()[4]
+        images, labels = datamodule.fit.images, datamodule.fit.labels
+        batch_size = datamodule.batch_size
+        generator = torch.Generator().manual_seed(int(self.config["seed"]) * 1_000_003 - 1)  # not a step's seed
+        device_generator = torch.Generator(device=self.device).manual_seed(int(self.config["seed"]) * 1_000_003 - 2)
+        losses = []
+        for _ in range(epochs):
+            order = torch.randperm(len(labels), generator=generator)
+            for start in range(0, len(order) - batch_size + 1, batch_size):  # full batches only (batch norm)
+                rows = order[start : start + batch_size]
+                x = self._prepare(images[rows].to(self.device))
+                losses.append(
+                    self._expression_classifier_update(
+                        x, labels[rows].to(self.device), opt_expression, device_generator
+                    )
+                )
+        if not losses:  # fewer fit faces than one batch
+            return
+        log.info(
+            "pretrained the separate expression classifier for %d epochs (%d steps): class-balanced cross-entropy "
+            "%.3f -> %.3f",
+            epochs,
+            len(losses),
+            float(losses[0]),
+            float(losses[-1]),
+        )
 
     def _step_index(self, batch_idx: int) -> int:
         # A pure function of (epoch, batch): resume from an epoch-end checkpoint replays exactly.

@@ -110,6 +110,14 @@ def validate_config(config: dict[str, Any]) -> None:
     steps = model["optim"].get("latent_classifier_steps")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"vaegan.optim.latent_classifier_steps={steps!r} must be a positive integer")
+    pretrain = model["optim"].get("expression_classifier_pretrain_epochs", 0)
+    if isinstance(pretrain, bool) or not isinstance(pretrain, int) or pretrain < 0:
+        raise ValueError(f"vaegan.optim.expression_classifier_pretrain_epochs={pretrain!r} must be an integer >= 0")
+    if pretrain and not model.get("expression_classifier", False):
+        raise ValueError(
+            f"vaegan.optim.expression_classifier_pretrain_epochs={pretrain} pretrains the separate expression "
+            "classifier: set vaegan.expression_classifier=true, or the epochs to 0"
+        )
 
 
 def build_trainer(
