@@ -585,8 +585,8 @@ class VAEGANModule(pl.LightningModule):
         """Whether the generator does its job, judged by the classifier the swapped-label loss answers to (D's, or
         the separate expression classifier; an in-training judge: the
         decoder is trained to satisfy it, so these read high; ablation's generation report uses the real-data
-        judge): reconstruction fidelity, label-flip accuracy and the flips' high-frequency ratio per class, and with the feature network the
-        identity kept by label flips and per-class KID of prior samples. Writes grids/figures_<epoch>.json
+        judge): reconstruction fidelity, label-flip accuracy and the flips' high-frequency ratio per class, and
+        with the feature network the identity kept by label flips and per-class KID of prior samples. Writes grids/figures_<epoch>.json
         with the sample sizes."""
         model, names = self.model, self.class_names
 
