@@ -192,13 +192,10 @@ def generator_figures(
 ) -> dict[str, Any]:
     """Whether the generator itself does its job, judged by the real-data judge on real validation faces
     (no rendering trick involved, every image is the decoder's own, resized to the data's size):
-
     - reconstruction_fidelity per class: judge recall on dec(mu(x), y) / on x;
-    - label_flip per minority class y': faces of the other classes decoded as dec(mu(x), y'), judged y'
-      (accuracy), still judged their own class (source_kept), and nearer their source than two real
-      faces of y' typically are (identity_kept), and their pixel-scale energy over that of the same faces'
-      reconstructions (high_frequency_ratio: speckle the judge may read as the label is well above 1);
-    - kid per minority class: prior samples dec(z ~ N(0, I), y') against the class's real training faces.
+    - label_flip per minority class y': faces of the other classes decoded as dec(mu(x), y') (accuracy,
+      source_kept, identity_kept, high_frequency_ratio: vaegan.metrics.label_flip_figures);
+    - kid and prior_fidelity per minority class: prior samples dec(z ~ N(0, I), y').
     """
     names = fit.class_names
 
@@ -247,19 +244,36 @@ def generator_figures(
     )
     generator = torch.Generator(device=device).manual_seed(seed + 4242)
     prior_labels = torch.tensor(classes, dtype=torch.long).repeat_interleave(PRIOR_SAMPLES_PER_CLASS)
-    prior = decode(torch.randn(len(prior_labels), model.latent_dim, generator=generator, device=device), prior_labels)
-    figures[KID_NAME + "_prior"] = per_class_kid(
-        generated=embed(prior),
-        generated_labels=prior_labels,
-        real=real_features,
-        real_labels=fit.labels,
-        class_names=names,
-    )
-    prior_predictions = predict(prior)
-    figures["prior_fidelity"] = _prior_fidelity(
-        prior_predictions, prior_labels, classes=classes, names=names, reconstruction=figures["reconstruction_fidelity"]
+    figures.update(
+        _prior_figures(
+            decode(torch.randn(len(prior_labels), model.latent_dim, generator=generator, device=device), prior_labels),
+            prior_labels,
+            embed=embed,
+            predict=predict,
+            real=(real_features, fit.labels),
+            classes=classes,
+            names=names,
+            reconstruction=figures["reconstruction_fidelity"],
+        )
     )
     return figures
+
+
+def _prior_figures(prior, prior_labels, *, embed, predict, real, classes, names, reconstruction) -> dict[str, Any]:
+    """Per-class KID of the prior samples against the real fit faces, and their fidelity ratio."""
+    real_features, real_labels = real
+    return {
+        KID_NAME + "_prior": per_class_kid(
+            generated=embed(prior),
+            generated_labels=prior_labels,
+            real=real_features,
+            real_labels=real_labels,
+            class_names=names,
+        ),
+        "prior_fidelity": _prior_fidelity(
+            predict(prior), prior_labels, classes=classes, names=names, reconstruction=reconstruction
+        ),
+    }
 
 
 def _predictions(judge: Judge | None, images: torch.Tensor) -> torch.Tensor | None:

@@ -583,11 +583,10 @@ class VAEGANModule(pl.LightningModule):
         self, *, real: torch.Tensor, recon: torch.Tensor, labels: torch.Tensor, mu: torch.Tensor
     ) -> dict[str, float]:
         """Whether the generator does its job, judged by the classifier the swapped-label loss answers to (D's, or
-        the separate expression classifier; an in-training judge: the
-        decoder is trained to satisfy it, so these read high; ablation's generation report uses the real-data
-        judge): reconstruction fidelity, label-flip accuracy and the flips' high-frequency ratio per class, and
-        with the feature network the identity kept by label flips and per-class KID of prior samples. Writes grids/figures_<epoch>.json
-        with the sample sizes."""
+        the separate expression classifier; an in-training judge: the decoder is trained to satisfy it, so these
+        read high; ablation's generation report uses the real-data judge): reconstruction fidelity, label-flip
+        accuracy and the flips' high-frequency ratio per class, and with the feature network the identity kept by
+        label flips and per-class KID of prior samples. Writes grids/figures_<epoch>.json with the sample sizes."""
         model, names = self.model, self.class_names
 
         def classify(images: torch.Tensor) -> torch.Tensor:
@@ -643,17 +642,7 @@ class VAEGANModule(pl.LightningModule):
             )
         else:
             figures["label_flip"] = label_flip_figures(**flip)
-        out: dict[str, float] = {"val/label_classifier_recall": figures["label_classifier_recall"]}
-        for name in names:
-            for key, value in (
-                ("aux_reconstruction_fidelity", figures["reconstruction_fidelity"][name]["ratio"]),
-                ("aux_label_flip_accuracy", figures["label_flip"][name]["accuracy"]),
-                ("identity_kept", figures["label_flip"][name]["identity_kept"]),
-                ("label_flip_high_frequency", figures["label_flip"][name]["high_frequency_ratio"]),
-                (f"{KID_NAME}_prior", figures[f"{KID_NAME}_prior"][name]["kid"] if use_features else math.nan),
-            ):
-                if math.isfinite(value):
-                    out[f"val/{key}/{name}"] = value
+        out = self._logged_figures(figures)
         if self.trainer.is_global_zero and self.output_dir is not None:
             write_json_atomic(
                 self.output_dir / "grids" / f"figures_epoch{self.current_epoch + 1:03d}.json",
@@ -661,6 +650,23 @@ class VAEGANModule(pl.LightningModule):
                 indent=1,
                 allow_nan=True,
             )
+        return out
+
+    def _logged_figures(self, figures: dict[str, Any]) -> dict[str, float]:
+        """The per-class generator figures as `val/<figure>/<class>` scalars (undefined ones left out)."""
+        out: dict[str, float] = {"val/label_classifier_recall": figures["label_classifier_recall"]}
+        kid = figures.get(f"{KID_NAME}_prior", {})
+        for name in self.class_names:
+            flip = figures["label_flip"][name]
+            for key, value in (
+                ("aux_reconstruction_fidelity", figures["reconstruction_fidelity"][name]["ratio"]),
+                ("aux_label_flip_accuracy", flip["accuracy"]),
+                ("identity_kept", flip["identity_kept"]),
+                ("label_flip_high_frequency", flip["high_frequency_ratio"]),
+                (f"{KID_NAME}_prior", kid[name]["kid"] if name in kid else math.nan),
+            ):
+                if math.isfinite(value):
+                    out[f"val/{key}/{name}"] = value
         return out
 
     def _perturbation(self) -> tuple[Perturbation, float]:
