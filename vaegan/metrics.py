@@ -1,8 +1,9 @@
 """Sample-quality metrics on held-out real train images: L1, SSIM, LPIPS (when available), a
 Fréchet distance and KID in EfficientNet-Lite0 feature space (per class and overall), a collapse
 indicator, and the generator's own figures (reconstruction fidelity, label-flip accuracy, identity
-kept, high-frequency ratio). Neither distance is FID/Inception-KID: they use an offline ImageNet EfficientNet-Lite0 instead
-of Inception, so they are named after it (`frechet_efficientnet_lite0`, `kid_efficientnet_lite0`)."""
+kept, high-frequency ratio). Neither distance is FID/Inception-KID: they use an offline ImageNet
+EfficientNet-Lite0 instead of Inception, so they are named after it (`frechet_efficientnet_lite0`,
+`kid_efficientnet_lite0`)."""
 
 from __future__ import annotations
 
@@ -210,8 +211,9 @@ def median_pairwise_distance(features: torch.Tensor) -> float:
     return float(distances[torch.triu(torch.ones(n, n, dtype=torch.bool), diagonal=1)].median())
 
 
-# The pass band of high_frequency_energy: what a Gaussian of 1 px at a 64 px side keeps (scaled with the side);
-# pixel-scale speckle lies above it, a mouth's corner or a brow (periods of 8 px and more) mostly below.
+# The pass band of high_frequency_energy: what a Gaussian of 1 px at a 64 px side keeps (scaled with the side).
+# Pixel-scale speckle lies above it, and so do part of a 64 px face's 1-3 px strokes (brows, lids, lips): the
+# label-flip figure divides by the same faces' reconstructions, so what real strokes contribute cancels.
 HIGH_FREQUENCY_SIGMA = 1.0
 
 
