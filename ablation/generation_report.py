@@ -240,7 +240,7 @@ def generator_figures(
         real_features=real_features,
         real_labels=fit.labels,
         flipped_high_frequency=high_frequency_energy(to_model_range(flipped)),
-        reconstructed_high_frequency=high_frequency_energy(to_model_range(reconstructed[sources])),
+        reconstructed_high_frequency=high_frequency_energy(to_model_range(reconstructed))[sources],  # once per face
     )
     generator = torch.Generator(device=device).manual_seed(seed + 4242)
     prior_labels = torch.tensor(classes, dtype=torch.long).repeat_interleave(PRIOR_SAMPLES_PER_CLASS)

@@ -38,7 +38,7 @@ def format_metrics(metrics: dict[str, Any]) -> str:
         selection = metrics.get("selection") or {}
         heading = (
             f"validation at the selected epoch {selection.get('best_epoch')} (train.evaluate_test=false: the test "
-            f"split was not opened)"
+            "split was not opened)"
         )
         return (
             heading

@@ -49,8 +49,9 @@ def test_cutout_zeroes_one_square_of_the_set_size() -> None:
 
 
 def test_blur_removes_pixel_speckle_and_keeps_flat_regions_and_coarse_shapes() -> None:
-    """A checkerboard at the Nyquist frequency (the decoder's speckle) is cut to a third or less; a constant image is unchanged (edges
-    reflected, weights sum to 1); a dark 16 px square (a mouth-sized shape at 64 px) keeps its centre."""
+    """A checkerboard at the Nyquist frequency (the decoder's speckle) is cut to a third or less; a constant
+    image is unchanged (edges reflected, weights sum to 1); a dark 16 px square (a mouth-sized shape at 64 px)
+    keeps its centre."""
     side = 64
     checker = ((torch.arange(side)[:, None] + torch.arange(side)[None, :]) % 2).float() * 2 - 1
     speckle = checker.expand(8, 3, side, side).contiguous()

@@ -622,7 +622,7 @@ class VAEGANModule(pl.LightningModule):
             # Pixel-scale energy of the flips over the same faces' reconstructions: speckle that satisfies the
             # judge without drawing the expression shows here well above 1.
             flipped_high_frequency=high_frequency_energy(flipped).cpu(),
-            reconstructed_high_frequency=high_frequency_energy(recon[sources]).cpu(),
+            reconstructed_high_frequency=high_frequency_energy(recon).cpu()[sources.cpu()],  # once per val face
         )
         if use_features:
             real_features = self._real_val_features
