@@ -4,6 +4,7 @@ and the collapse guard, down to the ablation report that marks a collapsed row."
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -161,6 +162,47 @@ def test_an_empty_generated_set_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "manifest.csv").write_text("path,class_name\n")
     with pytest.raises(EmptyGeneratedSetError, match="no samples passed the filter"):
         list_generated(tmp_path, class_names=["a", "b"])
+
+
+def test_the_judges_blur_tolerance_is_what_a_blur_leaves_of_its_recall() -> None:
+    """A judge that reads class A from pixel-scale texture (a checkerboard) and B from flat faces: a blur of
+    1 px at 64 px leaves none of A's readings and all of B's; the sigma scales with the side."""
+    import torch
+
+    from ablation.generation_report import _blur_tolerance_line, judge_quality
+    from faces.split import FaceSplit
+
+    def faces_of(size: int) -> FaceSplit:
+        checker = ((torch.arange(size)[:, None] + torch.arange(size)[None, :]) % 2 * 200 + 28).to(torch.uint8)
+        images = torch.cat([checker.expand(3, 3, size, size), torch.full((3, 3, size, size), 128, dtype=torch.uint8)])
+        return FaceSplit(
+            name="val",
+            images=images,
+            labels=torch.tensor([0, 0, 0, 1, 1, 1]),
+            is_synthetic=torch.zeros(6, dtype=torch.bool),
+            sample_ids=tuple(f"v{i}" for i in range(6)),
+            class_names=("A", "B"),
+        )
+
+    def texture_judge(images: torch.Tensor) -> torch.Tensor:
+        x = images.float()
+        textured = (x[..., 1:, :] - x[..., :-1, :]).abs().mean(dim=(1, 2, 3)) > 50
+        return torch.nn.functional.one_hot((~textured).long(), 2).float()
+
+    for size in (64, 128):
+        quality = judge_quality(texture_judge, faces_of(size))
+        assert quality["validation_recall"] == {"A": 1.0, "B": 1.0}
+        tolerance = quality["blur_tolerance"]
+        assert list(tolerance) == ["0.5", "1"]
+        assert tolerance["1"]["sigma_px"] == pytest.approx(size / 64)
+        assert tolerance["1"]["ratio"] == {"A": 0.0, "B": 1.0} and tolerance["1"]["mean_ratio"] == 0.5
+    line = _blur_tolerance_line(tolerance)
+    assert line.startswith("; recall kept under a Gaussian blur of 1 / 2 px:") and "0.50" in line
+    assert _blur_tolerance_line(None) == ""  # reports written before the figure
+    # A class the judge never reads right has no ratio (0 / 0), and the mean skips it.
+    always_a = lambda images: torch.nn.functional.one_hot(torch.zeros(len(images), dtype=torch.long), 2).float()  # noqa: E731
+    blind = judge_quality(always_a, faces_of(64))["blur_tolerance"]["1"]
+    assert blind["ratio"]["A"] == 1.0 and math.isnan(blind["ratio"]["B"]) and blind["mean_ratio"] == 1.0
 
 
 def test_a_weak_judge_is_warned_about() -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from einops import rearrange
 
 from vaegan import VAEGAN, to_model_range, to_uint8
 from vaegan import losses as L
@@ -192,3 +193,41 @@ def test_a_separate_expression_classifier_judges_in_eval_mode_and_round_trips(tm
         assert torch.allclose(loaded.classify(fakes), model.classify(fakes))
     with pytest.raises(ValueError, match=r"expression_classifier=1 must be true or false"):
         VAEGAN(resolution=32, latent_dim=32, num_classes=7, expression_classifier=1)
+
+
+@pytest.mark.parametrize("resolution", [32, 64, 128])
+def test_a_full_resolution_decoder_draws_single_pixels_and_round_trips(tmp_path: Path, resolution: int) -> None:
+    """`decoder_full_resolution=True`: the last level is a label-modulated block at full resolution, so the decoder
+    can paint one pixel unlike its neighbours (the sub-pixel layer paints 2x2 blocks from one half-resolution map),
+    and files without the key keep the sub-pixel layout."""
+    torch.manual_seed(0)
+    kwargs = dict(resolution=resolution, latent_dim=32, num_classes=7, base_channels=8, max_channels=32, embed_dim=8)
+    model = VAEGAN(**kwargs, decoder_full_resolution=True).eval()
+    assert model.decoder.blocks[-1].conv.out_channels == 8 and model.decoder.to_rgb.out_channels == 3
+    assert VAEGAN(**kwargs).decoder.to_rgb.out_channels == 12
+    z, labels = torch.randn(3, 32), torch.tensor([0, 3, 6])
+    with torch.no_grad():
+        images = model.decode(z, labels)
+    assert images.shape == (3, 3, resolution, resolution) and images.abs().max() <= 1
+
+    # The pixels of a 2x2 block differ from the start; the sub-pixel layer's start equal (ICNR) and can only
+    # learn to differ through four separate kernels reading the same half-resolution features.
+    def within_block_spread(decoded: torch.Tensor) -> torch.Tensor:
+        return rearrange(decoded, "b c (h i) (w j) -> b c h w (i j)", i=2, j=2).std(dim=-1)
+
+    assert (within_block_spread(images) > 1e-4).float().mean() > 0.5
+    with torch.no_grad():
+        assert within_block_spread(VAEGAN(**kwargs).eval().decode(z, labels)).max() < 1e-6
+    path = save_vaegan(
+        tmp_path / "v.safetensors",
+        model=model,
+        config={},
+        class_names=[f"c{i}" for i in range(7)],
+        extra={"image_size": resolution, "data_fingerprint": "x"},
+    )
+    loaded, meta = load_vaegan(path)
+    assert meta["architecture"]["decoder_full_resolution"] is True
+    with torch.no_grad():
+        assert torch.allclose(loaded.decode(z, labels), images)
+    with pytest.raises(ValueError, match=r"decoder_full_resolution='yes' must be true or false"):
+        VAEGAN(**kwargs, decoder_full_resolution="yes")
