@@ -49,7 +49,7 @@ PRIOR_SAMPLES_PER_CLASS = 64
 # The judge's recall on real validation faces blurred by a Gaussian of these standard deviations (pixels at
 # 64 px, scaled with the side), over its recall on the faces themselves. Why: reconstruction fidelity asks the
 # decoder to keep what the judge reads, and a VAE's reconstructions are soft; this says how soft they may be
-# (on the embedded faces a 1 px blur costs the judge 40 % of its readings; BENCHMARKS.md).
+# (on the embedded faces a 1 px blur costs the judge 80 % of its Disgust readings; BENCHMARKS.md).
 JUDGE_BLUR_SIGMAS = (0.5, 1.0)
 
 
@@ -87,7 +87,7 @@ def judge_blur_tolerance(
     return out
 
 
-def _blur_tolerance_line(tolerance: dict[str, dict[str, Any]] | None) -> str:
+def blur_tolerance_line(tolerance: dict[str, dict[str, Any]] | None) -> str:
     """'; recall kept under a Gaussian blur of 0.5 / 1 px: 0.93 / 0.78 (per class in the JSON)', or '' (older reports)."""
     if not tolerance:
         return ""
@@ -519,6 +519,6 @@ def format_generation_report(report: dict[str, Any]) -> str:
                 if judge["weak_classes"]
                 else "every class above the recall floor"
             )
-            + _blur_tolerance_line(judge.get("blur_tolerance"))
+            + blur_tolerance_line(judge.get("blur_tolerance"))
         )
     return "\n".join(lines)

@@ -169,7 +169,7 @@ def test_the_judges_blur_tolerance_is_what_a_blur_leaves_of_its_recall() -> None
     1 px at 64 px leaves none of A's readings and all of B's; the sigma scales with the side."""
     import torch
 
-    from ablation.generation_report import _blur_tolerance_line, judge_quality
+    from ablation.generation_report import blur_tolerance_line, judge_quality
     from faces.split import FaceSplit
 
     def faces_of(size: int) -> FaceSplit:
@@ -196,9 +196,9 @@ def test_the_judges_blur_tolerance_is_what_a_blur_leaves_of_its_recall() -> None
         assert list(tolerance) == ["0.5", "1"]
         assert tolerance["1"]["sigma_px"] == pytest.approx(size / 64)
         assert tolerance["1"]["ratio"] == {"A": 0.0, "B": 1.0} and tolerance["1"]["mean_ratio"] == 0.5
-    line = _blur_tolerance_line(tolerance)
+    line = blur_tolerance_line(tolerance)
     assert line.startswith("; recall kept under a Gaussian blur of 1 / 2 px:") and "0.50" in line
-    assert _blur_tolerance_line(None) == ""  # reports written before the figure
+    assert blur_tolerance_line(None) == ""  # reports written before the figure
     # A class the judge never reads right has no ratio (0 / 0), and the mean skips it.
     always_a = lambda images: torch.nn.functional.one_hot(torch.zeros(len(images), dtype=torch.long), 2).float()  # noqa: E731
     blind = judge_quality(always_a, faces_of(64))["blur_tolerance"]["1"]

@@ -153,9 +153,9 @@ class Decoder(nn.Module):
     `full_resolution=True` replaces it with one more label-modulated block at full resolution (width
     `base_channels`) and a 3x3 RGB conv there. Why: the sub-pixel layer draws every 2x2 block linearly from
     one 16-channel half-resolution map, and the strokes that carry a 64 px face's expression (brows, lids,
-    lip corners) are 1-2 px wide; a reconstruction as soft as a 1 px Gaussian already loses 40 % of the
-    judge's readings (BENCHMARKS.md). It costs about half the decoder's FLOPs again, little beside D and
-    the expression classifier.
+    lip corners) are 1-2 px wide, and a 1 px Gaussian blur of real faces already costs the judge 80 % of its
+    Disgust readings and a third of Fear's and Anger's (BENCHMARKS.md). Measured at 24 epochs it drew no
+    sharper reconstructions and more speckle, so it is off by default; a training step costs 1.23x.
     """
 
     def __init__(
