@@ -296,6 +296,21 @@ def test_the_expression_feature_loss_trains_the_decoder(tiny_synthetic_root: Pat
     assert (with_loss - without).abs().mean() > 1e-4
 
 
+def test_the_imagenet_feature_loss_trains_the_decoder_and_stays_out_of_the_checkpoint(
+    tiny_synthetic_root: Path, tmp_path: Path
+) -> None:
+    """imagenet_feature_weight > 0: 3 steps give another decoder than without it, the term is logged, and the
+    frozen ImageNet network is not part of what the module saves."""
+    without = _swapped_decodes(tiny_synthetic_root, tmp_path, label_weight="1.0")
+    with_loss = _swapped_decodes(
+        tiny_synthetic_root, tmp_path, label_weight="1.0", extra=("vaegan.losses.imagenet_feature_weight=5.0",)
+    )
+    assert (with_loss - without).abs().mean() > 1e-4
+    module, _ = _trained(tiny_synthetic_root, tmp_path, steps=1, extra=("vaegan.losses.imagenet_feature_weight=1.0",))
+    assert "train/imagenet_feature_step" in module.trainer.logged_metrics
+    assert not any("stages" in key or "imagenet" in key for key in module.state_dict())
+
+
 def test_the_expression_classifiers_views_change_what_the_decoder_learns(
     tiny_synthetic_root: Path, tmp_path: Path
 ) -> None:

@@ -231,3 +231,28 @@ def test_a_full_resolution_decoder_draws_single_pixels_and_round_trips(tmp_path:
         assert torch.allclose(loaded.decode(z, labels), images)
     with pytest.raises(ValueError, match=r"decoder_full_resolution='yes' must be true or false"):
         VAEGAN(**kwargs, decoder_full_resolution="yes")
+
+
+def test_imagenet_features_are_frozen_and_their_loss_reads_edges() -> None:
+    """The perceptual loss's network: 3 stages at 1/2, 1/4, 1/8 of the input, no trainable weights, batch norm
+    kept in eval mode; its loss is 0 for identical images, larger for a blurred copy than for a slightly
+    brightened one (edges, not intensity), and its gradient reaches the reconstruction."""
+    from vaegan.diff_augment import gaussian_blur
+
+    features = L.ImageNetFeatures().train()
+    assert not features.training and not any(p.requires_grad for p in features.parameters())
+    torch.manual_seed(0)
+    real = (torch.rand(4, 3, 32, 32) > 0.5).float() * 1.6 - 0.8  # sharp black-and-white blocks in [-1, 1]
+    blocks = features(real)
+    assert [tuple(b.shape[-2:]) for b in blocks] == [(16, 16), (8, 8), (4, 4)]
+    assert L.blockwise_feature_loss(features(real), blocks) == 0
+    blurred = gaussian_blur(real, torch.full((4,), 1.0))
+    brightened = (real + 0.1).clamp(-1, 1)
+    assert L.blockwise_feature_loss(features(blurred), blocks) > 2 * L.blockwise_feature_loss(
+        features(brightened), blocks
+    )
+    reconstruction = blurred.clone().requires_grad_(True)
+    L.blockwise_feature_loss(features(reconstruction), blocks).backward()
+    assert reconstruction.grad is not None and reconstruction.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="stages=0 must be between 1 and 7"):
+        L.ImageNetFeatures(stages=0)

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from faces.features import imagenet_efficientnet_lite0, imagenet_normalize
+
 # torchvision's AlexNet file that lpips.LPIPS(net="alex") loads as its backbone.
 LPIPS_BACKBONE_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}
 
@@ -82,14 +84,49 @@ def feature_reconstruction_loss(reconstructed: torch.Tensor, real: torch.Tensor)
     return F.mse_loss(reconstructed.float(), target) / (target.pow(2).mean() + 1e-8)
 
 
-def expression_feature_loss(reconstructed: Sequence[torch.Tensor], real: Sequence[torch.Tensor]) -> torch.Tensor:
-    """A perceptual loss from a network that reads expressions: Larsen's normalised MSE on each block of the
-    expression classifier, averaged over blocks. Pixel L1 and D's 8x8 features let the decoder draw squinting
-    slits for eyes and flat brows (the judge read those reconstructions as Anger); the blocks of a classifier
-    trained to tell expressions apart weigh exactly the brow, lid and mouth shapes."""
+def blockwise_feature_loss(reconstructed: Sequence[torch.Tensor], real: Sequence[torch.Tensor]) -> torch.Tensor:
+    """A perceptual loss: Larsen's normalised MSE on each block of a feature network, averaged over blocks."""
     if len(reconstructed) != len(real) or not real:
         raise ValueError(f"expected the same non-zero number of blocks, got {len(reconstructed)} and {len(real)}")
     return torch.stack([feature_reconstruction_loss(r, t) for r, t in zip(reconstructed, real)]).mean()
+
+
+def expression_feature_loss(reconstructed: Sequence[torch.Tensor], real: Sequence[torch.Tensor]) -> torch.Tensor:
+    """A perceptual loss from a network that reads expressions, on each block of the expression classifier.
+    Pixel L1 and D's 8x8 features let the decoder draw squinting slits for eyes and flat brows (the judge read
+    those reconstructions as Anger); the blocks of a classifier trained to tell expressions apart weigh exactly
+    the brow, lid and mouth shapes."""
+    return blockwise_feature_loss(reconstructed, real)
+
+
+class ImageNetFeatures(nn.Module):
+    """Perceptual features from the offline ImageNet EfficientNet-Lite0 (faces.features): its stem and first
+    `stages` stages (maps at 1/2, 1/4, 1/8 of the input for 3), frozen, batch norm in eval mode, so the
+    reconstruction loss of Johnson et al. (2016) and DFC-VAE (Hou et al. 2017) runs without a download (LPIPS
+    needs torchvision's AlexNet file). Why: pixel L1 lets a VAE average a 1-2 px brow or lip corner into a
+    smear, and the judge reads those reconstructions as another expression; early ImageNet features respond to
+    exactly such edges. Not part of the VAE-GAN's weights: rebuilt from the package when training needs it."""
+
+    def __init__(self, *, stages: int = 3) -> None:
+        super().__init__()
+        network = imagenet_efficientnet_lite0(num_classes=0)
+        if not 1 <= stages <= len(network.blocks):
+            raise ValueError(f"stages={stages} must be between 1 and {len(network.blocks)}")
+        self.stem = nn.Sequential(network.conv_stem, network.bn1)
+        self.stages = network.blocks[:stages]
+        self.requires_grad_(False).eval()
+
+    def train(self, mode: bool = True) -> ImageNetFeatures:
+        return super().train(False)  # frozen: batch-norm statistics must never move
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """float [-1, 1] images `b 3 h w` -> each stage's output (gradients flow to the images)."""
+        h = self.stem(imagenet_normalize((images.float() + 1) / 2))
+        blocks = []
+        for stage in self.stages:
+            h = stage(h)
+            blocks.append(h)
+        return blocks
 
 
 def _torch_hub_checkpoints() -> Path:

@@ -13,6 +13,7 @@ Per batch, with x real, y its label, z ~ q(z|x,y), (z_p, y_p) a prior draw and y
                       (the separate classifier reads them, and learns from real faces, through expression_augment)
     recon = l1 * |dec(z,y) - x| + feature * ||D_l(dec(z,y)) - D_l(x)||^2 + lpips * LPIPS
             + expression_feature * mean_b ||E_b(dec(z,y)) - E_b(x)||^2      E_b: the separate classifier's blocks
+            + imagenet_feature * mean_b ||I_b(dec(z,y)) - I_b(x)||^2        I_b: ImageNet EfficientNet-Lite0 stages
 
 Keeping the adversarial and label gradients out of the encoder (backward with `inputs=`) stops the
 encoder from hiding information from D, a known cause of reconstructions degrading once the
@@ -129,6 +130,8 @@ class VAEGANModule(pl.LightningModule):
         return optimizers
 
     def setup(self, stage: str) -> None:
+        if self.loss_cfg.get("imagenet_feature_weight", 0.0) > 0 and "imagenet_features" not in self._aux:
+            self._aux["imagenet_features"] = L.ImageNetFeatures()
         if self.loss_cfg["lpips_weight"] > 0:
             self._aux["lpips_loss"] = L.load_lpips(
                 net=self.loss_cfg["lpips_net"], allow_download=self.loss_cfg["lpips_download"]
@@ -425,6 +428,13 @@ class VAEGANModule(pl.LightningModule):
         if loss_expression is not None:
             reconstruction = reconstruction + expression_feature_weight * loss_expression
             values["expression_feature"] = loss_expression
+        if "imagenet_features" in self._aux:
+            features = self._aux["imagenet_features"]
+            with torch.no_grad():
+                blocks_real = features(x)
+            loss_imagenet = L.blockwise_feature_loss(features(reconstructed), blocks_real)
+            reconstruction = reconstruction + self.loss_cfg["imagenet_feature_weight"] * loss_imagenet
+            values["imagenet_feature"] = loss_imagenet
         if "lpips_loss" in self._aux:
             loss_lpips = self._aux["lpips_loss"](reconstructed.float(), x.float()).mean()
             reconstruction = reconstruction + self.loss_cfg["lpips_weight"] * loss_lpips
@@ -469,9 +479,7 @@ class VAEGANModule(pl.LightningModule):
                 "train/discriminator": d_out["hinge"],
                 "train/discriminator_class": d_out["class"],
                 **({"train/expression_classifier": d_out["expression_class"]} if "expression_class" in d_out else {}),
-                **(
-                    {"train/expression_feature": values["expression_feature"]} if "expression_feature" in values else {}
-                ),
+                **{f"train/{key}": values[key] for key in ("expression_feature", "imagenet_feature") if key in values},
                 "train/d_real": d_out["real"].float().mean(),
                 "train/d_fake": d_out["fake"].float().mean(),
                 "train/kl_weight": kl_weight,

@@ -89,6 +89,7 @@ def validate_config(config: dict[str, Any]) -> None:
         "classifier_weight",
         "latent_adversary_weight",
         "expression_feature_weight",
+        "imagenet_feature_weight",
     ):
         if weights.get(key, 0.0) < 0:
             raise ValueError(f"vaegan.losses.{key}={weights[key]} must be >= 0")
