@@ -91,7 +91,9 @@ def test_filtered_run_trains_a_judge_that_never_opens_test(tmp_path: Path, setup
     settings = json.loads((out / "augment.json").read_text())
     quality = settings["judge_quality"]
     assert set(quality["validation_recall"]) == set(report.classes[i].class_name for i in range(len(report.classes)))
-    assert report.judge_quality == quality and "judge val recall" in report.table()
+    # Compared as JSON: a class the judge never reads right has NaN blur ratios, and NaN != NaN in a dict comparison.
+    assert json.dumps(report.judge_quality, sort_keys=True) == json.dumps(quality, sort_keys=True)
+    assert "judge val recall" in report.table()
     measured = json.loads((out / "generation_report.json").read_text())
     before, after = measured["before_filter"]["classes"]["Fear"], measured["after_filter"]["classes"]["Fear"]
     assert (
