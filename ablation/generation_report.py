@@ -70,7 +70,7 @@ def judge_blur_tolerance(
 ) -> dict[str, dict[str, Any]]:
     """Per blur (keyed by its sigma at 64 px): the sigma at the data's size, and per class the judge's recall on
     the blurred real validation faces over its `recall` on them unblurred (NaN where that is 0 or undefined)."""
-    images = val.images.float().div(255).mul(2).sub(1)
+    images = to_model_range(val.images)
     out = {}
     for sigma in sigmas:
         pixels = sigma * val.image_size / 64

@@ -15,6 +15,18 @@ from vaegan.checkpoint import load_vaegan, save_vaegan
 from vaegan.metrics import diversity_ratio, frechet_distance
 
 
+def _round_trip(model: VAEGAN, tmp_path: Path, *, image_size: int) -> tuple[VAEGAN, dict]:
+    """The model after a save_vaegan / load_vaegan round trip through a safetensors file: (loaded, meta)."""
+    path = save_vaegan(
+        tmp_path / "v.safetensors",
+        model=model,
+        config={},
+        class_names=[f"c{i}" for i in range(7)],
+        extra={"image_size": image_size, "data_fingerprint": "x"},
+    )
+    return load_vaegan(path)
+
+
 def small_model(resolution: int, latent_dim: int = 32) -> VAEGAN:
     return VAEGAN(
         resolution=resolution, latent_dim=latent_dim, num_classes=7, base_channels=8, max_channels=32, embed_dim=8
@@ -142,14 +154,7 @@ def test_an_encoder_that_does_not_see_the_label_ignores_it_and_round_trips(tmp_p
         mu_a, _ = model.encode(images, torch.zeros(4, dtype=torch.long))
         mu_b, _ = model.encode(images, torch.full((4,), 6, dtype=torch.long))
     assert torch.equal(mu_a, mu_b)
-    path = save_vaegan(
-        tmp_path / "v.safetensors",
-        model=model,
-        config={},
-        class_names=[f"c{i}" for i in range(7)],
-        extra={"image_size": 32, "data_fingerprint": "x"},
-    )
-    loaded, meta = load_vaegan(path)
+    loaded, meta = _round_trip(model, tmp_path, image_size=32)
     assert meta["architecture"]["encoder_sees_label"] is False
     assert loaded.encoder.label_embedding is None
     with torch.no_grad():
@@ -180,14 +185,7 @@ def test_a_separate_expression_classifier_judges_in_eval_mode_and_round_trips(tm
     assert logits.shape == (5, 7) and classifier.training  # back in training mode afterwards
     assert all(torch.equal(a, b) for a, b in zip(stats, classifier.buffers()))
     assert not torch.allclose(logits, model.discriminator.classify(fakes))
-    path = save_vaegan(
-        tmp_path / "v.safetensors",
-        model=model.eval(),
-        config={},
-        class_names=[f"c{i}" for i in range(7)],
-        extra={"image_size": resolution, "data_fingerprint": "x"},
-    )
-    loaded, meta = load_vaegan(path)
+    loaded, meta = _round_trip(model.eval(), tmp_path, image_size=resolution)
     assert meta["architecture"]["expression_classifier"] is True
     with torch.no_grad():
         assert torch.allclose(loaded.classify(fakes), model.classify(fakes))
@@ -218,14 +216,7 @@ def test_a_full_resolution_decoder_draws_single_pixels_and_round_trips(tmp_path:
     assert (within_block_spread(images) > 1e-4).float().mean() > 0.5
     with torch.no_grad():
         assert within_block_spread(VAEGAN(**kwargs).eval().decode(z, labels)).max() < 1e-6
-    path = save_vaegan(
-        tmp_path / "v.safetensors",
-        model=model,
-        config={},
-        class_names=[f"c{i}" for i in range(7)],
-        extra={"image_size": resolution, "data_fingerprint": "x"},
-    )
-    loaded, meta = load_vaegan(path)
+    loaded, meta = _round_trip(model, tmp_path, image_size=resolution)
     assert meta["architecture"]["decoder_full_resolution"] is True
     with torch.no_grad():
         assert torch.allclose(loaded.decode(z, labels), images)

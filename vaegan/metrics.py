@@ -138,21 +138,20 @@ def reconstruction_fidelity(
     """
     result = {}
     for label, name in enumerate(class_names):
-        recall_reconstructed, n = _recall(reconstructed_predictions, labels, label)
-        recall_real, _ = _recall(real_predictions, labels, label)
+        rows = labels == label
+        n = int(rows.sum())
+        hits_reconstructed, hits_real = (
+            int((p[rows] == label).sum()) for p in (reconstructed_predictions, real_predictions)
+        )
         # From the counts (the same n faces): 9 of 10 is 0.9 exactly, not 0.75 / 0.8333 = 0.8999...
-        hits = [
-            int((predictions[labels == label] == label).sum())
-            for predictions in (reconstructed_predictions, real_predictions)
-        ]
-        ratio = hits[0] / hits[1] if n and hits[1] > 0 else math.nan
-        readings = torch.bincount(reconstructed_predictions[labels == label].long(), minlength=len(class_names))
+        ratio = hits_reconstructed / hits_real if hits_real > 0 else math.nan
+        readings = torch.bincount(reconstructed_predictions[rows].long(), minlength=len(class_names))
         readings[label] = 0
         other = int(readings.argmax())
         result[name] = {
             "ratio": ratio,
-            "judge_recall_reconstructed": recall_reconstructed,
-            "judge_recall_real": recall_real,
+            "judge_recall_reconstructed": hits_reconstructed / n if n else math.nan,
+            "judge_recall_real": hits_real / n if n else math.nan,
             "n": n,
             "read_instead_as": class_names[other] if readings[other] > 0 else None,
             "read_instead_share": float(readings[other]) / n if n else math.nan,
