@@ -309,6 +309,35 @@ def test_the_expression_feature_loss_trains_the_decoder(tiny_synthetic_root: Pat
     assert (with_loss - without).abs().mean() > 1e-4
 
 
+def test_an_imagenet_expression_classifier_trains_only_its_top_inside_the_vaegan(
+    tiny_synthetic_root: Path, tmp_path: Path
+) -> None:
+    """expression_classifier_imagenet=true in real training: 3 steps with the label and expression feature
+    losses on leave the frozen ImageNet stem and stages exactly as the package has them (weights and batch-norm
+    statistics) and move the fine-tuned stage; the decoder learns from it (another decoder than the scratch
+    classifier's)."""
+    from faces.features import imagenet_efficientnet_lite0
+
+    on = ("vaegan.expression_classifier=true", "vaegan.losses.expression_feature_weight=1.0")
+    module, _ = _trained(
+        tiny_synthetic_root,
+        tmp_path,
+        steps=3,
+        extra=(*on, "vaegan.expression_classifier_imagenet=true", "vaegan.losses.label_weight=5.0"),
+    )
+    classifier = module.model.expression_classifier
+    imagenet = imagenet_efficientnet_lite0(num_classes=0)
+    for ours, theirs in ((classifier.stem[1], imagenet.bn1), (classifier.stages[:3], imagenet.blocks[:3])):
+        for (name, a), b in zip(ours.state_dict().items(), theirs.state_dict().values()):
+            assert torch.equal(a, b), name
+    assert not torch.equal(classifier.stages[3][0].conv_pw.weight, imagenet.blocks[3][0].conv_pw.weight)
+    z = torch.randn(7, module.model.latent_dim, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        imagenet_decodes = module.model.decode(z, (torch.arange(7) + 1) % 7, ema=False)
+    scratch_decodes = _swapped_decodes(tiny_synthetic_root, tmp_path, label_weight="5.0", extra=on)
+    assert (imagenet_decodes - scratch_decodes).abs().mean() > 1e-4
+
+
 def test_the_imagenet_feature_loss_trains_the_decoder_and_stays_out_of_the_checkpoint(
     tiny_synthetic_root: Path, tmp_path: Path
 ) -> None:

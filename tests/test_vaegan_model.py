@@ -194,6 +194,49 @@ def test_a_separate_expression_classifier_judges_in_eval_mode_and_round_trips(tm
 
 
 @pytest.mark.parametrize("resolution", [32, 64, 128])
+def test_an_imagenet_expression_classifier_starts_from_imagenet_and_trains_only_its_top(
+    tmp_path: Path, resolution: int
+) -> None:
+    """`expression_classifier_imagenet=True`: the separate classifier's stem and first three stages are the
+    package's ImageNet EfficientNet-Lite0, frozen with their batch norm in eval mode even in a training step; a
+    step on real faces moves the fourth stage and the head only; its blocks are at 1/4, 1/8, 1/16 of the input;
+    the weights come back from the safetensors file; and it needs the separate classifier."""
+    from faces.features import imagenet_efficientnet_lite0
+
+    torch.manual_seed(0)
+    kwargs = dict(resolution=resolution, latent_dim=32, num_classes=7, base_channels=8, max_channels=32)
+    model = VAEGAN(**kwargs, expression_classifier=True, expression_classifier_imagenet=True)
+    classifier = model.expression_classifier
+    imagenet = imagenet_efficientnet_lite0(num_classes=0)
+    assert torch.equal(classifier.stem[0].weight, imagenet.conv_stem.weight)
+    assert torch.equal(classifier.stages[3][0].conv_pw.weight, imagenet.blocks[3][0].conv_pw.weight)
+    frozen = [classifier.stem, *classifier.stages[:3]]
+    assert not any(p.requires_grad for m in frozen for p in m.parameters())
+    assert all(p.requires_grad for m in (classifier.stages[3], classifier.head) for p in m.parameters())
+
+    before = {name: tensor.clone() for name, tensor in classifier.state_dict().items()}
+    classifier.train()
+    assert not any(m.training for f in frozen for m in f.modules()) and classifier.stages[3].training
+    optimizer = torch.optim.Adam([p for p in classifier.parameters() if p.requires_grad], lr=1e-2)
+    faces = torch.rand(8, 3, resolution, resolution) * 2 - 1
+    torch.nn.functional.cross_entropy(classifier(faces), torch.arange(8) % 7).backward()
+    optimizer.step()
+    after = classifier.state_dict()
+    moved = {".".join(name.split(".")[:2]) for name in after if not torch.equal(after[name], before[name])}
+    assert moved == {"stages.3", "head.0", "head.1", "head.6"}  # the frozen stem and stages 0-2 never move
+
+    logits, blocks = classifier.eval()(faces, return_features=True)
+    assert logits.shape == (8, 7)
+    assert [b.shape[-1] for b in blocks] == [resolution // 4, resolution // 8, resolution // 16]
+    loaded, meta = _round_trip(model.eval(), tmp_path, image_size=resolution)
+    assert meta["architecture"]["expression_classifier_imagenet"] is True
+    with torch.no_grad():
+        assert torch.allclose(loaded.classify(faces), model.classify(faces))
+    with pytest.raises(ValueError, match=r"expression_classifier_imagenet=true .* needs expression_classifier=true"):
+        VAEGAN(**kwargs, expression_classifier_imagenet=True)
+
+
+@pytest.mark.parametrize("resolution", [32, 64, 128])
 def test_a_full_resolution_decoder_draws_single_pixels_and_round_trips(tmp_path: Path, resolution: int) -> None:
     """`decoder_full_resolution=True`: the last level is a label-modulated block at full resolution, so the decoder
     can paint one pixel unlike its neighbours (the sub-pixel layer paints 2x2 blocks from one half-resolution map),

@@ -197,6 +197,10 @@ def test_gradients_reach_what_should_train_and_no_gan_gradient_reaches_the_encod
         ("vaegan.losses.imagenet_feature_weight=-0.5", r"vaegan.losses.imagenet_feature_weight=-0.5 must be >= 0"),
         ("vaegan.encoder_sees_label=sometimes", r"vaegan.encoder_sees_label='sometimes' must be true or false"),
         ("vaegan.decoder_full_resolution=2", r"vaegan.decoder_full_resolution=2 must be true or false"),
+        (
+            "vaegan.expression_classifier_imagenet=true",
+            r"expression_classifier_imagenet=true is the trunk .* set vaegan.expression_classifier=true",
+        ),
         ("vaegan.losses.diff_augment=[color,rotate]", r"diff_augment: unknown op\(s\) \['rotate'\]; choose from"),
         (
             "vaegan.losses.expression_augment=[mirror]",

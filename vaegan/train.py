@@ -101,6 +101,11 @@ def validate_config(config: dict[str, Any]) -> None:
     for key, default in ARCHITECTURE_SWITCHES.items():
         if not isinstance(model.get(key, default), bool):
             raise ValueError(f"vaegan.{key}={model.get(key)!r} must be true or false")
+    if model.get("expression_classifier_imagenet", False) and not model.get("expression_classifier", False):
+        raise ValueError(
+            "vaegan.expression_classifier_imagenet=true is the trunk of the separate expression classifier: set "
+            "vaegan.expression_classifier=true as well, or this to false"
+        )
     parse_policy(weights.get("diff_augment"))  # an unknown op name fails here, naming the choices
     expression_policy = parse_policy(weights.get("expression_augment"), setting="vaegan.losses.expression_augment")
     if expression_policy and not model.get("expression_classifier", False):
