@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import timm
+import torch
 from omegaconf import OmegaConf
 from test_ablation_report import write_run
 
@@ -17,6 +18,20 @@ from classifier.budget import collapse_report, plan_budget, resolve_input_size
 from classifier.train import check_train_numbers
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _real_val_split(images: torch.Tensor, labels: torch.Tensor, class_names: tuple[str, ...]):
+    """A real (untagged) validation FaceSplit of hand-made images, for the judge-quality figures."""
+    from faces.split import FaceSplit
+
+    return FaceSplit(
+        name="val",
+        images=images,
+        labels=labels,
+        is_synthetic=torch.zeros(len(labels), dtype=torch.bool),
+        sample_ids=tuple(f"v{i}" for i in range(len(labels))),
+        class_names=class_names,
+    )
 
 
 def test_small_dataset_gets_enough_steps_and_the_schedule_scales() -> None:
@@ -167,22 +182,13 @@ def test_an_empty_generated_set_is_a_clear_error(tmp_path: Path) -> None:
 def test_the_judges_blur_tolerance_is_what_a_blur_leaves_of_its_recall() -> None:
     """A judge that reads class A from pixel-scale texture (a checkerboard) and B from flat faces: a blur of
     1 px at 64 px leaves none of A's readings and all of B's; the sigma scales with the side."""
-    import torch
-
     from ablation.generation_report import blur_tolerance_line, judge_quality
     from faces.split import FaceSplit
 
     def faces_of(size: int) -> FaceSplit:
         checker = ((torch.arange(size)[:, None] + torch.arange(size)[None, :]) % 2 * 200 + 28).to(torch.uint8)
         images = torch.cat([checker.expand(3, 3, size, size), torch.full((3, 3, size, size), 128, dtype=torch.uint8)])
-        return FaceSplit(
-            name="val",
-            images=images,
-            labels=torch.tensor([0, 0, 0, 1, 1, 1]),
-            is_synthetic=torch.zeros(6, dtype=torch.bool),
-            sample_ids=tuple(f"v{i}" for i in range(6)),
-            class_names=("A", "B"),
-        )
+        return _real_val_split(images, torch.tensor([0, 0, 0, 1, 1, 1]), ("A", "B"))
 
     def texture_judge(images: torch.Tensor) -> torch.Tensor:
         x = images.float()
@@ -206,21 +212,11 @@ def test_the_judges_blur_tolerance_is_what_a_blur_leaves_of_its_recall() -> None
 
 
 def test_a_weak_judge_is_warned_about() -> None:
-    import torch
-
     from ablation.generation_report import JUDGE_RECALL_FLOOR, judge_quality
-    from faces.split import FaceSplit
     from vaegan.generation.run import AugmentReport, ClassReport
 
     labels = torch.tensor([0, 0, 1, 1, 2, 2])
-    val = FaceSplit(
-        name="val",
-        images=torch.zeros(6, 3, 8, 8, dtype=torch.uint8),
-        labels=labels,
-        is_synthetic=torch.zeros(6, dtype=torch.bool),
-        sample_ids=tuple(f"v{i}" for i in range(6)),
-        class_names=("A", "B", "C"),
-    )
+    val = _real_val_split(torch.zeros(6, 3, 8, 8, dtype=torch.uint8), labels, ("A", "B", "C"))
     always_a = lambda images: torch.nn.functional.one_hot(torch.zeros(len(images), dtype=torch.long), 3).float()  # noqa: E731
     quality = judge_quality(always_a, val)
     assert quality["validation_recall"] == {"A": 1.0, "B": 0.0, "C": 0.0} and quality["weak_classes"] == ["B", "C"]
