@@ -232,3 +232,18 @@ def test_a_weak_judge_is_warned_about() -> None:
     )
     table = report.table()
     assert "WEAK JUDGE" in table and "WARNING: the judge's validation recall is below" in table and "B" in table
+
+
+def test_a_backbone_from_random_weights_gets_no_head_only_epochs() -> None:
+    """The head-only stage keeps pretrained features while a new head learns; from random weights there is
+    nothing to keep, so `classifier.pretrained=none` trains everything from the first step, while a cascade from
+    a fine-tuned checkpoint (whatever its ImageNet source) keeps the stage."""
+    from ablation.config import compose_config
+    from classifier.train import budget_for
+
+    pretrained = compose_config("train_classifier", ["classifier=efficientnet_lite0"])
+    scratch = compose_config("train_classifier", ["classifier=resnet10t_scratch"])
+    assert budget_for(pretrained, num_train=1799).freeze_epochs == 3
+    assert budget_for(scratch, num_train=1799).freeze_epochs == 0
+    cascade = compose_config("train_classifier", ["classifier=resnet10t_scratch", "classifier.cascade_from=x.ckpt"])
+    assert budget_for(cascade, num_train=1799).freeze_epochs == 3
