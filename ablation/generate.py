@@ -22,6 +22,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 import faces
+from classifier.checkpoint import read_meta as read_classifier_meta
 from faces.errors import CheckpointError, FolderLockedError
 from faces.generated import COMMAND_KEY
 from faces.io import checkpoint_fingerprint
@@ -42,6 +43,7 @@ from .generation_report import (
     accepted_count,
     feature_embedder,
     format_generation_report,
+    judge_generator_overlap,
     judge_quality,
     write_generation_report,
 )
@@ -371,6 +373,8 @@ def _quality_filter(
     )
     # A judge is only as good as its own validation recall: measured here, stored, and warned about.
     quality = judge_quality(judge_probabilities, inputs.data.train_val()[1])
+    judge_meta = read_classifier_meta(judge_path)  # which weights it starts from: judge_generator_overlap
+    quality.update(backbone=judge_meta["backbone"], pretrained=judge_meta.get("pretrained"))
     log.info(
         "judge: validation mean class accuracy %.3f, recall %s",
         quality["validation_mean_class_accuracy"],
@@ -398,6 +402,9 @@ def _generate(request: GenerationRequest, inputs: _Inputs):
     # The report's feature space, built once: the filter's near-duplicate test and the report share it.
     embed = feature_embedder(request.torch_device) if request.filter or request.report else None
     quality_filter, quality = _quality_filter(request, inputs, embed=embed)
+    overlap = judge_generator_overlap(dict(model.architecture), quality)
+    if overlap:
+        log.warning("JUDGE AND GENERATOR SHARE WEIGHTS: %s", overlap)
     log.info(
         "generating %s with %s (a=%g) into %s",
         dict(zip(data.class_names, inputs.targets)),

@@ -96,6 +96,30 @@ def blur_tolerance_line(tolerance: dict[str, dict[str, Any]] | None) -> str:
     return f"; recall kept under a Gaussian blur of {sigmas} px: {kept} (mean over classes; the JSON has each class)"
 
 
+def judge_generator_overlap(architecture: dict[str, Any], judge_report: dict[str, Any] | None) -> str | None:
+    """A warning when the judge starts from the ImageNet weights the decoder's label loss answered to
+    (`vaegan.expression_classifier_imagenet` and a judge fine-tuned from the package's EfficientNet-Lite0), else None.
+    Why: a decoder trained against a classifier learns patterns that classifier reads as the asked-for label, and
+    a judge that shares its weights or family reads them too. Measured (BENCHMARKS.md): each of two judges of
+    equal validation accuracy passed more label-flip targets for the generator trained against its own family."""
+    if not judge_report or not architecture.get("expression_classifier_imagenet"):
+        return None
+    backbone, pretrained = judge_report.get("backbone"), str(judge_report.get("pretrained") or "")
+    if backbone != "efficientnet_lite0" or not pretrained.startswith("package:"):
+        return None
+    return (
+        f"the judge ({backbone}, {pretrained}) starts from the ImageNet EfficientNet-Lite0 weights the decoder's "
+        "label loss answered to (vaegan.expression_classifier_imagenet=true): it may read the patterns made for "
+        "that trunk as the asked-for expression; judge this generator with another family"
+    )
+
+
+def judge_overlap_line(judge: dict[str, Any] | None) -> str:
+    """The report's warning line for `judge_generator_overlap`, or ''."""
+    warning = (judge or {}).get("generator_overlap")
+    return f"; WARNING: {warning}" if warning else ""
+
+
 def judge_quality(judge: Judge, val: faces.FaceSplit, *, floor: float = JUDGE_RECALL_FLOOR) -> dict[str, Any]:
     """Validation mean class accuracy and per-class recall of the judge, the classes it cannot judge, and how
     much of its recall survives a slight blur (`blur_tolerance`: the ceiling soft reconstructions face)."""
@@ -405,6 +429,9 @@ def write_generation_report(
     before_features = embed(before_images)
     if judge_report is None and judge_probabilities is not None:
         judge_report = judge_quality(judge_probabilities, val)
+    if judge_report is not None:
+        overlap = judge_generator_overlap(dict(getattr(model, "architecture", {})), judge_report)
+        judge_report = {**judge_report, "generator_overlap": overlap}
     val_recall = [judge_report["validation_recall"][n] for n in fit.class_names] if judge_report else None
     common = dict(class_names=fit.class_names, classes=classes, real_val_recall=val_recall)
     report = {
@@ -520,5 +547,6 @@ def format_generation_report(report: dict[str, Any]) -> str:
                 else "every class above the recall floor"
             )
             + blur_tolerance_line(judge.get("blur_tolerance"))
+            + judge_overlap_line(judge)
         )
     return "\n".join(lines)

@@ -41,7 +41,7 @@ from .aggregate import (
     table_rows,
 )
 from .generation_report import REPORT_FILE as GENERATION_REPORT_FILE
-from .generation_report import blur_tolerance_line, format_figure, read_instead
+from .generation_report import blur_tolerance_line, format_figure, judge_overlap_line, read_instead
 
 CSV_FILE = "ablation.csv"
 MARKDOWN_FILE = "ablation.md"
@@ -599,7 +599,7 @@ def generation_report_sections(records: Sequence[RunRecord]) -> list[Section]:
                     Text(
                         f"Before → after the filter, in {report['feature_network']} features; near-duplicate: {report['near_duplicate_rule']}. "
                         f"Judge validation mean class accuracy {format_figure(judge.get('validation_mean_class_accuracy'))}"
-                        f"{blur_tolerance_line(judge.get('blur_tolerance'))}.{weak}"
+                        f"{blur_tolerance_line(judge.get('blur_tolerance'))}{judge_overlap_line(judge)}.{weak}"
                     ),
                     *([Text(cas)] if cas else []),
                     Table(header, [[(c, False) for c in row] for row in rows], css="generation"),

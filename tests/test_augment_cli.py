@@ -101,6 +101,8 @@ def test_filtered_run_trains_a_judge_that_never_opens_test(tmp_path: Path, setup
     )  # one candidate batch; the accepted set
     assert set(before) >= {"fidelity", "novelty", "diversity_ratio", "precision", "recall"}
     assert before["fidelity"]["judge_recall_real_val"] == quality["validation_recall"]["Fear"]
+    # Which weights the judge starts from is stored, and a scratch judge shares none with this generator.
+    assert measured["judge"]["backbone"] == quality["backbone"] and measured["judge"]["generator_overlap"] is None
     # Re-running the finished set adds nothing, so its report is the one on disk (not measured again).
     written = (out / "generation_report.json").stat().st_mtime_ns
     again = augment_with_checkpoint(

