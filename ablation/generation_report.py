@@ -396,6 +396,17 @@ def _set_figures(features, labels, judge_predictions, *, real, class_names, clas
 
 
 @torch.no_grad()
+def _judge_section(model, judge: Judge | None, judge_report: dict[str, Any] | None, val) -> dict[str, Any] | None:
+    """The report's judge section: its validation quality (measured here unless given) and whether it shares
+    the weights the decoder's label loss answered to."""
+    if judge_report is None and judge is not None:
+        judge_report = judge_quality(judge, val)
+    if judge_report is None:
+        return None
+    overlap = judge_generator_overlap(dict(getattr(model, "architecture", {})), judge_report)
+    return {**judge_report, "generator_overlap": overlap}
+
+
 def write_generation_report(
     request: GenerationRequest,
     *,
@@ -427,11 +438,7 @@ def write_generation_report(
     real_features = embed(fit.images) if real_features is None else real_features
     real_labels = fit.labels
     before_features = embed(before_images)
-    if judge_report is None and judge_probabilities is not None:
-        judge_report = judge_quality(judge_probabilities, val)
-    if judge_report is not None:
-        overlap = judge_generator_overlap(dict(getattr(model, "architecture", {})), judge_report)
-        judge_report = {**judge_report, "generator_overlap": overlap}
+    judge_report = _judge_section(model, judge_probabilities, judge_report, val)
     val_recall = [judge_report["validation_recall"][n] for n in fit.class_names] if judge_report else None
     common = dict(class_names=fit.class_names, classes=classes, real_val_recall=val_recall)
     report = {
