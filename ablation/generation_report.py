@@ -395,7 +395,6 @@ def _set_figures(features, labels, judge_predictions, *, real, class_names, clas
     )
 
 
-@torch.no_grad()
 def _judge_section(model, judge: Judge | None, judge_report: dict[str, Any] | None, val) -> dict[str, Any] | None:
     """The report's judge section: its validation quality (measured here unless given) and whether it shares
     the weights the decoder's label loss answered to."""
@@ -407,6 +406,7 @@ def _judge_section(model, judge: Judge | None, judge_report: dict[str, Any] | No
     return {**judge_report, "generator_overlap": overlap}
 
 
+@torch.no_grad()
 def write_generation_report(
     request: GenerationRequest,
     *,

@@ -344,7 +344,9 @@ class ImageNetExpressionClassifier(nn.Module):
     and the decoder's flips to Fear satisfied it with bands of coloured speckle; edge and blob detectors learned
     on ImageNet cannot be taught to accept such a pattern, so the label loss has to move the brows and mouth the
     detectors respond to. A probe on these stages read real validation faces at 0.59-0.67 mean class recall in
-    5-30 epochs (frozen fourth stage: 0.39-0.48). The weights are stored with the VAE-GAN (about 0.2 M)."""
+    5-30 epochs (frozen fourth stage: 0.39-0.48). The weights are stored with the VAE-GAN (about 0.2 M).
+    Measured at 48 epochs (BENCHMARKS.md): no gain once the flips are judged by a classifier of another family,
+    and the flips to Fear are still patterns; a judge from the same ImageNet weights overstates them."""
 
     FROZEN_STAGES = 3
     STAGES = 4
