@@ -73,6 +73,15 @@ def imagenet_efficientnet_lite0(*, num_classes: int = 1000) -> nn.Module:
     return model
 
 
+def imagenet_efficientnet_lite0_trunk(*, stages: int) -> tuple[nn.Sequential, nn.Sequential]:
+    """The package's ImageNet EfficientNet-Lite0 cut after its first `stages` stages: (stem with its batch norm and
+    activation, those stages). For networks that read early ImageNet features (a perceptual loss, a classifier)."""
+    network = imagenet_efficientnet_lite0(num_classes=0)
+    if not 1 <= stages <= len(network.blocks):
+        raise ValueError(f"stages={stages} must be between 1 and {len(network.blocks)}")
+    return nn.Sequential(network.conv_stem, network.bn1), network.blocks[:stages]
+
+
 def imagenet_normalize(images: torch.Tensor) -> torch.Tensor:
     """uint8 or [0, 1] float images [N, 3, H, W] -> ImageNet-normalised float."""
     x = images.float() / 255.0 if images.dtype == torch.uint8 else images

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from faces.features import imagenet_efficientnet_lite0, imagenet_normalize
+from faces.features import imagenet_efficientnet_lite0_trunk, imagenet_normalize
 
 # torchvision's AlexNet file that lpips.LPIPS(net="alex") loads as its backbone.
 LPIPS_BACKBONE_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}
@@ -109,11 +109,7 @@ class ImageNetFeatures(nn.Module):
 
     def __init__(self, *, stages: int = 3) -> None:
         super().__init__()
-        network = imagenet_efficientnet_lite0(num_classes=0)
-        if not 1 <= stages <= len(network.blocks):
-            raise ValueError(f"stages={stages} must be between 1 and {len(network.blocks)}")
-        self.stem = nn.Sequential(network.conv_stem, network.bn1)
-        self.stages = network.blocks[:stages]
+        self.stem, self.stages = imagenet_efficientnet_lite0_trunk(stages=stages)
         self.requires_grad_(False).eval()
 
     def train(self, mode: bool = True) -> ImageNetFeatures:

@@ -18,7 +18,7 @@ from einops import rearrange
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from faces.features import imagenet_efficientnet_lite0, imagenet_normalize
+from faces.features import imagenet_efficientnet_lite0_trunk, imagenet_normalize
 
 RESOLUTIONS = (32, 64, 128)
 LATENT_DIMS = (32, 64, 128, 256, 512)
@@ -353,9 +353,7 @@ class ImageNetExpressionClassifier(nn.Module):
 
     def __init__(self, *, resolution: int, num_classes: int, width: int = 128, dropout: float = 0.3) -> None:
         super().__init__()
-        network = imagenet_efficientnet_lite0(num_classes=0)
-        self.stem = nn.Sequential(network.conv_stem, network.bn1)
-        self.stages = network.blocks[: self.STAGES]
+        self.stem, self.stages = imagenet_efficientnet_lite0_trunk(stages=self.STAGES)
         for module in (self.stem, *self.stages[: self.FROZEN_STAGES]):
             module.requires_grad_(False)
         channels = self.stages[-1][-1].conv_pwl.out_channels
