@@ -354,7 +354,7 @@ class ImageNetExpressionClassifier(nn.Module):
     def __init__(self, *, resolution: int, num_classes: int, width: int = 128, dropout: float = 0.3) -> None:
         super().__init__()
         self.stem, self.stages = imagenet_efficientnet_lite0_trunk(stages=self.STAGES)
-        for module in (self.stem, *self.stages[: self.FROZEN_STAGES]):
+        for module in self._frozen():
             module.requires_grad_(False)
         channels = self.stages[-1][-1].conv_pwl.out_channels
         self.head = nn.Sequential(
@@ -369,9 +369,13 @@ class ImageNetExpressionClassifier(nn.Module):
 
     def train(self, mode: bool = True) -> ImageNetExpressionClassifier:
         super().train(mode)
-        for module in (self.stem, *self.stages[: self.FROZEN_STAGES]):
+        for module in self._frozen():
             module.eval()  # frozen: their batch-norm statistics are ImageNet's and must never move
         return self
+
+    def _frozen(self) -> tuple[nn.Module, ...]:
+        """The stem and the first FROZEN_STAGES stages: ImageNet's, never trained."""
+        return (self.stem, *self.stages[: self.FROZEN_STAGES])
 
     def forward(self, images: torch.Tensor, *, return_features: bool = False):
         """images float [-1, 1] `b 3 R R` -> expression logits `b num_classes`; with `return_features`, also the
