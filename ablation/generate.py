@@ -257,6 +257,33 @@ class _Inputs:
     judge_overrides: tuple[str, ...]
 
 
+def warn_if_other_fit_split(meta: dict, *, fit: faces.FaceSplit, train: faces.FaceSplit) -> str | None:
+    """Warn (and return the message) when the VAE-GAN was trained on another fit split than `fit`. Its export
+    records the split's content hash (data_sha256: ids, labels, pixels); older exports only the cache
+    fingerprint, which includes file times, so the same faces written again (a fresh clone renders the synthetic
+    faces anew) look different to it, and the message says so."""
+    if meta.get("data_sha256"):
+        if meta["data_sha256"] == fit.content_sha256():
+            return None
+        message = (
+            f"the fit split differs from the one the checkpoint was trained on (content hash "
+            f"{str(meta['data_sha256'])[:12]} vs {fit.content_sha256()[:12]}): other images or labels, or another "
+            "data.split_seed / data.val_fraction"
+        )
+    elif meta.get("data_fingerprint") and meta["data_fingerprint"] not in (fit.fingerprint, train.fingerprint):
+        # The VAE-GAN records its fit split's fingerprint (exports before data_sha256: the whole train split's).
+        message = (
+            f"the fit split may differ from the one the checkpoint was trained on (fingerprint "
+            f"{str(meta['data_fingerprint'])[:12]} vs {fit.fingerprint[:12]}): other images, another "
+            "data.split_seed / data.val_fraction, or the same files written again (this older checkpoint records "
+            "file times, not pixels)"
+        )
+    else:
+        return None
+    log.warning(message)
+    return message
+
+
 def augment_with_checkpoint(
     request: GenerationRequest,
     *,
@@ -297,14 +324,7 @@ def augment_with_checkpoint(
 
     data = faces.load_faces(data_cfg, cache_dir=paths_cfg.cache_dir, splits=("train",))
     fit, _ = data.train_val()
-    # The VAE-GAN records its fit split's fingerprint (older exports: the whole train split's).
-    if meta.get("data_fingerprint") and meta["data_fingerprint"] not in (fit.fingerprint, data.train.fingerprint):
-        log.warning(
-            "the fit split differs from the one the checkpoint was trained on (fingerprint %s vs %s): other "
-            "images, or another data.split_seed / data.val_fraction",
-            str(meta["data_fingerprint"])[:12],
-            fit.fingerprint[:12],
-        )
+    warn_if_other_fit_split(meta, fit=fit, train=data.train)
     targets = parse_target_count(request.target_count, class_names=data.class_names, real_counts=fit.class_counts())
     inputs = _Inputs(
         checkpoint=checkpoint,

@@ -58,6 +58,17 @@ class FaceSplit:
     def class_counts(self) -> list[int]:
         return torch.bincount(self.labels, minlength=len(self.class_names)).tolist()
 
+    def content_sha256(self) -> str:
+        """SHA-256 of what a model sees: class names, sample ids, labels and the decoded pixels. Unlike
+        `fingerprint` (the cache key, which includes file sizes and modification times so that an edited file
+        is decoded again), it is the same for the same images written again, e.g. the synthetic faces rendered
+        afresh in another clone."""
+        digest = hashlib.sha256("\n".join(self.class_names).encode())
+        digest.update("\n".join(self.sample_ids).encode())
+        digest.update(self.labels.to(torch.int64).numpy().tobytes())
+        digest.update(self.images.contiguous().numpy().tobytes())
+        return digest.hexdigest()
+
     def subset(self, indices: torch.Tensor | Sequence[int], *, name: str | None = None) -> FaceSplit:
         """The samples at `indices`. Its fingerprint is the parent's plus the chosen members, so two
         different carve-outs of one split (e.g. two data.split_seed values) never look alike."""

@@ -56,6 +56,7 @@ def test_export_round_trip_gives_identical_decodes(three_epochs, tmp_path: Path)
     assert not model.training
     assert meta["image_size"] == 32 and meta["resolution"] == 32 and meta["latent_dim"] == 32
     assert meta["class_names"][0] == "Surprise" and len(meta["data_fingerprint"]) > 8
+    assert len(meta["data_sha256"]) == 64  # the fit split's content: augment.py compares it, not file times
     z, y = torch.randn(5, 32, generator=torch.Generator().manual_seed(1)), torch.arange(5)
     copy = save_vaegan(
         tmp_path / "copy.safetensors",
