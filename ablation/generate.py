@@ -22,7 +22,6 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 import faces
-from classifier.checkpoint import read_meta as read_classifier_meta
 from faces.errors import CheckpointError, FolderLockedError
 from faces.generated import COMMAND_KEY
 from faces.io import checkpoint_fingerprint
@@ -388,13 +387,11 @@ def _quality_filter(
         trainer=judge_trainer(request.torch_device),
         replace=request.overwrite,
     )
-    judge_probabilities, judge_logits, judge_sha = load_judge(
-        Path(judge_path), class_names=inputs.data.class_names, device=request.torch_device
-    )
+    judge = load_judge(Path(judge_path), class_names=inputs.data.class_names, device=request.torch_device)
     # A judge is only as good as its own validation recall: measured here, stored, and warned about.
-    quality = judge_quality(judge_probabilities, inputs.data.train_val()[1])
-    judge_meta = read_classifier_meta(judge_path)  # which weights it starts from: judge_generator_overlap
-    quality.update(backbone=judge_meta["backbone"], pretrained=judge_meta.get("pretrained"))
+    quality = judge_quality(judge.probabilities, inputs.data.train_val()[1])
+    # which weights it starts from: judge_generator_overlap
+    quality.update(backbone=judge.meta["backbone"], pretrained=judge.meta.get("pretrained"))
     log.info(
         "judge: validation mean class accuracy %.3f, recall %s",
         quality["validation_mean_class_accuracy"],
@@ -407,11 +404,11 @@ def _quality_filter(
             ", ".join(quality["weak_classes"]),
         )
     return QualityFilter(
-        judge_probabilities=judge_probabilities,
-        judge_logits=judge_logits,
+        judge_probabilities=judge.probabilities,
+        judge_logits=judge.logits,
         min_confidence=request.min_confidence,
         min_source_distance=request.min_source_distance,
-        judge_sha256=judge_sha,
+        judge_sha256=judge.sha256,
         duplicates=DuplicateFilter(embed=embed, fit=inputs.fit),
     ), quality
 

@@ -15,7 +15,7 @@ import json
 import logging
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from omegaconf import DictConfig
@@ -59,9 +59,17 @@ _RUN_ENTRIES = frozenset(
 )
 
 
-def load_judge(path: Path, *, class_names: tuple[str, ...], device: torch.device) -> tuple[Judge, Guide, str]:
-    """For a classifier checkpoint trained on real data: (judge_probabilities: uint8 images -> class probabilities,
-    judge_logits: float images in [0, 1] -> logits with gradients, for guided strategies; sha256 of the checkpoint)."""
+class LoadedJudge(NamedTuple):
+    """A classifier checkpoint trained on real data, ready to judge."""
+
+    probabilities: Judge  # uint8 images -> class probabilities
+    logits: Guide  # float images in [0, 1] -> logits with gradients, for guided strategies
+    sha256: str  # of the checkpoint file
+    meta: dict[str, Any]  # its stored metadata (backbone, weight source, input size, classes)
+
+
+def load_judge(path: Path, *, class_names: tuple[str, ...], device: torch.device) -> LoadedJudge:
+    """Load a judge; refuses one trained on other classes than `class_names`."""
     path = resolve_checkpoint_path(path)
     model, meta = load_classifier(path, map_location=device)
     check_classes_match(meta, class_names, what=f"--judge {path}")
@@ -77,7 +85,7 @@ def load_judge(path: Path, *, class_names: tuple[str, ...], device: torch.device
         x = preprocess(images.to(device), input_size=int(meta["input_size"]), mean=meta["mean"], std=meta["std"])
         return model(x).float()
 
-    return judge_probabilities, judge_logits, checkpoint_fingerprint(path)
+    return LoadedJudge(judge_probabilities, judge_logits, checkpoint_fingerprint(path), meta)
 
 
 def judge_trainer(device: torch.device) -> str | DictConfig:
