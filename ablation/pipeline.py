@@ -48,6 +48,7 @@ from .judge import ensure_judge
 from .launch import PendingRun, check_launcher, launch_runs
 from .progress import StageProgress
 from .report import write_report
+from .reuse import check_finished_run, check_reusable_vaegan
 
 log = logging.getLogger("ablate")
 
@@ -138,11 +139,12 @@ def ensure_vaegan(cfg: DictConfig, *, out_dir: Path) -> Path:
         return Path(cfg.vaegan.checkpoint)
     run_dir = out_dir / "vaegan"
     export = run_dir / EXPORT_NAME
-    if export.is_file():
-        log.info("reusing the VAE-GAN %s", export)
-        return export
     vaegan_cfg = compose_config("train_vaegan", list(cfg.vaegan.overrides))
     vaegan_cfg.data, vaegan_cfg.paths, vaegan_cfg.trainer = cfg.data, cfg.paths, single_device_trainer(cfg.trainer)
+    if export.is_file():
+        check_reusable_vaegan(export, requested=vaegan_cfg)  # the recipe may have changed since it was trained
+        log.info("reusing the VAE-GAN %s", export)
+        return export
     last = run_dir / "checkpoints" / "last.ckpt"
     if last.is_file():
         log.info("resuming the interrupted VAE-GAN from %s", last)
@@ -191,6 +193,18 @@ def ensure_generated(cfg: DictConfig, *, checkpoint: Path, strategies: list[str]
     return folders
 
 
+def check_finished_runs(
+    cfg: DictConfig, *, runs: list[tuple[str, int]], generated: dict[str, Path], out_dir: Path
+) -> None:
+    """Before any new run: every finished run to be reused was trained with the config it would get now."""
+    for row, seed in runs:
+        run_dir = out_dir / "runs" / row / f"seed{seed}"
+        if (run_dir / METRICS_FILE).is_file():
+            strategy = cfg.row_specs[row].get("generated")
+            generated_dir = generated.get(str(strategy)) if strategy else None
+            check_finished_run(run_dir, run_cfg=classifier_config(cfg, row=row, seed=seed, generated_dir=generated_dir))
+
+
 def check_ablation(cfg: DictConfig) -> tuple[list[str], str | None]:
     """Every check that needs no work (rows, seeds, launcher, DDP, a writable out_dir): (rows, launcher plugin or None)."""
     rows = check_rows(cfg)
@@ -225,6 +239,7 @@ def run_ablation(cfg: DictConfig) -> dict[str, Path]:
             progress.start(
                 total=len(runs), done=sum((out_dir / "runs" / r / f"seed{s}" / METRICS_FILE).is_file() for r, s in runs)
             )
+        check_finished_runs(cfg, runs=runs, generated=generated, out_dir=out_dir)
         for number, (row, seed) in enumerate(runs, start=1):
             run_dir = out_dir / "runs" / row / f"seed{seed}"
             if (run_dir / METRICS_FILE).is_file():

@@ -12,7 +12,8 @@ from omegaconf import open_dict
 
 import faces
 from ablation.config import compose_config
-from ablation.pipeline import run_ablation
+from ablation.pipeline import ensure_vaegan, run_ablation
+from ablation.reuse import StaleResultError, changed_settings
 from vaegan.checkpoint import save_vaegan
 from vaegan.model import VAEGAN
 
@@ -110,6 +111,14 @@ def test_tiny_ablation_report_and_resume(tmp_path: Path, tiny_synthetic_root: Pa
     assert (out / "generated" / "gaussian" / "manifest.csv").read_bytes() == manifest
     assert (out / "runs" / "broken" / "seed1" / "error.json").is_file()
 
+    # Resume after the config changed: the finished runs were trained otherwise, so nothing is reused or started
+    cfg.classifier_overrides = [*cfg.classifier_overrides, "train.batch_size=8"]
+    with pytest.raises(
+        StaleResultError, match=r"runs/none/seed0 finished under other settings .*train\.batch_size: 16 then, 8 now"
+    ):
+        run_ablation(cfg)
+    assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/seed*/metrics.json")} == finished
+
 
 def test_unknown_row_fails_before_any_work(tmp_path: Path, tiny_synthetic_root: Path, tiny_vaegan: Path) -> None:
     cfg = ablate_cfg(tmp_path, tiny_synthetic_root, tiny_vaegan)
@@ -153,3 +162,35 @@ def test_rows_on_generated_data_get_the_real_rows_optimiser_steps(tmp_path: Path
     capped = budget_for(run_cfg, num_train=3100)
     assert capped.epochs * run_cfg.train.limit_train_batches == expected.total_steps
     assert (capped.steps_per_epoch, capped.total_steps) == (28, expected.total_steps)  # what metrics.json records
+
+
+def test_a_reused_vaegan_must_be_the_one_the_experiment_asks_for(tmp_path: Path, tiny_synthetic_root: Path) -> None:
+    """out_dir/vaegan was trained with the default recipe; an experiment whose overrides ask for another is refused
+    (naming what differs) instead of feeding the old generator to the new sets; the same recipe is reused."""
+    cfg = ablate_cfg(tmp_path, tiny_synthetic_root, tmp_path / "unused.safetensors")
+    cfg.vaegan.checkpoint = None
+    trained = compose_config("train_vaegan", [])
+    out = Path(cfg.out_dir)
+    torch.manual_seed(0)
+    export = save_vaegan(
+        out / "vaegan" / "vaegan.safetensors",
+        model=VAEGAN(resolution=32, latent_dim=32, num_classes=7, base_channels=8, max_channels=32),
+        config={**dict(trained.vaegan), "resolution": 32},  # as training stores it: "auto" resolved
+        class_names=faces.RAFDB_CLASSES,
+        extra={"image_size": 32, "data_fingerprint": "x", "data": dict(cfg.data), "seed": 0, "epochs": trained.epochs},
+    )
+    assert ensure_vaegan(cfg, out_dir=out) == export  # the same recipe: reused, nothing trained
+    cfg.vaegan.overrides = ["epochs=48", "vaegan.base_channels=16"]
+    with pytest.raises(StaleResultError, match=r"epochs: 24 then, 48 now; vaegan\.base_channels: 8 then, 16 now"):
+        ensure_vaegan(cfg, out_dir=out)
+
+
+def test_changed_settings_ignore_locations_and_settings_one_side_lacks() -> None:
+    old = {"paths": {"output_dir": "/a"}, "data": {"root": "/a/faces", "preset": "small"}, "train": {"lr": 1.0}}
+    new = {
+        "paths": {"output_dir": "/b"},
+        "data": {"root": "/b/faces", "preset": "small"},
+        "train": {"lr": 2.0, "new": 1},
+    }
+    assert changed_settings(old, new) == {"train.lr": (1.0, 2.0)}
+    assert changed_settings({"vaegan": {"resolution": 64}}, {"vaegan": {"resolution": "auto"}}) == {}
