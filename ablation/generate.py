@@ -262,11 +262,11 @@ def warn_if_other_fit_split(meta: dict, *, fit: faces.FaceSplit, train: faces.Fa
     fingerprint, which includes file times, so the same faces written again (a fresh clone renders the synthetic
     faces anew) look different to it, and the message says so."""
     if meta.get("data_sha256"):
-        if meta["data_sha256"] == fit.content_sha256():
+        if meta["data_sha256"] == fit.content_sha256:
             return None
         message = (
             f"the fit split differs from the one the checkpoint was trained on (content hash "
-            f"{str(meta['data_sha256'])[:12]} vs {fit.content_sha256()[:12]}): other images or labels, or another "
+            f"{str(meta['data_sha256'])[:12]} vs {fit.content_sha256[:12]}): other images or labels, or another "
             "data.split_seed / data.val_fraction"
         )
     elif meta.get("data_fingerprint") and meta["data_fingerprint"] not in (fit.fingerprint, train.fingerprint):

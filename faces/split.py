@@ -6,6 +6,7 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import torch
 
@@ -58,11 +59,12 @@ class FaceSplit:
     def class_counts(self) -> list[int]:
         return torch.bincount(self.labels, minlength=len(self.class_names)).tolist()
 
+    @cached_property
     def content_sha256(self) -> str:
         """SHA-256 of what a model sees: class names, sample ids, labels and the decoded pixels. Unlike
         `fingerprint` (the cache key, which includes file sizes and modification times so that an edited file
         is decoded again), it is the same for the same images written again, e.g. the synthetic faces rendered
-        afresh in another clone."""
+        afresh in another clone. Computed once per split (the split is never changed in place)."""
         digest = hashlib.sha256("\n".join(self.class_names).encode())
         digest.update("\n".join(self.sample_ids).encode())
         digest.update(self.labels.to(torch.int64).numpy().tobytes())

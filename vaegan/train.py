@@ -181,7 +181,7 @@ def export_best_weights(module, trainer, *, checkpoints, config: dict, fit, data
             extra={
                 "image_size": fit.image_size,
                 "data_fingerprint": fit.fingerprint,
-                "data_sha256": fit.content_sha256(),
+                "data_sha256": fit.content_sha256,
                 "dataset": dataset,
                 "data": config["data"],
                 "seed": config["seed"],

@@ -169,6 +169,9 @@ class AugmentSettings:
     image_size: int
     class_names: tuple[str, ...]
     real_fingerprint: str
+    # The fit split's content (ids, labels, pixels: FaceSplit.content_sha256). Where a set records it, it decides
+    # whether the real images are the same, not real_fingerprint, which includes file times.
+    real_sha256: str
     # Exactly which real images the set may be derived from: sha256 of the fit split's sorted sample ids.
     source_ids_sha256: str
     filter: bool

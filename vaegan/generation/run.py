@@ -155,6 +155,7 @@ def augment(
         image_size=fit.image_size,
         class_names=tuple(fit.class_names),
         real_fingerprint=fit.fingerprint,
+        real_sha256=fit.content_sha256,
         source_ids_sha256=sample_ids_fingerprint(fit.sample_ids),
         filter=quality is not None,
         judge_sha256=quality.judge_sha256 if quality else None,

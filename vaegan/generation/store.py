@@ -76,12 +76,17 @@ def _ours_before_settings(entry: Path) -> bool:
 
 
 def settings_differences(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """'key: old -> new' for every key of `new` whose stored value differs."""
+    """'key: old -> new' for every key of `new` whose stored value differs. The real images are compared by their
+    content hash where both sides have one (the same faces written again, e.g. rendered anew in a fresh clone,
+    have new file times and so another real_fingerprint), else by real_fingerprint (sets made before the hash)."""
 
     def norm(value: Any) -> Any:
         return list(value) if isinstance(value, tuple) else value
 
-    return [f"{k}: {stored.get(k)!r} -> {norm(v)!r}" for k, v in new.items() if stored.get(k) != norm(v)]
+    skip = {"real_fingerprint"} if stored.get("real_sha256") and new.get("real_sha256") else {"real_sha256"}
+    return [
+        f"{k}: {stored.get(k)!r} -> {norm(v)!r}" for k, v in new.items() if k not in skip and stored.get(k) != norm(v)
+    ]
 
 
 def check_out_dir(out_dir: Path, settings: dict[str, Any], *, overwrite: bool) -> None:
