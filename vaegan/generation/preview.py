@@ -1,4 +1,5 @@
-"""Per-class preview grids: each row is a real source image followed by its accepted variants."""
+"""Per-class preview grids: each row is a real source image followed by its accepted variants, or, where each
+source has one sample (donors decoded with the minority label), source | sample pairs side by side."""
 
 from __future__ import annotations
 
