@@ -82,6 +82,17 @@ def imagenet_efficientnet_lite0_trunk(*, stages: int) -> tuple[nn.Sequential, nn
     return nn.Sequential(network.conv_stem, network.bn1), network.blocks[:stages]
 
 
+def imagenet_stage_outputs(stem: nn.Module, stages: nn.Sequential, images: torch.Tensor) -> list[torch.Tensor]:
+    """Float [-1, 1] images `b 3 h w` through a trunk of `imagenet_efficientnet_lite0_trunk`: ImageNet
+    normalisation, the stem, then each stage's output (input to the next), in the images' dtype."""
+    h = stem(imagenet_normalize((images.float() + 1) / 2).to(images.dtype))
+    outputs = []
+    for stage in stages:
+        h = stage(h)
+        outputs.append(h)
+    return outputs
+
+
 def imagenet_normalize(images: torch.Tensor) -> torch.Tensor:
     """uint8 or [0, 1] float images [N, 3, H, W] -> ImageNet-normalised float."""
     x = images.float() / 255.0 if images.dtype == torch.uint8 else images

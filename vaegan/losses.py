@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from faces.features import imagenet_efficientnet_lite0_trunk, imagenet_normalize
+from faces.features import imagenet_efficientnet_lite0_trunk, imagenet_stage_outputs
 
 # torchvision's AlexNet file that lpips.LPIPS(net="alex") loads as its backbone.
 LPIPS_BACKBONE_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}
@@ -117,12 +117,7 @@ class ImageNetFeatures(nn.Module):
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         """float [-1, 1] images `b 3 h w` -> each stage's output (gradients flow to the images)."""
-        h = self.stem(imagenet_normalize((images.float() + 1) / 2))
-        blocks = []
-        for stage in self.stages:
-            h = stage(h)
-            blocks.append(h)
-        return blocks
+        return imagenet_stage_outputs(self.stem, self.stages, images)
 
 
 def _torch_hub_checkpoints() -> Path:

@@ -18,7 +18,7 @@ from einops import rearrange
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from faces.features import imagenet_efficientnet_lite0_trunk, imagenet_normalize
+from faces.features import imagenet_efficientnet_lite0_trunk, imagenet_stage_outputs
 
 RESOLUTIONS = (32, 64, 128)
 LATENT_DIMS = (32, 64, 128, 256, 512)
@@ -380,14 +380,9 @@ class ImageNetExpressionClassifier(nn.Module):
     def forward(self, images: torch.Tensor, *, return_features: bool = False):
         """images float [-1, 1] `b 3 R R` -> expression logits `b num_classes`; with `return_features`, also the
         outputs of stages 2-4 (1/4, 1/8, 1/16 of the input), for the expression feature loss."""
-        h = self.stem(imagenet_normalize((images.float() + 1) / 2).to(images.dtype))
-        blocks = []
-        for index, stage in enumerate(self.stages):
-            h = stage(h)
-            if index >= 1:
-                blocks.append(h)
-        logits = self.head(h).float()
-        return (logits, blocks) if return_features else logits
+        stage_outputs = imagenet_stage_outputs(self.stem, self.stages, images)
+        logits = self.head(stage_outputs[-1]).float()
+        return (logits, stage_outputs[1:]) if return_features else logits
 
 
 class VAEGAN(nn.Module):
