@@ -518,6 +518,12 @@ def format_generation_report(report: dict[str, Any]) -> str:
             f"{pair(b['novelty']['near_duplicate_share'], a.get('novelty', {}).get('near_duplicate_share')):>15}"
             f"{pair(a.get('precision'), a.get('recall'), sep=' / '):>16}"
         )
+    separable = {name: a["real_vs_generated"] for name, a in after.items() if "real_vs_generated" in a}
+    if separable:
+        lines.append(
+            "real vs generated after the filter, 1-NN two-sample accuracy (0.5: indistinguishable, 1: separable): "
+            + ", ".join(f"{name} {format_figure(f['accuracy'])} (n {f['n_per_side']})" for name, f in separable.items())
+        )
     generator = report.get("generator")
     if generator:
         lines.append("the generator's own images (decoder, judged by the judge on real val faces):")

@@ -215,6 +215,7 @@ def generation_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]
         "near-dup share",
         "closer than real",
         "precision / recall (after)",
+        "real vs generated, 1-NN (after; 0.5 = indistinguishable)",
     ]
     rows = []
     before, after = report["before_filter"]["classes"], report["after_filter"]["classes"]
@@ -232,9 +233,14 @@ def generation_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]
                 f"{format_figure(b['novelty']['near_duplicate_share'])} → {format_figure((a.get('novelty') or {}).get('near_duplicate_share'))}",
                 f"{format_figure(b['novelty']['closer_than_real_share'])} → {format_figure((a.get('novelty') or {}).get('closer_than_real_share'))}",
                 f"{format_figure(a.get('precision'))} / {format_figure(a.get('recall'))}",
+                two_sample_cell(a.get("real_vs_generated")),  # absent in reports written before it existed
             ]
         )
     return header, rows
+
+
+def two_sample_cell(figure: dict[str, Any] | None) -> str:
+    return f"{format_figure(figure['accuracy'])} ({figure['n_per_side']} a side)" if figure else "—"
 
 
 # ----- the report model: sections as data, rendered to Markdown and HTML ------------------------------

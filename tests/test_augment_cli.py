@@ -15,6 +15,7 @@ import torch
 import faces
 from ablation.config import compose_config
 from ablation.generate import augment_with_checkpoint
+from ablation.generation_report import format_generation_report
 from ablation.judge import ensure_judge
 from vaegan.checkpoint import save_vaegan
 from vaegan.generation.request import GenerationRequest
@@ -99,7 +100,9 @@ def test_filtered_run_trains_a_judge_that_never_opens_test(tmp_path: Path, setup
     assert (
         before["n_generated"] == 16 and after["n_generated"] == fear.generated
     )  # one candidate batch; the accepted set
-    assert set(before) >= {"fidelity", "novelty", "diversity_ratio", "precision", "recall"}
+    assert set(before) >= {"fidelity", "novelty", "diversity_ratio", "precision", "recall", "real_vs_generated"}
+    assert after["real_vs_generated"]["n_per_side"] == min(after["n_generated"], after["n_real"])
+    assert "1-NN two-sample accuracy" in format_generation_report(measured)
     assert before["fidelity"]["judge_recall_real_val"] == quality["validation_recall"]["Fear"]
     # Which weights the judge starts from is stored, and a scratch judge shares none with this generator.
     assert measured["judge"]["backbone"] == quality["backbone"] and measured["judge"]["generator_overlap"] is None

@@ -11,6 +11,7 @@ from vaegan.generation.quality import (
     class_figures,
     generation_figures,
     near_duplicates,
+    one_nn_two_sample_accuracy,
     precision_recall,
     real_spacing,
     wilson_interval,
@@ -197,3 +198,18 @@ def test_training_time_metrics_and_grids_use_the_augmenters_rendering(tiny_synth
     )
     with pytest.raises(ValueError, match="grid.render=decoder"):
         module._render_mode()
+
+
+def test_one_nn_two_sample_accuracy_on_known_answers() -> None:
+    real = _cloud(200, seed=0)
+    # the same distribution: about chance
+    assert 0.4 <= one_nn_two_sample_accuracy(real, _cloud(300, seed=1))["accuracy"] <= 0.6
+    # far apart: every nearest neighbour is of its own kind
+    assert one_nn_two_sample_accuracy(real, _cloud(300, seed=1, centre=10.0)) == {"accuracy": 1.0, "n_per_side": 200}
+    # copies of the real images: each one's nearest neighbour is its original, of the other kind
+    assert one_nn_two_sample_accuracy(real, real.clone())["accuracy"] == 0.0
+    assert math.isnan(one_nn_two_sample_accuracy(real, real[:1])["accuracy"])  # too few to say anything
+    figures = class_figures(
+        generated=_cloud(50, seed=2, centre=10.0), real=real, judge_predictions=None, label=0, real_val_recall=None
+    )
+    assert figures["real_vs_generated"] == {"accuracy": 1.0, "n_per_side": 50}
