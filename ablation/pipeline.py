@@ -279,18 +279,24 @@ def run_ablation(cfg: DictConfig) -> dict[str, Path]:
         if pending:
             launch_runs(cfg, pending, out_dir=out_dir)
 
-        grids = {
-            f"{strategy}/{p.stem}": p
-            for strategy, folder in generated.items()
-            for p in sorted((folder / "previews").glob("*.png"))
-        }
         extra = {"rows": ", ".join(rows), "wall time": f"{time.perf_counter() - started:.0f}s (this invocation)"}
         extra |= {"classifier runs": f"one Hydra multirun on hydra/launcher={plugin}"} if plugin is not None else {}
-        return write_report(
-            out_dir / "runs",
-            out_dir=out_dir,
-            row_order=rows,
-            title=f"Ablation: {cfg.name}",
-            extra_setup=extra,
-            sample_grids=grids,
-        )
+        return _write_ablation_report(cfg, rows=rows, generated=generated, out_dir=out_dir, extra=extra)
+
+
+def _write_ablation_report(
+    cfg: DictConfig, *, rows: list[str], generated: dict[str, Path], out_dir: Path, extra: dict[str, str]
+) -> dict[str, Path]:
+    grids = {
+        f"{strategy}/{p.stem}": p
+        for strategy, folder in generated.items()
+        for p in sorted((folder / "previews").glob("*.png"))
+    }
+    return write_report(
+        out_dir / "runs",
+        out_dir=out_dir,
+        row_order=rows,
+        title=f"Ablation: {cfg.name}",
+        extra_setup=extra,
+        sample_grids=grids,
+    )
