@@ -57,6 +57,9 @@ def test_export_round_trip_gives_identical_decodes(three_epochs, tmp_path: Path)
     assert meta["image_size"] == 32 and meta["resolution"] == 32 and meta["latent_dim"] == 32
     assert meta["class_names"][0] == "Surprise" and len(meta["data_fingerprint"]) > 8
     assert len(meta["data_sha256"]) == 64  # the fit split's content: augment.py compares it, not file times
+    # configured vs trained: a run stopped by trainer.max_time or exported from an earlier best epoch says so
+    source = torch.load(meta["source_checkpoint"], map_location="cpu", weights_only=True)
+    assert meta["epochs"] == 3 and meta["epochs_trained"] == source["epoch"] + 1 and 1 <= meta["epochs_trained"] <= 3
     z, y = torch.randn(5, 32, generator=torch.Generator().manual_seed(1)), torch.arange(5)
     copy = save_vaegan(
         tmp_path / "copy.safetensors",

@@ -169,8 +169,16 @@ def export_best_weights(module, trainer, *, checkpoints, config: dict, fit, data
     best_path = Path(best.best_model_path) if best.best_model_path else None
     # Export the best (held-out reconstruction) weights for the augmenter.
     source = best_path or last_path
-    state = torch.load(source, map_location="cpu", weights_only=True)["state_dict"]
-    module.load_state_dict(state)
+    saved = torch.load(source, map_location="cpu", weights_only=True)
+    module.load_state_dict(saved["state_dict"])
+    if trainer.current_epoch < config["epochs"]:  # trainer.max_time (or a stop) ended it early
+        log.warning(
+            "training stopped after %d of %d epochs; the export holds epoch %d (%s)",
+            trainer.current_epoch,
+            config["epochs"],
+            int(saved.get("epoch", -1)) + 1,
+            source.name,
+        )
     if trainer.is_global_zero:
         module.model.to(memory_format=torch.contiguous_format)
         export = save_vaegan(
@@ -185,7 +193,10 @@ def export_best_weights(module, trainer, *, checkpoints, config: dict, fit, data
                 "dataset": dataset,
                 "data": config["data"],
                 "seed": config["seed"],
-                "epochs": config["epochs"],
+                "epochs": config["epochs"],  # configured (reuse compares it with what a config composes now)
+                # trained: the exported checkpoint's epochs, fewer where trainer.max_time or early selection
+                # stopped or chose earlier (Lightning stores the 0-based epoch the checkpoint was written in)
+                "epochs_trained": int(saved.get("epoch", -1)) + 1,
                 "source_checkpoint": str(source),
             },
         )
