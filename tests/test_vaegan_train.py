@@ -275,5 +275,7 @@ def test_the_throughput_benchmark_times_the_batches_after_warm_up(expression_cla
     )
     config = OmegaConf.to_container(cfg, resolve=True)
     config["output_dir"] = None
+    config["channels_last"] = True
     result = benchmark_training(config, steps=2, warmup_steps=1)
     assert result["timed_images"] == 2 * 32 and result["images_per_s"] > 0
+    assert result["channels_last"] is True  # the format it trained in, read during training

@@ -22,6 +22,7 @@ from .module import VAEGANModule
 class _Timer(pl.Callback):
     def __init__(self, *, warmup_steps: int) -> None:
         self.warmup_steps, self.started, self.images, self.seconds = warmup_steps, None, 0, 0.0
+        self.channels_last: bool | None = None
 
     def _sync(self, module) -> None:
         if module.device.type == "cuda":
@@ -31,6 +32,8 @@ class _Timer(pl.Callback):
         # Counted in batches: global_step counts optimizer steps, and how many a batch takes depends on the
         # model (encoder, decoder, D, latent_classifier_steps, the expression classifier).
         if batch_idx == self.warmup_steps and self.started is None:
+            # read while training: after fit Lightning moves the module to the CPU, where "auto" means false
+            self.channels_last = pl_module._channels_last()
             self._sync(pl_module)
             self.started = time.perf_counter()
 
@@ -97,7 +100,7 @@ def benchmark_training(
         "batch_size": batch_size,
         "device": device,
         "precision": precision,
-        "channels_last": module._channels_last(),
+        "channels_last": timer.channels_last,
         "images_per_s": timer.images / max(timer.seconds, 1e-9),
         "timed_images": timer.images,
     }
