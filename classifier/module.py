@@ -230,9 +230,10 @@ class FERLitModule(pl.LightningModule):
                 scalars[f"val/{group}_accuracy"] = value
         for name in self.class_names:
             scalars[f"val_recall/{name}"] = m["per_class"][name]["recall"]
-        # Identical on every rank already (reduced confusion matrix): no further sync needed.
-        self.log_dict({k: torch.tensor(float(v)) for k, v in scalars.items()}, prog_bar=False, sync_dist=False)
-        self.log("val/mca", m["mean_class_accuracy"], prog_bar=True, logger=False)
+        # Identical on every rank already (reduced confusion matrix). sync_dist=True averages equal values (one
+        # small all-reduce per scalar at epoch end) and stops Lightning warning once per scalar under DDP.
+        self.log_dict({k: torch.tensor(float(v)) for k, v in scalars.items()}, prog_bar=False, sync_dist=True)
+        self.log("val/mca", m["mean_class_accuracy"], prog_bar=True, logger=False, sync_dist=True)
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         x, y = batch
@@ -243,7 +244,8 @@ class FERLitModule(pl.LightningModule):
         self.test_confusion.reset()
         self.test_metrics = metrics_from_confusion(cm, class_names=self.class_names, groups=self.groups)
         self.log_dict(
-            {f"test/{k}": float(self.test_metrics[k]) for k in ("accuracy", "mean_class_accuracy", "macro_f1")}
+            {f"test/{k}": float(self.test_metrics[k]) for k in ("accuracy", "mean_class_accuracy", "macro_f1")},
+            sync_dist=True,  # equal on every rank (reduced confusion matrix), as above
         )
 
 
