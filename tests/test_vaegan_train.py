@@ -279,3 +279,13 @@ def test_the_throughput_benchmark_times_the_batches_after_warm_up(expression_cla
     result = benchmark_training(config, steps=2, warmup_steps=1)
     assert result["timed_images"] == 2 * 32 and result["images_per_s"] > 0
     assert result["channels_last"] is True  # the format it trained in, read during training
+
+
+def test_feature_figures_include_real_vs_generated(tiny_synthetic_root: Path, tmp_path: Path) -> None:
+    """With the feature network on (the offline ImageNet EfficientNet-Lite0), every validation epoch logs the 1-NN
+    real-vs-generated accuracy of reconstructions, prior samples and perturbed codes beside the Fréchet figures."""
+    result = _train(tiny_synthetic_root, tmp_path, "epochs=1", "metrics.frechet=true", "metrics.feature_image_size=32")
+    for kind in ("reconstructed", "prior", "perturbed"):
+        values = _epoch_metric(result.output_dir, f"val/real_vs_generated_{kind}")
+        assert len(values) == 1 and 0.0 <= values[0] <= 1.0, (kind, values)
+    assert _epoch_metric(result.output_dir, "val/frechet_efficientnet_lite0_prior")
