@@ -171,12 +171,13 @@ def export_best_weights(module, trainer, *, checkpoints, config: dict, fit, data
     source = best_path or last_path
     saved = torch.load(source, map_location="cpu", weights_only=True)
     module.load_state_dict(saved["state_dict"])
+    trained_epochs = int(saved.get("epoch", -1)) + 1  # Lightning stores the 0-based epoch it was written in
     if trainer.current_epoch < config["epochs"]:  # trainer.max_time (or a stop) ended it early
         log.warning(
             "training stopped after %d of %d epochs; the export holds epoch %d (%s)",
             trainer.current_epoch,
             config["epochs"],
-            int(saved.get("epoch", -1)) + 1,
+            trained_epochs,
             source.name,
         )
     if trainer.is_global_zero:
@@ -195,8 +196,8 @@ def export_best_weights(module, trainer, *, checkpoints, config: dict, fit, data
                 "seed": config["seed"],
                 "epochs": config["epochs"],  # configured (reuse compares it with what a config composes now)
                 # trained: the exported checkpoint's epochs, fewer where trainer.max_time or early selection
-                # stopped or chose earlier (Lightning stores the 0-based epoch the checkpoint was written in)
-                "epochs_trained": int(saved.get("epoch", -1)) + 1,
+                # stopped or chose earlier
+                "epochs_trained": trained_epochs,
                 "source_checkpoint": str(source),
             },
         )
