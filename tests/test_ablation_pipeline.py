@@ -135,6 +135,7 @@ def test_generated_specs_name_a_strategy_and_optionally_its_rendering(
 
     assert generated_spec("gaussian") == ("gaussian", None, "gaussian")
     assert generated_spec("gaussian@decoder") == ("gaussian", "decoder", "gaussian-decoder")
+    assert generated_spec("transfer@grain") == ("transfer", "grain", "transfer-grain")
     with pytest.raises(ValueError, match="prior has none"):
         generated_spec("prior@residual")
     with pytest.raises(ValueError, match="unknown perturbation strategy 'smote'"):

@@ -188,6 +188,20 @@ def test_training_time_metrics_and_grids_use_the_augmenters_rendering(tiny_synth
             source_labels=labels,
         )
         assert torch.equal(to_uint8(got), expected)
+    # grain: the decoder's image plus noise matched to these real faces against their own reconstructions.
+    from vaegan.generation.render import Grain, grain_std_for
+
+    cfg = tiny_config(root=tiny_synthetic_root, cache_dir=tmp_path / "cache", extra=("grid.render=grain",))
+    module = VAEGANModule(
+        config=OmegaConf.to_container(cfg, resolve=True), class_names=names, image_size=32, data_fingerprint="x"
+    )
+    module.model.eval()
+    got = module._render(z, labels, sources=sources, source_mu=mu)
+    std = grain_std_for(to_uint8(sources), to_uint8(module.model.decode(mu, labels)))
+    assert std > 0  # random real pixels against an untrained decoder's smooth images
+    grain = Grain(std=std, generator=torch.Generator().manual_seed(0))
+    expected = render(module.model, z=z, labels=labels, mode="grain", image_size=32, grain=grain)
+    assert torch.equal(to_uint8(got), expected)
     cfg = tiny_config(
         root=tiny_synthetic_root,
         cache_dir=tmp_path / "cache",

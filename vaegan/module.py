@@ -38,7 +38,7 @@ from . import losses as L
 from .diff_augment import diff_augment, parse_policy
 from .generation.perturbations import LatentBatch, Perturbation, class_scale_for, get_perturbation, perturb_codes
 from .generation.quality import one_nn_two_sample_accuracy
-from .generation.render import render, render_for
+from .generation.render import Grain, grain_std_for, render, render_for
 from .grids import pick_per_class, save_class_grid
 from .images import is_greyscale, to_greyscale, to_greyscale_float, to_model_range, to_uint8
 from .metrics import (
@@ -696,15 +696,25 @@ class VAEGANModule(pl.LightningModule):
     ) -> torch.Tensor:
         """Codes -> float [-1, 1] images at the model's resolution with the augmenter's own rendering
         (vaegan.generation.render); `sources` float [-1, 1] are the real images the codes were made from."""
+        mode = self._render_mode()
+        grain = None
+        if mode == "grain":  # the noise matched to these real faces against their own reconstructions
+            real = to_uint8(sources).cpu()
+            real = to_greyscale(real) if self._greyscale else real
+            reconstructed = to_uint8(self.model.decode(source_mu, labels)).cpu()
+            reconstructed = to_greyscale(reconstructed) if self._greyscale else reconstructed
+            std = grain_std_for(real, reconstructed)
+            grain = Grain(std=std, generator=torch.Generator().manual_seed(0), greyscale=self._greyscale)
         images = render(
             self.model,
             z=z,
             labels=labels,
-            mode=self._render_mode(),
+            mode=mode,
             image_size=self.model.resolution,
             source_images=to_uint8(sources).cpu(),
             source_mu=source_mu,
             source_labels=labels,
+            grain=grain,
         )
         images = to_greyscale(images) if self._greyscale else images  # as augment.py writes them
         return to_model_range(images).to(self.device)

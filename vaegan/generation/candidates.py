@@ -16,10 +16,10 @@ import torch
 
 from faces import FaceSplit
 
-from ..images import is_greyscale, resize_uint8, to_greyscale, to_model_range
+from ..images import is_greyscale, resize_uint8, to_greyscale, to_model_range, to_uint8
 from .guidance import Guide, guide_codes
 from .perturbations import LatentBatch, class_scale_for
-from .render import render
+from .render import Grain, grain_std_for, render
 from .request import AugmentError, AugmentSettings, GenerationRequest
 
 
@@ -83,6 +83,35 @@ class ClassPlan:
     # A greyscale dataset (every real image R = G = B) gets greyscale samples: the decoder's RGB output would
     # otherwise tint them, and "tinted" would mark every generated (minority) face for the classifier.
     greyscale: bool = False
+    # The grain rendering's noise std (model range), matched to this class's real faces; 0 for other renderings.
+    grain_std: float = 0.0
+
+
+# Real faces per class the grain level is measured on (evenly spaced over the class): the estimate of a mean
+# energy settles long before that, and RAF-DB's 4,772 Happiness faces need not all be decoded for it.
+GRAIN_FACES_PER_CLASS = 256
+
+
+@torch.no_grad()
+def class_grain_std(
+    model, images: torch.Tensor, *, label: int, image_size: int, device: torch.device, batch_size: int
+) -> float:
+    """The grain rendering's noise std for one class (render.grain_std_for): its real faces `images` (uint8, the
+    data's size) against their decoder reconstructions dec(mu(x), y), rendered as the samples are."""
+    pick = torch.linspace(0, len(images) - 1, min(len(images), GRAIN_FACES_PER_CLASS)).round().long().unique()
+    real = images[pick].to(device)
+    labels = torch.full((len(real),), label, dtype=torch.long)
+    mu, _ = _encode_sources(model, real, labels, device=device, batch_size=batch_size)
+    decoded = [
+        resize_uint8(
+            to_uint8(model.decode(mu[s : s + batch_size], labels[s : s + batch_size].to(device))), size=image_size
+        )
+        for s in range(0, len(mu), batch_size)
+    ]
+    reconstructed = torch.cat(decoded) if decoded else torch.zeros_like(real)
+    if is_greyscale(images):
+        reconstructed = to_greyscale(reconstructed)  # as the samples are written
+    return grain_std_for(real.cpu(), reconstructed.cpu())
 
 
 @dataclass
@@ -154,6 +183,15 @@ def plan(
                 model, item.source_images, item.source_labels, device=device, batch_size=request.batch_size
             )
             item.class_scale = class_scale_for(perturbation, item.mu)
+        if request.render == "grain" and len(own):
+            item.grain_std = class_grain_std(
+                model,
+                fit.images[own],
+                label=label,
+                image_size=fit.images.shape[-1],
+                device=device,
+                batch_size=request.batch_size,
+            )
         plans.append(item)
     return plans
 
@@ -210,7 +248,11 @@ def generate(
         if src
         else {}
     )
-    images = render(model, z=z, labels=labels.to(device), mode=request.render, image_size=image_size, **sourced)
+    # The grain's noise comes last from the batch's generator, so the codes are those of the other renderings.
+    grain = Grain(std=item.grain_std, generator=generator, greyscale=item.greyscale)
+    images = render(
+        model, z=z, labels=labels.to(device), mode=request.render, image_size=image_size, grain=grain, **sourced
+    )
     if item.greyscale:
         images = to_greyscale(images)
     return CandidateBatch(batch=batch, candidates=candidates, images=images, sources=src, partners=partner)

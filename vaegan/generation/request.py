@@ -162,7 +162,7 @@ class AugmentSettings:
     checkpoint_sha256: str
     strategy: str
     strength: float
-    # How codes become images (vaegan.generation.render): "residual" or "decoder".
+    # How codes become images (vaegan.generation.render): "residual", "decoder" or "grain".
     render: str
     seed: int
     batch_size: int

@@ -65,6 +65,8 @@ class AugmentReport:
     # The filter's judge on real validation images: {"validation_recall": {class: r}, "weak_classes": [...],
     # "recall_floor": f, ...} (written by the caller that owns the judge), or None without a filter.
     judge_quality: dict[str, Any] | None = None
+    # The grain rendering's noise std per class planned this run (model range, x 127.5 for uint8 levels).
+    grain_std: dict[str, float] = field(default_factory=dict)
 
     @property
     def images_per_second(self) -> float:
@@ -93,6 +95,9 @@ class AugmentReport:
                 f"WARNING: the judge's validation recall is below {self.judge_quality['recall_floor']:g} for "
                 f"{', '.join(sorted(weak))}: its accept/reject verdicts on those classes mean little"
             )
+        if self.grain_std:
+            levels = ", ".join(f"{name} {std * 127.5:.1f}" for name, std in self.grain_std.items())
+            lines.append(f"grain (pixel noise std in uint8 levels, matched to the real faces): {levels}")
         return "\n".join(lines)
 
 
@@ -210,6 +215,7 @@ def _augment_locked(run: _Run, *, record: Mapping[str, Any]) -> AugmentReport:
         written_this_run=run.written,
         seconds=seconds,
         previews=previews,
+        grain_std={item.name: item.grain_std for item in plans} if request.render == "grain" else {},
     )
 
 
