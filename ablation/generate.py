@@ -81,7 +81,8 @@ def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         choices=RENDERS,
         help="how a new code becomes an image: residual = the real source plus the decoder's change (keeps the "
-        "source's sharp details), decoder = the decoder's own image (default: the strategy's own; "
+        "source's sharp details), decoder = the decoder's own image, grain = the decoder's image plus pixel noise "
+        "matched to the class's real faces (default: the strategy's own; "
         "residual except for reconstruct and prior)",
     )
     parser.add_argument("--seed", type=int, default=0)
