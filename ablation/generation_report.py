@@ -448,6 +448,12 @@ def write_generation_report(
         "strategy": request.strategy,
         "strength": request.strength,
         "render": request.render,
+        # The grain rendering's pixel noise per class (std in uint8 levels), matched to the class's real faces.
+        **(
+            {"grain_levels": {item.name: round(item.grain_std * 127.5, 3) for item in plans}}
+            if request.render == "grain"
+            else {}
+        ),
         "judge": judge_report,
         "before_filter": _set_figures(
             before_features,
@@ -523,6 +529,11 @@ def format_generation_report(report: dict[str, Any]) -> str:
         lines.append(
             "real vs generated after the filter, 1-NN two-sample accuracy (0.5: indistinguishable, 1: separable): "
             + ", ".join(f"{name} {format_figure(f['accuracy'])} (n {f['n_per_side']})" for name, f in separable.items())
+        )
+    if report.get("grain_levels"):
+        lines.append(
+            "grain rendering, pixel noise std per class (uint8 levels, matched to its real faces): "
+            + ", ".join(f"{name} {level:.1f}" for name, level in report["grain_levels"].items())
         )
     generator = report.get("generator")
     if generator:
