@@ -698,7 +698,10 @@ class VAEGANModule(pl.LightningModule):
         (vaegan.generation.render); `sources` float [-1, 1] are the real images the codes were made from."""
         mode = self._render_mode()
         grain = None
-        if mode == "grain":  # the noise matched to these real faces against their own reconstructions
+        if mode == "grain":
+            # The noise matched to these real faces against dec(source_mu, labels): their reconstructions where the
+            # labels are their own (the validation figures); for a donor strategy's grid row, the donor decoded
+            # with the row's label, near enough for a picture.
             real = to_uint8(sources).cpu()
             real = to_greyscale(real) if self._greyscale else real
             reconstructed = to_uint8(self.model.decode(source_mu, labels)).cpu()
