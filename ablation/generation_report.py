@@ -406,6 +406,14 @@ def _judge_section(model, judge: Judge | None, judge_report: dict[str, Any] | No
     return {**judge_report, "generator_overlap": overlap}
 
 
+def _grain_levels(request: GenerationRequest, plans) -> dict[str, Any]:
+    """{"grain_levels": {class: std in uint8 levels}} for the grain rendering (its noise per class, matched to the
+    class's real faces), else {}."""
+    if request.render != "grain":
+        return {}
+    return {"grain_levels": {item.name: round(item.grain_std * 127.5, 3) for item in plans}}
+
+
 @torch.no_grad()
 def write_generation_report(
     request: GenerationRequest,
@@ -448,12 +456,7 @@ def write_generation_report(
         "strategy": request.strategy,
         "strength": request.strength,
         "render": request.render,
-        # The grain rendering's pixel noise per class (std in uint8 levels), matched to the class's real faces.
-        **(
-            {"grain_levels": {item.name: round(item.grain_std * 127.5, 3) for item in plans}}
-            if request.render == "grain"
-            else {}
-        ),
+        **_grain_levels(request, plans),
         "judge": judge_report,
         "before_filter": _set_figures(
             before_features,

@@ -88,3 +88,27 @@ def test_augment_with_grain_adds_the_matched_noise_to_the_decoders_samples(model
             assert grainy.grain_std[name] == pytest.approx(expected)
     # An untrained decoder draws no detail at all: every class's faces need noise.
     assert all(std > 0 for std in grainy.grain_std.values())
+
+
+def test_generation_report_records_the_grain_levels_per_class() -> None:
+    from types import SimpleNamespace
+
+    from ablation.generation_report import _grain_levels, format_generation_report
+    from vaegan.generation.request import GenerationRequest
+
+    plans = [SimpleNamespace(name="Fear", grain_std=6.5 / 127.5), SimpleNamespace(name="Anger", grain_std=0.0)]
+    grainy = GenerationRequest(target_count=10, render="grain", device="cpu")
+    assert _grain_levels(grainy, plans) == {"grain_levels": {"Fear": 6.5, "Anger": 0.0}}
+    assert _grain_levels(GenerationRequest(target_count=10, render="decoder", device="cpu"), plans) == {}
+    figures = {"n_generated": 0, "diversity_ratio": None, "novelty": {"near_duplicate_share": None}}
+    report = {
+        "strategy": "gaussian",
+        "strength": 2.0,
+        "feature_network": "x",
+        "before_filter": {"classes": {"Fear": figures}},
+        "after_filter": {"classes": {}},
+        "grain_levels": {"Fear": 6.5, "Anger": 0.0},
+    }
+    assert "pixel noise std per class (uint8 levels, matched to its real faces): Fear 6.5, Anger 0.0" in (
+        format_generation_report(report)
+    )
