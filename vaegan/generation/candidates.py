@@ -16,7 +16,7 @@ import torch
 
 from faces import FaceSplit
 
-from ..images import is_greyscale, resize_uint8, to_greyscale, to_model_range, to_uint8
+from ..images import is_greyscale, resize_uint8, to_greyscale, to_model_range
 from .guidance import Guide, guide_codes
 from .perturbations import LatentBatch, class_scale_for
 from .render import Grain, grain_std_for, render
@@ -103,8 +103,8 @@ def class_grain_std(
     labels = torch.full((len(real),), label, dtype=torch.long)
     mu, _ = _encode_sources(model, real, labels, device=device, batch_size=batch_size)
     decoded = [
-        resize_uint8(
-            to_uint8(model.decode(mu[s : s + batch_size], labels[s : s + batch_size].to(device))), size=image_size
+        render(
+            model, z=mu[s : s + batch_size], labels=labels[s : s + batch_size], mode="decoder", image_size=image_size
         )
         for s in range(0, len(mu), batch_size)
     ]
