@@ -44,7 +44,8 @@ def run_evaluation(cfg: DictConfig, *, checkpoint: Path | str, run_dir: Path) ->
         GroupThresholds(**OmegaConf.to_container(cfg.data.groups)) if cfg.data.get("groups") else GroupThresholds()
     )
     groups = class_groups(train_counts, thresholds=thresholds)
-    channels_last = trainer_uses_gpu(cfg.trainer)
+    # As the run tested itself: NHWC on a GPU, and on the CPU where the model's measured choice says so.
+    channels_last = trainer_uses_gpu(cfg.trainer) or bool(meta.get("cpu_channels_last", False))
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     module = FERLitModule(

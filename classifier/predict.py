@@ -24,7 +24,9 @@ def predict_logits(
     """Logits [N, C] (post-hoc logit adjustment included, if the run used it), fp32, on the CPU.
 
     On CUDA the backbone runs in bf16 autocast, channels_last (TF32 convolutions); the head and the post-hoc bias
-    stay fp32 (FERClassifier.classify), so probabilities and argmax ties do not hang on bf16 rounding.
+    stay fp32 (FERClassifier.classify), so probabilities and argmax ties do not hang on bf16 rounding. On the CPU
+    it stays fp32, channels_last where the checkpoint says its model trained so (`cpu_channels_last`: the same
+    arithmetic in oneDNN's NHWC kernels; EfficientNet-Lite0 predicts 1.8x faster, BENCHMARKS.md).
     """
     if images_uint8.dtype != torch.uint8 or images_uint8.ndim != 4 or images_uint8.shape[1] != 3:
         raise ValueError(f"images must be uint8 [N, 3, H, W], got {images_uint8.dtype} {tuple(images_uint8.shape)}")
@@ -33,7 +35,8 @@ def predict_logits(
     model.eval().to(device)
     outputs = []
     cuda = device.type == "cuda"
-    if cuda:
+    channels_last = cuda or bool(meta.get("cpu_channels_last", False))
+    if channels_last:
         model.to(memory_format=torch.channels_last)
     with cuda_fast_math(device):
         for start in range(0, len(images_uint8), batch_size):
@@ -44,7 +47,7 @@ def predict_logits(
                 std=meta["std"],
             )
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cuda):
-                logits = model(x.contiguous(memory_format=torch.channels_last) if cuda else x)
+                logits = model(x.contiguous(memory_format=torch.channels_last) if channels_last else x)
             outputs.append(logits.float().cpu())
     model.train(was_training)
     num_classes = len(meta["class_names"])

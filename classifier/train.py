@@ -285,6 +285,8 @@ def run_meta(cfg: DictConfig, *, spec: BalanceSpec, run: RunData, input_size, no
         "train_counts": run.train_counts,
         "groups": run.groups,
         "input_size_rule": input_size_rule,
+        # The model's measured CPU memory format (classifier.cpu_channels_last): prediction on the CPU uses it too.
+        "cpu_channels_last": bool(cfg.classifier.get("cpu_channels_last") or False),
     }
 
 

@@ -137,9 +137,9 @@ class FeatureNetwork(nn.Module):
         """float [-1, 1] images (or uint8 [0, 255]) -> float64 features [N, 1280]."""
         out = []
         device = next(self.network.parameters()).device
-        cuda = device.type == "cuda"
-        if cuda:  # NHWC convolutions are cuDNN's fast path for this depthwise-separable network
-            self.network.to(memory_format=torch.channels_last)
+        # NHWC convolutions are the fast path for this depthwise-separable network on cuDNN and on the CPU's
+        # oneDNN alike (CPU fp32: 1.8x, features equal to 2e-6 relative; BENCHMARKS.md).
+        self.network.to(memory_format=torch.channels_last)
         with cuda_fast_math(device):
             for start in range(0, images.shape[0], batch_size):
                 chunk = images[start : start + batch_size].to(device, non_blocking=True)
@@ -147,5 +147,5 @@ class FeatureNetwork(nn.Module):
                 if x.shape[-1] != self.image_size:
                     x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
                 x = imagenet_normalize(x)
-                out.append(self.network(x.contiguous(memory_format=torch.channels_last) if cuda else x).double())
+                out.append(self.network(x.contiguous(memory_format=torch.channels_last)).double())
         return torch.cat(out) if out else torch.zeros(0, self.network.num_features, dtype=torch.float64, device=device)

@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 
 from ablation.judge import judge_trainer
 from classifier.balance import resolve_balance
+from classifier.checkpoint import read_meta
 from classifier.model import FERClassifier
 from classifier.predict import predict_logits, predict_proba
 from classifier.train import build_run, fit, load_run_data, run_training
@@ -139,6 +140,22 @@ def test_lightning_trains_from_device_batches(tiny_synthetic_root: Path, tmp_pat
     )
 
 
+def test_cpu_prediction_takes_the_checkpoints_memory_format() -> None:
+    """A checkpoint whose model trained channels_last on the CPU predicts in NHWC there too: the same logits
+    up to float summation order; without the flag (older checkpoints) the model stays contiguous."""
+    torch.manual_seed(0)
+    model = FERClassifier(backbone=timm.create_model("resnet10t", num_classes=0), num_classes=7).eval()
+    images = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    meta = {"input_size": 32, "mean": [0.5] * 3, "std": [0.25] * 3, "class_names": [str(i) for i in range(7)]}
+    plain = predict_logits(model, images, meta=meta)
+    stem = model.backbone.conv1[0].weight
+    assert stem.is_contiguous()
+    nhwc = predict_logits(model, images, meta={**meta, "cpu_channels_last": True})
+    assert stem.is_contiguous(memory_format=torch.channels_last) and not stem.is_contiguous()
+    assert torch.allclose(nhwc, plain, atol=1e-4, rtol=1e-4)
+    assert nhwc.argmax(1).tolist() == plain.argmax(1).tolist()
+
+
 def test_fast_path_same_seed_same_result(tiny_synthetic_root: Path, tmp_path: Path) -> None:
     """The default backbone on its CPU default path (and the fast path switched on for the tiny test
     backbone too): two runs with one seed give identical metrics."""
@@ -152,6 +169,8 @@ def test_fast_path_same_seed_same_result(tiny_synthetic_root: Path, tmp_path: Pa
         first = run_training(cfg, run_dir=tmp_path / f"{name}_a")
         second = run_training(cfg, run_dir=tmp_path / f"{name}_b")
         assert {k: first[k] for k in keys} == {k: second[k] for k in keys}, name
+        # The checkpoint records the memory format its model trained in, for prediction on the CPU.
+        assert read_meta(tmp_path / f"{name}_a" / "checkpoints" / "best.safetensors")["cpu_channels_last"] is True
 
 
 def test_non_finite_loss_stops_training(tiny_synthetic_root: Path, tmp_path: Path) -> None:
