@@ -218,6 +218,7 @@ def test_gradients_reach_what_should_train_and_no_gan_gradient_reaches_the_encod
             "vaegan.optim.expression_classifier_pretrain_epochs=-1",
             r"expression_classifier_pretrain_epochs=-1 must be an integer >= 0",
         ),
+        ("cpu_precision=16-mixed", r"cpu_precision='16-mixed'; choose one of \['32-true', 'bf16-mixed'\]"),
         (
             "vaegan.optim.expression_classifier_pretrain_epochs=4",
             r"expression_classifier_pretrain_epochs=4 pretrains .* set vaegan.expression_classifier=true",
@@ -229,6 +230,20 @@ def test_bad_config_fails_before_work(override: str, message: str) -> None:
 
     with pytest.raises(ValueError, match=message):
         validate_config(OmegaConf.to_container(compose_config(override), resolve=True))
+
+
+def test_cpu_training_takes_cpu_precision(tmp_path: Path) -> None:
+    """On the CPU the trainer runs in `cpu_precision` (bf16 autocast by default: measured 2x there), whatever
+    trainer=cpu's own precision says; 32-true keeps plain fp32."""
+    from omegaconf import OmegaConf
+
+    from vaegan.train import build_trainer
+
+    for choice in ("bf16-mixed", "32-true"):
+        config = OmegaConf.to_container(compose_config(f"cpu_precision={choice}", "logger=[]"), resolve=True)
+        trainer, _, _ = build_trainer(config, output_dir=tmp_path / choice)
+        assert trainer.precision == choice
+    assert compose_config().cpu_precision == "bf16-mixed"
 
 
 def test_default_config_composes() -> None:

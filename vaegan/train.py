@@ -28,6 +28,7 @@ from .module import NonFiniteLossError, VAEGANModule
 
 log = logging.getLogger(__name__)
 EXPORT_NAME = "vaegan.safetensors"
+CPU_PRECISIONS = ("32-true", "bf16-mixed")
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,8 @@ def validate_config(config: dict[str, Any]) -> None:
         if not isinstance(config.get(key), int) or config[key] < 1:
             raise ValueError(f"{key}={config.get(key)!r} must be a positive integer")
     check_single_device(config.get("trainer", {}))
+    if config.get("cpu_precision", "32-true") not in CPU_PRECISIONS:
+        raise ValueError(f"cpu_precision={config.get('cpu_precision')!r}; choose one of {list(CPU_PRECISIONS)}")
     weights = model["losses"]
     for key in (
         "kl_weight",
@@ -149,6 +152,8 @@ def build_trainer(
         enable_version_counter=False,
     )
     trainer_cfg = dict(config["trainer"])
+    if trainer_cfg.get("accelerator") == "cpu":  # a GPU trainer keeps its own precision (trainer=gpu: bf16-mixed)
+        trainer_cfg["precision"] = config.get("cpu_precision", "32-true")
     trainer = pl.Trainer(
         **trainer_cfg,
         max_epochs=config["epochs"],
