@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $@
 
 # The whole pipeline on the embedded synthetic faces: data summary, VAE-GAN, augmentation,
-# and a reduced ablation (4 rows x 1 seed); prints the table and the path of report.html.
+# and a reduced ablation (5 rows x 1 seed); prints the table and the path of report.html.
 demo: $(STAMP)
 	$(PY) scripts/data_summary.py
 	$(PY) scripts/ablate.py experiment=demo
