@@ -24,6 +24,7 @@ from .data import FaceDataModule
 from .metrics import minority_report
 from .module import FERLitModule
 from .outputs import write_run_outputs
+from .predict import prediction_channels_last
 from .trainer import trainer_kwargs
 
 
@@ -44,8 +45,7 @@ def run_evaluation(cfg: DictConfig, *, checkpoint: Path | str, run_dir: Path) ->
         GroupThresholds(**OmegaConf.to_container(cfg.data.groups)) if cfg.data.get("groups") else GroupThresholds()
     )
     groups = class_groups(train_counts, thresholds=thresholds)
-    # As the run tested itself: NHWC on a GPU, and on the CPU where the model's measured choice says so.
-    channels_last = trainer_uses_gpu(cfg.trainer) or bool(meta.get("cpu_channels_last", False))
+    channels_last = prediction_channels_last(meta, cuda=trainer_uses_gpu(cfg.trainer))  # as the run tested itself
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     module = FERLitModule(

@@ -12,6 +12,12 @@ from faces.features import cuda_fast_math
 from .model import preprocess
 
 
+def prediction_channels_last(meta: dict[str, Any], *, cuda: bool) -> bool:
+    """Whether a checkpoint's model predicts in NHWC: always on CUDA; on the CPU where its run trained so
+    (`cpu_channels_last` in its metadata, the model's measured choice; older checkpoints: contiguous)."""
+    return cuda or bool(meta.get("cpu_channels_last", False))
+
+
 @torch.no_grad()
 def predict_logits(
     model: nn.Module,
@@ -35,7 +41,7 @@ def predict_logits(
     model.eval().to(device)
     outputs = []
     cuda = device.type == "cuda"
-    channels_last = cuda or bool(meta.get("cpu_channels_last", False))
+    channels_last = prediction_channels_last(meta, cuda=cuda)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     with cuda_fast_math(device):

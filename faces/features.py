@@ -126,7 +126,11 @@ class FeatureNetwork(nn.Module):
 
     def __init__(self, *, image_size: int = 224) -> None:
         super().__init__()
-        self.network = imagenet_efficientnet_lite0(num_classes=0).eval().requires_grad_(False)
+        # NHWC convolutions are the fast path for this depthwise-separable network on cuDNN and on the CPU's
+        # oneDNN alike (CPU fp32: 1.8x, features equal to 2e-6 relative; BENCHMARKS.md); moving the module to a
+        # device keeps the format.
+        network = imagenet_efficientnet_lite0(num_classes=0).eval().requires_grad_(False)
+        self.network = network.to(memory_format=torch.channels_last)
         self.image_size = image_size
 
     def train(self, mode: bool = True) -> FeatureNetwork:
@@ -137,9 +141,6 @@ class FeatureNetwork(nn.Module):
         """float [-1, 1] images (or uint8 [0, 255]) -> float64 features [N, 1280]."""
         out = []
         device = next(self.network.parameters()).device
-        # NHWC convolutions are the fast path for this depthwise-separable network on cuDNN and on the CPU's
-        # oneDNN alike (CPU fp32: 1.8x, features equal to 2e-6 relative; BENCHMARKS.md).
-        self.network.to(memory_format=torch.channels_last)
         with cuda_fast_math(device):
             for start in range(0, images.shape[0], batch_size):
                 chunk = images[start : start + batch_size].to(device, non_blocking=True)
