@@ -472,6 +472,7 @@ def _generate(request: GenerationRequest, inputs: _Inputs):
             judge=quality_filter,
             judge_report=quality,
             embed=embed,
+            checkpoint_sha256=inputs.checkpoint_sha256,
         )
         log.info("%s", format_generation_report(measured))
     return dataclasses.replace(report, judge_quality=quality)

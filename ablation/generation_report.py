@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
+import json
 import logging
 import math
 from collections.abc import Sequence
@@ -51,6 +53,11 @@ PRIOR_SAMPLES_PER_CLASS = 64
 # decoder to keep what the judge reads, and a VAE's reconstructions are soft; this says how soft they may be
 # (on the embedded faces a 1 px blur costs the judge 80 % of its Disgust readings; BENCHMARKS.md).
 JUDGE_BLUR_SIGMAS = (0.5, 1.0)
+# The `generator` section depends only on the VAE-GAN, the judge, the real splits, the minority classes and the
+# seed, not on the set, so every set made from one generator and judge (the ablation's gaussian, decoder and
+# transfer sets) reads it from CACHE_DIR/generator_figures/ after the first (~10-15 s each on the CPU). Bump
+# the version when generator_figures measures something new, so older entries are not read.
+GENERATOR_FIGURES_VERSION = 1
 
 
 def judge_validation_recall(judge: Judge, val: faces.FaceSplit) -> list[float]:
@@ -426,10 +433,12 @@ def write_generation_report(
     judge: QualityFilter | None = None,
     judge_report: dict[str, Any] | None = None,
     embed: Embed | None = None,
+    checkpoint_sha256: str | None = None,
 ) -> dict[str, Any]:
     """Measure the finished generated set in request.out_dir and write OUT/generation_report.json (atomically).
     `embed` and the judge's duplicate filter (every fit image's features) may come from the filter, which already
-    built them."""
+    built them. With `checkpoint_sha256` (the VAE-GAN file's) and a judge of known sha256, the `generator` section
+    is shared through `cache_dir` by every set of that generator and judge (`cached_generator_figures`)."""
     out_dir, device = request.out_dir, request.torch_device
     judge_probabilities = judge.judge_probabilities if judge is not None else None
     real_features = judge.duplicates.real_features if judge is not None and judge.duplicates is not None else None
@@ -481,19 +490,81 @@ def write_generation_report(
         class_names=fit.class_names,
     )
     if judge_probabilities is not None:
-        report["generator"] = generator_figures(
-            model=model,
-            fit=fit,
-            val=val,
-            classes=classes,
-            judge=judge_probabilities,
-            embed=embed,
-            real_features=real_features,
-            device=device,
-            seed=request.seed,
+        report["generator"] = cached_generator_figures(
+            cache_dir=cache_dir,
+            key=generator_figures_key(
+                checkpoint_sha256=checkpoint_sha256,
+                judge_sha256=judge.judge_sha256,
+                fit=fit,
+                val=val,
+                classes=classes,
+                seed=request.seed,
+                device=device,
+            ),
+            compute=lambda: generator_figures(
+                model=model,
+                fit=fit,
+                val=val,
+                classes=classes,
+                judge=judge_probabilities,
+                embed=embed,
+                real_features=real_features,
+                device=device,
+                seed=request.seed,
+            ),
         )
     write_json_atomic(out_dir / REPORT_FILE, report, indent=1, allow_nan=True)
     return report
+
+
+def generator_figures_key(
+    *,
+    checkpoint_sha256: str | None,
+    judge_sha256: str | None,
+    fit: faces.FaceSplit,
+    val: faces.FaceSplit,
+    classes: Sequence[int],
+    seed: int,
+    device: torch.device,
+) -> str | None:
+    """The cache key of `generator_figures` for these inputs, or None where the generator or the judge has no
+    known content hash (then nothing is cached). The device type is part of it: CUDA kernels may round
+    differently from the CPU's."""
+    if not checkpoint_sha256 or not judge_sha256:
+        return None
+    parts = {
+        "version": GENERATOR_FIGURES_VERSION,
+        "checkpoint_sha256": checkpoint_sha256,
+        "judge_sha256": judge_sha256,
+        "fit_sha256": fit.content_sha256,
+        "val_sha256": val.content_sha256,
+        "classes": [int(c) for c in classes],
+        "seed": int(seed),
+        "device": torch.device(device).type,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def cached_generator_figures(*, cache_dir: Path | str, key: str | None, compute) -> dict[str, Any]:
+    """`compute()` (the generator section), read from CACHE_DIR/generator_figures/KEY.json where an earlier set
+    measured the same generator with the same judge, else computed and stored there (atomically). Stored as the
+    report stores it (JSON, NaN allowed), so a cached section writes the same report bytes as a fresh one."""
+    if key is None:
+        return compute()
+    path = Path(cache_dir) / "generator_figures" / f"{key}.json"
+    if path.is_file():
+        try:
+            figures = json.loads(path.read_text())
+        except (OSError, ValueError) as error:  # a damaged entry is measured again, never trusted
+            log.warning("ignoring the unreadable generator-figures cache %s (%s)", path, error)
+        else:
+            log.info("the generator's own figures: the same VAE-GAN and judge as an earlier set (%s)", path)
+            return figures
+    figures = compute()
+    # Round-trip through JSON so this run returns exactly what a later run reads from the cache.
+    figures = json.loads(json.dumps(figures, allow_nan=True))
+    write_json_atomic(path, figures, allow_nan=True)
+    return figures
 
 
 def format_figure(value: Any, digits: int = 2) -> str:

@@ -57,7 +57,7 @@ def setup(tmp_path: Path, tiny_synthetic_root: Path):
     return cfg, checkpoint
 
 
-def test_filtered_run_trains_a_judge_that_never_opens_test(tmp_path: Path, setup, one_thread) -> None:
+def test_filtered_run_trains_a_judge_that_never_opens_test(tmp_path: Path, setup, one_thread, caplog) -> None:
     cfg, checkpoint = setup
     out = tmp_path / "gen"
     judge = ensure_judge(
@@ -124,6 +124,34 @@ def test_filtered_run_trains_a_judge_that_never_opens_test(tmp_path: Path, setup
         paths_cfg=cfg.paths,
     )
     assert again.written_this_run == 0 and (out / "generation_report.json").stat().st_mtime_ns == written
+    # Another set of the same generator and judge shares the generator section: read from the cache, not measured.
+    cached = list((Path(cfg.paths.cache_dir) / "generator_figures").glob("*.json"))
+
+    def same(a, b) -> bool:  # as JSON text: NaN figures (a class never read right) are unequal in a dict comparison
+        return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+    assert len(cached) == 1 and same(json.loads(cached[0].read_text()), measured["generator"])
+    with caplog.at_level("INFO", logger="augment"):
+        augment_with_checkpoint(
+            GenerationRequest(
+                target_count="Fear=12",
+                out_dir=tmp_path / "transfer",
+                strategy="transfer",
+                judge=judge,
+                min_confidence=0.0,
+                max_attempts_factor=1,
+                batch_size=16,
+                workers=0,
+                device="cpu",
+            ),
+            checkpoint=checkpoint,
+            data_cfg=cfg.data,
+            paths_cfg=cfg.paths,
+        )
+    other = json.loads((tmp_path / "transfer" / "generation_report.json").read_text())
+    assert other["strategy"] == "transfer" and same(other["generator"], measured["generator"])
+    assert "the same VAE-GAN and judge as an earlier set" in caplog.text
+    assert len(list(cached[0].parent.glob("*.json"))) == 1
 
 
 def run_script(*args: str) -> subprocess.CompletedProcess:
