@@ -304,3 +304,28 @@ def test_feature_figures_include_real_vs_generated(tiny_synthetic_root: Path, tm
         values = _epoch_metric(result.output_dir, f"val/real_vs_generated_{kind}")
         assert len(values) == 1 and 0.0 <= values[0] <= 1.0, (kind, values)
     assert _epoch_metric(result.output_dir, "val/frechet_efficientnet_lite0_prior")
+
+
+def test_validation_and_resume_leave_the_training_unchanged_with_the_expression_classifier(
+    tiny_synthetic_root: Path, tmp_path: Path
+) -> None:
+    """The expression classifier's head has dropout, which draws from the global generator; validation (its
+    feature network's construction, the metrics) draws from it too, and a resumed run re-seeds it. Each training
+    step seeds its own, so the weights depend on neither how often the run validates nor where it was resumed."""
+    recipe = ("vaegan.expression_classifier=true", "vaegan.losses.expression_augment=[translation]")
+    once = _train(tiny_synthetic_root, tmp_path / "a", "epochs=2", "grid_every_n_epochs=2", *recipe)
+    every = _train(tiny_synthetic_root, tmp_path / "b", "epochs=2", "grid_every_n_epochs=1", *recipe)
+    first = _train(tiny_synthetic_root, tmp_path / "c", "epochs=1", "grid_every_n_epochs=1", *recipe)
+    resumed = _train(
+        tiny_synthetic_root,
+        tmp_path / "d",
+        "epochs=2",
+        "grid_every_n_epochs=1",
+        f"resume={first.last_checkpoint}",
+        *recipe,
+    )
+    reference = torch.load(once.last_checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    for run in (every, resumed):
+        state = torch.load(run.last_checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+        different = [k for k in reference if not torch.equal(reference[k], state[k])]
+        assert not different, (run.output_dir, different[:5])

@@ -58,6 +58,9 @@ from .metrics import (
 from .model import ARCHITECTURE_SWITCHES, ARCHITECTURE_VERSION, VAEGAN, resolution_for
 
 log = logging.getLogger(__name__)
+# The per-step seed of the global generator (dropout) is offset from the step's own generator's seed
+# (seed * 1_000_003 + step), so the two streams differ.
+DROPOUT_SEED_OFFSET = 2**31
 
 
 class NonFiniteLossError(RuntimeError):
@@ -236,8 +239,21 @@ class VAEGANModule(pl.LightningModule):
 
     # -------------------------------------------------------------- training
     def training_step(self, batch, batch_idx: int) -> None:
-        images, labels = batch
         step = self._step_index(batch_idx)
+        # Dropout (the expression classifier's head) draws from the global generator, which validation also
+        # draws from (the feature network's construction) and a resumed run re-seeds: seeded per step inside a
+        # fork, the weights depend on neither how often the run validates nor where it was resumed, and nothing
+        # outside the step sees its draws.
+        cuda = self.device.type == "cuda"
+        with torch.random.fork_rng(devices=[self.device] if cuda else [], device_type=self.device.type):
+            seed = int(self.config["seed"]) * 1_000_003 + step + DROPOUT_SEED_OFFSET
+            torch.random.default_generator.manual_seed(seed)
+            if cuda:
+                torch.cuda.manual_seed(seed)  # the current device's generator only
+            self._training_step(batch, step)
+
+    def _training_step(self, batch, step: int) -> None:
+        images, labels = batch
         opt_encoder, opt_decoder, opt_discriminator, opt_latent, *opt_expression = self.optimizers()
         model = self.model
         x = self._prepare(images)
