@@ -437,8 +437,7 @@ def write_generation_report(
 ) -> dict[str, Any]:
     """Measure the finished generated set in request.out_dir and write OUT/generation_report.json (atomically).
     `embed` and the judge's duplicate filter (every fit image's features) may come from the filter, which already
-    built them. With `checkpoint_sha256` (the VAE-GAN file's) and a judge of known sha256, the `generator` section
-    is shared through `cache_dir` by every set of that generator and judge (`cached_generator_figures`)."""
+    built them. `checkpoint_sha256` (the VAE-GAN file's) lets sets of one generator share its section (the cache)."""
     out_dir, device = request.out_dir, request.torch_device
     judge_probabilities = judge.judge_probabilities if judge is not None else None
     real_features = judge.duplicates.real_features if judge is not None and judge.duplicates is not None else None
@@ -489,32 +488,34 @@ def write_generation_report(
         real_labels=real_labels,
         class_names=fit.class_names,
     )
-    if judge_probabilities is not None:
-        report["generator"] = cached_generator_figures(
-            cache_dir=cache_dir,
-            key=generator_figures_key(
-                checkpoint_sha256=checkpoint_sha256,
-                judge_sha256=judge.judge_sha256,
-                fit=fit,
-                val=val,
-                classes=classes,
-                seed=request.seed,
-                device=device,
-            ),
-            compute=lambda: generator_figures(
-                model=model,
-                fit=fit,
-                val=val,
-                classes=classes,
-                judge=judge_probabilities,
-                embed=embed,
-                real_features=real_features,
-                device=device,
-                seed=request.seed,
-            ),
+    if judge is not None:
+        shared = dict(judge=judge, checkpoint_sha256=checkpoint_sha256, cache_dir=cache_dir, embed=embed, device=device)
+        report["generator"] = _generator_section(
+            model, fit=fit, val=val, classes=classes, real_features=real_features, seed=request.seed, **shared
         )
     write_json_atomic(out_dir / REPORT_FILE, report, indent=1, allow_nan=True)
     return report
+
+
+def _generator_section(
+    model, *, judge: QualityFilter, checkpoint_sha256: str | None, cache_dir: Path | str, **inputs: Any
+) -> dict[str, Any]:
+    """`generator_figures` for this generator and judge, through the cache where both have a content hash.
+    `inputs`: fit, val, classes, embed, real_features, device, seed."""
+    key = generator_figures_key(
+        checkpoint_sha256=checkpoint_sha256,
+        judge_sha256=judge.judge_sha256,
+        fit=inputs["fit"],
+        val=inputs["val"],
+        classes=inputs["classes"],
+        seed=inputs["seed"],
+        device=inputs["device"],
+    )
+    return cached_generator_figures(
+        cache_dir=cache_dir,
+        key=key,
+        compute=lambda: generator_figures(model=model, judge=judge.judge_probabilities, **inputs),
+    )
 
 
 def generator_figures_key(
