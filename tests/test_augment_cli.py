@@ -57,6 +57,12 @@ def setup(tmp_path: Path, tiny_synthetic_root: Path):
     return cfg, checkpoint
 
 
+def _fear_request(out_dir: Path, judge: Path, **changes) -> GenerationRequest:
+    """12 Fear images, unfiltered by confidence, small batches on the CPU; `changes` override any setting."""
+    settings = dict(target_count="Fear=12", out_dir=out_dir, judge=judge, min_confidence=0.0, max_attempts_factor=4)
+    return GenerationRequest(**{**settings, "batch_size": 16, "workers": 0, "device": "cpu", **changes})
+
+
 def test_filtered_run_trains_a_judge_that_never_opens_test(tmp_path: Path, setup, one_thread, caplog) -> None:
     cfg, checkpoint = setup
     out = tmp_path / "gen"
@@ -68,16 +74,7 @@ def test_filtered_run_trains_a_judge_that_never_opens_test(tmp_path: Path, setup
     assert not list(Path(cfg.paths.cache_dir).rglob("test-*.pt"))
     assert not (out / "judge" / "metrics.json").exists()
     report = augment_with_checkpoint(
-        GenerationRequest(
-            target_count="Fear=12",
-            out_dir=out,
-            judge=judge,
-            min_confidence=0.0,
-            max_attempts_factor=4,
-            batch_size=16,
-            workers=0,
-            device="cpu",
-        ),
+        _fear_request(out, judge),
         checkpoint=checkpoint,
         data_cfg=cfg.data,
         paths_cfg=cfg.paths,
@@ -109,16 +106,7 @@ def test_filtered_run_trains_a_judge_that_never_opens_test(tmp_path: Path, setup
     # Re-running the finished set adds nothing, so its report is the one on disk (not measured again).
     written = (out / "generation_report.json").stat().st_mtime_ns
     again = augment_with_checkpoint(
-        GenerationRequest(
-            target_count="Fear=12",
-            out_dir=out,
-            judge=judge,
-            min_confidence=0.0,
-            max_attempts_factor=4,
-            batch_size=16,
-            workers=0,
-            device="cpu",
-        ),
+        _fear_request(out, judge),
         checkpoint=checkpoint,
         data_cfg=cfg.data,
         paths_cfg=cfg.paths,
@@ -133,17 +121,7 @@ def test_filtered_run_trains_a_judge_that_never_opens_test(tmp_path: Path, setup
     assert len(cached) == 1 and same(json.loads(cached[0].read_text()), measured["generator"])
     with caplog.at_level("INFO", logger="augment"):
         augment_with_checkpoint(
-            GenerationRequest(
-                target_count="Fear=12",
-                out_dir=tmp_path / "transfer",
-                strategy="transfer",
-                judge=judge,
-                min_confidence=0.0,
-                max_attempts_factor=1,
-                batch_size=16,
-                workers=0,
-                device="cpu",
-            ),
+            _fear_request(tmp_path / "transfer", judge, strategy="transfer", max_attempts_factor=1),
             checkpoint=checkpoint,
             data_cfg=cfg.data,
             paths_cfg=cfg.paths,
