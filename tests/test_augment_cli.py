@@ -219,3 +219,22 @@ def test_a_judge_killed_mid_training_is_trained_again_from_scratch(tmp_path: Pat
     with pytest.raises(AugmentError, match=r"finished quality-filter judge trained with other overrides.*--overwrite"):
         ensure_judge(data_cfg=cfg.data, paths_cfg=cfg.paths, overrides=[*overrides, "seed=1"], run_dir=killed)
     assert judge.stat().st_mtime_ns == stamp
+
+
+def test_a_damaged_generator_figures_entry_is_measured_again(tmp_path: Path) -> None:
+    from ablation.generation_report import cached_generator_figures
+
+    calls = []
+
+    def compute() -> dict:
+        calls.append(1)
+        return {"reconstruction_fidelity": {"Fear": {"ratio": float("nan"), "n": 5}}}
+
+    first = cached_generator_figures(cache_dir=tmp_path, key="k", compute=compute)
+    assert cached_generator_figures(cache_dir=tmp_path, key="k", compute=compute) is not first and len(calls) == 1
+    entry = tmp_path / "generator_figures" / "k.json"
+    entry.write_text('{"reconstruction_fidelity": ')  # a write cut short by hand: never trusted
+    again = cached_generator_figures(cache_dir=tmp_path, key="k", compute=compute)
+    assert len(calls) == 2 and json.dumps(again) == json.dumps(first) and json.loads(entry.read_text()) is not None
+    cached_generator_figures(cache_dir=tmp_path, key=None, compute=compute)  # no key (unknown hash): never cached
+    assert len(calls) == 3 and [p.name for p in entry.parent.iterdir()] == ["k.json"]
