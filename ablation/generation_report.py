@@ -452,7 +452,6 @@ def write_generation_report(
     embed = feature_embedder(device) if embed is None else embed
     # Every real training image: per-class figures use their class's, near-duplicates are checked against all.
     real_features = embed(fit.images) if real_features is None else real_features
-    real_labels = fit.labels
     before_features = embed(before_images)
     judge_report = _judge_section(model, judge_probabilities, judge_report, val)
     val_recall = [judge_report["validation_recall"][n] for n in fit.class_names] if judge_report else None
@@ -470,14 +469,14 @@ def write_generation_report(
             before_features,
             before_labels,
             _predictions(judge_probabilities, before_images),
-            real=(real_features, real_labels),
+            real=(real_features, fit.labels),
             **common,
         ),
         "after_filter": _set_figures(
             embed(after_images),
             after_labels,
             _predictions(judge_probabilities, after_images),
-            real=(real_features, real_labels),
+            real=(real_features, fit.labels),
             **common,
         ),
     }
@@ -485,37 +484,52 @@ def write_generation_report(
         generated=before_features,
         generated_labels=before_labels,
         real=real_features,
-        real_labels=real_labels,
+        real_labels=fit.labels,
         class_names=fit.class_names,
     )
     if judge is not None:
-        shared = dict(judge=judge, checkpoint_sha256=checkpoint_sha256, cache_dir=cache_dir, embed=embed, device=device)
         report["generator"] = _generator_section(
-            model, fit=fit, val=val, classes=classes, real_features=real_features, seed=request.seed, **shared
+            model,
+            judge=judge,
+            checkpoint_sha256=checkpoint_sha256,
+            cache_dir=cache_dir,
+            fit=fit,
+            val=val,
+            classes=classes,
+            embed=embed,
+            real_features=real_features,
+            request=request,
         )
     write_json_atomic(out_dir / REPORT_FILE, report, indent=1, allow_nan=True)
     return report
 
 
 def _generator_section(
-    model, *, judge: QualityFilter, checkpoint_sha256: str | None, cache_dir: Path | str, **inputs: Any
+    model,
+    *,
+    judge: QualityFilter,
+    checkpoint_sha256: str | None,
+    cache_dir: Path | str,
+    fit: faces.FaceSplit,
+    val: faces.FaceSplit,
+    classes: Sequence[int],
+    embed: Embed,
+    real_features: torch.Tensor,
+    request: GenerationRequest,
 ) -> dict[str, Any]:
-    """`generator_figures` for this generator and judge, through the cache where both have a content hash.
-    `inputs`: fit, val, classes, embed, real_features, device, seed."""
-    key = generator_figures_key(
-        checkpoint_sha256=checkpoint_sha256,
-        judge_sha256=judge.judge_sha256,
-        fit=inputs["fit"],
-        val=inputs["val"],
-        classes=inputs["classes"],
-        seed=inputs["seed"],
-        device=inputs["device"],
-    )
-    return cached_generator_figures(
-        cache_dir=cache_dir,
-        key=key,
-        compute=lambda: generator_figures(model=model, judge=judge.judge_probabilities, **inputs),
-    )
+    """`generator_figures` for this generator and judge, through the cache where both have a content hash; the
+    request gives the seed and the device."""
+    # What the figures depend on besides the generator, the judge and the fixed feature network (embed, and
+    # real_features = embed(fit.images)), named once: the cache key covers exactly these.
+    inputs = dict(fit=fit, val=val, classes=classes, seed=request.seed, device=request.torch_device)
+    key = generator_figures_key(checkpoint_sha256=checkpoint_sha256, judge_sha256=judge.judge_sha256, **inputs)
+
+    def measure() -> dict[str, Any]:
+        return generator_figures(
+            model=model, judge=judge.judge_probabilities, embed=embed, real_features=real_features, **inputs
+        )
+
+    return cached_generator_figures(cache_dir=cache_dir, key=key, compute=measure)
 
 
 def generator_figures_key(

@@ -15,7 +15,7 @@ import torch
 import faces
 from ablation.config import compose_config
 from ablation.generate import augment_with_checkpoint
-from ablation.generation_report import format_generation_report
+from ablation.generation_report import cached_generator_figures, format_generation_report
 from ablation.judge import ensure_judge
 from vaegan.checkpoint import save_vaegan
 from vaegan.generation.request import GenerationRequest
@@ -222,8 +222,6 @@ def test_a_judge_killed_mid_training_is_trained_again_from_scratch(tmp_path: Pat
 
 
 def test_a_damaged_generator_figures_entry_is_measured_again(tmp_path: Path) -> None:
-    from ablation.generation_report import cached_generator_figures
-
     calls = []
 
     def compute() -> dict:

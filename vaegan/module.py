@@ -59,7 +59,7 @@ from .model import ARCHITECTURE_SWITCHES, ARCHITECTURE_VERSION, VAEGAN, resoluti
 
 log = logging.getLogger(__name__)
 # The per-step seed of the global generator (dropout) is offset from the step's own generator's seed
-# (seed * 1_000_003 + step), so the two streams differ.
+# (VAEGANModule._step_seed), so the two streams differ.
 DROPOUT_SEED_OFFSET = 2**31
 
 
@@ -207,6 +207,11 @@ class VAEGANModule(pl.LightningModule):
         # A pure function of (epoch, batch): resume from an epoch-end checkpoint replays exactly.
         return self.current_epoch * self._steps_per_epoch + batch_idx
 
+    def _step_seed(self, step: int) -> int:
+        """The seed of a training step's random draws: a pure function of (run seed, step), so a resumed run
+        draws what an uninterrupted one would."""
+        return int(self.config["seed"]) * 1_000_003 + step
+
     def _epochs_to_steps(self, epochs: float) -> int:
         return int(round(epochs * self._steps_per_epoch))
 
@@ -246,7 +251,7 @@ class VAEGANModule(pl.LightningModule):
         # outside the step sees its draws.
         cuda = self.device.type == "cuda"
         with torch.random.fork_rng(devices=[self.device] if cuda else [], device_type=self.device.type):
-            seed = int(self.config["seed"]) * 1_000_003 + step + DROPOUT_SEED_OFFSET
+            seed = self._step_seed(step) + DROPOUT_SEED_OFFSET
             torch.random.default_generator.manual_seed(seed)
             if cuda:
                 torch.cuda.manual_seed(seed)  # the current device's generator only
@@ -320,7 +325,7 @@ class VAEGANModule(pl.LightningModule):
         back too, for the step's augmentation draws (made after these, so they leave these values unchanged).
         """
         n, num_classes = x.shape[0], self.model.num_classes
-        generator = torch.Generator(device=x.device).manual_seed(int(self.config["seed"]) * 1_000_003 + step)
+        generator = torch.Generator(device=x.device).manual_seed(self._step_seed(step))
         noise = torch.randn(n, self.model.latent_dim, generator=generator, device=x.device)
         z_prior = torch.randn(n, self.model.latent_dim, generator=generator, device=x.device)
         # Prior labels follow the batch's class mix, so D sees real and fake of each class equally often.
